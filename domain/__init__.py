@@ -1,0 +1,1 @@
+"""Pure decisions: aggregates, events, command models and policies. No I/O."""

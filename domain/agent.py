@@ -1,0 +1,184 @@
+"""The Agent aggregate: registration, incarnations, draining, and its health decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.domain import event
+
+from domain.base import StrIdAggregate
+from domain.errors import CommandRefused, ErrorCode
+
+ALIVE = "alive"
+SUSPECT = "suspect"
+DEAD = "dead"
+
+
+class Agent(StrIdAggregate):
+    """One agent over all its incarnations. Events name what happened to it."""
+
+    @staticmethod
+    def create_id(agent_id: str) -> str:
+        return agent_id
+
+    @event("Registered")
+    def __init__(
+        self,
+        agent_id: str,
+        capabilities: list[str],
+        capacity: int,
+        labels: dict[str, str],
+        services: list[dict[str, Any]],
+    ) -> None:
+        self.incarnation = 1
+        self._declare(capabilities, capacity, labels, services)
+
+    def _declare(
+        self,
+        capabilities: list[str],
+        capacity: int,
+        labels: dict[str, str],
+        services: list[dict[str, Any]],
+    ) -> None:
+        self.capabilities = list(capabilities)
+        self.capacity = capacity
+        self.labels = dict(labels)
+        self.services = list(services)
+        self.liveness = ALIVE
+        self.draining = False
+        self.left = False
+
+    # --- guards -----------------------------------------------------------------
+
+    def check_incarnation(self, incarnation: int) -> None:
+        if incarnation != self.incarnation:
+            raise CommandRefused(
+                ErrorCode.CONFLICT,
+                f"agent {self.id} is at incarnation {self.incarnation}, not {incarnation}",
+            )
+
+    def check_has_not_left(self) -> None:
+        if self.left:
+            raise CommandRefused(ErrorCode.CONFLICT, f"agent {self.id} has deregistered")
+
+    def check_is_not_dead(self) -> None:
+        if self.liveness == DEAD:
+            raise CommandRefused(
+                ErrorCode.CONFLICT, f"agent {self.id} was declared dead; register again"
+            )
+
+    @property
+    def status(self) -> str:
+        """The status an operator sees: left, dead, suspect, draining or healthy."""
+        if self.left:
+            return "left"
+        if self.liveness in (DEAD, SUSPECT):
+            return self.liveness
+        return "draining" if self.draining else "healthy"
+
+    # --- commands ---------------------------------------------------------------
+
+    def reregister(
+        self,
+        capabilities: list[str],
+        capacity: int,
+        labels: dict[str, str],
+        services: list[dict[str, Any]],
+    ) -> None:
+        """A new incarnation: the agent restarted, or came back after death or leave."""
+        self._reregistered(
+            incarnation=self.incarnation + 1,
+            capabilities=capabilities,
+            capacity=capacity,
+            labels=labels,
+            services=services,
+        )
+
+    @event("Reregistered")
+    def _reregistered(
+        self,
+        incarnation: int,
+        capabilities: list[str],
+        capacity: int,
+        labels: dict[str, str],
+        services: list[dict[str, Any]],
+    ) -> None:
+        self.incarnation = incarnation
+        self._declare(capabilities, capacity, labels, services)
+
+    def drain(self) -> bool:
+        """Stop new work; False when already draining (nothing to record)."""
+        self.check_has_not_left()
+        self.check_is_not_dead()
+        if self.draining:
+            return False
+        self._drain_started(incarnation=self.incarnation)
+        return True
+
+    @event("DrainStarted")
+    def _drain_started(self, incarnation: int) -> None:
+        self.draining = True
+
+    def deregister(self, incarnation: int) -> bool:
+        """Leave for good; False when this incarnation already left."""
+        self.check_incarnation(incarnation)
+        if self.left:
+            return False
+        self._deregistered(incarnation=incarnation)
+        return True
+
+    @event("Deregistered")
+    def _deregistered(self, incarnation: int) -> None:
+        self.left = True
+
+    def suspect(
+        self, incarnation: int, silence_s: float, suspect_after_s: float, last_heartbeat_seq: int
+    ) -> None:
+        """No heartbeat for suspect_after: not yet dead, no longer trusted with new work."""
+        self.check_incarnation(incarnation)
+        self.check_has_not_left()
+        if self.liveness != ALIVE:
+            raise CommandRefused(ErrorCode.CONFLICT, f"agent {self.id} is {self.liveness}")
+        self._suspected(
+            incarnation=incarnation,
+            silence_s=silence_s,
+            suspect_after_s=suspect_after_s,
+            last_heartbeat_seq=last_heartbeat_seq,
+        )
+
+    @event("Suspected")
+    def _suspected(
+        self, incarnation: int, silence_s: float, suspect_after_s: float, last_heartbeat_seq: int
+    ) -> None:
+        self.liveness = SUSPECT
+
+    def declare_dead(
+        self, incarnation: int, silence_s: float, dead_after_s: float, last_heartbeat_seq: int
+    ) -> None:
+        """The missed-heartbeat decision: this incarnation is gone and its work must move."""
+        self.check_incarnation(incarnation)
+        self.check_has_not_left()
+        self.check_is_not_dead()
+        self._declared_dead(
+            incarnation=incarnation,
+            silence_s=silence_s,
+            dead_after_s=dead_after_s,
+            last_heartbeat_seq=last_heartbeat_seq,
+        )
+
+    @event("DeclaredDead")
+    def _declared_dead(
+        self, incarnation: int, silence_s: float, dead_after_s: float, last_heartbeat_seq: int
+    ) -> None:
+        self.liveness = DEAD
+
+    def recover(self, incarnation: int, last_heartbeat_seq: int) -> None:
+        """A suspect agent heartbeats again before its dead deadline."""
+        self.check_incarnation(incarnation)
+        if self.liveness != SUSPECT:
+            raise CommandRefused(ErrorCode.CONFLICT, f"agent {self.id} is not suspect")
+        self._recovered(incarnation=incarnation, last_heartbeat_seq=last_heartbeat_seq)
+
+    @event("Recovered")
+    def _recovered(self, incarnation: int, last_heartbeat_seq: int) -> None:
+        self.liveness = ALIVE

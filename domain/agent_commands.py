@@ -1,0 +1,95 @@
+"""Commands agents send about themselves, and the messages they exchange with us."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from domain.fields import (
+    STRICT,
+    Capability,
+    Identifier,
+    Incarnation,
+    LabelKey,
+    LabelValue,
+    Tag,
+)
+
+
+class ServiceDeclaration(BaseModel):
+    """One instance of a service an agent offers."""
+
+    model_config = STRICT
+
+    name: Identifier
+    address: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    port: Annotated[int, Field(ge=0, le=65535)]
+    tags: Annotated[list[Tag], Field(max_length=32)] = []
+    meta: Annotated[dict[LabelKey, LabelValue], Field(max_length=32)] = {}
+
+
+class RegisterAgent(BaseModel):
+    """Register an agent, or re-register it with a new incarnation."""
+
+    model_config = STRICT
+
+    agent_id: Identifier
+    capabilities: Annotated[list[Capability], Field(max_length=64)] = []
+    capacity: Annotated[int, Field(ge=0, le=100_000)] = 1
+    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=64)] = {}
+    services: Annotated[list[ServiceDeclaration], Field(max_length=32)] = []
+
+
+class DeregisterAgent(BaseModel):
+    """The agent leaves for good; its open work moves at once."""
+
+    model_config = STRICT
+
+    agent_id: Identifier
+    incarnation: Incarnation
+
+
+class DrainAgent(BaseModel):
+    """No new work for the agent; what it runs finishes."""
+
+    model_config = STRICT
+
+    agent_id: Identifier
+
+
+class Heartbeat(BaseModel):
+    """Published by an agent on its heartbeat subject every heartbeat interval."""
+
+    model_config = STRICT
+
+    incarnation: Incarnation
+    seq: Annotated[int, Field(ge=0)]
+    load: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    running: Annotated[list[Identifier], Field(max_length=10_000)] = []
+
+
+class RegisterReply(BaseModel):
+    """What an agent learns when it registers."""
+
+    model_config = STRICT
+
+    ok: Literal[True] = True
+    agent_id: Identifier
+    incarnation: Incarnation
+    heartbeat_subject: str
+    heartbeat_interval_s: float
+    tasks_subject: str
+    control_subject: str
+    position: int
+
+
+class ControlMessage(BaseModel):
+    """Sent by the orchestrator on an agent's control subject."""
+
+    model_config = STRICT
+
+    type: Literal["reregister", "cancel", "revoke"]
+    reason: str
+    incarnation: int | None = None
+    task_id: Identifier | None = None

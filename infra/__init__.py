@@ -1,0 +1,1 @@
+"""Adapters: NATS connection, streams, the JetStream event store, codec, embedded server."""

@@ -1,0 +1,51 @@
+"""NATS connection with endless reconnect, and the signals the health monitor needs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[], Awaitable[None]]
+
+
+async def connect(
+    servers: str | list[str],
+    name: str = "orchestrator",
+    on_disconnected: Listener | None = None,
+    on_reconnected: Listener | None = None,
+) -> Client:
+    """Connect, retrying forever: a coordinator must outlive NATS restarts."""
+    urls = servers.split(",") if isinstance(servers, str) else servers
+
+    async def disconnected() -> None:
+        log.warning("nats disconnected")
+        if on_disconnected:
+            await on_disconnected()
+
+    async def reconnected() -> None:
+        log.info("nats reconnected url=%s", nc.connected_url)
+        if on_reconnected:
+            await on_reconnected()
+
+    async def error(exc: Exception) -> None:
+        log.debug("nats error: %r", exc)
+
+    nc = await nats.connect(
+        servers=urls,
+        name=name,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,
+        connect_timeout=2,
+        ping_interval=5,
+        max_outstanding_pings=2,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        error_cb=error,
+    )
+    return nc

@@ -1,0 +1,257 @@
+"""The JetStream event store: one stream, one subject per event, OCC per aggregate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import nats.errors
+from eventsourcing.persistence import Mapper, StoredEvent
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, NotFoundError
+
+from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names
+
+log = logging.getLogger(__name__)
+
+_FETCH_BATCH = 500
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the aggregate since it was loaded."""
+
+
+class StoreUnavailable(Exception):
+    """JetStream could not be reached or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An event as read back from the log, with its position and causal headers."""
+
+    position: int
+    subject: str
+    kind: str
+    aggregate_id: str
+    name: str
+    event_id: str
+    causation_id: str | None
+    correlation_id: str | None
+    recorded_at: datetime
+    event: Any
+
+    def data(self) -> dict[str, Any]:
+        """The event's own attributes, without the aggregate bookkeeping."""
+        state = dict(vars(self.event))
+        for key in ("originator_id", "originator_topic"):
+            state.pop(key, None)
+        state["version"] = state.pop("originator_version")
+        return state
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "subject": self.subject,
+            "aggregate": self.kind,
+            "aggregate_id": self.aggregate_id,
+            "type": self.name,
+            "event_id": self.event_id,
+            "causation_id": self.causation_id,
+            "correlation_id": self.correlation_id,
+            "recorded_at": self.recorded_at.isoformat(),
+            "data": self.data(),
+        }
+
+
+EventHandler = Callable[[RecordedEvent], Awaitable[None]]
+
+
+class EventStore:
+    """Append, load, read and tail the decisions log on JetStream."""
+
+    def __init__(self, js: JetStreamContext, names: Names, mapper: Mapper[Any],
+                 timeout: float = 5.0) -> None:
+        self.js = js
+        self.names = names
+        self.mapper = mapper
+        self.timeout = timeout
+
+    # --- writing ----------------------------------------------------------------
+
+    async def append(
+        self,
+        kind: str,
+        events: Sequence[Any],
+        expected_position: int,
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> list[int]:
+        """Append an aggregate's new events, if its last event is still at expected_position.
+
+        expected_position 0 means the aggregate must not exist yet. Events of one
+        command are chained: each expects the position the previous one was given.
+        Returns the positions written; the event ids are in the headers.
+        """
+        positions: list[int] = []
+        expected = expected_position
+        for domain_event in events:
+            stored = self.mapper.to_stored_event(domain_event)
+            aggregate_id = str(stored.originator_id)
+            event_name = type(domain_event).__name__
+            event_id = str(uuid.uuid4())
+            headers: dict[str, str] = {
+                # Nats-Msg-Id is the event id: a retried publish of this same event is
+                # absorbed as a duplicate, while a rival event still meets the OCC check.
+                Header.MSG_ID: event_id,
+                Header.EXPECTED_LAST_SUBJECT_SEQ: str(expected),
+                Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: self.names.aggregate_events(
+                    kind, aggregate_id
+                ),
+                Header.EVENT_ID: event_id,
+                Header.TOPIC: stored.topic,
+                Header.VERSION: str(stored.originator_version),
+            }
+            if causation_id:
+                headers[Header.CAUSATION_ID] = causation_id
+            if correlation_id:
+                headers[Header.CORRELATION_ID] = correlation_id
+            subject = self.names.event(kind, aggregate_id, event_name)
+            ack = await self._publish(subject, stored.state, headers)
+            positions.append(ack)
+            expected = ack
+            # Later events of the same command are caused by the first.
+            causation_id = causation_id or event_id
+        return positions
+
+    async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> int:
+        try:
+            ack = await self.js.publish(
+                subject, data, timeout=self.timeout, headers=headers,
+                stream=self.names.events_stream,
+            )
+        except APIError as exc:
+            if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
+                raise ConcurrencyConflict(subject) from exc
+            raise StoreUnavailable(str(exc)) from exc
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(repr(exc)) from exc
+        return int(ack.seq)
+
+    # --- reading ----------------------------------------------------------------
+
+    def decode(self, msg: Msg) -> RecordedEvent:
+        headers = msg.headers or {}
+        kind, aggregate_id, name = self.names.parse_event_subject(msg.subject)
+        stored = StoredEvent(
+            originator_id=aggregate_id,
+            originator_version=int(headers[Header.VERSION]),
+            topic=headers[Header.TOPIC],
+            state=msg.data,
+        )
+        meta = msg.metadata
+        return RecordedEvent(
+            position=int(meta.sequence.stream),
+            subject=msg.subject,
+            kind=kind,
+            aggregate_id=aggregate_id,
+            name=name,
+            event_id=headers.get(Header.EVENT_ID, ""),
+            causation_id=headers.get(Header.CAUSATION_ID),
+            correlation_id=headers.get(Header.CORRELATION_ID),
+            recorded_at=meta.timestamp,
+            event=self.mapper.to_domain_event(stored),
+        )
+
+    async def read(
+        self, after: int = 0, limit: int = 1000, subject_filter: str | None = None
+    ) -> list[RecordedEvent]:
+        """Up to `limit` events with position > after, optionally under a subject filter."""
+        msgs = await self._fetch(subject_filter or self.names.events_wildcard, after, limit)
+        return [self.decode(m) for m in msgs]
+
+    async def history(self, kind: str, aggregate_id: str) -> list[RecordedEvent]:
+        """Every event of one aggregate, oldest first."""
+        return await self.read(
+            0, 1_000_000, self.names.aggregate_events(kind, aggregate_id)
+        )
+
+    async def load(self, kind: str, aggregate_id: str) -> tuple[Any | None, int]:
+        """The aggregate rebuilt from its events, and the position of its last event."""
+        aggregate = None
+        position = 0
+        for recorded in await self.history(kind, aggregate_id):
+            aggregate = recorded.event.mutate(aggregate)
+            position = recorded.position
+        return aggregate, position
+
+    async def last_position(self) -> int:
+        try:
+            info = await self.js.stream_info(self.names.events_stream)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(repr(exc)) from exc
+        return int(info.state.last_seq)
+
+    async def _fetch(self, subject_filter: str, after: int, limit: int) -> list[Msg]:
+        stream = self.names.events_stream
+        config = ConsumerConfig(
+            filter_subject=subject_filter,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=after + 1,
+            ack_policy=AckPolicy.NONE,
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=30.0,
+        )
+        try:
+            info = await self.js.add_consumer(stream, config, timeout=self.timeout)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(repr(exc)) from exc
+        wanted = min(info.num_pending or 0, limit)
+        msgs: list[Msg] = []
+        try:
+            if wanted:
+                sub = await self.js.pull_subscribe_bind(consumer=info.name, stream=stream)
+                try:
+                    while len(msgs) < wanted:
+                        batch = min(wanted - len(msgs), _FETCH_BATCH)
+                        msgs.extend(await sub.fetch(batch, timeout=self.timeout))
+                finally:
+                    await sub.unsubscribe()
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(repr(exc)) from exc
+        finally:
+            with contextlib.suppress(nats.errors.Error, NotFoundError, asyncio.TimeoutError):
+                await self.js.delete_consumer(stream, info.name)
+        return msgs[:wanted]
+
+    async def tail(self, after: int, handler: EventHandler) -> Any:
+        """Deliver every event with position > after to `handler`, in order, live.
+
+        An ordered consumer: it re-creates itself from the last position it delivered
+        after a gap or a reconnect, so nothing is skipped or applied twice.
+        """
+
+        async def on_message(msg: Msg) -> None:
+            await handler(self.decode(msg))
+
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+        )
+        return await self.js.subscribe(
+            self.names.events_wildcard,
+            stream=self.names.events_stream,
+            cb=on_message,
+            ordered_consumer=True,
+            config=config,
+            idle_heartbeat=1.0,
+            pending_msgs_limit=0,
+            pending_bytes_limit=0,
+        )

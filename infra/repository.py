@@ -1,0 +1,63 @@
+"""Aggregates loaded from and saved to the event store, with a write-through cache."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from infra.event_store import EventStore
+
+
+class Repository:
+    """Aggregates of one kind.
+
+    The cache keeps each aggregate with the position of its last event, so a command
+    costs one append rather than a replay. It is only an optimisation: a stale entry
+    (another writer got there first) fails the append's OCC check, and is evicted.
+    """
+
+    def __init__(self, store: EventStore, kind: str, cache_size: int = 200_000) -> None:
+        self.store = store
+        self.kind = kind
+        self._cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def get(self, aggregate_id: str, fresh: bool = False) -> tuple[Any | None, int]:
+        """The aggregate and its last position; `fresh` reads the log, not the cache."""
+        cached = None if fresh else self._cache.get(aggregate_id)
+        if cached is not None:
+            self._cache.move_to_end(aggregate_id)
+            return cached
+        aggregate, position = await self.store.load(self.kind, aggregate_id)
+        if aggregate is not None:
+            self._remember(aggregate_id, aggregate, position)
+        return aggregate, position
+
+    async def save(
+        self,
+        aggregate: Any,
+        expected_position: int,
+        causation_id: str | None,
+        correlation_id: str | None,
+    ) -> list[int]:
+        """Append the aggregate's pending events; returns their positions."""
+        events = aggregate.collect_events()
+        try:
+            positions = await self.store.append(
+                self.kind, events, expected_position, causation_id, correlation_id
+            )
+        except BaseException:
+            self.evict(aggregate.id)
+            raise
+        if positions:
+            self._remember(aggregate.id, aggregate, positions[-1])
+        return positions
+
+    def evict(self, aggregate_id: str) -> None:
+        self._cache.pop(aggregate_id, None)
+
+    def _remember(self, aggregate_id: str, aggregate: Any, position: int) -> None:
+        self._cache[aggregate_id] = (aggregate, position)
+        self._cache.move_to_end(aggregate_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)

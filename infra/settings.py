@@ -1,0 +1,117 @@
+"""Settings, read once at the edge from environment variables or `orchestrator up` flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+# Environment variable names (DESIGN §7), one constant each.
+NATS_URL = "ORCH_NATS_URL"
+DATA_DIR = "ORCH_DATA_DIR"
+SUBJECT_PREFIX = "ORCH_SUBJECT_PREFIX"
+HTTP_HOST = "ORCH_HTTP_HOST"
+HTTP_PORT = "ORCH_HTTP_PORT"
+HEARTBEAT_INTERVAL = "ORCH_HEARTBEAT_INTERVAL"
+SUSPECT_AFTER = "ORCH_SUSPECT_AFTER"
+DEAD_AFTER = "ORCH_DEAD_AFTER"
+ACCEPT_TIMEOUT = "ORCH_ACCEPT_TIMEOUT"
+EMBEDDED_NATS_PORT = "ORCH_EMBEDDED_NATS_PORT"
+NATS_SYNC = "ORCH_NATS_SYNC"
+HEARTBEAT_HISTORY = "ORCH_HEARTBEAT_HISTORY"
+LOG_LEVEL = "ORCH_LOG_LEVEL"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the composition root needs, with production defaults."""
+
+    nats_url: str | None = None
+    data_dir: Path = Path("./.orchestrator")
+    subject_prefix: str = "orch"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    heartbeat_interval: float = 1.0
+    suspect_after: float = 3.0
+    dead_after: float = 5.0
+    accept_timeout: float = 5.0
+    embedded_nats_port: int = 4222
+    nats_sync: str = "always"
+    heartbeat_history: int = 100
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.suspect_after <= self.dead_after:
+            raise ValueError("suspect_after must be > 0 and <= dead_after")
+        if self.heartbeat_interval <= 0 or self.heartbeat_interval >= self.suspect_after:
+            raise ValueError("heartbeat_interval must be > 0 and < suspect_after")
+        if self.nats_sync not in ("always", "default"):
+            raise ValueError("nats_sync must be 'always' or 'default'")
+        if self.heartbeat_history < 1:
+            raise ValueError("heartbeat_history must be >= 1")
+
+
+# (field, environment variable, flag, help)
+_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("nats_url", NATS_URL, "--nats-url", "NATS server URL(s), comma separated; unset = embedded"),
+    ("data_dir", DATA_DIR, "--data-dir", "embedded server's store and local state"),
+    ("subject_prefix", SUBJECT_PREFIX, "--subject-prefix",
+     "subject prefix (streams derive from it)"),
+    ("http_host", HTTP_HOST, "--http-host", "read API bind address"),
+    ("http_port", HTTP_PORT, "--http-port", "read API port (0 = any free port)"),
+    ("heartbeat_interval", HEARTBEAT_INTERVAL, "--heartbeat-interval",
+     "seconds between heartbeats, told to agents"),
+    ("suspect_after", SUSPECT_AFTER, "--suspect-after", "seconds without heartbeat before suspect"),
+    ("dead_after", DEAD_AFTER, "--dead-after", "seconds without heartbeat before dead"),
+    ("accept_timeout", ACCEPT_TIMEOUT, "--accept-timeout",
+     "seconds an agent has to accept an assignment"),
+    ("embedded_nats_port", EMBEDDED_NATS_PORT, "--embedded-nats-port",
+     "client port of the embedded nats-server"),
+    ("nats_sync", NATS_SYNC, "--nats-sync",
+     "embedded server fsync: 'always' (durable, default) or 'default' (every 2 min)"),
+    ("heartbeat_history", HEARTBEAT_HISTORY, "--heartbeat-history",
+     "heartbeats kept per agent in the heartbeat stream"),
+    ("log_level", LOG_LEVEL, "--log-level", "DEBUG, INFO, WARNING or ERROR"),
+)
+
+
+def _convert(name: str, raw: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "Path":
+        return Path(raw)
+    if kind == "str | None":
+        return raw or None
+    return raw
+
+
+def from_env(env: Mapping[str, str] | None = None, base: Settings | None = None) -> Settings:
+    """Settings from environment variables, over `base` (defaults when None)."""
+    env = os.environ if env is None else env
+    values = {name: _convert(name, env[var]) for name, var, _, _ in _OPTIONS if var in env}
+    return replace(base or Settings(), **values)
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; unset flags fall back to the environment, then defaults."""
+    defaults = Settings()
+    for name, var, flag, text in _OPTIONS:
+        parser.add_argument(
+            flag, dest=name, default=None,
+            help=f"{text} (env {var}; default {getattr(defaults, name)})",
+        )
+
+
+def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
+    """Flags over environment over defaults."""
+    settings = from_env(env)
+    given = {
+        n: _convert(n, getattr(args, n)) for n, *_ in _OPTIONS if getattr(args, n) is not None
+    }
+    return replace(settings, **given)

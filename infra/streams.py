@@ -1,0 +1,74 @@
+"""Idempotent provisioning of the orchestrator's streams."""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from infra.names import Names
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_WINDOW_S = 120.0
+HEARTBEAT_MAX_AGE_S = 24 * 3600.0
+HEARTBEAT_MAX_BYTES = 256 * 1024 * 1024
+MAX_EVENT_BYTES = 256 * 1024
+
+
+def events_config(names: Names, replicas: int = 1) -> StreamConfig:
+    """The log of decisions: file storage, kept forever, never edited."""
+    return StreamConfig(
+        name=names.events_stream,
+        description="orchestrator decisions; the source of truth",
+        subjects=[names.events_wildcard],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_msg_size=MAX_EVENT_BYTES,
+        allow_direct=True,
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
+def heartbeats_config(names: Names, history: int, replicas: int = 1) -> StreamConfig:
+    """Heartbeats, bounded per agent and in age.
+
+    Memory storage: a heartbeat is stale within seconds, and after a NATS restart the
+    health monitor restarts every deadline anyway; file storage under `sync_interval:
+    always` would fsync each one.
+    """
+    return StreamConfig(
+        name=names.heartbeats_stream,
+        description="agent heartbeats, the last few per agent",
+        subjects=[names.heartbeats_wildcard],
+        storage=StorageType.MEMORY,
+        num_replicas=replicas,
+        max_msgs_per_subject=history,
+        max_age=HEARTBEAT_MAX_AGE_S,
+        max_bytes=HEARTBEAT_MAX_BYTES,
+        max_msg_size=4096,
+        discard=DiscardPolicy.OLD,
+        allow_direct=True,
+    )
+
+
+async def provision(
+    js: JetStreamContext, names: Names, heartbeat_history: int, replicas: int = 1
+) -> None:
+    """Create the streams, or bring an existing one's settings up to date."""
+    for config in (
+        events_config(names, replicas),
+        heartbeats_config(names, heartbeat_history, replicas),
+    ):
+        try:
+            await js.add_stream(config)
+        except BadRequestError as exc:
+            # 10058: the stream exists with other settings; editable ones are updated.
+            if exc.err_code != 10058:
+                raise
+            await js.update_stream(config)
+            log.info("stream updated name=%s", config.name)

@@ -1,0 +1,151 @@
+"""Agent health: every agent's registration and status, from events and heartbeats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from projections.log_event import LogEvent
+
+_LIVENESS_BY_EVENT = {
+    "Registered": "alive",
+    "Reregistered": "alive",
+    "Suspected": "suspect",
+    "Recovered": "alive",
+    "DeclaredDead": "dead",
+}
+
+
+@dataclass
+class AgentView:
+    agent_id: str
+    incarnation: int
+    capabilities: list[str]
+    capacity: int
+    labels: dict[str, str]
+    services: list[dict[str, Any]]
+    registered_at: datetime
+    updated_at: datetime
+    liveness: str = "alive"
+    draining: bool = False
+    left: bool = False
+    position: int = 0
+    registration_event_id: str = ""
+    last_event_id: str = ""
+    last_heartbeat_at: datetime | None = None
+    last_heartbeat_seq: int = 0
+    load: float = 0.0
+    running: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.left:
+            return "left"
+        if self.liveness in ("suspect", "dead"):
+            return self.liveness
+        return "draining" if self.draining else "healthy"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agent_id": self.agent_id,
+            "status": self.status,
+            "incarnation": self.incarnation,
+            "capabilities": self.capabilities,
+            "capacity": self.capacity,
+            "labels": self.labels,
+            "services": self.services,
+            "registered_at": self.registered_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "last_heartbeat_at": (
+                self.last_heartbeat_at.isoformat() if self.last_heartbeat_at else None
+            ),
+            "load": self.load,
+            "running": self.running,
+            "position": self.position,
+        }
+
+
+class AgentHealth:
+    """The agent health projection. `apply` is pure state change; no I/O."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, AgentView] = {}
+        self.position = 0
+
+    def apply(self, event: LogEvent) -> None:
+        if event.kind == "agent":
+            self._apply_agent_event(event)
+        self.position = event.position
+
+    def _apply_agent_event(self, event: LogEvent) -> None:
+        data = event.data()
+        name = event.name
+        if name in ("Registered", "Reregistered"):
+            view = AgentView(
+                agent_id=event.aggregate_id,
+                incarnation=data.get("incarnation", 1),
+                capabilities=data["capabilities"],
+                capacity=data["capacity"],
+                labels=data["labels"],
+                services=data["services"],
+                registered_at=event.recorded_at,
+                updated_at=event.recorded_at,
+                registration_event_id=event.event_id,
+            )
+            self.agents[event.aggregate_id] = view
+        else:
+            found = self.agents.get(event.aggregate_id)
+            if found is None:
+                return
+            view = found
+            if name == "DrainStarted":
+                view.draining = True
+            elif name == "Deregistered":
+                view.left = True
+            view.updated_at = event.recorded_at
+        if name in _LIVENESS_BY_EVENT:
+            view.liveness = _LIVENESS_BY_EVENT[name]
+        view.position = event.position
+        view.last_event_id = event.event_id
+
+    def apply_heartbeat(
+        self, agent_id: str, incarnation: int, seq: int, load: float, running: list[str],
+        at: datetime,
+    ) -> bool:
+        """Record a heartbeat of the current incarnation; False when it is not one."""
+        view = self.agents.get(agent_id)
+        if view is None or view.incarnation != incarnation or view.left:
+            return False
+        view.last_heartbeat_at = at
+        view.last_heartbeat_seq = seq
+        view.load = load
+        view.running = running
+        return True
+
+    def get(self, agent_id: str) -> AgentView | None:
+        return self.agents.get(agent_id)
+
+    def query(
+        self,
+        status: str | None = None,
+        capability: str | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> list[AgentView]:
+        """Agents matching every given filter, ordered by id."""
+        found = []
+        for view in self.agents.values():
+            if status is not None and view.status != status:
+                continue
+            if capability is not None and capability not in view.capabilities:
+                continue
+            if labels and any(view.labels.get(k) != v for k, v in labels.items()):
+                continue
+            found.append(view)
+        return sorted(found, key=lambda v: v.agent_id)
+
+    def counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for view in self.agents.values():
+            totals[view.status] = totals.get(view.status, 0) + 1
+        return totals

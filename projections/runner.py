@@ -1,0 +1,67 @@
+"""Feeds the log to the projections: rebuilt from position 0 on start, then live."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from projections.log_event import LogEvent
+from projections.position import Position
+
+log = logging.getLogger(__name__)
+
+
+class Projection(Protocol):
+    def apply(self, event: LogEvent) -> None: ...
+
+
+class LogSource(Protocol):
+    async def last_position(self) -> int: ...
+    async def tail(
+        self, after: int, handler: Callable[[Any], Awaitable[None]]
+    ) -> Any: ...
+
+
+class ProjectionRunner:
+    """Applies every event, in log order, to every projection; tracks the position."""
+
+    def __init__(
+        self,
+        source: LogSource,
+        projections: Sequence[Projection],
+        on_applied: Callable[[LogEvent], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.projections = list(projections)
+        self.on_applied = on_applied
+        self.position = Position()
+        self.rebuild_target = 0
+        self._subscription: Any = None
+
+    async def start(self) -> None:
+        """Start rebuilding from the beginning of the log; `ready` tells when caught up."""
+        self.rebuild_target = await self.source.last_position()
+        self._subscription = await self.source.tail(0, self._apply)
+        log.info("projection rebuild started target=%d", self.rebuild_target)
+
+    async def _apply(self, event: LogEvent) -> None:
+        if event.position <= self.position.value:
+            return  # already applied (a redelivery after a consumer reset)
+        for projection in self.projections:
+            projection.apply(event)
+        self.position.advance(event.position)
+        if self.on_applied:
+            self.on_applied(event)
+
+    @property
+    def ready(self) -> bool:
+        return self.position.value >= self.rebuild_target
+
+    async def wait_ready(self, timeout: float) -> bool:
+        return await self.position.wait_for(self.rebuild_target, timeout)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+            self._subscription = None

@@ -1,0 +1,155 @@
+"""A Python agent: registers, heartbeats, obeys control messages, shuts down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from domain.agent_commands import ControlMessage, Heartbeat, RegisterAgent
+from infra.names import AGENT_DEREGISTER, AGENT_DRAIN, AGENT_REGISTER, Names
+
+log = logging.getLogger(__name__)
+
+
+class CommandError(Exception):
+    """The orchestrator refused a command; `code` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+
+class AgentClient:
+    """One agent's connection to the orchestrator."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        capabilities: list[str] | None = None,
+        capacity: int = 1,
+        labels: dict[str, str] | None = None,
+        services: list[dict[str, Any]] | None = None,
+        nats_url: str = "nats://127.0.0.1:4222",
+        prefix: str = "orch",
+        request_timeout: float = 5.0,
+        on_control: Callable[[ControlMessage], Awaitable[None]] | None = None,
+    ) -> None:
+        self.registration = RegisterAgent(
+            agent_id=agent_id,
+            capabilities=capabilities or [],
+            capacity=capacity,
+            labels=labels or {},
+            services=services or [],
+        )
+        self.agent_id = agent_id
+        self.nats_url = nats_url
+        self.names = Names(prefix)
+        self.request_timeout = request_timeout
+        self.on_control = on_control
+        self.nc: Client | None = None
+        self.incarnation = 0
+        self.heartbeat_interval = 1.0
+        self.heartbeats_sent = 0
+        self.heartbeats_paused = False
+        self.load = 0.0
+        self.running: list[str] = []
+        self._seq = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> dict[str, Any]:
+        """Connect, register and start heartbeating; returns the registration reply."""
+        self.nc = await nats.connect(
+            servers=self.nats_url.split(","), name=f"agent-{self.agent_id}",
+            max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+        )
+        await self.nc.subscribe(self.names.agent_control(self.agent_id), cb=self._on_control)
+        reply = await self.register()
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        return reply
+
+    async def request(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Send one command; returns the reply, or raises CommandError with its code."""
+        assert self.nc is not None, "start() first"
+        msg = await self.nc.request(
+            self.names.command(command), orjson.dumps(body), timeout=self.request_timeout
+        )
+        reply: dict[str, Any] = orjson.loads(msg.data)
+        if not reply.get("ok"):
+            error = reply.get("error", {})
+            raise CommandError(error.get("code", "unknown"), error.get("message", ""),
+                               error.get("details"))
+        return reply
+
+    async def register(self) -> dict[str, Any]:
+        reply = await self.request(AGENT_REGISTER, self.registration.model_dump())
+        self.incarnation = reply["incarnation"]
+        self.heartbeat_interval = reply["heartbeat_interval_s"]
+        return reply
+
+    async def drain(self) -> dict[str, Any]:
+        return await self.request(AGENT_DRAIN, {"agent_id": self.agent_id})
+
+    async def deregister(self) -> dict[str, Any]:
+        return await self.request(
+            AGENT_DEREGISTER, {"agent_id": self.agent_id, "incarnation": self.incarnation}
+        )
+
+    async def heartbeat(self) -> None:
+        """Publish one heartbeat to JetStream and wait for its acknowledgement."""
+        assert self.nc is not None
+        self._seq += 1
+        beat = Heartbeat(incarnation=self.incarnation, seq=self._seq, load=self.load,
+                         running=list(self.running))
+        await self.nc.jetstream().publish(
+            self.names.heartbeat(self.agent_id), beat.model_dump_json().encode(),
+            timeout=max(self.heartbeat_interval, 0.5),
+        )
+        self.heartbeats_sent += 1
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            if not self.heartbeats_paused:
+                try:
+                    await self.heartbeat()
+                except Exception as exc:  # keep trying through outages
+                    log.debug("heartbeat failed agent=%s: %r", self.agent_id, exc)
+            await asyncio.sleep(self.heartbeat_interval)
+
+    async def _on_control(self, msg: Msg) -> None:
+        try:
+            control = ControlMessage.model_validate_json(msg.data)
+        except ValueError:
+            log.warning("unreadable control message agent=%s", self.agent_id)
+            return
+        if control.type == "reregister":
+            log.info("re-registering agent=%s reason=%s", self.agent_id, control.reason)
+            with contextlib.suppress(Exception):
+                await self.register()
+        if self.on_control is not None:
+            await self.on_control(control)
+
+    async def stop(self, deregister: bool = True) -> None:
+        """Stop heartbeating; deregister unless told not to; close the connection."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.nc is None:
+            return
+        if deregister and self.incarnation:
+            with contextlib.suppress(Exception):
+                await self.deregister()
+        await self.nc.drain()
+        self.nc = None

@@ -1,0 +1,1 @@
+"""The processes: command handlers, health monitor, read API, CLI and their wiring."""

@@ -1,0 +1,217 @@
+"""The read API: agents, history, events, stats, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from domain.errors import ErrorCode
+from domain.fields import ID_PATTERN
+from infra.event_store import EventStore, StoreUnavailable
+from infra.names import AGENT, Names
+from projections.agents import AgentHealth
+from projections.runner import ProjectionRunner
+from services.metrics import Metrics
+from services.openapi import openapi_document
+
+INDEX_HEADER = "X-Orch-Index"
+MAX_WAIT_S = 600.0
+DEFAULT_WAIT_S = 60.0
+MAX_EVENTS_LIMIT = 10_000
+_SUBJECT_TOKEN = re.compile(r"^([A-Za-z0-9_-]+|\*|>)$")
+_ID = re.compile(ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class ReadModel:
+    """What the read API serves from."""
+
+    names: Names
+    store: EventStore
+    runner: ProjectionRunner
+    agents: AgentHealth
+    metrics: Metrics
+    is_connected: Callable[[], bool]
+
+
+READ_MODEL = web.AppKey("read_model", ReadModel)
+
+
+class BadQuery(Exception):
+    pass
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(status: int, code: ErrorCode, message: str) -> web.Response:
+    return _json({"ok": False, "error": {"code": str(code), "message": message}}, status)
+
+
+def _float(request: web.Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadQuery(f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise BadQuery(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    return int(_float(request, name, default, low, high))
+
+
+async def _block(request: web.Request) -> None:
+    """A blocking query: wait until the projection passes ?index=, for at most ?wait=."""
+    if "index" not in request.query:
+        return
+    index = _int(request, "index", 0, 0, 2**63)
+    wait = _float(request, "wait", DEFAULT_WAIT_S, 0, MAX_WAIT_S)
+    await request.app[READ_MODEL].runner.position.wait_past(index, wait)
+
+
+@web.middleware
+async def _envelope(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Coded JSON errors for every failure, and X-Orch-Index on every response."""
+    model = request.app[READ_MODEL]
+    try:
+        response = await handler(request)
+    except BadQuery as exc:
+        response = error_response(400, ErrorCode.INVALID_REQUEST, str(exc))
+    except StoreUnavailable:
+        response = error_response(503, ErrorCode.UNAVAILABLE, "event log unavailable")
+    except web.HTTPException as exc:
+        code = ErrorCode.NOT_FOUND if exc.status == 404 else ErrorCode.INVALID_REQUEST
+        response = error_response(exc.status, code, exc.reason)
+    response.headers[INDEX_HEADER] = str(model.runner.position.value)
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    model = request.app[READ_MODEL]
+    checks = {"nats": model.is_connected(), "projections": model.runner.ready}
+    ready = all(checks.values())
+    return _json({"ok": ready, "checks": checks}, 200 if ready else 503)
+
+
+def _label_filter(request: web.Request) -> dict[str, str]:
+    labels = {}
+    for raw in request.query.getall("label", []):
+        key, sep, value = raw.partition("=")
+        if not sep or not key:
+            raise BadQuery("label must be key=value")
+        labels[key] = value
+    return labels
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    await _block(request)
+    agents = request.app[READ_MODEL].agents.query(
+        status=request.query.get("status"),
+        capability=request.query.get("capability"),
+        labels=_label_filter(request),
+    )
+    return _json({"agents": [a.to_json() for a in agents]})
+
+
+def _agent_id(request: web.Request) -> str:
+    agent_id = request.match_info["agent_id"]
+    if not _ID.match(agent_id):
+        raise BadQuery("agent id must match " + ID_PATTERN)
+    return agent_id
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    agent_id = _agent_id(request)
+    await _block(request)
+    view = request.app[READ_MODEL].agents.get(agent_id)
+    if view is None:
+        return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} is not registered")
+    return _json(view.to_json())
+
+
+async def agent_history(request: web.Request) -> web.Response:
+    agent_id = _agent_id(request)
+    events = await request.app[READ_MODEL].store.history(AGENT, agent_id)
+    if not events:
+        return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} has no history")
+    return _json({"agent_id": agent_id, "events": [e.to_json() for e in events]})
+
+
+def _subject_filter(names: Names, raw: str | None) -> str | None:
+    """`agent.a1.>` or a full `<prefix>.evt.agent.a1.>`; tokens, `*` and `>` only."""
+    if not raw:
+        return None
+    full_prefix = names.events_wildcard[:-1]  # "<prefix>.evt."
+    relative = raw[len(full_prefix):] if raw.startswith(full_prefix) else raw
+    tokens = relative.split(".")
+    if not all(_SUBJECT_TOKEN.match(t) for t in tokens) or ">" in tokens[:-1]:
+        raise BadQuery("subject must be dot-separated tokens, '*' or a final '>'")
+    return full_prefix + relative
+
+
+async def list_events(request: web.Request) -> web.Response:
+    model = request.app[READ_MODEL]
+    after = _int(request, "after", 0, 0, 2**63)
+    limit = _int(request, "limit", 100, 1, MAX_EVENTS_LIMIT)
+    subject = _subject_filter(model.names, request.query.get("subject"))
+    events = await model.store.read(after, limit, subject)
+    last = events[-1].position if events else after
+    return _json({"events": [e.to_json() for e in events], "next_after": last})
+
+
+async def stats(request: web.Request) -> web.Response:
+    model = request.app[READ_MODEL]
+    return _json({
+        "position": model.runner.position.value,
+        "log_last_position": await model.store.last_position(),
+        "ready": model.runner.ready,
+        "agents": {"total": len(model.agents.agents), "by_status": model.agents.counts()},
+    })
+
+
+async def metrics(request: web.Request) -> web.Response:
+    model = request.app[READ_MODEL]
+    for status, count in model.agents.counts().items():
+        model.metrics.agents.labels(status).set(count)
+    model.metrics.position.set(model.runner.position.value)
+    body = generate_latest(model.metrics.registry)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+def create_app(model: ReadModel) -> web.Application:
+    app = web.Application(middlewares=[_envelope])
+    app[READ_MODEL] = model
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/v1/agents", list_agents)
+    app.router.add_get("/v1/agents/{agent_id}", get_agent)
+    app.router.add_get("/v1/agents/{agent_id}/history", agent_history)
+    app.router.add_get("/v1/events", list_events)
+    app.router.add_get("/v1/stats", stats)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    return app

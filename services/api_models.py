@@ -1,0 +1,82 @@
+"""Shapes of the read API's responses, for the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] = []
+
+
+class ErrorOut(BaseModel):
+    ok: bool
+    error: ErrorBody
+
+
+class Ok(BaseModel):
+    ok: bool
+
+
+class Ready(BaseModel):
+    ok: bool
+    checks: dict[str, bool]
+
+
+class AgentOut(BaseModel):
+    agent_id: str
+    status: str
+    incarnation: int
+    capabilities: list[str]
+    capacity: int
+    labels: dict[str, str]
+    services: list[dict[str, Any]]
+    registered_at: str
+    updated_at: str
+    last_heartbeat_at: str | None
+    load: float
+    running: list[str]
+    position: int
+
+
+class AgentList(BaseModel):
+    agents: list[AgentOut]
+
+
+class EventOut(BaseModel):
+    position: int
+    subject: str
+    aggregate: str
+    aggregate_id: str
+    type: str
+    event_id: str
+    causation_id: str | None
+    correlation_id: str | None
+    recorded_at: str
+    data: dict[str, Any]
+
+
+class History(BaseModel):
+    agent_id: str
+    events: list[EventOut]
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
+    next_after: int
+
+
+class AgentCounts(BaseModel):
+    total: int
+    by_status: dict[str, int]
+
+
+class Stats(BaseModel):
+    position: int
+    log_last_position: int
+    ready: bool
+    agents: AgentCounts

@@ -1,0 +1,172 @@
+"""The health monitor: turns silence into Suspected, DeclaredDead and Recovered events.
+
+It never counts time it could not see against an agent: while NATS is unreachable, or
+when this process was stalled or paused, every deadline restarts from the moment it can
+see again. Before declaring a death it asks the heartbeat stream itself whether it
+missed a heartbeat, so a lagging consumer cannot kill a live agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from domain.errors import CommandRefused
+from domain.health import DetectorSettings, Verdict, is_stall, silence, verdict
+from projections.agents import AgentHealth, AgentView
+from projections.position import Position
+from services.metrics import Metrics
+from services.registry import AgentRegistry
+
+log = logging.getLogger(__name__)
+
+# (stream sequence, incarnation) of the newest heartbeat on the agent's subject, or None.
+HeartbeatProbe = Callable[[str], Awaitable[tuple[int, int] | None]]
+
+
+@dataclass
+class Seen:
+    incarnation: int
+    at: float
+    heartbeat_seq: int = 0  # stream sequence of the last heartbeat applied
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        projection: AgentHealth,
+        position: Position,
+        registry: AgentRegistry,
+        settings: DetectorSettings,
+        probe: HeartbeatProbe,
+        is_connected: Callable[[], bool],
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.projection = projection
+        self.position = position
+        self.registry = registry
+        self.settings = settings
+        self.probe = probe
+        self.is_connected = is_connected
+        self.metrics = metrics
+        self.clock = clock
+        # Tick often enough that a deadline is acted on within ~1/20 of suspect_after.
+        self.interval = min(0.05, settings.suspect_after / 20)
+        self.stall_tolerance = max(0.25, settings.suspect_after / 4)
+        self.visible_since = clock()
+        self.seen: dict[str, Seen] = {}
+        self._in_flight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def saw(self, agent_id: str, incarnation: int, heartbeat_seq: int) -> None:
+        """A heartbeat of the agent's current incarnation was received just now."""
+        self.seen[agent_id] = Seen(incarnation, self.clock(), heartbeat_seq)
+
+    def restart_deadlines(self, reason: str) -> None:
+        """We could not see for a while: nobody's silence counts before now."""
+        self.visible_since = self.clock()
+        self.metrics.blind_resets.labels(reason).inc()
+        log.warning("health deadlines restarted reason=%s", reason)
+
+    async def run(self) -> None:
+        previous = self.clock()
+        while True:
+            await asyncio.sleep(self.interval)
+            now = self.clock()
+            if is_stall(previous, now, self.interval, self.stall_tolerance):
+                self.restart_deadlines("stall")
+            previous = now
+            if not self.is_connected():
+                self.visible_since = now
+                continue
+            self.tick(now)
+
+    def tick(self, now: float) -> None:
+        for view in list(self.projection.agents.values()):
+            if view.left or view.liveness == "dead" or view.agent_id in self._in_flight:
+                continue
+            seen = self.seen.get(view.agent_id)
+            if seen is None or seen.incarnation != view.incarnation:
+                # First noticed now (registration): its deadline starts here.
+                seen = self.seen[view.agent_id] = Seen(view.incarnation, now)
+            silent_for = silence(seen.at, self.visible_since, now)
+            wanted = verdict(silent_for, self.settings)
+            if wanted == view.liveness:
+                continue
+            self._spawn(self._decide(view, seen, wanted, silent_for))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _decide(self, view: AgentView, seen: Seen, wanted: str, silent_for: float) -> None:
+        agent_id = view.agent_id
+        self._in_flight.add(agent_id)
+        try:
+            outcome = None
+            if wanted == Verdict.DEAD:
+                if await self._missed_a_heartbeat(view, seen):
+                    return
+                outcome = await self.registry.declare_dead(
+                    agent_id, view.incarnation, round(silent_for, 3), self.settings.dead_after,
+                    seen.heartbeat_seq, causation_id=self._cause(view, seen),
+                    correlation_id=view.registration_event_id,
+                )
+            elif wanted == Verdict.SUSPECT and view.liveness == Verdict.ALIVE:
+                outcome = await self.registry.suspect(
+                    agent_id, view.incarnation, round(silent_for, 3),
+                    self.settings.suspect_after, seen.heartbeat_seq,
+                    causation_id=self._cause(view, seen),
+                    correlation_id=view.registration_event_id,
+                )
+            elif wanted == Verdict.ALIVE and view.liveness == Verdict.SUSPECT:
+                outcome = await self.registry.recover(
+                    agent_id, view.incarnation, seen.heartbeat_seq,
+                    causation_id=f"hb-{seen.heartbeat_seq}",
+                    correlation_id=view.registration_event_id,
+                )
+            if outcome is not None and outcome.position is not None:
+                self.metrics.decisions.labels(wanted).inc()
+                log.info("health decision agent=%s verdict=%s silence=%.3f position=%s",
+                         agent_id, wanted, silent_for, outcome.position)
+                # Stay in flight until the projection shows the decision, so the next
+                # tick does not take it again.
+                await self.position.wait_for(outcome.position, 5.0)
+        except CommandRefused as refused:
+            log.info("health decision refused agent=%s verdict=%s: %s",
+                     agent_id, wanted, refused.message)
+        finally:
+            self._in_flight.discard(agent_id)
+
+    def _cause(self, view: AgentView, seen: Seen) -> str:
+        """The last thing heard of the agent: its last heartbeat, else its last event."""
+        if view.liveness == Verdict.SUSPECT:
+            return view.last_event_id  # DeclaredDead follows from the suspicion
+        return f"hb-{seen.heartbeat_seq}" if seen.heartbeat_seq else view.last_event_id
+
+    async def _missed_a_heartbeat(self, view: AgentView, seen: Seen) -> bool:
+        """True if the stream holds a newer heartbeat than we applied (or cannot say)."""
+        try:
+            newest = await self.probe(view.agent_id)
+        except Exception as exc:  # cannot see NATS: never a reason to declare a death
+            log.warning("heartbeat probe failed agent=%s: %r", view.agent_id, exc)
+            self.restart_deadlines("probe-failed")
+            return True
+        if newest is None:
+            return False
+        sequence, incarnation = newest
+        if sequence > seen.heartbeat_seq and incarnation == view.incarnation:
+            log.warning("heartbeat consumer lagging agent=%s", view.agent_id)
+            self.saw(view.agent_id, incarnation, sequence)
+            return True
+        return False
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

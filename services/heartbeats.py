@@ -1,0 +1,115 @@
+"""Heartbeat intake: the heartbeat stream feeds the health projection and the monitor."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+
+from domain.agent_commands import ControlMessage, Heartbeat
+from infra.names import Names
+from projections.agents import AgentHealth
+from services.health_monitor import HealthMonitor
+from services.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class HeartbeatIntake:
+    """Applies each heartbeat; tells agents we do not know (any more) to re-register."""
+
+    def __init__(
+        self, nc: Client, js: JetStreamContext, names: Names, projection: AgentHealth,
+        monitor: HealthMonitor, metrics: Metrics, reregister_every: float,
+    ) -> None:
+        self.nc = nc
+        self.js = js
+        self.names = names
+        self.projection = projection
+        self.monitor = monitor
+        self.metrics = metrics
+        self.reregister_every = reregister_every
+        self._told: dict[str, float] = {}
+        self._subscription: Any = None
+
+    async def start(self) -> None:
+        # The last heartbeat per agent first, then live: start-up cost grows with
+        # agents, not with history.
+        self._subscription = await self.js.subscribe(
+            self.names.heartbeats_wildcard,
+            stream=self.names.heartbeats_stream,
+            cb=self._on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            idle_heartbeat=1.0,
+            pending_msgs_limit=0,  # flow control of the ordered consumer bounds it
+            pending_bytes_limit=0,
+        )
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+            self._subscription = None
+
+    async def _on_message(self, msg: Msg) -> None:
+        agent_id = self.names.agent_id_of_heartbeat(msg.subject)
+        try:
+            beat = Heartbeat.model_validate_json(msg.data)
+        except ValidationError:
+            self.metrics.heartbeats.labels("invalid").inc()
+            return
+        meta = msg.metadata
+        applied = self.projection.apply_heartbeat(
+            agent_id, beat.incarnation, beat.seq, beat.load, list(beat.running), meta.timestamp
+        )
+        if applied:
+            self.metrics.heartbeats.labels("applied").inc()
+            self.monitor.saw(agent_id, beat.incarnation, int(meta.sequence.stream))
+            return
+        self.metrics.heartbeats.labels("unknown").inc()
+        await self._tell_to_reregister(agent_id, beat.incarnation)
+
+    async def _tell_to_reregister(self, agent_id: str, incarnation: int) -> None:
+        view = self.projection.get(agent_id)
+        if view is not None and (incarnation > view.incarnation or view.left):
+            # Ahead of our projection (its registration is on its way), or a last beat
+            # sent after leaving: neither is a reason to re-register.
+            return
+        now = time.monotonic()
+        if now - self._told.get(agent_id, 0.0) < self.reregister_every:
+            return
+        self._told[agent_id] = now
+        reason = "unknown agent" if view is None else (
+            "declared dead" if view.liveness == "dead" else "old incarnation"
+        )
+        message = ControlMessage(type="reregister", reason=reason, incarnation=incarnation)
+        await self.nc.publish(
+            self.names.agent_control(agent_id), message.model_dump_json().encode()
+        )
+
+
+def heartbeat_probe(js: JetStreamContext, names: Names) -> Any:
+    """The monitor's check of the newest heartbeat of one agent, read from the stream."""
+
+    async def probe(agent_id: str) -> tuple[int, int] | None:
+        try:
+            raw = await js.get_last_msg(
+                names.heartbeats_stream, names.heartbeat(agent_id), direct=True
+            )
+        except NotFoundError:
+            return None
+        try:
+            incarnation = int(orjson.loads(raw.data or b"{}").get("incarnation", 0))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            incarnation = 0
+        return int(raw.seq or 0), incarnation
+
+    return probe

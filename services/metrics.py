@@ -1,0 +1,42 @@
+"""Prometheus metrics of one orchestrator process, on their own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.commands = Counter(
+            "orch_commands_total", "Commands answered, by command and outcome",
+            ["command", "outcome"], registry=self.registry,
+        )
+        self.events_applied = Counter(
+            "orch_events_applied_total", "Log events applied to the projections",
+            registry=self.registry,
+        )
+        self.heartbeats = Counter(
+            "orch_heartbeats_total", "Heartbeats received, by outcome",
+            ["outcome"], registry=self.registry,
+        )
+        self.position = Gauge(
+            "orch_projection_position", "Log position the projections have applied",
+            registry=self.registry,
+        )
+        self.agents = Gauge(
+            "orch_agents", "Agents by status", ["status"], registry=self.registry,
+        )
+        self.decisions = Counter(
+            "orch_health_decisions_total", "Health monitor decisions recorded",
+            ["decision"], registry=self.registry,
+        )
+        self.blind_resets = Counter(
+            "orch_health_deadline_resets_total",
+            "Times every deadline restarted because this process could not see NATS",
+            ["reason"], registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "orch_http_request_seconds", "Read API latency", ["route"],
+            registry=self.registry,
+        )

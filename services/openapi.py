@@ -1,0 +1,95 @@
+"""The OpenAPI 3.1 document of the read API, with schemas from the response models."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from services import api_models as m
+
+_BLOCKING = [
+    {"name": "index", "in": "query", "required": False,
+     "description": "blocking query: return once the log position passes this index",
+     "schema": {"type": "integer", "minimum": 0}},
+    {"name": "wait", "in": "query", "required": False,
+     "description": "longest wait of a blocking query, in seconds (default 60, max 600)",
+     "schema": {"type": "number", "minimum": 0, "maximum": 600}},
+]
+_AGENT_ID = {"name": "agent_id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+_INDEX_HEADER = {"X-Orch-Index": {"description": "log position the projections have applied",
+                                  "schema": {"type": "integer"}}}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "headers": _INDEX_HEADER,
+            "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _get(summary: str, ok: type[BaseModel], params: list[dict[str, Any]],
+         errors: tuple[int, ...] = ()) -> dict[str, Any]:
+    responses = {"200": _json(ok, "success")}
+    for status in errors:
+        responses[str(status)] = _json(m.ErrorOut, "coded error")
+    return {"get": {"summary": summary, "parameters": params, "responses": responses}}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [
+        m.ErrorOut, m.Ok, m.Ready, m.AgentOut, m.AgentList, m.EventOut, m.History,
+        m.EventList, m.Stats,
+    ]
+    _, schemas = models_json_schema(
+        [(model, "serialization") for model in models],
+        ref_template="#/components/schemas/{model}",
+    )
+    agent_filters = [
+        {"name": "status", "in": "query", "required": False,
+         "schema": {"type": "string",
+                    "enum": ["healthy", "suspect", "dead", "draining", "left"]}},
+        {"name": "capability", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "label", "in": "query", "required": False, "description": "key=value",
+         "schema": {"type": "string"}},
+    ]
+    events_params = [
+        {"name": "after", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 0}},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+        {"name": "subject", "in": "query", "required": False,
+         "description": "subject filter such as agent.a1.> or agent.*.DeclaredDead",
+         "schema": {"type": "string"}},
+    ]
+    metrics = {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+        "description": "text exposition format", "headers": _INDEX_HEADER,
+        "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Orchestrator read API", "version": "0.1.0"},
+        "paths": {
+            "/healthz": _get("the process is up", m.Ok, []),
+            "/readyz": _get("connected and projections rebuilt", m.Ready, [], (503,)),
+            "/v1/agents": _get("agents, filtered", m.AgentList, agent_filters + _BLOCKING,
+                               (400,)),
+            "/v1/agents/{agent_id}": _get("one agent", m.AgentOut, [_AGENT_ID, *_BLOCKING],
+                                          (400, 404)),
+            "/v1/agents/{agent_id}/history": _get("an agent's events", m.History,
+                                                  [_AGENT_ID], (400, 404, 503)),
+            "/v1/events": _get("the log, a page at a time", m.EventList, events_params,
+                               (400, 503)),
+            "/v1/stats": _get("counts and positions", m.Stats, [], (503,)),
+            "/metrics": metrics,
+            "/openapi.json": {"get": {"summary": "this document", "responses": {
+                "200": {"description": "OpenAPI 3.1", "headers": _INDEX_HEADER,
+                        "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        },
+        "components": {"schemas": schemas["$defs"]},
+    }

@@ -1,0 +1,113 @@
+"""Agent commands: register, deregister, drain, and the health monitor's decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.agent import Agent
+from domain.agent_commands import DeregisterAgent, DrainAgent, RegisterAgent, RegisterReply
+from domain.errors import CommandRefused, ErrorCode
+from infra.names import Names
+from infra.repository import Repository
+from services.execute import Outcome, execute
+
+
+def _existing(agent: Agent | None, agent_id: str) -> Agent:
+    if agent is None:
+        raise CommandRefused(ErrorCode.NOT_FOUND, f"agent {agent_id} is not registered")
+    return agent
+
+
+class AgentRegistry:
+    """Command handlers of the Agent aggregate: thin load-decide-save wrappers."""
+
+    def __init__(self, repository: Repository, names: Names, heartbeat_interval: float) -> None:
+        self.repository = repository
+        self.names = names
+        self.heartbeat_interval = heartbeat_interval
+
+    async def register(self, cmd: RegisterAgent, causation_id: str | None = None) -> dict[str, Any]:
+        capabilities = list(cmd.capabilities)
+        labels = dict(cmd.labels)
+        services = [s.model_dump() for s in cmd.services]
+
+        def decide(agent: Agent | None) -> Agent:
+            if agent is None:
+                return Agent(cmd.agent_id, capabilities, cmd.capacity, labels, services)
+            agent.reregister(capabilities, cmd.capacity, labels, services)
+            return agent
+
+        outcome = await execute(self.repository, cmd.agent_id, decide, causation_id, causation_id)
+        return RegisterReply(
+            agent_id=cmd.agent_id,
+            incarnation=outcome.aggregate.incarnation,
+            heartbeat_subject=self.names.heartbeat(cmd.agent_id),
+            heartbeat_interval_s=self.heartbeat_interval,
+            tasks_subject=self.names.agent_tasks(cmd.agent_id),
+            control_subject=self.names.agent_control(cmd.agent_id),
+            position=outcome.position or 0,
+        ).model_dump()
+
+    async def deregister(
+        self, cmd: DeregisterAgent, causation_id: str | None = None
+    ) -> dict[str, Any]:
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, cmd.agent_id)
+            agent.deregister(cmd.incarnation)
+            return agent
+
+        outcome = await execute(self.repository, cmd.agent_id, decide, causation_id)
+        return _reply(outcome, status=outcome.aggregate.status)
+
+    async def drain(self, cmd: DrainAgent, causation_id: str | None = None) -> dict[str, Any]:
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, cmd.agent_id)
+            agent.drain()
+            return agent
+
+        outcome = await execute(self.repository, cmd.agent_id, decide, causation_id)
+        return _reply(outcome, status=outcome.aggregate.status)
+
+    # --- decisions of the health monitor, through the same path ---------------------
+
+    async def suspect(
+        self, agent_id: str, incarnation: int, silence_s: float, suspect_after_s: float,
+        last_heartbeat_seq: int, causation_id: str, correlation_id: str,
+    ) -> Outcome:
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, agent_id)
+            agent.suspect(incarnation, silence_s, suspect_after_s, last_heartbeat_seq)
+            return agent
+
+        return await execute(self.repository, agent_id, decide, causation_id, correlation_id)
+
+    async def declare_dead(
+        self, agent_id: str, incarnation: int, silence_s: float, dead_after_s: float,
+        last_heartbeat_seq: int, causation_id: str, correlation_id: str,
+    ) -> Outcome:
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, agent_id)
+            agent.declare_dead(incarnation, silence_s, dead_after_s, last_heartbeat_seq)
+            return agent
+
+        return await execute(self.repository, agent_id, decide, causation_id, correlation_id)
+
+    async def recover(
+        self, agent_id: str, incarnation: int, last_heartbeat_seq: int,
+        causation_id: str, correlation_id: str,
+    ) -> Outcome:
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, agent_id)
+            agent.recover(incarnation, last_heartbeat_seq)
+            return agent
+
+        return await execute(self.repository, agent_id, decide, causation_id, correlation_id)
+
+
+def _reply(outcome: Outcome, **fields: Any) -> dict[str, Any]:
+    reply: dict[str, Any] = {"ok": True, "agent_id": outcome.aggregate.id, **fields}
+    if outcome.position is not None:
+        reply["position"] = outcome.position
+    return reply
+
+

@@ -1,0 +1,46 @@
+"""JSON Schemas of the agent protocol, generated from the pydantic models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from pydantic import BaseModel
+
+from domain.agent_commands import (
+    ControlMessage,
+    DeregisterAgent,
+    DrainAgent,
+    Heartbeat,
+    RegisterAgent,
+    RegisterReply,
+)
+
+PROTOCOL_MODELS: dict[str, type[BaseModel]] = {
+    "agent.register.request": RegisterAgent,
+    "agent.register.reply": RegisterReply,
+    "agent.deregister.request": DeregisterAgent,
+    "agent.drain.request": DrainAgent,
+    "heartbeat": Heartbeat,
+    "control": ControlMessage,
+}
+
+
+def schema_documents() -> dict[str, bytes]:
+    """File name -> schema document, as written to docs/schemas."""
+    return {
+        f"{name}.json": orjson.dumps(
+            model.model_json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+        ) + b"\n"
+        for name, model in PROTOCOL_MODELS.items()
+    }
+
+
+def write_schemas(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, document in schema_documents().items():
+        path = out / name
+        path.write_bytes(document)
+        written.append(path)
+    return written
