@@ -113,9 +113,9 @@ class AgentHealth:
         self, agent_id: str, incarnation: int, seq: int, load: float, running: list[str],
         at: datetime,
     ) -> bool:
-        """Record a heartbeat of the current incarnation; False when it is not one."""
+        """Record a heartbeat of a live current incarnation; False when it is not one."""
         view = self.agents.get(agent_id)
-        if view is None or view.incarnation != incarnation or view.left:
+        if view is None or view.incarnation != incarnation or view.left or view.liveness == "dead":
             return False
         view.last_heartbeat_at = at
         view.last_heartbeat_seq = seq

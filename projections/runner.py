@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -45,6 +46,11 @@ class ProjectionRunner:
         self._subscription = await self.source.tail(0, self._apply)
         log.info("projection rebuild started target=%d", self.rebuild_target)
 
+    async def resume(self) -> None:
+        """Tail again from the last applied position (after NATS came back)."""
+        await self.stop()
+        self._subscription = await self.source.tail(self.position.value, self._apply)
+
     async def _apply(self, event: LogEvent) -> None:
         if event.position <= self.position.value:
             return  # already applied (a redelivery after a consumer reset)
@@ -63,5 +69,6 @@ class ProjectionRunner:
 
     async def stop(self) -> None:
         if self._subscription is not None:
-            await self._subscription.unsubscribe()
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await self._subscription.unsubscribe()
             self._subscription = None

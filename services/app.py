@@ -45,6 +45,7 @@ class Orchestrator:
         self.nc: Client | None = None
         self.http_port = settings.http_port
         self._stack = contextlib.AsyncExitStack()
+        self._jobs: dict[str, asyncio.Task[None]] = {}
 
     @property
     def nats_url(self) -> str:
@@ -130,6 +131,13 @@ class Orchestrator:
         await site.start()
         self.http_port = int(http.addresses[0][1])
 
+    def _spawn_once(self, coro: Any, name: str) -> None:
+        """Run a background job of this process, replacing a running one of that name."""
+        running = self._jobs.get(name)
+        if running is not None and not running.done():
+            running.cancel()
+        self._jobs[name] = asyncio.create_task(coro, name=name)
+
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
 
@@ -145,8 +153,30 @@ class Orchestrator:
             self.monitor.restart_deadlines("disconnected")
 
     async def _on_reconnected(self) -> None:
-        if hasattr(self, "monitor"):
-            self.monitor.restart_deadlines("reconnected")
+        if not hasattr(self, "monitor"):
+            return
+        self.monitor.restart_deadlines("reconnected")
+        # NATS may have restarted: the heartbeat stream (memory) and every consumer are
+        # gone. Recreate them in the background; the callback must not block the client.
+        self._spawn_once(self._recover_after_reconnect(), "recover-after-reconnect")
+
+    async def _recover_after_reconnect(self) -> None:
+        assert self.nc is not None
+        for attempt in range(1, 61):
+            try:
+                await provision(self.nc.jetstream(), self.names, self.settings.heartbeat_history)
+                await self.runner.resume()
+                await self.intake.restart()
+            except Exception as exc:
+                log.warning("recovery after reconnect failed attempt=%d: %r", attempt, exc)
+                await asyncio.sleep(min(0.1 * attempt, 2.0))
+                continue
+            self.monitor.restart_deadlines("recovered")
+            log.info("recovered after reconnect")
+            return
 
     async def stop(self) -> None:
+        for job in self._jobs.values():
+            job.cancel()
+        await asyncio.gather(*self._jobs.values(), return_exceptions=True)
         await self._stack.aclose()

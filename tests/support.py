@@ -1,0 +1,53 @@
+"""Helpers for tests: waiting on conditions with deadlines, raw requests, HTTP reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+from nats.aio.client import Client
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None] | T | None], timeout: float = 10.0,
+    interval: float = 0.02, what: str = "condition",
+) -> T:
+    """Poll until `probe` returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+async def request(nc: Client, subject: str, body: Any, timeout: float = 5.0) -> dict[str, Any]:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    msg = await nc.request(subject, data, timeout=timeout)
+    reply: dict[str, Any] = orjson.loads(msg.data)
+    return reply
+
+
+async def get_json(url: str, timeout: float = 30.0) -> tuple[int, dict[str, Any], Any]:
+    """GET a URL: (status, headers, parsed JSON body)."""
+    async with aiohttp.ClientSession() as session, session.get(
+        url, timeout=aiohttp.ClientTimeout(total=timeout)
+    ) as response:
+        body = await response.read()
+        return response.status, dict(response.headers), orjson.loads(body) if body else None
+
+
+def registration(agent_id: str, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"agent_id": agent_id, "capabilities": ["cpu"], "capacity": 2}
+    body.update(extra)
+    return body
