@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import orjson
 from nats.aio.client import Client
 
-T = TypeVar("T")
-
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None] | T | None], timeout: float = 10.0,
-    interval: float = 0.02, what: str = "condition",
-) -> T:
+    probe: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+    what: str = "condition",
+) -> Any:
     """Poll until `probe` returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -25,7 +23,7 @@ async def eventually(
         if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout}s")
         await asyncio.sleep(interval)

@@ -194,7 +194,7 @@ class TestDeregisterAndDrain:
 
         assert first["ok"] and first["status"] == "draining" and "position" in first
         assert again["ok"] and again["status"] == "draining" and "position" not in again
-        status, _, body = await get_json(
+        _, _, body = await get_json(
             api(orchestrator, f"/v1/agents?status=draining&index={first['position'] - 1}"))
         assert [a["agent_id"] for a in body["agents"]] == ["a1"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
@@ -22,10 +23,10 @@ def port_open(port: int) -> bool:
 async def test_up_serves_healthz_on_the_embedded_server_and_stops_cleanly(tmp_path):
     http_port, nats_port = free_port(), free_port()
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no ORCH_NATS_URL: embedded
-    process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "up", "--http-port", str(http_port),
-         "--embedded-nats-port", str(nats_port), "--data-dir", str(tmp_path / "data")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "up", "--http-port", str(http_port),
+        "--embedded-nats-port", str(nats_port), "--data-dir", str(tmp_path / "data"),
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         async def healthy() -> bool:
@@ -41,9 +42,9 @@ async def test_up_serves_healthz_on_the_embedded_server_and_stops_cleanly(tmp_pa
         assert "listen: 127.0.0.1:" in config  # loopback only
 
         process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        assert await asyncio.wait_for(process.wait(), 30) == 0
         assert not port_open(nats_port)  # the embedded server went down with it
     finally:
-        if process.poll() is None:
+        if process.returncode is None:
             process.kill()
-            process.wait()
+            await process.wait()

@@ -64,8 +64,9 @@ class TestAgents:
 
 class TestBlockingQueries:
     async def test_returns_as_soon_as_a_change_is_applied(self, orchestrator, nc, names, fleet):
-        query = asyncio.create_task(get_json(url(orchestrator, f"/v1/agents?index={fleet}&wait=30")))
-        await asyncio.sleep(0.2)
+        query = asyncio.create_task(
+            get_json(url(orchestrator, f"/v1/agents?index={fleet}&wait=30")))
+        await asyncio.wait({query}, timeout=0.2)
         assert not query.done()  # blocked: nothing has changed yet
         started = time.monotonic()
 

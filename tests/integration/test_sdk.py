@@ -9,7 +9,7 @@ from tests.support import eventually
 
 
 @pytest.fixture
-def make_agent(orchestrator, nats_server, prefix):
+async def make_agent(orchestrator, nats_server, prefix):
     made: list[AgentClient] = []
 
     def make(agent_id: str, **kwargs) -> AgentClient:
