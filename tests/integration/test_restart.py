@@ -2,67 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.embedded import free_port
 from sdk.agent import AgentClient
+from tests.processes import OrchestratorProcess
 from tests.support import eventually, get_json, registration, request
 
-ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT_FIELDS = ("last_heartbeat_at", "load", "running")
-
-
-class OrchestratorProcess:
-    """`orchestrator up` in a process of its own, against the test's nats-server."""
-
-    def __init__(self, nats_url: str, prefix: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "ORCH_NATS_URL": nats_url,
-            "ORCH_SUBJECT_PREFIX": prefix,
-            "ORCH_HTTP_PORT": str(self.port),
-            "ORCH_HEARTBEAT_INTERVAL": "0.1",
-            "ORCH_SUSPECT_AFTER": "0.5",
-            "ORCH_DEAD_AFTER": "1.0",
-        }
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "up"], cwd=ROOT, env=self.env,
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-
-    def kill9(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def ready(self) -> bool:
-        try:
-            status, _, _ = await get_json(self.url("/readyz"), timeout=2)
-        except OSError:
-            return False
-        return status == 200
 
 
 @pytest.fixture
