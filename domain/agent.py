@@ -175,6 +175,7 @@ class Agent(StrIdAggregate):
     def recover(self, incarnation: int, last_heartbeat_seq: int) -> None:
         """A suspect agent heartbeats again before its dead deadline."""
         self.check_incarnation(incarnation)
+        self.check_has_not_left()
         if self.liveness != SUSPECT:
             raise CommandRefused(ErrorCode.CONFLICT, f"agent {self.id} is not suspect")
         self._recovered(incarnation=incarnation, last_heartbeat_seq=last_heartbeat_seq)

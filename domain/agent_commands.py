@@ -66,7 +66,7 @@ class Heartbeat(BaseModel):
     incarnation: Incarnation
     seq: Annotated[int, Field(ge=0)]
     load: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    running: Annotated[list[Identifier], Field(max_length=10_000)] = []
+    running: Annotated[list[Identifier], Field(max_length=1_000)] = []
 
 
 class RegisterReply(BaseModel):
@@ -74,7 +74,7 @@ class RegisterReply(BaseModel):
 
     model_config = STRICT
 
-    ok: Literal[True] = True
+    ok: Literal[True]
     agent_id: Identifier
     incarnation: Incarnation
     heartbeat_subject: str

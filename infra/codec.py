@@ -15,14 +15,16 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+_NATIVE = (str, int, float, bool, type(None))
 
 
 class OrjsonTranscoder(Transcoder):
     """JSON transcoder on orjson, wire-compatible with eventsourcing's JSONTranscoder.
 
-    Types orjson does not know natively (and datetimes, so that they decode back to
-    datetimes) are written as `{"_type_": name, "_data_": ...}` by registered transcodings.
+    Objects of registered types (UUID, datetime, Decimal and any registered later) are
+    written as `{"_type_": name, "_data_": ...}`. They are replaced before orjson sees
+    the value, because orjson would otherwise write some of them (UUIDs, dataclasses)
+    itself and they would come back as strings and dicts.
     """
 
     def __init__(self) -> None:
@@ -36,19 +38,33 @@ class OrjsonTranscoder(Transcoder):
         self.names[transcoding.name] = transcoding
 
     def encode(self, obj: Any) -> bytes:
-        return orjson.dumps(obj, default=self._encode_obj, option=_OPTIONS)
+        return orjson.dumps(self._prepare(obj))
 
     def decode(self, data: bytes) -> Any:
         return self._decode(orjson.loads(data))
 
-    def _encode_obj(self, obj: Any) -> dict[str, Any]:
-        transcoding = self.types.get(type(obj))
-        if transcoding is None:
-            raise TranscodingNotRegisteredError(
-                f"Object of type {type(obj)} is not serializable. Please define and "
-                "register a custom transcoding for this type."
-            )
-        return {"_type_": transcoding.name, "_data_": transcoding.encode(obj)}
+    def _prepare(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind in _NATIVE:
+            return obj
+        if kind is dict:
+            return {k: self._prepare(v) for k, v in obj.items()}
+        if kind is list or kind is tuple:
+            return [self._prepare(v) for v in obj]
+        transcoding = self.types.get(kind)
+        if transcoding is not None:
+            return {"_type_": transcoding.name, "_data_": self._prepare(transcoding.encode(obj))}
+        # Subclasses of JSON types are written as their base, as JSONTranscoder does.
+        if isinstance(obj, _NATIVE):
+            return obj
+        if isinstance(obj, dict):
+            return {k: self._prepare(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [self._prepare(v) for v in obj]
+        raise TranscodingNotRegisteredError(
+            f"Object of type {kind} is not serializable. Please define and register a "
+            "custom transcoding for this type."
+        )
 
     def _decode(self, value: Any) -> Any:
         if isinstance(value, list):

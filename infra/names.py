@@ -28,9 +28,21 @@ SERVICE_NAME = "orchestrator"
 AGENT_REGISTER = "agent.register"
 AGENT_DEREGISTER = "agent.deregister"
 AGENT_DRAIN = "agent.drain"
-COMMANDS = (AGENT_REGISTER, AGENT_DEREGISTER, AGENT_DRAIN)
+AGENT_ASSIGNMENTS = "agent.assignments"
+TASK_SUBMIT = "task.submit"
+TASK_ACCEPT = "task.accept"
+TASK_PROGRESS = "task.progress"
+TASK_COMPLETE = "task.complete"
+TASK_FAIL = "task.fail"
+TASK_CANCEL = "task.cancel"
+COMMANDS = (
+    AGENT_REGISTER, AGENT_DEREGISTER, AGENT_DRAIN, AGENT_ASSIGNMENTS,
+    TASK_SUBMIT, TASK_ACCEPT, TASK_PROGRESS, TASK_COMPLETE, TASK_FAIL, TASK_CANCEL,
+)
 
-AGENT = "agent"  # aggregate kind in event subjects
+# Aggregate kinds in event subjects.
+AGENT = "agent"
+TASK = "task"
 
 # JetStream API error code for a failed expected-last-subject-sequence check.
 ERR_WRONG_LAST_SEQUENCE = 10071
@@ -49,6 +61,10 @@ class Names:
     @property
     def heartbeats_stream(self) -> str:
         return f"{self._stream_base}_HEARTBEATS"
+
+    @property
+    def leader_bucket(self) -> str:
+        return f"{self._stream_base}_LEADER"
 
     @property
     def _stream_base(self) -> str:

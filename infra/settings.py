@@ -23,6 +23,10 @@ EMBEDDED_NATS_PORT = "ORCH_EMBEDDED_NATS_PORT"
 NATS_SYNC = "ORCH_NATS_SYNC"
 HEARTBEAT_HISTORY = "ORCH_HEARTBEAT_HISTORY"
 LOG_LEVEL = "ORCH_LOG_LEVEL"
+PLACEMENT_STRATEGY = "ORCH_PLACEMENT_STRATEGY"
+LEASE_TTL = "ORCH_LEASE_TTL"
+RETRY_BACKOFF = "ORCH_RETRY_BACKOFF"
+RETRY_BACKOFF_MAX = "ORCH_RETRY_BACKOFF_MAX"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,10 @@ class Settings:
     nats_sync: str = "always"
     heartbeat_history: int = 100
     log_level: str = "INFO"
+    placement_strategy: str = "least_loaded"
+    lease_ttl: float = 5.0
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 < self.suspect_after <= self.dead_after:
@@ -52,6 +60,12 @@ class Settings:
             raise ValueError("nats_sync must be 'always' or 'default'")
         if self.heartbeat_history < 1:
             raise ValueError("heartbeat_history must be >= 1")
+        if self.placement_strategy not in ("least_loaded", "round_robin", "bin_pack"):
+            raise ValueError("placement_strategy must be least_loaded, round_robin or bin_pack")
+        if self.lease_ttl <= 0 or self.accept_timeout <= 0:
+            raise ValueError("lease_ttl and accept_timeout must be > 0")
+        if not 0 < self.retry_backoff <= self.retry_backoff_max:
+            raise ValueError("retry_backoff must be > 0 and <= retry_backoff_max")
 
 
 # (field, environment variable, flag, help)
@@ -75,6 +89,13 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("heartbeat_history", HEARTBEAT_HISTORY, "--heartbeat-history",
      "heartbeats kept per agent in the heartbeat stream"),
     ("log_level", LOG_LEVEL, "--log-level", "DEBUG, INFO, WARNING or ERROR"),
+    ("placement_strategy", PLACEMENT_STRATEGY, "--placement-strategy",
+     "least_loaded, round_robin or bin_pack"),
+    ("lease_ttl", LEASE_TTL, "--lease-ttl",
+     "seconds a leader lease lasts without renewal (a successor waits at most this)"),
+    ("retry_backoff", RETRY_BACKOFF, "--retry-backoff",
+     "seconds before the first retry of a failed task; doubles each failure"),
+    ("retry_backoff_max", RETRY_BACKOFF_MAX, "--retry-backoff-max", "longest retry delay"),
 )
 
 
@@ -91,11 +112,14 @@ def _convert(name: str, raw: str) -> Any:
     return raw
 
 
+def _env_values(env: Mapping[str, str] | None) -> dict[str, Any]:
+    env = os.environ if env is None else env
+    return {name: _convert(name, env[var]) for name, var, _, _ in _OPTIONS if var in env}
+
+
 def from_env(env: Mapping[str, str] | None = None, base: Settings | None = None) -> Settings:
     """Settings from environment variables, over `base` (defaults when None)."""
-    env = os.environ if env is None else env
-    values = {name: _convert(name, env[var]) for name, var, _, _ in _OPTIONS if var in env}
-    return replace(base or Settings(), **values)
+    return replace(base or Settings(), **_env_values(env))
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -109,9 +133,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:
-    """Flags over environment over defaults."""
-    settings = from_env(env)
+    """Flags over environment over defaults, checked once as a whole."""
     given = {
         n: _convert(n, getattr(args, n)) for n, *_ in _OPTIONS if getattr(args, n) is not None
     }
-    return replace(settings, **given)
+    return Settings(**{**_env_values(env), **given})

@@ -14,8 +14,11 @@ log = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW_S = 120.0
 HEARTBEAT_MAX_AGE_S = 24 * 3600.0
-HEARTBEAT_MAX_BYTES = 256 * 1024 * 1024
+# Memory the heartbeat stream may hold: the last beats of ~100,000 agents, and more.
+HEARTBEAT_MAX_BYTES = 64 * 1024 * 1024
 MAX_EVENT_BYTES = 256 * 1024
+# A heartbeat lists at most 1,000 running task ids of 64 characters.
+MAX_HEARTBEAT_BYTES = 128 * 1024
 
 
 def events_config(names: Names, replicas: int = 1) -> StreamConfig:
@@ -50,7 +53,7 @@ def heartbeats_config(names: Names, history: int, replicas: int = 1) -> StreamCo
         max_msgs_per_subject=history,
         max_age=HEARTBEAT_MAX_AGE_S,
         max_bytes=HEARTBEAT_MAX_BYTES,
-        max_msg_size=4096,
+        max_msg_size=MAX_HEARTBEAT_BYTES,
         discard=DiscardPolicy.OLD,
         allow_direct=True,
     )

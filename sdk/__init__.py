@@ -1,5 +1,5 @@
 """The Python agent SDK."""
 
-from sdk.agent import AgentClient, CommandError
+from sdk.agent import AgentClient, CommandError, TaskContext, TaskFailed
 
-__all__ = ["AgentClient", "CommandError"]
+__all__ = ["AgentClient", "CommandError", "TaskContext", "TaskFailed"]

@@ -14,7 +14,18 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from domain.agent_commands import ControlMessage, Heartbeat, RegisterAgent
-from infra.names import AGENT_DEREGISTER, AGENT_DRAIN, AGENT_REGISTER, Names
+from domain.task_commands import Assignment
+from infra.names import (
+    AGENT_ASSIGNMENTS,
+    AGENT_DEREGISTER,
+    AGENT_DRAIN,
+    AGENT_REGISTER,
+    TASK_ACCEPT,
+    TASK_COMPLETE,
+    TASK_FAIL,
+    TASK_PROGRESS,
+    Names,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +40,34 @@ class CommandError(Exception):
         self.details = details or []
 
 
+class TaskFailed(Exception):
+    """Raised by a task handler to fail its task; `retryable=False` dead-letters it."""
+
+    def __init__(self, error: str, retryable: bool = True) -> None:
+        super().__init__(error)
+        self.retryable = retryable
+
+
+class TaskContext:
+    """What a task handler gets: the assignment, and a way to report progress."""
+
+    def __init__(self, client: AgentClient, assignment: Assignment) -> None:
+        self.client = client
+        self.assignment = assignment
+        self.task_id = assignment.task_id
+        self.kind = assignment.kind
+        self.payload = assignment.payload
+
+    async def progress(self, value: float) -> None:
+        await self.client.request(TASK_PROGRESS, {
+            "task_id": self.task_id, "token": self.assignment.token, "progress": value})
+
+
+TaskHandler = Callable[[TaskContext], Awaitable[Any]]
+
+
 class AgentClient:
-    """One agent's connection to the orchestrator."""
+    """One agent's connection to the orchestrator: registration, heartbeats, tasks."""
 
     def __init__(
         self,
@@ -43,6 +80,7 @@ class AgentClient:
         prefix: str = "orch",
         request_timeout: float = 5.0,
         on_control: Callable[[ControlMessage], Awaitable[None]] | None = None,
+        handlers: dict[str, TaskHandler] | None = None,
     ) -> None:
         self.registration = RegisterAgent(
             agent_id=agent_id,
@@ -63,16 +101,21 @@ class AgentClient:
         self.heartbeats_paused = False
         self.load = 0.0
         self.running: list[str] = []
+        self.handlers = dict(handlers or {})
+        self.completed: list[str] = []
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._work: dict[str, asyncio.Task[None]] = {}  # task id -> its handler run
 
     async def start(self) -> dict[str, Any]:
         """Connect, register and start heartbeating; returns the registration reply."""
         self.nc = await nats.connect(
             servers=self.nats_url.split(","), name=f"agent-{self.agent_id}",
             max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+            reconnected_cb=self._on_reconnected,
         )
         await self.nc.subscribe(self.names.agent_control(self.agent_id), cb=self._on_control)
+        await self.nc.subscribe(self.names.agent_tasks(self.agent_id), cb=self._on_assignment)
         reply = await self.register()
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
         return reply
@@ -125,6 +168,73 @@ class AgentClient:
                     log.debug("heartbeat failed agent=%s: %r", self.agent_id, exc)
             await asyncio.sleep(self.heartbeat_interval)
 
+    # --- tasks ----------------------------------------------------------------------
+
+    async def _on_assignment(self, msg: Msg) -> None:
+        try:
+            assignment = Assignment.model_validate_json(msg.data)
+        except ValueError:
+            log.warning("unreadable assignment agent=%s", self.agent_id)
+            return
+        self._take(assignment)
+
+    def _take(self, assignment: Assignment) -> None:
+        running = self._work.get(assignment.task_id)
+        if running is not None and not running.done():
+            return  # already at it (an assignment seen again after a reconnect)
+        self._work[assignment.task_id] = asyncio.create_task(self._run(assignment))
+
+    async def _run(self, assignment: Assignment) -> None:
+        token = {"task_id": assignment.task_id, "token": assignment.token}
+        handler = self.handlers.get(assignment.kind) or self.handlers.get("*")
+        try:
+            await self.request(TASK_ACCEPT, token)
+        except CommandError as refused:
+            log.info("assignment refused task=%s: %s", assignment.task_id, refused)
+            return
+        self.running.append(assignment.task_id)
+        try:
+            if handler is None:
+                raise TaskFailed(f"no handler for kind {assignment.kind}", retryable=False)
+            result = await handler(TaskContext(self, assignment))
+            await self.request(TASK_COMPLETE, {**token, "result": result})
+            self.completed.append(assignment.task_id)
+        except TaskFailed as failed:
+            await self._report_failure(token, str(failed), failed.retryable)
+        except CommandError as refused:
+            log.info("result refused task=%s: %s", assignment.task_id, refused)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._report_failure(token, repr(exc), True)
+        finally:
+            with contextlib.suppress(ValueError):
+                self.running.remove(assignment.task_id)
+            self._work.pop(assignment.task_id, None)
+
+    async def _report_failure(self, token: dict[str, str], error: str, retryable: bool) -> None:
+        with contextlib.suppress(CommandError):
+            await self.request(TASK_FAIL, {**token, "error": error[:4096],
+                                           "retryable": retryable})
+
+    async def _on_reconnected(self) -> None:
+        """Assignments published while we were away are fetched, not lost."""
+        self._tasks.append(asyncio.create_task(self._recover_quietly()))
+
+    async def _recover_quietly(self) -> None:
+        await self.recover_assignments()
+
+    async def recover_assignments(self) -> list[str]:
+        try:
+            reply = await self.request(AGENT_ASSIGNMENTS, {"agent_id": self.agent_id})
+        except Exception as exc:
+            log.debug("assignments unavailable agent=%s: %r", self.agent_id, exc)
+            return []
+        recovered = [Assignment.model_validate(a) for a in reply["assignments"]]
+        for assignment in recovered:
+            self._take(assignment)
+        return [a.task_id for a in recovered]
+
     async def _on_control(self, msg: Msg) -> None:
         try:
             control = ControlMessage.model_validate_json(msg.data)
@@ -135,14 +245,19 @@ class AgentClient:
             log.info("re-registering agent=%s reason=%s", self.agent_id, control.reason)
             with contextlib.suppress(Exception):
                 await self.register()
+        elif control.type in ("cancel", "revoke") and control.task_id:
+            work = self._work.get(control.task_id)
+            if work is not None:
+                work.cancel()
         if self.on_control is not None:
             await self.on_control(control)
 
     async def stop(self, deregister: bool = True) -> None:
         """Stop heartbeating; deregister unless told not to; close the connection."""
-        for task in self._tasks:
+        background = self._tasks + list(self._work.values())
+        for task in background:
             task.cancel()
-        for task in self._tasks:
+        for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()

@@ -14,9 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from domain.errors import ErrorCode
 from domain.fields import ID_PATTERN
 from infra.event_store import EventStore, StoreUnavailable
-from infra.names import AGENT, Names
+from infra.names import AGENT, TASK, Names
 from projections.agents import AgentHealth
 from projections.runner import ProjectionRunner
+from projections.tasks import TaskBoard
 from services.metrics import Metrics
 from services.openapi import openapi_document
 
@@ -36,8 +37,10 @@ class ReadModel:
     store: EventStore
     runner: ProjectionRunner
     agents: AgentHealth
+    tasks: TaskBoard
     metrics: Metrics
     is_connected: Callable[[], bool]
+    is_leader: Callable[[], bool]
 
 
 READ_MODEL = web.AppKey("read_model", ReadModel)
@@ -131,11 +134,15 @@ async def list_agents(request: web.Request) -> web.Response:
     return _json({"agents": [a.to_json() for a in agents]})
 
 
+def _path_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not _ID.match(value):
+        raise BadQuery(f"{name} must match {ID_PATTERN}")
+    return value
+
+
 def _agent_id(request: web.Request) -> str:
-    agent_id = request.match_info["agent_id"]
-    if not _ID.match(agent_id):
-        raise BadQuery("agent id must match " + ID_PATTERN)
-    return agent_id
+    return _path_id(request, "agent_id")
 
 
 async def get_agent(request: web.Request) -> web.Response:
@@ -153,6 +160,51 @@ async def agent_history(request: web.Request) -> web.Response:
     if not events:
         return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} has no history")
     return _json({"agent_id": agent_id, "events": [e.to_json() for e in events]})
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    await _block(request)
+    limit = _int(request, "limit", 100, 1, 1000)
+    after = _int(request, "after", 0, 0, 2**63)
+    tasks = request.app[READ_MODEL].tasks.query(
+        status=request.query.get("status"), agent_id=request.query.get("agent"),
+        kind=request.query.get("kind"), after=after, limit=limit,
+    )
+    cursor = tasks[-1].submitted_position if len(tasks) == limit else None
+    return _json({"tasks": [t.to_json() for t in tasks], "next_after": cursor})
+
+
+async def get_task(request: web.Request) -> web.Response:
+    task_id = _path_id(request, "task_id")
+    await _block(request)
+    view = request.app[READ_MODEL].tasks.get(task_id)
+    if view is None:
+        return error_response(404, ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
+    return _json(view.to_json())
+
+
+async def task_history(request: web.Request) -> web.Response:
+    task_id = _path_id(request, "task_id")
+    model = request.app[READ_MODEL]
+    events = await model.store.history(TASK, task_id)
+    if not events:
+        return error_response(404, ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
+    # The agent events that caused a move (a death, a leave) belong to the story too.
+    causes = {e.causation_id for e in events if e.name in ("Reassigned", "Requeued")}
+    related = await _agent_events_by_id(model, events, causes)
+    story = sorted(events + related, key=lambda e: e.position)
+    return _json({"task_id": task_id, "events": [e.to_json() for e in story]})
+
+
+async def _agent_events_by_id(model: ReadModel, events: list[Any],
+                              wanted: set[str | None]) -> list[Any]:
+    agents = {e.data().get("from_agent") for e in events if e.name in ("Reassigned", "Requeued")}
+    found = []
+    for agent_id in sorted(a for a in agents if a):
+        for event in await model.store.history(AGENT, agent_id):
+            if event.event_id in wanted:
+                found.append(event)
+    return found
 
 
 def _subject_filter(names: Names, raw: str | None) -> str | None:
@@ -184,6 +236,8 @@ async def stats(request: web.Request) -> web.Response:
         "log_last_position": await model.store.last_position(),
         "ready": model.runner.ready,
         "agents": {"total": len(model.agents.agents), "by_status": model.agents.counts()},
+        "tasks": {"total": len(model.tasks.tasks), "by_status": model.tasks.counts()},
+        "leader": model.is_leader(),
     })
 
 
@@ -210,6 +264,9 @@ def create_app(model: ReadModel) -> web.Application:
     app.router.add_get("/v1/agents", list_agents)
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_get("/v1/agents/{agent_id}/history", agent_history)
+    app.router.add_get("/v1/tasks", list_tasks)
+    app.router.add_get("/v1/tasks/{task_id}", get_task)
+    app.router.add_get("/v1/tasks/{task_id}/history", task_history)
     app.router.add_get("/v1/events", list_events)
     app.router.add_get("/v1/stats", stats)
     app.router.add_get("/metrics", metrics)

@@ -70,7 +70,7 @@ class EventList(BaseModel):
     next_after: int
 
 
-class AgentCounts(BaseModel):
+class Counts(BaseModel):
     total: int
     by_status: dict[str, int]
 
@@ -79,4 +79,37 @@ class Stats(BaseModel):
     position: int
     log_last_position: int
     ready: bool
-    agents: AgentCounts
+    agents: Counts
+    tasks: Counts
+    leader: bool
+
+
+class TaskOut(BaseModel):
+    task_id: str
+    kind: str
+    status: str
+    payload: Any
+    requires: list[str]
+    priority: int
+    max_attempts: int
+    timeout_s: float
+    agent_id: str | None
+    attempt: int
+    failures: int
+    retry_at: float | None
+    progress: float
+    result: Any
+    error: str | None
+    submitted_at: str
+    updated_at: str
+    position: int
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskOut]
+    next_after: int | None
+
+
+class TaskHistory(BaseModel):
+    task_id: str
+    events: list[EventOut]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -12,35 +15,58 @@ from nats.aio.client import Client
 
 from domain.agent_commands import DeregisterAgent, DrainAgent, RegisterAgent
 from domain.health import DetectorSettings
+from domain.placement import Strategy
+from domain.task_commands import (
+    AgentAssignments,
+    CancelTask,
+    CompleteTask,
+    FailTask,
+    ReportProgress,
+    SubmitTask,
+    TaskToken,
+)
+from infra import names as n
 from infra.codec import create_mapper
 from infra.connection import connect
 from infra.embedded import EmbeddedNats
 from infra.event_store import EventStore
-from infra.names import AGENT, AGENT_DEREGISTER, AGENT_DRAIN, AGENT_REGISTER, Names
 from infra.repository import Repository
 from infra.settings import Settings
 from infra.streams import provision
 from projections.agents import AgentHealth
+from projections.log_event import LogEvent
 from projections.runner import ProjectionRunner
+from projections.tasks import TaskBoard
 from services.api import ReadModel, create_app
 from services.command_service import Command, start_command_service
+from services.dispatcher import Dispatcher, Fleet
+from services.failover import FailoverReactor
 from services.health_monitor import HealthMonitor
 from services.heartbeats import HeartbeatIntake, heartbeat_probe
+from services.leader import LeaderLease
 from services.metrics import Metrics
 from services.registry import AgentRegistry
+from services.tasks import TaskService
 
 log = logging.getLogger(__name__)
 
 REBUILD_TIMEOUT_S = 600.0
+# Events after which the dispatcher looks again: capacity or the queue changed.
+_DISPATCH_TRIGGERS = frozenset({
+    "Submitted", "Requeued", "Completed", "Failed", "DeadLettered", "Cancelled",
+    "Registered", "Reregistered", "Recovered", "DrainStarted", "Deregistered",
+})
 
 
 class Orchestrator:
-    """One orchestrator process: commands, health monitor, projections and read API."""
+    """One orchestrator process: commands, projections, read API, and (while it holds
+    the leader lease) the health monitor, dispatcher and failover reactor."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.names = Names(settings.subject_prefix)
+        self.names = n.Names(settings.subject_prefix)
         self.metrics = Metrics()
+        self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.embedded: EmbeddedNats | None = None
         self.nc: Client | None = None
         self.http_port = settings.http_port
@@ -53,6 +79,10 @@ class Orchestrator:
             return self.settings.nats_url
         assert self.embedded is not None
         return self.embedded.url
+
+    @property
+    def is_leader(self) -> bool:
+        return hasattr(self, "lease") and self.lease.is_leader
 
     async def start(self) -> None:
         try:
@@ -74,55 +104,98 @@ class Orchestrator:
             on_reconnected=self._on_reconnected,
         )
         self._stack.push_async_callback(nc.close)
-        js = nc.jetstream()
+        self.js = js = nc.jetstream()
         await provision(js, self.names, settings.heartbeat_history)
+        self._build(nc)
 
-        self.store = EventStore(js, self.names, create_mapper())
-        self.registry = AgentRegistry(
-            Repository(self.store, AGENT), self.names, settings.heartbeat_interval
-        )
-        self.agents = AgentHealth()
-        self.runner = ProjectionRunner(
-            self.store, [self.agents], on_applied=lambda _: self.metrics.events_applied.inc()
-        )
         await self.runner.start()
         self._stack.push_async_callback(self.runner.stop)
         await self.runner.wait_ready(REBUILD_TIMEOUT_S)
-
-        self.monitor = HealthMonitor(
-            self.agents, self.runner.position, self.registry,
-            DetectorSettings(settings.suspect_after, settings.dead_after),
-            heartbeat_probe(js, self.names), lambda: nc.is_connected, self.metrics,
-        )
-        self.intake = HeartbeatIntake(
-            nc, js, self.names, self.agents, self.monitor, self.metrics,
-            reregister_every=settings.heartbeat_interval,
-        )
         await self.intake.start()
         self._stack.push_async_callback(self.intake.stop)
-        self._spawn(self.monitor.run(), "health-monitor")
-        self._stack.push_async_callback(self.monitor.stop)
 
         service = await start_command_service(nc, self.names, self._commands(), self.metrics)
         self._stack.push_async_callback(service.stop)
         await self._start_http()
-        log.info("orchestrator up nats=%s http=%s:%d prefix=%s", self.nats_url,
-                 settings.http_host, self.http_port, self.names.prefix)
+        self._spawn(self.lease.run(), "leader-lease")
+        self._stack.push_async_callback(self.lease.release)
+        log.info("orchestrator up nats=%s http=%s:%d prefix=%s holder=%s", self.nats_url,
+                 settings.http_host, self.http_port, self.names.prefix, self.holder)
+
+    def _build(self, nc: Client) -> None:
+        """Every component, wired once."""
+        settings = self.settings
+        strategy = Strategy(settings.placement_strategy)
+        self.store = EventStore(self.js, self.names, create_mapper())
+        self.agents = AgentHealth()
+        self.board = TaskBoard()
+        self.runner = ProjectionRunner(self.store, [self.agents, self.board],
+                                       on_applied=self._on_applied)
+        self.registry = AgentRegistry(
+            Repository(self.store, n.AGENT), self.names, settings.heartbeat_interval)
+        self.tasks = TaskService(
+            Repository(self.store, n.TASK), self.names, self.board, nc.publish,
+            settings.retry_backoff, settings.retry_backoff_max)
+        self.fleet = Fleet(self.agents, self.board, self.runner.position)
+        self.monitor = HealthMonitor(
+            self.agents, self.runner.position, self.registry,
+            DetectorSettings(settings.suspect_after, settings.dead_after),
+            heartbeat_probe(self.js, self.names), lambda: nc.is_connected, self.metrics,
+        )
+        self.intake = HeartbeatIntake(
+            nc, self.js, self.names, self.agents, self.monitor, self.metrics,
+            reregister_every=settings.heartbeat_interval,
+        )
+        self.dispatcher = Dispatcher(self.board, self.fleet, self.tasks, strategy,
+                                     settings.accept_timeout, self.metrics)
+        self.failover = FailoverReactor(
+            self.js, self.names, self.store, self.board, self.fleet, self.tasks,
+            self.runner.position, strategy, self.metrics)
+        self.lease = LeaderLease(self.js, self.names, self.holder, settings.lease_ttl,
+                                 self._lead, self._follow)
 
     def _commands(self) -> list[Command]:
-        registry = self.registry
+        registry, tasks = self.registry, self.tasks
         return [
-            Command(AGENT_REGISTER, RegisterAgent, registry.register),
-            Command(AGENT_DEREGISTER, DeregisterAgent, registry.deregister),
-            Command(AGENT_DRAIN, DrainAgent, registry.drain),
+            Command(n.AGENT_REGISTER, RegisterAgent, registry.register),
+            Command(n.AGENT_DEREGISTER, DeregisterAgent, registry.deregister),
+            Command(n.AGENT_DRAIN, DrainAgent, registry.drain),
+            Command(n.AGENT_ASSIGNMENTS, AgentAssignments, tasks.assignments),
+            Command(n.TASK_SUBMIT, SubmitTask, tasks.submit),
+            Command(n.TASK_ACCEPT, TaskToken, tasks.accept),
+            Command(n.TASK_PROGRESS, ReportProgress, tasks.progress),
+            Command(n.TASK_COMPLETE, CompleteTask, tasks.complete),
+            Command(n.TASK_FAIL, FailTask, tasks.fail),
+            Command(n.TASK_CANCEL, CancelTask, tasks.cancel),
         ]
+
+    def _on_applied(self, event: LogEvent) -> None:
+        self.metrics.events_applied.inc()
+        if event.name in _DISPATCH_TRIGGERS:
+            self.dispatcher.poke()
+
+    # --- leadership -------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        self.monitor.restart_deadlines("elected")
+        self._spawn_job(self.monitor.run(), "health-monitor")
+        self._spawn_job(self.dispatcher.run(), "dispatcher")
+        self._spawn_job(self.failover.run(), "failover")
+        self.dispatcher.poke()
+
+    async def _follow(self) -> None:
+        for name in ("health-monitor", "dispatcher", "failover"):
+            await self._cancel_job(name)
+        await self.monitor.stop()
+
+    # --- plumbing -----------------------------------------------------------------
 
     async def _start_http(self) -> None:
         assert self.nc is not None
         nc = self.nc
         app = create_app(ReadModel(
-            self.names, self.store, self.runner, self.agents, self.metrics,
-            lambda: nc.is_connected,
+            self.names, self.store, self.runner, self.agents, self.board, self.metrics,
+            lambda: nc.is_connected, lambda: self.is_leader,
         ))
         http = web.AppRunner(app, access_log=None)
         await http.setup()
@@ -131,22 +204,22 @@ class Orchestrator:
         await site.start()
         self.http_port = int(http.addresses[0][1])
 
-    def _spawn_once(self, coro: Any, name: str) -> None:
-        """Run a background job of this process, replacing a running one of that name."""
+    def _spawn_job(self, coro: Any, name: str) -> None:
+        """Run a background job, replacing a running one of that name."""
         running = self._jobs.get(name)
         if running is not None and not running.done():
             running.cancel()
         self._jobs[name] = asyncio.create_task(coro, name=name)
 
+    async def _cancel_job(self, name: str) -> None:
+        job = self._jobs.pop(name, None)
+        if job is not None:
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await job
+
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-
-        async def cancel() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        self._stack.push_async_callback(cancel)
+        self._spawn_job(coro, name)
 
     async def _on_disconnected(self) -> None:
         if hasattr(self, "monitor"):
@@ -158,13 +231,13 @@ class Orchestrator:
         self.monitor.restart_deadlines("reconnected")
         # NATS may have restarted: the heartbeat stream (memory) and every consumer are
         # gone. Recreate them in the background; the callback must not block the client.
-        self._spawn_once(self._recover_after_reconnect(), "recover-after-reconnect")
+        self._spawn_job(self._recover_after_reconnect(), "recover-after-reconnect")
 
     async def _recover_after_reconnect(self) -> None:
         assert self.nc is not None
         for attempt in range(1, 61):
             try:
-                await provision(self.nc.jetstream(), self.names, self.settings.heartbeat_history)
+                await provision(self.js, self.names, self.settings.heartbeat_history)
                 await self.runner.resume()
                 await self.intake.restart()
             except Exception as exc:
@@ -176,7 +249,8 @@ class Orchestrator:
             return
 
     async def stop(self) -> None:
-        for job in self._jobs.values():
-            job.cancel()
-        await asyncio.gather(*self._jobs.values(), return_exceptions=True)
+        for name in list(self._jobs):
+            if name != "leader-lease":
+                await self._cancel_job(name)
+        await self._cancel_job("leader-lease")
         await self._stack.aclose()

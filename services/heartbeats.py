@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -16,12 +17,16 @@ from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from domain.agent_commands import ControlMessage, Heartbeat
+from domain.fields import ID_PATTERN
 from infra.names import Names
 from projections.agents import AgentHealth
 from services.health_monitor import HealthMonitor
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+_AGENT_ID = re.compile(ID_PATTERN)
+_TOLD_LIMIT = 10_000
 
 
 class HeartbeatIntake:
@@ -68,6 +73,9 @@ class HeartbeatIntake:
 
     async def _on_message(self, msg: Msg) -> None:
         agent_id = self.names.agent_id_of_heartbeat(msg.subject)
+        if not _AGENT_ID.match(agent_id):
+            self.metrics.heartbeats.labels("invalid").inc()
+            return
         try:
             beat = Heartbeat.model_validate_json(msg.data)
         except ValidationError:
@@ -93,6 +101,9 @@ class HeartbeatIntake:
         now = time.monotonic()
         if now - self._told.get(agent_id, 0.0) < self.reregister_every:
             return
+        if len(self._told) > _TOLD_LIMIT:  # forget old entries; they only rate-limit
+            self._told = {a: t for a, t in self._told.items()
+                          if now - t < self.reregister_every}
         self._told[agent_id] = now
         reason = "unknown agent" if view is None else (
             "declared dead" if view.liveness == "dead" else "old incarnation"

@@ -45,7 +45,7 @@ def _get(summary: str, ok: type[BaseModel], params: list[dict[str, Any]],
 def openapi_document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         m.ErrorOut, m.Ok, m.Ready, m.AgentOut, m.AgentList, m.EventOut, m.History,
-        m.EventList, m.Stats,
+        m.EventList, m.Stats, m.TaskOut, m.TaskList, m.TaskHistory,
     ]
     _, schemas = models_json_schema(
         [(model, "serialization") for model in models],
@@ -68,6 +68,21 @@ def openapi_document() -> dict[str, Any]:
          "description": "subject filter such as agent.a1.> or agent.*.DeclaredDead",
          "schema": {"type": "string"}},
     ]
+    task_filters = [
+        {"name": "status", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": [
+             "pending", "assigned", "running", "retry_wait", "completed", "dead_lettered",
+             "cancelled"]}},
+        {"name": "agent", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "kind", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "after", "in": "query", "required": False,
+         "description": "next_after of the previous page",
+         "schema": {"type": "integer", "minimum": 0}},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+    ]
+    task_id = {"name": "task_id", "in": "path", "required": True,
+               "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
     metrics = {"get": {"summary": "Prometheus metrics", "responses": {"200": {
         "description": "text exposition format", "headers": _INDEX_HEADER,
         "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
@@ -83,6 +98,13 @@ def openapi_document() -> dict[str, Any]:
                                           (400, 404)),
             "/v1/agents/{agent_id}/history": _get("an agent's events", m.History,
                                                   [_AGENT_ID], (400, 404, 503)),
+            "/v1/tasks": _get("tasks, filtered and paginated", m.TaskList,
+                              task_filters + _BLOCKING, (400,)),
+            "/v1/tasks/{task_id}": _get("one task", m.TaskOut, [task_id, *_BLOCKING],
+                                        (400, 404)),
+            "/v1/tasks/{task_id}/history": _get(
+                "a task's events, with the agent events that moved it", m.TaskHistory,
+                [task_id], (400, 404, 503)),
             "/v1/events": _get("the log, a page at a time", m.EventList, events_params,
                                (400, 503)),
             "/v1/stats": _get("counts and positions", m.Stats, [], (503,)),

@@ -39,6 +39,7 @@ class AgentRegistry:
 
         outcome = await execute(self.repository, cmd.agent_id, decide, causation_id, causation_id)
         return RegisterReply(
+            ok=True,
             agent_id=cmd.agent_id,
             incarnation=outcome.aggregate.incarnation,
             heartbeat_subject=self.names.heartbeat(cmd.agent_id),
@@ -56,7 +57,8 @@ class AgentRegistry:
             agent.deregister(cmd.incarnation)
             return agent
 
-        outcome = await execute(self.repository, cmd.agent_id, decide, causation_id)
+        outcome = await execute(
+            self.repository, cmd.agent_id, decide, causation_id, causation_id)
         return _reply(outcome, status=outcome.aggregate.status)
 
     async def drain(self, cmd: DrainAgent, causation_id: str | None = None) -> dict[str, Any]:
@@ -65,7 +67,8 @@ class AgentRegistry:
             agent.drain()
             return agent
 
-        outcome = await execute(self.repository, cmd.agent_id, decide, causation_id)
+        outcome = await execute(
+            self.repository, cmd.agent_id, decide, causation_id, causation_id)
         return _reply(outcome, status=outcome.aggregate.status)
 
     # --- decisions of the health monitor, through the same path ---------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
@@ -14,6 +16,7 @@ from infra.embedded import EmbeddedNats, free_port
 from infra.names import Names
 from infra.settings import Settings
 from services.app import Orchestrator
+from tests.support import eventually
 
 # Test timings: fast enough for a quick suite, slow enough for a loaded 2-core machine.
 HEARTBEAT_INTERVAL = 0.1
@@ -34,9 +37,20 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
 
 
 @pytest.fixture
-def prefix() -> str:
-    """A subject prefix of its own, so each test has its own streams on the shared server."""
-    return "t" + uuid.uuid4().hex[:10]
+async def prefix(nats_server: EmbeddedNats) -> AsyncIterator[str]:
+    """A subject prefix of its own, so each test has its own streams on the shared server.
+
+    They are deleted afterwards: the heartbeat stream reserves server memory.
+    """
+    value = "t" + uuid.uuid4().hex[:10]
+    yield value
+    names = Names(value)
+    client = await nats.connect(nats_server.url)
+    js = client.jetstream()
+    for stream in (names.events_stream, names.heartbeats_stream, "KV_" + names.leader_bucket):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(stream)
+    await client.close()
 
 
 @pytest.fixture
@@ -54,6 +68,10 @@ def settings(nats_server: EmbeddedNats, prefix: str, tmp_path: Path) -> Settings
         heartbeat_interval=HEARTBEAT_INTERVAL,
         suspect_after=SUSPECT_AFTER,
         dead_after=DEAD_AFTER,
+        accept_timeout=2.0,
+        lease_ttl=1.0,
+        retry_backoff=0.2,
+        retry_backoff_max=2.0,
     )
 
 
@@ -61,6 +79,7 @@ def settings(nats_server: EmbeddedNats, prefix: str, tmp_path: Path) -> Settings
 async def orchestrator(settings: Settings) -> AsyncIterator[Orchestrator]:
     orch = Orchestrator(settings)
     await orch.start()
+    await eventually(lambda: orch.is_leader, what="leader lease acquired")
     yield orch
     await orch.stop()
 

@@ -451,11 +451,6 @@ class TestRecover:
         assert agent.collect_events() == []
         assert agent.liveness == liveness
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="production bug: Agent.recover does not call check_has_not_left(), so a "
-        "suspect agent that deregistered can still record Recovered",
-    )
     def test_refuses_an_agent_that_left(self) -> None:
         agent = new_agent()
         suspect(agent)
@@ -530,7 +525,7 @@ class TestReplay:
             Agent.drain, suspect, lambda a: a.recover(1, 3), declare_dead,
             lambda a: a.reregister(["gpu"], 1, {}, []), deregister,
         ]
-        history = agent.collect_events()
+        history = list(agent.collect_events())
         snapshots = [(agent.incarnation, agent.status, agent.version)]
         for command in commands:
             command(agent)

@@ -157,7 +157,7 @@ class TestRegisterAgent:
         assert parsed.services == []
 
     def test_accepts_a_full_declaration(self) -> None:
-        body = {
+        body: dict[str, Any] = {
             "agent_id": "Agent_01-x",
             "capabilities": ["gpu:a100", "lang/python", "x.y"],
             "capacity": 100_000,

@@ -1,0 +1,242 @@
+"""The Task aggregate: submission, fenced assignments, results, retries and their end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from eventsourcing.domain import event
+
+from domain.base import StrIdAggregate
+from domain.errors import CommandRefused, ErrorCode
+
+PENDING = "pending"
+ASSIGNED = "assigned"
+RUNNING = "running"
+RETRY_WAIT = "retry_wait"
+COMPLETED = "completed"
+DEAD_LETTERED = "dead_lettered"
+CANCELLED = "cancelled"
+
+OPEN = frozenset({ASSIGNED, RUNNING})
+TERMINAL = frozenset({COMPLETED, DEAD_LETTERED, CANCELLED})
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """A digest of a submission, to tell a retried submit from a different one."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def retry_delay(failures: int, base: float, cap: float) -> float:
+    """Exponential backoff: base, 2*base, 4*base, ... at most cap."""
+    return float(min(cap, base * 2 ** (failures - 1)))
+
+
+class StaleToken(CommandRefused):
+    def __init__(self, task_id: str, reason: str) -> None:
+        super().__init__(ErrorCode.STALE_TOKEN, f"task {task_id}: {reason}")
+
+
+class Task(StrIdAggregate):
+    """One task over all its attempts. Every (re)assignment gets a new fencing token."""
+
+    @staticmethod
+    def create_id(task_id: str) -> str:
+        return task_id
+
+    @event("Submitted")
+    def __init__(
+        self, task_id: str, kind: str, payload: Any, requires: list[str], priority: int,
+        max_attempts: int, timeout_s: float, fingerprint: str,
+    ) -> None:
+        self.kind = kind
+        self.payload = payload
+        self.requires = list(requires)
+        self.priority = priority
+        self.max_attempts = max_attempts
+        self.timeout_s = timeout_s
+        self.fingerprint = fingerprint
+        self.status = PENDING
+        self.attempt = 0
+        self.failures = 0
+        self.agent_id: str | None = None
+        self.incarnation = 0
+        self.token: str | None = None
+        self.retry_at = 0.0
+        self.progress = 0.0
+        self.result: Any = None
+        self.error: str | None = None
+        self.past_tokens: list[str] = []
+
+    # --- guards -----------------------------------------------------------------
+
+    def check_token(self, token: str) -> None:
+        if token != self.token:
+            raise StaleToken(self.id, "the token is not the current assignment's")
+        if self.status not in OPEN:
+            raise StaleToken(self.id, f"the task is {self.status}")
+
+    def check_placeable(self, now: float) -> None:
+        if self.status == RETRY_WAIT and now >= self.retry_at:
+            return
+        if self.status != PENDING:
+            raise CommandRefused(ErrorCode.CONFLICT, f"task {self.id} is {self.status}")
+
+    def check_open(self) -> None:
+        if self.status not in OPEN:
+            raise CommandRefused(ErrorCode.CONFLICT, f"task {self.id} is {self.status}")
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN
+
+    # --- placement --------------------------------------------------------------
+
+    def assign(self, agent_id: str, incarnation: int, token: str, strategy: str,
+               considered: list[dict[str, Any]], now: float) -> None:
+        """A pending (or due) task goes to an agent."""
+        self.check_placeable(now)
+        self._assigned(agent_id=agent_id, incarnation=incarnation, attempt=self.attempt + 1,
+                       token=token, strategy=strategy, considered=considered)
+
+    @event("Assigned")
+    def _assigned(self, agent_id: str, incarnation: int, attempt: int, token: str,
+                  strategy: str, considered: list[dict[str, Any]]) -> None:
+        self._hand_to(agent_id, incarnation, attempt, token)
+
+    def _hand_to(self, agent_id: str, incarnation: int, attempt: int, token: str) -> None:
+        if self.token:
+            self.past_tokens.append(self.token)
+        self.status = ASSIGNED
+        self.agent_id = agent_id
+        self.incarnation = incarnation
+        self.attempt = attempt
+        self.token = token
+        self.progress = 0.0
+
+    def reassign(self, agent_id: str, incarnation: int, token: str, reason: str,
+                 strategy: str, considered: list[dict[str, Any]]) -> None:
+        """Move an open task off its agent (dead, gone, or too slow to accept)."""
+        self.check_open()
+        self._reassigned(from_agent=self.agent_id or "", agent_id=agent_id,
+                         incarnation=incarnation, attempt=self.attempt + 1, token=token,
+                         reason=reason, strategy=strategy, considered=considered)
+
+    @event("Reassigned")
+    def _reassigned(self, from_agent: str, agent_id: str, incarnation: int, attempt: int,
+                    token: str, reason: str, strategy: str,
+                    considered: list[dict[str, Any]]) -> None:
+        self._hand_to(agent_id, incarnation, attempt, token)
+
+    def requeue(self, reason: str) -> None:
+        """Take an open task off its agent when no other agent can have it yet."""
+        self.check_open()
+        self._requeued(from_agent=self.agent_id or "", reason=reason)
+
+    @event("Requeued")
+    def _requeued(self, from_agent: str, reason: str) -> None:
+        self._retire_token()
+        self.status = PENDING
+        self.agent_id = None
+
+    def _retire_token(self) -> None:
+        if self.token:
+            self.past_tokens.append(self.token)
+        self.token = None
+
+    # --- what the agent reports ----------------------------------------------------
+
+    def accept(self, token: str) -> bool:
+        """False when this assignment was already accepted (nothing to record)."""
+        self.check_token(token)
+        if self.status == RUNNING:
+            return False
+        self._accepted(token=token, attempt=self.attempt)
+        return True
+
+    @event("Accepted")
+    def _accepted(self, token: str, attempt: int) -> None:
+        self.status = RUNNING
+
+    def report_progress(self, token: str, progress: float) -> None:
+        self.check_token(token)
+        self._progressed(token=token, progress=progress)
+
+    @event("Progressed")
+    def _progressed(self, token: str, progress: float) -> None:
+        self.status = RUNNING
+        self.progress = progress
+
+    def complete(self, token: str, result: Any) -> bool:
+        """False when this attempt already completed (a retried report)."""
+        if self.status == COMPLETED and token == self.token:
+            return False
+        self.check_token(token)
+        self._completed(token=token, attempt=self.attempt, agent_id=self.agent_id or "",
+                        result=result)
+        return True
+
+    @event("Completed")
+    def _completed(self, token: str, attempt: int, agent_id: str, result: Any) -> None:
+        self.status = COMPLETED
+        self.result = result
+        self.progress = 1.0
+
+    def fail(self, token: str, error: str, retryable: bool, now: float, backoff_base: float,
+             backoff_cap: float) -> None:
+        """A failed attempt is retried after a growing delay, until max_attempts failures."""
+        self.check_token(token)
+        failures = self.failures + 1
+        if retryable and failures < self.max_attempts:
+            delay = retry_delay(failures, backoff_base, backoff_cap)
+            self._failed(token=token, attempt=self.attempt, agent_id=self.agent_id or "",
+                         error=error, retryable=retryable, failures=failures,
+                         retry_in_s=delay, retry_at=now + delay)
+        else:
+            self._dead_lettered(token=token, attempt=self.attempt,
+                                agent_id=self.agent_id or "", error=error,
+                                retryable=retryable, failures=failures)
+
+    @event("Failed")
+    def _failed(self, token: str, attempt: int, agent_id: str, error: str, retryable: bool,
+                failures: int, retry_in_s: float, retry_at: float) -> None:
+        self.status = RETRY_WAIT
+        self.failures = failures
+        self.error = error
+        self.retry_at = retry_at
+        self.agent_id = None
+
+    @event("DeadLettered")
+    def _dead_lettered(self, token: str, attempt: int, agent_id: str, error: str,
+                       retryable: bool, failures: int) -> None:
+        self.status = DEAD_LETTERED
+        self.failures = failures
+        self.error = error
+
+    def cancel(self, reason: str) -> bool:
+        """False when already cancelled; a finished task cannot be cancelled."""
+        if self.status == CANCELLED:
+            return False
+        if self.status in TERMINAL:
+            raise CommandRefused(ErrorCode.CONFLICT, f"task {self.id} is {self.status}")
+        self._cancelled(reason=reason, agent_id=self.agent_id or "", was=self.status)
+        return True
+
+    @event("Cancelled")
+    def _cancelled(self, reason: str, agent_id: str, was: str) -> None:
+        self.status = CANCELLED
+
+    def was_issued(self, token: str) -> bool:
+        """True for a token this task really handed out (a late report, not a forgery)."""
+        return token == self.token or token in self.past_tokens
+
+    def record_stale(self, token: str, action: str, reason: str) -> None:
+        """Keep the refusal of a late report from an earlier attempt in the history."""
+        self._stale_refused(token=token, action=action, reason=reason,
+                            current_attempt=self.attempt)
+
+    @event("StaleResultRefused")
+    def _stale_refused(self, token: str, action: str, reason: str, current_attempt: int) -> None:
+        pass

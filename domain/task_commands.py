@@ -1,0 +1,76 @@
+"""Task commands sent by clients and agents, and the assignment message agents receive."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from domain.fields import STRICT, Capability, Identifier
+
+Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Kind = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")]
+Text = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class SubmitTask(BaseModel):
+    """Submit a task; `task_id`, when given, makes the submission idempotent."""
+
+    model_config = STRICT
+
+    task_id: Identifier | None = None
+    kind: Kind
+    payload: Any = None
+    requires: Annotated[list[Capability], Field(max_length=32)] = []
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 300.0
+
+
+class TaskToken(BaseModel):
+    """What an agent holding an assignment says about it: accept."""
+
+    model_config = STRICT
+
+    task_id: Identifier
+    token: Token
+
+
+class ReportProgress(TaskToken):
+    progress: Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class CompleteTask(TaskToken):
+    result: Any = None
+
+
+class FailTask(TaskToken):
+    error: Text
+    retryable: bool = True
+
+
+class CancelTask(BaseModel):
+    model_config = STRICT
+
+    task_id: Identifier
+    reason: Text = "cancelled by request"
+
+
+class AgentAssignments(BaseModel):
+    model_config = STRICT
+
+    agent_id: Identifier
+
+
+class Assignment(BaseModel):
+    """Published on `<prefix>.agent.<agent_id>.tasks`."""
+
+    model_config = STRICT
+
+    task_id: Identifier
+    kind: Kind
+    payload: Any = None
+    requires: list[str]
+    attempt: int
+    token: Token
+    timeout_s: float

@@ -1,0 +1,148 @@
+"""The dispatcher: places queued tasks as soon as capacity appears, and moves assignments
+that were not accepted in time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from domain.errors import CommandRefused
+from domain.placement import Candidate, Strategy, choose
+from projections.agents import AgentHealth
+from projections.position import Position
+from projections.tasks import TaskBoard, TaskView
+from services.metrics import Metrics
+from services.tasks import TaskService
+
+log = logging.getLogger(__name__)
+
+
+class Fleet:
+    """Placement's view of the agents: the projections plus assignments still in flight.
+
+    An assignment this process made counts against its agent at once, before the
+    projection has applied it, so a burst of placements cannot overfill an agent.
+    """
+
+    def __init__(self, agents: AgentHealth, board: TaskBoard, position: Position) -> None:
+        self.agents = agents
+        self.board = board
+        self.position = position
+        self._in_flight: dict[str, tuple[str, int]] = {}  # task id -> (agent id, position)
+
+    def note(self, task_id: str, agent_id: str, position: int) -> None:
+        self._in_flight[task_id] = (agent_id, position)
+
+    def in_flight(self, task_id: str) -> bool:
+        self._settle()
+        return task_id in self._in_flight
+
+    def _settle(self) -> None:
+        applied = self.position.value
+        for task_id in [t for t, (_, p) in self._in_flight.items() if p <= applied]:
+            del self._in_flight[task_id]
+
+    def candidates(self) -> list[Candidate]:
+        self._settle()
+        extra: dict[str, int] = {}
+        for agent_id, _ in self._in_flight.values():
+            extra[agent_id] = extra.get(agent_id, 0) + 1
+        return [
+            Candidate(v.agent_id, v.incarnation, frozenset(v.capabilities), v.capacity,
+                      self.board.load(v.agent_id) + extra.get(v.agent_id, 0), v.status)
+            for v in self.agents.agents.values() if v.status == "healthy"
+        ]
+
+
+class Dispatcher:
+    def __init__(self, board: TaskBoard, fleet: Fleet, tasks: TaskService, strategy: Strategy,
+                 accept_timeout: float, metrics: Metrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.board = board
+        self.fleet = fleet
+        self.tasks = tasks
+        self.strategy = strategy
+        self.accept_timeout = accept_timeout
+        self.metrics = metrics
+        self.clock = clock
+        self.wake = asyncio.Event()
+        self._cursor = ""
+
+    def poke(self) -> None:
+        """Something changed (a task, a result, an agent): look again."""
+        self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self._next_timer())
+            self.wake.clear()
+            try:
+                await self.round()
+            except Exception:
+                log.exception("dispatch round failed")
+                await asyncio.sleep(0.1)
+
+    def _next_timer(self) -> float:
+        """Seconds until a retry falls due or an assignment's accept deadline passes."""
+        now = self.clock()
+        times = [self.board.next_retry_at() or now + 1.0]
+        for view in self.board.tasks.values():
+            if view.status == "assigned" and view.assigned_at is not None:
+                times.append(view.assigned_at.timestamp() + self.accept_timeout)
+        return max(0.005, min(min(times) - now, 1.0))
+
+    async def round(self) -> None:
+        now = self.clock()
+        await self._move_unaccepted(now)
+        for view in self.board.due(now):
+            if self.fleet.in_flight(view.task_id):
+                continue
+            candidates = self.fleet.candidates()
+            agent = choose(candidates, view.requires, self.strategy, self._cursor)
+            if agent is None:
+                continue  # a later task may need less; this one waits for capacity
+            await self._place(view, agent, candidates)
+
+    async def _place(self, view: TaskView, agent: Candidate, seen: list[Candidate]) -> None:
+        try:
+            outcome = await self.tasks.assign(view.task_id, agent, self.strategy, seen,
+                                              causation_id=f"dispatch-{view.position}")
+        except CommandRefused as refused:
+            log.debug("placement refused task=%s: %s", view.task_id, refused.message)
+            return
+        self._cursor = agent.agent_id
+        if outcome.position is not None:
+            self.fleet.note(view.task_id, agent.agent_id, outcome.position)
+            self.metrics.decisions.labels("assigned").inc()
+
+    async def _move_unaccepted(self, now: float) -> None:
+        for view in list(self.board.tasks.values()):
+            if (view.status != "assigned" or view.assigned_at is None
+                    or now < view.assigned_at.timestamp() + self.accept_timeout
+                    or self.fleet.in_flight(view.task_id) or view.agent_id is None):
+                continue
+            await move(self.tasks, self.fleet, view, view.agent_id, self.strategy,
+                       reason="accept_timeout", causation_id=f"timeout-{view.position}")
+
+
+async def move(tasks: TaskService, fleet: Fleet, view: TaskView, from_agent: str,
+               strategy: Strategy, reason: str, causation_id: str | None) -> None:
+    """Give an open task to another agent, or back to the queue if none can take it."""
+    candidates = fleet.candidates()
+    agent = choose(candidates, view.requires, strategy, exclude=frozenset({from_agent}))
+    try:
+        if agent is not None and agent.agent_id != from_agent:
+            outcome = await tasks.reassign(view.task_id, from_agent, agent, reason, strategy,
+                                           candidates, causation_id)
+            if outcome.position is not None:
+                fleet.note(view.task_id, agent.agent_id, outcome.position)
+        else:
+            outcome = await tasks.requeue(view.task_id, from_agent, reason, causation_id)
+            if outcome.position is not None:
+                fleet.note(view.task_id, "", outcome.position)  # in flight, no load
+    except CommandRefused as refused:
+        log.debug("move refused task=%s: %s", view.task_id, refused.message)

@@ -1,0 +1,99 @@
+"""The failover reactor: when an agent incarnation is gone, its open tasks move.
+
+It consumes DeclaredDead (the missed-heartbeat decision), Deregistered and Reregistered
+events from the log through a durable consumer, acknowledging each only once every task
+of that incarnation has moved; a crash in between redelivers the event, and moving is
+idempotent (a task that already moved is left alone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from domain.placement import Strategy
+from infra.event_store import EventStore, RecordedEvent
+from infra.names import AGENT, Names
+from projections.position import Position
+from projections.tasks import TaskBoard
+from services.dispatcher import Fleet, move
+from services.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+TRIGGERS = ("DeclaredDead", "Deregistered", "Reregistered")
+CONSUMER = "failover"
+_REASONS = {
+    "DeclaredDead": "agent declared dead",
+    "Deregistered": "agent deregistered",
+    "Reregistered": "agent restarted",
+}
+
+
+class FailoverReactor:
+    def __init__(self, js: JetStreamContext, names: Names, store: EventStore,
+                 board: TaskBoard, fleet: Fleet, tasks: Any, position: Position,
+                 strategy: Strategy, metrics: Metrics) -> None:
+        self.js = js
+        self.names = names
+        self.store = store
+        self.board = board
+        self.fleet = fleet
+        self.tasks = tasks
+        self.position = position
+        self.strategy = strategy
+        self.metrics = metrics
+
+    async def _subscribe(self) -> Any:
+        config = ConsumerConfig(
+            durable_name=CONSUMER,
+            filter_subjects=[self.names.event(AGENT, "*", name) for name in TRIGGERS],
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_ack_pending=1,  # in log order, one agent at a time
+        )
+        await self.js.add_consumer(self.names.events_stream, config)
+        return await self.js.pull_subscribe_bind(CONSUMER, stream=self.names.events_stream)
+
+    async def run(self) -> None:
+        subscription = None
+        while True:
+            try:
+                if subscription is None:
+                    subscription = await self._subscribe()
+                msgs = await subscription.fetch(1, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.Error as exc:
+                log.warning("failover consumer unavailable: %r", exc)
+                subscription = None
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self.react(self.store.decode(msg))
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.ack()
+
+    async def react(self, event: RecordedEvent) -> None:
+        # The board must know every assignment made before this event.
+        await self.position.wait_for(event.position, 30.0)
+        agent_id = event.aggregate_id
+        incarnation = int(event.data()["incarnation"])
+        reason = _REASONS[event.name]
+        for view in self.board.open_tasks_of(agent_id):
+            gone = view.incarnation < incarnation if event.name == "Reregistered" \
+                else view.incarnation <= incarnation
+            if not gone:
+                continue
+            await move(self.tasks, self.fleet, view, agent_id, self.strategy, reason=reason,
+                       causation_id=event.event_id)
+            self.metrics.decisions.labels("moved").inc()
+        log.info("failover done agent=%s incarnation=%d trigger=%s", agent_id, incarnation,
+                 event.name)

@@ -1,0 +1,91 @@
+"""The leader lease: one orchestrator at a time runs the monitor, dispatcher and failover.
+
+A key in a JetStream KV bucket whose entries live for the lease TTL. The holder renews it
+every TTL/3 with a compare-and-set on its revision; when the holder stops renewing the
+entry expires and another process can create it. The lease only avoids wasted work: two
+leaders for a moment are harmless, because every decision is an OCC append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from infra.names import Names
+
+log = logging.getLogger(__name__)
+
+KEY = "leader"
+Hook = Callable[[], Awaitable[None]]
+
+
+class LeaderLease:
+    def __init__(self, js: JetStreamContext, names: Names, holder: str, ttl: float,
+                 on_elected: Hook, on_deposed: Hook) -> None:
+        self.js = js
+        self.names = names
+        self.holder = holder
+        self.ttl = ttl
+        self.on_elected = on_elected
+        self.on_deposed = on_deposed
+        self.is_leader = False
+        self._revision = 0
+
+    async def _bucket(self) -> KeyValue:
+        try:
+            return await self.js.key_value(self.names.leader_bucket)
+        except BucketNotFoundError:
+            return await self.js.create_key_value(
+                bucket=self.names.leader_bucket, history=1, ttl=self.ttl,
+                description="orchestrator leader lease",
+            )
+
+    async def run(self) -> None:
+        bucket: KeyValue | None = None
+        while True:
+            try:
+                if bucket is None:
+                    bucket = await self._bucket()
+                await self._step(bucket)
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.debug("lease step failed: %r", exc)
+                bucket = None
+            await asyncio.sleep(self.ttl / 3)
+
+    async def _step(self, bucket: KeyValue) -> None:
+        if self.is_leader:
+            try:
+                self._revision = await bucket.update(KEY, self.holder.encode(), self._revision)
+            except KeyWrongLastSequenceError:
+                await self._depose("another orchestrator holds the lease")
+            return
+        try:
+            self._revision = await bucket.create(KEY, self.holder.encode())
+        except KeyWrongLastSequenceError:
+            return  # held by someone else
+        self.is_leader = True
+        log.info("leader lease acquired holder=%s", self.holder)
+        await self.on_elected()
+
+    async def _depose(self, reason: str) -> None:
+        self.is_leader = False
+        log.warning("leader lease lost holder=%s: %s", self.holder, reason)
+        await self.on_deposed()
+
+    async def release(self) -> None:
+        """Give the lease up at a clean shutdown, so a successor need not wait for the TTL."""
+        if not self.is_leader:
+            return
+        self.is_leader = False
+        try:
+            bucket = await self._bucket()
+            await bucket.delete(KEY, last=self._revision)
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.debug("lease release failed: %r", exc)
+        await self.on_deposed()

@@ -1,0 +1,214 @@
+"""Task commands: submit, accept, progress, complete, fail, cancel, and placements."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from domain.agent_commands import ControlMessage
+from domain.errors import CommandRefused, ErrorCode
+from domain.placement import Candidate
+from domain.task import StaleToken, Task, fingerprint
+from domain.task_commands import (
+    AgentAssignments,
+    Assignment,
+    CancelTask,
+    CompleteTask,
+    FailTask,
+    ReportProgress,
+    SubmitTask,
+    TaskToken,
+)
+from infra.names import Names
+from infra.repository import Repository
+from projections.tasks import TaskBoard
+from services.execute import Outcome, execute
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+
+
+def new_token() -> str:
+    return secrets.token_hex(8)
+
+
+def _existing(task: Task | None, task_id: str) -> Task:
+    if task is None:
+        raise CommandRefused(ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
+    return task
+
+
+def considered(candidates: list[Candidate], limit: int = 8) -> list[dict[str, Any]]:
+    """What placement looked at, kept in the event so `why` can be answered later."""
+    return [
+        {"agent_id": c.agent_id, "load": c.load, "capacity": c.capacity, "status": c.status}
+        for c in sorted(candidates, key=lambda c: (c.load, c.agent_id))[:limit]
+    ]
+
+
+def assignment_message(task: Task) -> bytes:
+    return Assignment(
+        task_id=task.id, kind=task.kind, payload=task.payload, requires=task.requires,
+        attempt=task.attempt, token=task.token or "", timeout_s=task.timeout_s,
+    ).model_dump_json().encode()
+
+
+class TaskService:
+    """Command handlers of the Task aggregate: thin load-decide-save wrappers."""
+
+    def __init__(self, repository: Repository, names: Names, board: TaskBoard,
+                 publish: Publish, backoff_base: float, backoff_cap: float) -> None:
+        self.repository = repository
+        self.names = names
+        self.board = board
+        self.publish = publish
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+
+    # --- clients ------------------------------------------------------------------
+
+    async def submit(self, cmd: SubmitTask, causation_id: str | None = None) -> dict[str, Any]:
+        task_id = cmd.task_id or f"t-{uuid.uuid4().hex}"
+        body = cmd.model_dump(exclude={"task_id"})
+        digest = fingerprint(body)
+
+        def decide(task: Task | None) -> Task:
+            if task is None:
+                return Task(task_id, cmd.kind, cmd.payload, list(cmd.requires), cmd.priority,
+                            cmd.max_attempts, cmd.timeout_s, digest)
+            if task.fingerprint != digest:
+                raise CommandRefused(
+                    ErrorCode.CONFLICT, f"task {task_id} exists with a different body")
+            return task  # the same submission again: answered, not repeated
+
+        outcome = await execute(self.repository, task_id, decide, causation_id, causation_id)
+        return _reply(outcome, status=outcome.aggregate.status)
+
+    async def cancel(self, cmd: CancelTask, causation_id: str | None = None) -> dict[str, Any]:
+        holder: list[str | None] = []
+
+        def decide(task: Task | None) -> Task:
+            task = _existing(task, cmd.task_id)
+            holder[:] = [task.agent_id if task.is_open else None]
+            task.cancel(cmd.reason)
+            return task
+
+        outcome = await execute(self.repository, cmd.task_id, decide, causation_id)
+        agent_id = holder[0] if holder else None
+        if outcome.positions and agent_id:
+            control = ControlMessage(type="cancel", reason=cmd.reason, task_id=cmd.task_id)
+            await self.publish(self.names.agent_control(agent_id),
+                               control.model_dump_json().encode())
+        return _reply(outcome, status=outcome.aggregate.status)
+
+    # --- agents -------------------------------------------------------------------
+
+    async def accept(self, cmd: TaskToken, causation_id: str | None = None) -> dict[str, Any]:
+        return await self._report(cmd, "accept", causation_id,
+                                  lambda task: task.accept(cmd.token))
+
+    async def progress(self, cmd: ReportProgress,
+                       causation_id: str | None = None) -> dict[str, Any]:
+        return await self._report(cmd, "progress", causation_id,
+                                  lambda task: task.report_progress(cmd.token, cmd.progress))
+
+    async def complete(self, cmd: CompleteTask,
+                       causation_id: str | None = None) -> dict[str, Any]:
+        return await self._report(cmd, "complete", causation_id,
+                                  lambda task: task.complete(cmd.token, cmd.result))
+
+    async def fail(self, cmd: FailTask, causation_id: str | None = None) -> dict[str, Any]:
+        return await self._report(
+            cmd, "fail", causation_id,
+            lambda task: task.fail(cmd.token, cmd.error, cmd.retryable, time.time(),
+                                   self.backoff_base, self.backoff_cap))
+
+    async def _report(self, cmd: TaskToken, action: str, causation_id: str | None,
+                      act: Callable[[Task], Any]) -> dict[str, Any]:
+        def decide(task: Task | None) -> Task:
+            task = _existing(task, cmd.task_id)
+            act(task)
+            return task
+
+        try:
+            outcome = await execute(self.repository, cmd.task_id, decide, causation_id)
+        except StaleToken as stale:
+            await self._record_stale(cmd, action, stale, causation_id)
+            raise
+        return _reply(outcome, status=outcome.aggregate.status)
+
+    async def _record_stale(self, cmd: TaskToken, action: str, stale: StaleToken,
+                            causation_id: str | None) -> None:
+        """A late report from an earlier attempt is kept in the history; a forgery is not."""
+
+        def decide(task: Task | None) -> Task | None:
+            if task is None or not task.was_issued(cmd.token):
+                return None
+            task.record_stale(cmd.token, action, stale.message)
+            return task
+
+        await execute(self.repository, cmd.task_id, decide, causation_id)
+
+    async def assignments(self, cmd: AgentAssignments,
+                          causation_id: str | None = None) -> dict[str, Any]:
+        tasks = self.board.open_tasks_of(cmd.agent_id)
+        return {"ok": True, "agent_id": cmd.agent_id, "assignments": [
+            Assignment(task_id=t.task_id, kind=t.kind, payload=t.payload, requires=t.requires,
+                       attempt=t.attempt, token=t.token or "", timeout_s=t.timeout_s
+                       ).model_dump()
+            for t in tasks
+        ]}
+
+    # --- the dispatcher and the failover reactor ------------------------------------
+
+    async def assign(self, task_id: str, agent: Candidate, strategy: str,
+                     seen: list[Candidate], causation_id: str | None) -> Outcome:
+        def decide(task: Task | None) -> Task:
+            task = _existing(task, task_id)
+            task.assign(agent.agent_id, agent.incarnation, new_token(), strategy,
+                        considered(seen), time.time())
+            return task
+
+        outcome = await execute(self.repository, task_id, decide, causation_id)
+        await self._deliver(outcome)
+        return outcome
+
+    async def reassign(self, task_id: str, from_agent: str, agent: Candidate, reason: str,
+                       strategy: str, seen: list[Candidate],
+                       causation_id: str | None) -> Outcome:
+        def decide(task: Task | None) -> Task:
+            task = _existing(task, task_id)
+            if task.agent_id != from_agent:
+                raise CommandRefused(ErrorCode.CONFLICT, f"task {task_id} has moved already")
+            task.reassign(agent.agent_id, agent.incarnation, new_token(), reason, strategy,
+                          considered(seen))
+            return task
+
+        outcome = await execute(self.repository, task_id, decide, causation_id)
+        await self._deliver(outcome)
+        return outcome
+
+    async def requeue(self, task_id: str, from_agent: str, reason: str,
+                      causation_id: str | None) -> Outcome:
+        def decide(task: Task | None) -> Task:
+            task = _existing(task, task_id)
+            if task.agent_id != from_agent:
+                raise CommandRefused(ErrorCode.CONFLICT, f"task {task_id} has moved already")
+            task.requeue(reason)
+            return task
+
+        return await execute(self.repository, task_id, decide, causation_id)
+
+    async def _deliver(self, outcome: Outcome) -> None:
+        task: Task = outcome.aggregate
+        if outcome.positions and task.agent_id:
+            await self.publish(self.names.agent_tasks(task.agent_id), assignment_message(task))
+
+
+def _reply(outcome: Outcome, **fields: Any) -> dict[str, Any]:
+    reply: dict[str, Any] = {"ok": True, "task_id": outcome.aggregate.id, **fields}
+    if outcome.position is not None:
+        reply["position"] = outcome.position
+    return reply
