@@ -197,7 +197,7 @@ class AgentClient:
             if handler is None:
                 raise TaskFailed(f"no handler for kind {assignment.kind}", retryable=False)
             result = await handler(TaskContext(self, assignment))
-            await self.request(TASK_COMPLETE, {**token, "result": result})
+            await self._report(TASK_COMPLETE, {**token, "result": result})
             self.completed.append(assignment.task_id)
         except TaskFailed as failed:
             await self._report_failure(token, str(failed), failed.retryable)
@@ -214,8 +214,22 @@ class AgentClient:
 
     async def _report_failure(self, token: dict[str, str], error: str, retryable: bool) -> None:
         with contextlib.suppress(CommandError):
-            await self.request(TASK_FAIL, {**token, "error": error[:4096],
+            await self._report(TASK_FAIL, {**token, "error": error[:4096],
                                            "retryable": retryable})
+
+    async def _report(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Send a result until the orchestrator answers: reports are idempotent, and a
+        result must outlive an orchestrator restart or a NATS outage."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.request(command, body)
+            except CommandError:
+                raise
+            except Exception as exc:  # no responders, timeouts, reconnecting
+                log.info("report pending agent=%s command=%s: %r", self.agent_id, command, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _on_reconnected(self) -> None:
         """Assignments published while we were away are fetched, not lost."""

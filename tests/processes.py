@@ -27,9 +27,15 @@ class OrchestratorProcess:
             "ORCH_HEARTBEAT_INTERVAL": "0.1",
             "ORCH_SUSPECT_AFTER": "0.5",
             "ORCH_DEAD_AFTER": "1.0",
+            "ORCH_LEASE_TTL": "1.0",
+            "ORCH_ACCEPT_TIMEOUT": "2.0",
         }
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
@@ -58,6 +64,13 @@ class OrchestratorProcess:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    async def is_leader(self) -> bool:
+        try:
+            status, _, body = await get_json(self.url("/v1/stats"), timeout=2)
+        except OSError:
+            return False
+        return status == 200 and bool(body["leader"])
 
     async def ready(self) -> bool:
         try:

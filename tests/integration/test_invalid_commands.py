@@ -65,3 +65,50 @@ class TestInvalidCommands:
         msg = await nc.request(names.command("agent.drain"), b"{}", timeout=5)
         assert msg.headers is not None
         assert msg.headers["Nats-Service-Error-Code"] == "400"
+
+
+INVALID_TASK_COMMANDS = [
+    pytest.param("task.submit", {"kind": "a b"}, id="submit-kind-with-space"),
+    pytest.param("task.submit", {"kind": "k", "task_id": "a.b"}, id="submit-id-with-dot"),
+    pytest.param("task.submit", {"kind": "k", "task_id": "x" * 65}, id="submit-id-too-long"),
+    pytest.param("task.submit", {"kind": "k", "priority": "high"}, id="submit-priority-text"),
+    pytest.param("task.submit", {"kind": "k", "max_attempts": 0}, id="submit-zero-attempts"),
+    pytest.param("task.submit", {"kind": "k", "timeout_s": -1}, id="submit-negative-timeout"),
+    pytest.param("task.submit", {"kind": "k", "requires": "gpu"}, id="submit-requires-string"),
+    pytest.param("task.submit", {"kind": "k", "extra": 1}, id="submit-unknown-field"),
+    pytest.param("task.submit", {}, id="submit-missing-kind"),
+    pytest.param("task.accept", {"task_id": "t1"}, id="accept-missing-token"),
+    pytest.param("task.accept", {"task_id": "t1", "token": "a*b"}, id="accept-token-wildcard"),
+    pytest.param("task.progress", {"task_id": "t1", "token": "x", "progress": 2},
+                 id="progress-above-one"),
+    pytest.param("task.complete", {"task_id": "t>", "token": "x"}, id="complete-id-gt"),
+    pytest.param("task.fail", {"task_id": "t1", "token": "x"}, id="fail-missing-error"),
+    pytest.param("task.fail", {"task_id": "t1", "token": "x", "error": "e", "retryable": "no"},
+                 id="fail-retryable-text"),
+    pytest.param("task.cancel", {"task_id": 5}, id="cancel-id-number"),
+    pytest.param("agent.assignments", {"agent_id": "a b"}, id="assignments-bad-id"),
+]
+
+
+class TestInvalidTaskCommands:
+    @pytest.mark.parametrize(("command", "body"), INVALID_TASK_COMMANDS)
+    async def test_is_refused_and_writes_nothing(self, orchestrator, nc, names, command, body):
+        await assert_refused(orchestrator, nc, names.command(command), body, "invalid_request")
+
+    @pytest.mark.parametrize("command", ["task.accept", "task.complete", "task.cancel"])
+    async def test_unknown_task_is_not_found(self, orchestrator, nc, names, command):
+        body = {"task_id": "nobody"} if command == "task.cancel" else {
+            "task_id": "nobody", "token": "abc"}
+        await assert_refused(orchestrator, nc, names.command(command), body, "not_found")
+
+    async def test_cancelling_a_completed_task_is_a_conflict(self, orchestrator, nc, names):
+        await request(nc, names.command("agent.register"),
+                      {"agent_id": "a1", "capabilities": [], "capacity": 1})
+        offers = await nc.subscribe(names.agent_tasks("a1"))
+        await request(nc, names.command("task.submit"), {"task_id": "t1", "kind": "k"})
+        offer = orjson.loads((await offers.next_msg(timeout=10)).data)
+        done = await request(nc, names.command("task.complete"),
+                             {"task_id": "t1", "token": offer["token"], "result": 1})
+        assert done["ok"] and done["status"] == "completed"
+        await assert_refused(orchestrator, nc, names.command("task.cancel"), {"task_id": "t1"},
+                             "conflict")
