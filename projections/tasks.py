@@ -42,6 +42,7 @@ class TaskView:
     attempt: int = 0
     token: str | None = None
     assigned_at: datetime | None = None
+    started_at: datetime | None = None
     failures: int = 0
     retry_at: float = 0.0
     progress: float = 0.0
@@ -114,10 +115,13 @@ class TaskBoard:
             view.attempt = data["attempt"]
             view.token = data["token"]
             view.assigned_at = event.recorded_at
+            view.started_at = None
             view.progress = 0.0
         elif name == "Requeued":
             view.agent_id = None
             view.token = None
+        elif name == "Accepted":
+            view.started_at = event.recorded_at
         elif name == "Progressed":
             view.progress = data["progress"]
         elif name == "Completed":
@@ -156,6 +160,10 @@ class TaskBoard:
 
     def load(self, agent_id: str) -> int:
         return len(self.open_by_agent.get(agent_id, ()))
+
+    def open_views(self) -> list[TaskView]:
+        """Every assigned or running task."""
+        return [self.tasks[t] for held in self.open_by_agent.values() for t in held]
 
     def open_tasks_of(self, agent_id: str) -> list[TaskView]:
         return [self.tasks[t] for t in sorted(self.open_by_agent.get(agent_id, ()))]

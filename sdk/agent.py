@@ -116,6 +116,7 @@ class AgentClient:
         )
         await self.nc.subscribe(self.names.agent_control(self.agent_id), cb=self._on_control)
         await self.nc.subscribe(self.names.agent_tasks(self.agent_id), cb=self._on_assignment)
+        await self.nc.flush()  # subscribed before the first assignment can be sent
         reply = await self.register()
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
         return reply

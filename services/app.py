@@ -116,6 +116,7 @@ class Orchestrator:
 
         service = await start_command_service(nc, self.names, self._commands(), self.metrics)
         self._stack.push_async_callback(service.stop)
+        await nc.flush()  # the server knows our subscriptions before we say we are up
         await self._start_http()
         self._spawn(self.lease.run(), "leader-lease")
         self._stack.push_async_callback(self.lease.release)

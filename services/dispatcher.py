@@ -86,18 +86,24 @@ class Dispatcher:
                 log.exception("dispatch round failed")
                 await asyncio.sleep(0.1)
 
+    def _deadline(self, view: TaskView) -> float | None:
+        """When an open task's current step runs out: accepting it, or running it."""
+        if view.status == "assigned" and view.assigned_at is not None:
+            return view.assigned_at.timestamp() + self.accept_timeout
+        if view.status == "running" and view.started_at is not None:
+            return view.started_at.timestamp() + view.timeout_s
+        return None
+
     def _next_timer(self) -> float:
-        """Seconds until a retry falls due or an assignment's accept deadline passes."""
+        """Seconds until a retry falls due or an open task's deadline passes."""
         now = self.clock()
         times = [self.board.next_retry_at() or now + 1.0]
-        for view in self.board.tasks.values():
-            if view.status == "assigned" and view.assigned_at is not None:
-                times.append(view.assigned_at.timestamp() + self.accept_timeout)
+        times += [d for v in self.board.open_views() if (d := self._deadline(v)) is not None]
         return max(0.005, min(min(times) - now, 1.0))
 
     async def round(self) -> None:
         now = self.clock()
-        await self._move_unaccepted(now)
+        await self._expire(now)
         for view in self.board.due(now):
             if self.fleet.in_flight(view.task_id):
                 continue
@@ -119,14 +125,25 @@ class Dispatcher:
             self.fleet.note(view.task_id, agent.agent_id, outcome.position)
             self.metrics.decisions.labels("assigned").inc()
 
-    async def _move_unaccepted(self, now: float) -> None:
-        for view in list(self.board.tasks.values()):
-            if (view.status != "assigned" or view.assigned_at is None
-                    or now < view.assigned_at.timestamp() + self.accept_timeout
-                    or self.fleet.in_flight(view.task_id) or view.agent_id is None):
+    async def _expire(self, now: float) -> None:
+        """Unaccepted assignments move elsewhere; tasks running past timeout_s fail."""
+        for view in self.board.open_views():
+            deadline = self._deadline(view)
+            if (deadline is None or now < deadline or view.agent_id is None
+                    or self.fleet.in_flight(view.task_id)):
                 continue
-            await move(self.tasks, self.fleet, view, view.agent_id, self.strategy,
-                       reason="accept_timeout", causation_id=f"timeout-{view.position}")
+            if view.status == "assigned":
+                await move(self.tasks, self.fleet, view, view.agent_id, self.strategy,
+                           reason="accept_timeout", causation_id=f"timeout-{view.position}")
+                continue
+            try:
+                outcome = await self.tasks.time_out(view.task_id, view.token or "",
+                                                    causation_id=f"timeout-{view.position}")
+            except CommandRefused as refused:
+                log.debug("time-out refused task=%s: %s", view.task_id, refused.message)
+                continue
+            if outcome.position is not None:
+                self.fleet.note(view.task_id, "", outcome.position)
 
 
 async def move(tasks: TaskService, fleet: Fleet, view: TaskView, from_agent: str,

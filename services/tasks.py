@@ -87,16 +87,16 @@ class TaskService:
         return _reply(outcome, status=outcome.aggregate.status)
 
     async def cancel(self, cmd: CancelTask, causation_id: str | None = None) -> dict[str, Any]:
-        holder: list[str | None] = []
+        holder: list[str | None] = [None]
 
         def decide(task: Task | None) -> Task:
             task = _existing(task, cmd.task_id)
-            holder[:] = [task.agent_id if task.is_open else None]
+            holder[0] = task.agent_id if task.is_open else None
             task.cancel(cmd.reason)
             return task
 
         outcome = await execute(self.repository, cmd.task_id, decide, causation_id)
-        agent_id = holder[0] if holder else None
+        agent_id = holder[0]
         if outcome.positions and agent_id:
             control = ControlMessage(type="cancel", reason=cmd.reason, task_id=cmd.task_id)
             await self.publish(self.names.agent_control(agent_id),
@@ -200,6 +200,25 @@ class TaskService:
             return task
 
         return await execute(self.repository, task_id, decide, causation_id)
+
+    async def time_out(self, task_id: str, token: str, causation_id: str | None) -> Outcome:
+        """A task ran past its timeout_s: a retryable failure of that attempt; its agent
+        is told to stop."""
+        holder: list[str | None] = [None]
+
+        def decide(task: Task | None) -> Task:
+            task = _existing(task, task_id)
+            holder[0] = task.agent_id
+            task.fail(token, f"timed out after {task.timeout_s}s", True, time.time(),
+                      self.backoff_base, self.backoff_cap)
+            return task
+
+        outcome = await execute(self.repository, task_id, decide, causation_id)
+        if outcome.positions and holder[0]:
+            control = ControlMessage(type="revoke", reason="timed out", task_id=task_id)
+            await self.publish(self.names.agent_control(holder[0]),
+                               control.model_dump_json().encode())
+        return outcome
 
     async def _deliver(self, outcome: Outcome) -> None:
         task: Task = outcome.aggregate

@@ -167,3 +167,26 @@ class TestLifecycle:
         finally:
             await good.stop(deregister=False)
             await orch.stop()
+
+
+async def test_a_task_running_past_its_timeout_fails_and_is_retried(
+    orchestrator, nc, names, agents
+):
+    calls: list[int] = []
+
+    async def slow_then_quick(ctx: TaskContext) -> str:
+        calls.append(ctx.assignment.attempt)
+        if ctx.assignment.attempt == 1:
+            await asyncio.Event().wait()  # hangs until revoked
+        return "done"
+
+    agent = await agents("a1", capabilities=["cpu"], handlers={"echo": slow_then_quick})
+    await request(nc, names.command("task.submit"), submit_body("t1", timeout_s=0.3))
+
+    await eventually(lambda: orchestrator.board.tasks["t1"].status == "completed",
+                     timeout=15, what="completed on the second attempt")
+    history = await orchestrator.store.history("task", "t1")
+    failed = next(e for e in history if e.name == "Failed")
+    assert failed.data()["error"].startswith("timed out")
+    assert calls == [1, 2]
+    assert "t1" in agent.completed
