@@ -46,12 +46,13 @@ async def _up(args: argparse.Namespace) -> None:
 
 async def _agent(args: argparse.Namespace) -> None:
     from sdk.agent import AgentClient
+    from services.demo import DEMO_HANDLERS
 
     _configure_logging(args.log_level)
     labels = dict(label.split("=", 1) for label in args.label)
     agent = AgentClient(
         args.agent_id, capabilities=args.capability, capacity=args.capacity, labels=labels,
-        nats_url=args.nats_url, prefix=args.subject_prefix,
+        nats_url=args.nats_url, prefix=args.subject_prefix, handlers=DEMO_HANDLERS,
     )
     reply = await agent.start()
     print(f"agent {args.agent_id} registered incarnation={reply['incarnation']} "
@@ -60,6 +61,28 @@ async def _agent(args: argparse.Namespace) -> None:
         await _until_signalled()
     finally:
         await agent.stop(deregister=not args.keep_registration)
+
+
+async def _submit(args: argparse.Namespace) -> int:
+    import nats
+    import orjson
+
+    body: dict[str, object] = {
+        "kind": args.kind, "payload": orjson.loads(args.payload), "requires": args.requires,
+        "priority": args.priority, "max_attempts": args.max_attempts,
+        "timeout_s": args.timeout,
+    }
+    if args.task_id:
+        body["task_id"] = args.task_id
+    nc = await nats.connect(args.nats_url)
+    try:
+        msg = await nc.request(f"{args.subject_prefix}.task.submit", orjson.dumps(body),
+                               timeout=5)
+    finally:
+        await nc.close()
+    reply = orjson.loads(msg.data)
+    print(orjson.dumps(reply).decode())
+    return 0 if reply.get("ok") else 1
 
 
 def _schemas(args: argparse.Namespace) -> None:
@@ -82,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settings_module.add_flags(up)
 
-    agent = commands.add_parser("agent", help="run a demo agent that registers and heartbeats")
+    agent = commands.add_parser(
+        "agent", help="run a demo agent: registers, heartbeats, runs echo/sleep/fail tasks")
     agent.add_argument("agent_id", help="agent id, [A-Za-z0-9_-]{1,64}")
     agent.add_argument("--capability", action="append", default=[],
                        help="a capability; repeat for several")
@@ -93,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--keep-registration", action="store_true",
                        help="do not deregister on exit (the orchestrator will declare it dead)")
     agent.add_argument("--log-level", default="INFO")
+
+    submit = commands.add_parser("submit", help="submit a task and print the reply")
+    submit.add_argument("kind", help="task kind; the demo agent runs echo, sleep and fail")
+    submit.add_argument("--payload", default="null", help="JSON payload (default null)")
+    submit.add_argument("--requires", action="append", default=[],
+                        help="a capability the agent must have; repeatable")
+    submit.add_argument("--priority", type=int, default=0, help="higher runs first")
+    submit.add_argument("--task-id", default=None, help="idempotency key (default: new id)")
+    submit.add_argument("--max-attempts", type=int, default=3, help="failures before dead letter")
+    submit.add_argument("--timeout", type=float, default=300.0, help="seconds an attempt may run")
+    submit.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS server URL")
+    submit.add_argument("--subject-prefix", default="orch", help="the orchestrator's prefix")
 
     schemas = commands.add_parser("schemas", help="write the protocol's JSON Schemas")
     schemas.add_argument("--out", default="docs/schemas", help="output directory")
@@ -106,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_up(args))
         elif args.command == "agent":
             asyncio.run(_agent(args))
+        elif args.command == "submit":
+            return asyncio.run(_submit(args))
         elif args.command == "schemas":
             _schemas(args)
     except KeyboardInterrupt:

@@ -1,0 +1,58 @@
+"""The command line: the demo agent runs tasks that `orchestrator submit` sends."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import orjson
+
+from tests.processes import ROOT, AgentProcess
+from tests.support import eventually
+
+
+async def cli(*args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await process.communicate()
+    return process.returncode or 0, out.decode()
+
+
+async def test_demo_agent_runs_submitted_tasks(orchestrator, nats_server, names, tmp_path):
+    agent = AgentProcess("demo", nats_server.url, names.prefix, tmp_path / "agent.log")
+    agent.start()
+    try:
+        await eventually(lambda: "demo" in orchestrator.agents.agents, timeout=30)
+        code, out = await cli("submit", "echo", "--payload", '{"hello": "world"}',
+                              "--task-id", "t1", "--nats-url", nats_server.url,
+                              "--subject-prefix", names.prefix)
+        assert code == 0 and orjson.loads(out) == {
+            "ok": True, "task_id": "t1", "status": "pending",
+            "position": orjson.loads(out)["position"]}
+        code, _ = await cli("submit", "sleep", "--payload", '{"seconds": 0.2}', "--task-id",
+                            "t2", "--nats-url", nats_server.url, "--subject-prefix", names.prefix)
+        assert code == 0
+
+        await eventually(lambda: all(
+            (t := orchestrator.board.get(i)) and t.status == "completed" for i in ("t1", "t2")),
+            timeout=30, what="both completed")
+        assert orchestrator.board.tasks["t1"].result == {"hello": "world"}
+        history = await orchestrator.store.history("task", "t2")
+        assert sum(e.name == "Progressed" for e in history) == 10
+    finally:
+        agent.stop()
+
+
+async def test_submit_reports_a_refusal_with_a_nonzero_exit(orchestrator, nats_server, names):
+    code, out = await cli("submit", "bad kind", "--nats-url", nats_server.url,
+                          "--subject-prefix", names.prefix)
+    assert code == 1
+    assert orjson.loads(out)["error"]["code"] == "invalid_request"
+
+
+async def test_help_lists_every_command() -> None:
+    code, out = await cli("--help")
+    assert code == 0
+    for command in ("up", "agent", "submit", "schemas"):
+        assert command in out
