@@ -67,6 +67,10 @@ class Agent(StrIdAggregate):
                 ErrorCode.CONFLICT, f"agent {self.id} was declared dead; register again"
             )
 
+    def check_is_dead(self) -> None:
+        if self.liveness != DEAD:
+            raise CommandRefused(ErrorCode.CONFLICT, f"agent {self.id} is not dead")
+
     @property
     def status(self) -> str:
         """The status an operator sees: left, dead, suspect, draining or healthy."""
@@ -119,17 +123,30 @@ class Agent(StrIdAggregate):
     def _drain_started(self, incarnation: int) -> None:
         self.draining = True
 
-    def deregister(self, incarnation: int) -> bool:
+    def deregister(self, incarnation: int, reason: str = "requested") -> bool:
         """Leave for good; False when this incarnation already left."""
         self.check_incarnation(incarnation)
         if self.left:
             return False
-        self._deregistered(incarnation=incarnation)
+        self._deregistered(incarnation=incarnation, reason=reason)
         return True
 
     @event("Deregistered")
-    def _deregistered(self, incarnation: int) -> None:
+    def _deregistered(self, incarnation: int, reason: str) -> None:
         self.left = True
+
+    def change_services(self, services: list[dict[str, Any]]) -> bool:
+        """Replace the services the agent offers; False when nothing changes."""
+        self.check_has_not_left()
+        self.check_is_not_dead()
+        if services == self.services:
+            return False
+        self._services_changed(incarnation=self.incarnation, services=services)
+        return True
+
+    @event("ServicesChanged")
+    def _services_changed(self, incarnation: int, services: list[dict[str, Any]]) -> None:
+        self.services = list(services)
 
     def suspect(
         self, incarnation: int, silence_s: float, suspect_after_s: float, last_heartbeat_seq: int

@@ -58,6 +58,26 @@ class DrainAgent(BaseModel):
     agent_id: Identifier
 
 
+class DeclareServices(BaseModel):
+    """Replace the set of services an agent offers, without registering again."""
+
+    model_config = STRICT
+
+    agent_id: Identifier
+    services: Annotated[list[ServiceDeclaration], Field(max_length=32)]
+
+
+class CatalogQuery(BaseModel):
+    """Find service instances; every given filter must match."""
+
+    model_config = STRICT
+
+    service: Identifier | None = None
+    tags: Annotated[list[Tag], Field(max_length=32)] = []
+    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=64)] = {}
+    healthy_only: bool = True
+
+
 class Heartbeat(BaseModel):
     """Published by an agent on its heartbeat subject every heartbeat interval."""
 

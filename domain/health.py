@@ -16,6 +16,17 @@ class Verdict(StrEnum):
 class DetectorSettings:
     suspect_after: float
     dead_after: float
+    heartbeat_interval: float = 1.0
+    # Flap damping, as Consul's failures_before_critical / success_before_passing.
+    failures_before_critical: int = 1
+    success_before_passing: int = 1
+
+    @property
+    def suspect_threshold(self) -> float:
+        """Silence before suspicion: suspect_after, plus a heartbeat interval for every
+        further miss that damping asks for, never past dead_after."""
+        extra = (self.failures_before_critical - 1) * self.heartbeat_interval
+        return min(self.suspect_after + extra, self.dead_after)
 
 
 def silence(last_seen: float, visible_since: float, now: float) -> float:
@@ -30,7 +41,7 @@ def silence(last_seen: float, visible_since: float, now: float) -> float:
 def verdict(silent_for: float, settings: DetectorSettings) -> Verdict:
     if silent_for >= settings.dead_after:
         return Verdict.DEAD
-    if silent_for >= settings.suspect_after:
+    if silent_for >= settings.suspect_threshold:
         return Verdict.SUSPECT
     return Verdict.ALIVE
 
@@ -40,8 +51,17 @@ def next_deadline(last_seen: float, visible_since: float, settings: DetectorSett
     """When the next verdict change is due for an agent that stays silent."""
     start = max(last_seen, visible_since)
     if liveness == Verdict.ALIVE:
-        return start + settings.suspect_after
+        return start + settings.suspect_threshold
     return start + settings.dead_after
+
+
+def streak_after(streak: int, gap: float, settings: DetectorSettings) -> int:
+    """Heartbeats in a row, given the previous streak and the silence before this one."""
+    return streak + 1 if gap < settings.suspect_threshold else 1
+
+
+def may_recover(streak: int, settings: DetectorSettings) -> bool:
+    return streak >= settings.success_before_passing
 
 
 def is_stall(previous_tick: float, now: float, expected_interval: float,

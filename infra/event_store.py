@@ -232,7 +232,8 @@ class EventStore:
                 await self.js.delete_consumer(stream, info.name)
         return msgs[:wanted]
 
-    async def tail(self, after: int, handler: EventHandler) -> Any:
+    async def tail(self, after: int, handler: EventHandler,
+                   subject_filter: str | None = None) -> Any:
         """Deliver every event with position > after to `handler`, in order, live.
 
         An ordered consumer: it re-creates itself from the last position it delivered
@@ -246,7 +247,7 @@ class EventStore:
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
         )
         return await self.js.subscribe(
-            self.names.events_wildcard,
+            subject_filter or self.names.events_wildcard,
             stream=self.names.events_stream,
             cb=on_message,
             ordered_consumer=True,

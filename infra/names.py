@@ -29,6 +29,8 @@ AGENT_REGISTER = "agent.register"
 AGENT_DEREGISTER = "agent.deregister"
 AGENT_DRAIN = "agent.drain"
 AGENT_ASSIGNMENTS = "agent.assignments"
+AGENT_SERVICES = "agent.services"
+CATALOG_QUERY = "catalog.query"
 TASK_SUBMIT = "task.submit"
 TASK_ACCEPT = "task.accept"
 TASK_PROGRESS = "task.progress"
@@ -36,7 +38,8 @@ TASK_COMPLETE = "task.complete"
 TASK_FAIL = "task.fail"
 TASK_CANCEL = "task.cancel"
 COMMANDS = (
-    AGENT_REGISTER, AGENT_DEREGISTER, AGENT_DRAIN, AGENT_ASSIGNMENTS,
+    AGENT_REGISTER, AGENT_DEREGISTER, AGENT_DRAIN, AGENT_ASSIGNMENTS, AGENT_SERVICES,
+    CATALOG_QUERY,
     TASK_SUBMIT, TASK_ACCEPT, TASK_PROGRESS, TASK_COMPLETE, TASK_FAIL, TASK_CANCEL,
 )
 
@@ -98,6 +101,9 @@ class Names:
 
     def agent_control(self, agent_id: str) -> str:
         return f"{self.prefix}.agent.{agent_id}.control"
+
+    def catalog_changes(self, service: str) -> str:
+        return f"{self.prefix}.catalog.changes.{service}"
 
     def parse_event_subject(self, subject: str) -> tuple[str, str, str]:
         """Split `<prefix>.evt.<kind>.<id>.<Event>` into (kind, id, event name)."""

@@ -27,6 +27,9 @@ PLACEMENT_STRATEGY = "ORCH_PLACEMENT_STRATEGY"
 LEASE_TTL = "ORCH_LEASE_TTL"
 RETRY_BACKOFF = "ORCH_RETRY_BACKOFF"
 RETRY_BACKOFF_MAX = "ORCH_RETRY_BACKOFF_MAX"
+FAILURES_BEFORE_CRITICAL = "ORCH_FAILURES_BEFORE_CRITICAL"
+SUCCESS_BEFORE_PASSING = "ORCH_SUCCESS_BEFORE_PASSING"
+DEREGISTER_DEAD_AFTER = "ORCH_DEREGISTER_DEAD_AFTER"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class Settings:
     lease_ttl: float = 5.0
     retry_backoff: float = 1.0
     retry_backoff_max: float = 60.0
+    failures_before_critical: int = 1
+    success_before_passing: int = 1
+    deregister_dead_after: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.suspect_after <= self.dead_after:
@@ -66,6 +72,10 @@ class Settings:
             raise ValueError("lease_ttl and accept_timeout must be > 0")
         if not 0 < self.retry_backoff <= self.retry_backoff_max:
             raise ValueError("retry_backoff must be > 0 and <= retry_backoff_max")
+        if self.failures_before_critical < 1 or self.success_before_passing < 1:
+            raise ValueError("failures_before_critical and success_before_passing must be >= 1")
+        if self.deregister_dead_after < 0:
+            raise ValueError("deregister_dead_after must be >= 0 (0 = never)")
 
 
 # (field, environment variable, flag, help)
@@ -96,6 +106,12 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("retry_backoff", RETRY_BACKOFF, "--retry-backoff",
      "seconds before the first retry of a failed task; doubles each failure"),
     ("retry_backoff_max", RETRY_BACKOFF_MAX, "--retry-backoff-max", "longest retry delay"),
+    ("failures_before_critical", FAILURES_BEFORE_CRITICAL, "--failures-before-critical",
+     "heartbeats missed past suspect_after before an agent is suspect (flap damping)"),
+    ("success_before_passing", SUCCESS_BEFORE_PASSING, "--success-before-passing",
+     "heartbeats in a row before a suspect agent is healthy again (flap damping)"),
+    ("deregister_dead_after", DEREGISTER_DEAD_AFTER, "--deregister-dead-after",
+     "seconds after which a dead agent is deregistered and leaves the catalog; 0 = never"),
 )
 
 

@@ -31,7 +31,7 @@ class ProjectionRunner:
         self,
         source: LogSource,
         projections: Sequence[Projection],
-        on_applied: Callable[[LogEvent], None] | None = None,
+        on_applied: Callable[[LogEvent], Awaitable[None]] | None = None,
     ) -> None:
         self.source = source
         self.projections = list(projections)
@@ -58,7 +58,7 @@ class ProjectionRunner:
             projection.apply(event)
         self.position.advance(event.position)
         if self.on_applied:
-            self.on_applied(event)
+            await self.on_applied(event)
 
     @property
     def ready(self) -> bool:

@@ -16,8 +16,10 @@ from domain.fields import ID_PATTERN
 from infra.event_store import EventStore, StoreUnavailable
 from infra.names import AGENT, TASK, Names
 from projections.agents import AgentHealth
+from projections.catalog import Catalog
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
+from services.catalog import catalog_at
 from services.metrics import Metrics
 from services.openapi import openapi_document
 
@@ -38,6 +40,7 @@ class ReadModel:
     runner: ProjectionRunner
     agents: AgentHealth
     tasks: TaskBoard
+    catalog: Catalog
     metrics: Metrics
     is_connected: Callable[[], bool]
     is_leader: Callable[[], bool]
@@ -207,6 +210,36 @@ async def _agent_events_by_id(model: ReadModel, events: list[Any],
     return found
 
 
+async def list_services(request: web.Request) -> web.Response:
+    await _block(request)
+    return _json({"services": request.app[READ_MODEL].catalog.services()})
+
+
+def _bool(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise BadQuery(f"{name} must be true or false")
+    return raw in ("true", "1")
+
+
+async def get_service(request: web.Request) -> web.Response:
+    """Instances of a service; `?at=N` answers from the log as it was at position N."""
+    name = _path_id(request, "name")
+    model = request.app[READ_MODEL]
+    catalog = model.catalog
+    if "at" in request.query:
+        catalog = await catalog_at(model.store, model.names, _int(request, "at", 0, 0, 2**63))
+    else:
+        await _block(request)
+    known = name in catalog.by_service
+    instances = catalog.instances(name, request.query.getall("tag", []),
+                                  _label_filter(request), _bool(request, "healthy"))
+    if not known:
+        return error_response(404, ErrorCode.NOT_FOUND, f"no service {name}")
+    return _json({"service": name, "position": catalog.position if "at" in request.query
+                  else model.runner.position.value, "instances": instances})
+
+
 def _subject_filter(names: Names, raw: str | None) -> str | None:
     """`agent.a1.>` or a full `<prefix>.evt.agent.a1.>`; tokens, `*` and `>` only."""
     if not raw:
@@ -264,6 +297,8 @@ def create_app(model: ReadModel) -> web.Application:
     app.router.add_get("/v1/agents", list_agents)
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_get("/v1/agents/{agent_id}/history", agent_history)
+    app.router.add_get("/v1/services", list_services)
+    app.router.add_get("/v1/services/{name}", get_service)
     app.router.add_get("/v1/tasks", list_tasks)
     app.router.add_get("/v1/tasks/{task_id}", get_task)
     app.router.add_get("/v1/tasks/{task_id}/history", task_history)

@@ -113,3 +113,31 @@ class TaskList(BaseModel):
 class TaskHistory(BaseModel):
     task_id: str
     events: list[EventOut]
+
+
+class ServiceSummary(BaseModel):
+    instances: int
+    healthy: int
+    tags: list[str]
+
+
+class ServiceList(BaseModel):
+    services: dict[str, ServiceSummary]
+
+
+class InstanceOut(BaseModel):
+    service: str
+    agent_id: str
+    address: str
+    port: int
+    tags: list[str]
+    meta: dict[str, str]
+    labels: dict[str, str]
+    status: str
+    healthy: bool
+
+
+class ServiceInstances(BaseModel):
+    service: str
+    position: int
+    instances: list[InstanceOut]

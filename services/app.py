@@ -13,7 +13,13 @@ from typing import Any
 from aiohttp import web
 from nats.aio.client import Client
 
-from domain.agent_commands import DeregisterAgent, DrainAgent, RegisterAgent
+from domain.agent_commands import (
+    CatalogQuery,
+    DeclareServices,
+    DeregisterAgent,
+    DrainAgent,
+    RegisterAgent,
+)
 from domain.health import DetectorSettings
 from domain.placement import Strategy
 from domain.task_commands import (
@@ -34,10 +40,12 @@ from infra.repository import Repository
 from infra.settings import Settings
 from infra.streams import provision
 from projections.agents import AgentHealth
+from projections.catalog import Catalog
 from projections.log_event import LogEvent
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
 from services.api import ReadModel, create_app
+from services.catalog import CatalogQueries, ChangeFeed
 from services.command_service import Command, start_command_service
 from services.dispatcher import Dispatcher, Fleet
 from services.failover import FailoverReactor
@@ -130,8 +138,12 @@ class Orchestrator:
         self.store = EventStore(self.js, self.names, create_mapper())
         self.agents = AgentHealth()
         self.board = TaskBoard()
-        self.runner = ProjectionRunner(self.store, [self.agents, self.board],
+        self.catalog = Catalog()
+        self.runner = ProjectionRunner(self.store, [self.agents, self.board, self.catalog],
                                        on_applied=self._on_applied)
+        self.catalog_queries = CatalogQueries(self.catalog, self.runner.position)
+        self.change_feed = ChangeFeed(self.catalog, self.names, nc.publish,
+                                      enabled=lambda: self.is_leader and self.runner.ready)
         self.registry = AgentRegistry(
             Repository(self.store, n.AGENT), self.names, settings.heartbeat_interval)
         self.tasks = TaskService(
@@ -140,8 +152,11 @@ class Orchestrator:
         self.fleet = Fleet(self.agents, self.board, self.runner.position)
         self.monitor = HealthMonitor(
             self.agents, self.runner.position, self.registry,
-            DetectorSettings(settings.suspect_after, settings.dead_after),
+            DetectorSettings(
+                settings.suspect_after, settings.dead_after, settings.heartbeat_interval,
+                settings.failures_before_critical, settings.success_before_passing),
             heartbeat_probe(self.js, self.names), lambda: nc.is_connected, self.metrics,
+            deregister_dead_after=settings.deregister_dead_after,
         )
         self.intake = HeartbeatIntake(
             nc, self.js, self.names, self.agents, self.monitor, self.metrics,
@@ -162,6 +177,8 @@ class Orchestrator:
             Command(n.AGENT_DEREGISTER, DeregisterAgent, registry.deregister),
             Command(n.AGENT_DRAIN, DrainAgent, registry.drain),
             Command(n.AGENT_ASSIGNMENTS, AgentAssignments, tasks.assignments),
+            Command(n.AGENT_SERVICES, DeclareServices, registry.declare_services),
+            Command(n.CATALOG_QUERY, CatalogQuery, self.catalog_queries.query),
             Command(n.TASK_SUBMIT, SubmitTask, tasks.submit),
             Command(n.TASK_ACCEPT, TaskToken, tasks.accept),
             Command(n.TASK_PROGRESS, ReportProgress, tasks.progress),
@@ -170,10 +187,11 @@ class Orchestrator:
             Command(n.TASK_CANCEL, CancelTask, tasks.cancel),
         ]
 
-    def _on_applied(self, event: LogEvent) -> None:
+    async def _on_applied(self, event: LogEvent) -> None:
         self.metrics.events_applied.inc()
         if event.name in _DISPATCH_TRIGGERS:
             self.dispatcher.poke()
+        await self.change_feed.on_event(event)
 
     # --- leadership -------------------------------------------------------------
 
@@ -195,7 +213,8 @@ class Orchestrator:
         assert self.nc is not None
         nc = self.nc
         app = create_app(ReadModel(
-            self.names, self.store, self.runner, self.agents, self.board, self.metrics,
+            self.names, self.store, self.runner, self.agents, self.board, self.catalog,
+            self.metrics,
             lambda: nc.is_connected, lambda: self.is_leader,
         ))
         http = web.AppRunner(app, access_log=None)

@@ -15,7 +15,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from domain.errors import CommandRefused
-from domain.health import DetectorSettings, Verdict, is_stall, silence, verdict
+from domain.health import (
+    DetectorSettings,
+    Verdict,
+    is_stall,
+    may_recover,
+    silence,
+    streak_after,
+    verdict,
+)
 from projections.agents import AgentHealth, AgentView
 from projections.position import Position
 from services.metrics import Metrics
@@ -32,6 +40,7 @@ class Seen:
     incarnation: int
     at: float
     heartbeat_seq: int = 0  # stream sequence of the last heartbeat applied
+    streak: int = 0  # heartbeats in a row, for success_before_passing
 
 
 class HealthMonitor:
@@ -45,6 +54,8 @@ class HealthMonitor:
         is_connected: Callable[[], bool],
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        deregister_dead_after: float = 0.0,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.projection = projection
         self.position = position
@@ -54,17 +65,25 @@ class HealthMonitor:
         self.is_connected = is_connected
         self.metrics = metrics
         self.clock = clock
+        self.wall_clock = wall_clock
+        self.deregister_dead_after = deregister_dead_after
         # Tick often enough that a deadline is acted on within ~1/20 of suspect_after.
         self.interval = min(0.05, settings.suspect_after / 20)
         self.stall_tolerance = max(0.25, settings.suspect_after / 4)
         self.visible_since = clock()
         self.seen: dict[str, Seen] = {}
+        self.ticks = 0  # how many times it has looked at the fleet (tests wait on it)
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def saw(self, agent_id: str, incarnation: int, heartbeat_seq: int) -> None:
         """A heartbeat of the agent's current incarnation was received just now."""
-        self.seen[agent_id] = Seen(incarnation, self.clock(), heartbeat_seq)
+        now = self.clock()
+        previous = self.seen.get(agent_id)
+        streak = 1
+        if previous is not None and previous.incarnation == incarnation:
+            streak = streak_after(previous.streak, now - previous.at, self.settings)
+        self.seen[agent_id] = Seen(incarnation, now, heartbeat_seq, streak)
 
     def restart_deadlines(self, reason: str) -> None:
         """We could not see for a while: nobody's silence counts before now."""
@@ -86,8 +105,12 @@ class HealthMonitor:
             self.tick(now)
 
     def tick(self, now: float) -> None:
+        self.ticks += 1
         for view in list(self.projection.agents.values()):
-            if view.left or view.liveness == "dead" or view.agent_id in self._in_flight:
+            if view.left or view.agent_id in self._in_flight:
+                continue
+            if view.liveness == "dead":
+                self._maybe_deregister(view)
                 continue
             seen = self.seen.get(view.agent_id)
             if seen is None or seen.incarnation != view.incarnation:
@@ -97,7 +120,31 @@ class HealthMonitor:
             wanted = verdict(silent_for, self.settings)
             if wanted == view.liveness:
                 continue
+            if wanted == Verdict.ALIVE and not may_recover(seen.streak, self.settings):
+                continue  # damping: not enough heartbeats in a row yet
             self._spawn(self._decide(view, seen, wanted, silent_for))
+
+    def _maybe_deregister(self, view: AgentView) -> None:
+        """deregister_dead_after: a long-dead agent leaves the catalog altogether."""
+        if not self.deregister_dead_after:
+            return
+        if self.wall_clock() - view.updated_at.timestamp() < self.deregister_dead_after:
+            return
+        self._spawn(self._deregister_dead(view))
+
+    async def _deregister_dead(self, view: AgentView) -> None:
+        self._in_flight.add(view.agent_id)
+        try:
+            outcome = await self.registry.deregister_dead(
+                view.agent_id, view.incarnation, self.deregister_dead_after,
+                causation_id=view.last_event_id, correlation_id=view.registration_event_id)
+            if outcome.position is not None:
+                self.metrics.decisions.labels("deregistered").inc()
+                await self.position.wait_for(outcome.position, 5.0)
+        except CommandRefused as refused:
+            log.info("deregistration refused agent=%s: %s", view.agent_id, refused.message)
+        finally:
+            self._in_flight.discard(view.agent_id)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

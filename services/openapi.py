@@ -45,7 +45,8 @@ def _get(summary: str, ok: type[BaseModel], params: list[dict[str, Any]],
 def openapi_document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         m.ErrorOut, m.Ok, m.Ready, m.AgentOut, m.AgentList, m.EventOut, m.History,
-        m.EventList, m.Stats, m.TaskOut, m.TaskList, m.TaskHistory,
+        m.EventList, m.Stats, m.TaskOut, m.TaskList, m.TaskHistory, m.ServiceList,
+        m.InstanceOut, m.ServiceInstances,
     ]
     _, schemas = models_json_schema(
         [(model, "serialization") for model in models],
@@ -83,6 +84,20 @@ def openapi_document() -> dict[str, Any]:
     ]
     task_id = {"name": "task_id", "in": "path", "required": True,
                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+    service_params = [
+        {"name": "name", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}},
+        {"name": "healthy", "in": "query", "required": False,
+         "description": "only instances whose agent is healthy or draining",
+         "schema": {"type": "boolean"}},
+        {"name": "tag", "in": "query", "required": False, "description": "repeatable",
+         "schema": {"type": "string"}},
+        {"name": "label", "in": "query", "required": False, "description": "key=value",
+         "schema": {"type": "string"}},
+        {"name": "at", "in": "query", "required": False,
+         "description": "the catalog as it was at this log position",
+         "schema": {"type": "integer", "minimum": 0}},
+    ]
     metrics = {"get": {"summary": "Prometheus metrics", "responses": {"200": {
         "description": "text exposition format", "headers": _INDEX_HEADER,
         "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
@@ -98,6 +113,10 @@ def openapi_document() -> dict[str, Any]:
                                           (400, 404)),
             "/v1/agents/{agent_id}/history": _get("an agent's events", m.History,
                                                   [_AGENT_ID], (400, 404, 503)),
+            "/v1/services": _get("services with instance counts", m.ServiceList, _BLOCKING,
+                                 (400,)),
+            "/v1/services/{name}": _get("a service's instances", m.ServiceInstances,
+                                        service_params + _BLOCKING, (400, 404, 503)),
             "/v1/tasks": _get("tasks, filtered and paginated", m.TaskList,
                               task_filters + _BLOCKING, (400,)),
             "/v1/tasks/{task_id}": _get("one task", m.TaskOut, [task_id, *_BLOCKING],

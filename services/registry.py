@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from domain.agent import Agent
-from domain.agent_commands import DeregisterAgent, DrainAgent, RegisterAgent, RegisterReply
+from domain.agent_commands import (
+    DeclareServices,
+    DeregisterAgent,
+    DrainAgent,
+    RegisterAgent,
+    RegisterReply,
+)
 from domain.errors import CommandRefused, ErrorCode
 from infra.names import Names
 from infra.repository import Repository
@@ -71,7 +77,33 @@ class AgentRegistry:
             self.repository, cmd.agent_id, decide, causation_id, causation_id)
         return _reply(outcome, status=outcome.aggregate.status)
 
+    async def declare_services(
+        self, cmd: DeclareServices, causation_id: str | None = None
+    ) -> dict[str, Any]:
+        services = [s.model_dump() for s in cmd.services]
+
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, cmd.agent_id)
+            agent.change_services(services)
+            return agent
+
+        outcome = await execute(
+            self.repository, cmd.agent_id, decide, causation_id, causation_id)
+        return _reply(outcome, status=outcome.aggregate.status)
+
     # --- decisions of the health monitor, through the same path ---------------------
+
+    async def deregister_dead(
+        self, agent_id: str, incarnation: int, dead_for_s: float, causation_id: str,
+        correlation_id: str,
+    ) -> Outcome:
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, agent_id)
+            agent.check_is_dead()
+            agent.deregister(incarnation, reason=f"dead for {dead_for_s}s")
+            return agent
+
+        return await execute(self.repository, agent_id, decide, causation_id, correlation_id)
 
     async def suspect(
         self, agent_id: str, incarnation: int, silence_s: float, suspect_after_s: float,
