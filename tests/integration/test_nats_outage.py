@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
 
 from infra.embedded import EmbeddedNats, free_port
@@ -86,4 +87,48 @@ async def test_silent_agent_still_dies_after_an_outage(own_server, settings):
                          timeout=settings.dead_after + 10, what="declared dead after outage")
     finally:
         await agent.stop(deregister=False)
+        await orch.stop()
+
+
+async def test_a_catalog_watch_survives_a_nats_restart_without_missing_changes(
+    own_server, settings
+):
+    import nats
+
+    from sdk.catalog import watch
+
+    settings = replace(settings, nats_url=own_server.url)
+    orch = Orchestrator(settings)
+    await orch.start()
+    watcher = await nats.connect(own_server.url, max_reconnect_attempts=-1,
+                                 reconnect_time_wait=0.1)
+    client = await nats.connect(own_server.url, max_reconnect_attempts=-1,
+                                reconnect_time_wait=0.1)
+    register = settings.subject_prefix + ".agent.register"
+    web = {"name": "web", "address": "h", "port": 80}
+    try:
+        await client.request(register, orjson.dumps({"agent_id": "a1", "services": [web]}),
+                             timeout=5)
+        updates = watch(watcher, "web", prefix=settings.subject_prefix, check_every=0.3)
+        assert [i["agent_id"] for i in await anext(updates)] == ["a1"]
+
+        await own_server.astop()
+        await own_server.astart()
+        await eventually(lambda: orch.nc is not None and orch.nc.is_connected, timeout=15)
+
+        async def register_a2() -> bool:
+            try:
+                msg = await client.request(register, orjson.dumps(
+                    {"agent_id": "a2", "services": [web]}), timeout=2)
+            except Exception:
+                return False
+            return bool(orjson.loads(msg.data)["ok"])
+
+        await eventually(register_a2, timeout=30, what="registered after the restart")
+        seen = await asyncio.wait_for(anext(updates), 30)
+        assert sorted(i["agent_id"] for i in seen) == ["a1", "a2"]
+        await updates.aclose()
+    finally:
+        await watcher.close()
+        await client.close()
         await orch.stop()

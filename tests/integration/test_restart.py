@@ -40,7 +40,9 @@ async def scenario(process: OrchestratorProcess, nc, names) -> None:
     register = names.command("agent.register")
     # A fleet in every state: re-registered, draining, left, and (silent) dead.
     for agent_id in ("a1", "a2", "a3", "a4"):
-        await request(nc, register, registration(agent_id, labels={"n": agent_id}))
+        await request(nc, register, registration(agent_id, labels={"n": agent_id}, services=[
+            {"name": "web", "address": agent_id, "port": 80, "tags": [agent_id]},
+            {"name": "db", "address": agent_id, "port": 5432}]))
     await request(nc, register, registration("a1"))
     await request(nc, names.command("agent.drain"), {"agent_id": "a2"})
     await request(nc, names.command("agent.deregister"), {"agent_id": "a3", "incarnation": 1})
@@ -53,6 +55,7 @@ async def scenario(process: OrchestratorProcess, nc, names) -> None:
         return (headers["X-Orch-Index"], body) if done else None
 
     index_before, before = await eventually(settled, timeout=30, what="fleet settled")
+    catalog_before = await catalog(process)
 
     process.kill9()
     process.start()
@@ -62,4 +65,13 @@ async def scenario(process: OrchestratorProcess, nc, names) -> None:
     assert headers["X-Orch-Index"] == index_before
     assert without_heartbeats(after["agents"]) == without_heartbeats(before["agents"])
     assert [a["incarnation"] for a in after["agents"]] == [2, 1, 1, 1, 1]
+    assert await catalog(process) == catalog_before
     assert after["agents"][-1]["last_heartbeat_at"] is not None  # heartbeats re-read too
+
+
+async def catalog(process: OrchestratorProcess) -> dict[str, Any]:
+    _, _, listing = await get_json(process.url("/v1/services"))
+    found: dict[str, Any] = {"services": listing["services"]}
+    for name in listing["services"]:
+        _, _, found[name] = await get_json(process.url(f"/v1/services/{name}"))
+    return found
