@@ -114,6 +114,7 @@ class TestHealth:
             changed = await asyncio.wait_for(anext(updates), SUSPECT_AFTER + 10)
             assert [i["agent_id"] for i in changed] == ["live"]
             status, headers, body = await asyncio.wait_for(blocking, 10)
+            assert status == 200
             assert [i["agent_id"] for i in body["instances"]] == ["live"]
             assert int(headers["X-Orch-Index"]) > index
             everyone = await query(nc, "web", healthy_only=False, prefix=names.prefix)
