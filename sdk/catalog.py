@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import nats.errors
@@ -35,7 +35,7 @@ async def query(nc: Client, service: str | None = None, tags: list[str] | None =
 
 
 async def watch(nc: Client, service: str, prefix: str = "orch", healthy_only: bool = False,
-                check_every: float = 2.0) -> AsyncIterator[list[dict[str, Any]]]:
+                check_every: float = 2.0) -> AsyncGenerator[list[dict[str, Any]], None]:
     """Yield the service's instances now, then again after every change.
 
     In the manner of a JetStream KV watch: the first answer comes from `catalog.query`,
