@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -176,6 +176,23 @@ class EventStore:
         """Up to `limit` events with position > after, optionally under a subject filter."""
         msgs = await self._fetch(subject_filter or self.names.events_wildcard, after, limit)
         return [self.decode(m) for m in msgs]
+
+    async def iterate(
+        self, after: int = 0, subject_filter: str | None = None, until: int | None = None,
+        batch: int = 2000,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event with after < position <= until (the log's end when None), in order,
+        a page at a time: for replays too long to hold in memory at once."""
+        position = after
+        while True:
+            page = await self.read(position, batch, subject_filter)
+            for event in page:
+                if until is not None and event.position > until:
+                    return
+                yield event
+            if len(page) < batch:
+                return
+            position = page[-1].position
 
     async def history(self, kind: str, aggregate_id: str) -> list[RecordedEvent]:
         """Every event of one aggregate, oldest first."""

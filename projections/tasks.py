@@ -10,7 +10,7 @@ from domain.placement import queue_key
 from domain.task import OPEN, RETRY_WAIT
 from projections.log_event import LogEvent
 
-_STATUS_BY_EVENT = {
+STATUS_BY_EVENT = {
     "Submitted": "pending",
     "Assigned": "assigned",
     "Reassigned": "assigned",
@@ -135,7 +135,7 @@ class TaskBoard:
         elif name == "DeadLettered":
             view.failures = data["failures"]
             view.error = data["error"]
-        view.status = _STATUS_BY_EVENT.get(name, view.status)
+        view.status = STATUS_BY_EVENT.get(name, view.status)
         view.updated_at = event.recorded_at
         view.position = event.position
         self._enter_indexes(view)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infra import settings as settings_module
+from services.audit.cli import AUDIT_COMMANDS, add_audit_commands, run_audit
 
 
 def _configure_logging(level: str) -> None:
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS server URL")
     submit.add_argument("--subject-prefix", default="orch", help="the orchestrator's prefix")
 
+    add_audit_commands(commands)
+
     schemas = commands.add_parser("schemas", help="write the protocol's JSON Schemas")
     schemas.add_argument("--out", default="docs/schemas", help="output directory")
     return parser
@@ -144,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_agent(args))
         elif args.command == "submit":
             return asyncio.run(_submit(args))
+        elif args.command in AUDIT_COMMANDS:
+            return asyncio.run(run_audit(args))
         elif args.command == "schemas":
             _schemas(args)
     except KeyboardInterrupt:

@@ -1,0 +1,230 @@
+"""The audit commands of the CLI: events, state, explain and what-if."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import nats
+import orjson
+from nats.aio.client import Client
+
+from infra.codec import create_mapper
+from infra.event_store import EventStore, RecordedEvent
+from infra.names import AGENT, TASK, Names
+from services.audit.explain import Explainer
+from services.audit.render import ProgressBar, explanation, table
+from services.audit.replay import state_at
+from services.audit.what_if import what_if
+
+
+def add_audit_commands(commands: Any) -> None:
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS URL")
+        parser.add_argument("--subject-prefix", default="orch", help="the orchestrator's prefix")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    events = commands.add_parser("events", help="list, filter, follow or export the log")
+    common(events)
+    events.add_argument("--agent", help="only this agent's events")
+    events.add_argument("--task", help="only this task's events")
+    events.add_argument("--type", help="only events of this type, e.g. DeclaredDead")
+    events.add_argument("--after", type=int, default=0, help="positions after this one")
+    events.add_argument("--before", type=int, help="positions before this one")
+    events.add_argument("--since", type=_time, help="recorded at or after (ISO 8601)")
+    events.add_argument("--until", type=_time, help="recorded at or before (ISO 8601)")
+    events.add_argument("--limit", type=int, help="at most this many events")
+    events.add_argument("--follow", action="store_true", help="keep printing new events")
+    events.epilog = "--json prints JSON lines: one event per line, for export."
+
+    state = commands.add_parser("state", help="agents, catalog and tasks as they were")
+    common(state)
+    state.add_argument("--at", required=True,
+                       help="a log position, or an ISO 8601 time (e.g. 2026-11-24T18:00:00Z)")
+
+    explain = commands.add_parser("explain", help="the causal chain of a task or an agent")
+    common(explain)
+    explain.add_argument("what", choices=["task", "agent"])
+    explain.add_argument("id", help="the task or agent id")
+
+    whatif = commands.add_parser(
+        "what-if", help="replay recorded heartbeats under other detector settings")
+    common(whatif)
+    whatif.add_argument("--suspect-after", type=float, required=True)
+    whatif.add_argument("--dead-after", type=float, required=True)
+    whatif.add_argument("--from", dest="start", type=_time, help="window start (ISO 8601)")
+    whatif.add_argument("--to", dest="end", type=_time, help="window end (ISO 8601)")
+
+
+AUDIT_COMMANDS = ("events", "state", "explain", "what-if")
+
+
+def _time(raw: str) -> datetime:
+    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone, e.g. 2026-11-24T18:00:00Z")
+    return value
+
+
+async def run_audit(args: argparse.Namespace) -> int:
+    nc = await nats.connect(args.nats_url, connect_timeout=5)
+    try:
+        names = Names(args.subject_prefix)
+        store = EventStore(nc.jetstream(), names, create_mapper())
+        handler = {"events": _events, "state": _state, "explain": _explain,
+                   "what-if": _what_if}[args.command]
+        return await handler(args, nc, names, store)
+    finally:
+        await nc.close()
+
+
+def _subject(names: Names, args: argparse.Namespace) -> str | None:
+    kind, ident = (AGENT, args.agent) if args.agent else (TASK, args.task) if args.task else (
+        "*", "*")
+    if args.type:
+        return names.event(kind, ident, args.type)
+    return names.aggregate_events(kind, ident) if ident != "*" else None
+
+
+def _matches(event: RecordedEvent, args: argparse.Namespace) -> bool:
+    return (args.before is None or event.position < args.before) and (
+        args.since is None or event.recorded_at >= args.since) and (
+        args.until is None or event.recorded_at <= args.until)
+
+
+async def _events(args: argparse.Namespace, nc: Client, names: Names,
+                  store: EventStore) -> int:
+    subject = _subject(names, args)
+    shown = 0
+    rows: list[list[Any]] = []
+    async for event in _listing(store, args, subject):
+        if args.limit is not None and shown >= args.limit:
+            break
+        shown += 1
+        if args.json:
+            sys.stdout.write(orjson.dumps(event.to_json()).decode() + "\n")
+        elif args.follow:
+            print(_row_text(event), flush=True)
+        else:
+            rows.append(_row(event))
+    if rows:
+        print(table(rows, ["position", "recorded_at", "aggregate", "id", "type", "caused_by"]))
+    return 0
+
+
+async def _listing(store: EventStore, args: argparse.Namespace,
+                   subject: str | None) -> AsyncIterator[RecordedEvent]:
+    last = args.after
+    async for event in store.iterate(args.after, subject):
+        last = event.position
+        if args.before is not None and event.position >= args.before:
+            return
+        if _matches(event, args):
+            yield event
+    if not args.follow:
+        return
+    queue: asyncio.Queue[RecordedEvent] = asyncio.Queue()
+
+    async def collect(event: RecordedEvent) -> None:
+        queue.put_nowait(event)
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+    subscription = await store.tail(last, collect, subject)
+    try:
+        while not stop.is_set():
+            try:
+                event = await asyncio.wait_for(queue.get(), 0.5)
+            except TimeoutError:
+                continue
+            if _matches(event, args):
+                yield event
+    finally:
+        await subscription.unsubscribe()
+
+
+def _row(event: RecordedEvent) -> list[Any]:
+    return [event.position, event.recorded_at.isoformat(timespec="milliseconds"), event.kind,
+            event.aggregate_id, event.name, event.causation_id or ""]
+
+
+def _row_text(event: RecordedEvent) -> str:
+    return "  ".join(str(c) for c in _row(event))
+
+
+async def _state(args: argparse.Namespace, nc: Client, names: Names, store: EventStore) -> int:
+    position, moment = (int(args.at), None) if args.at.isdigit() else (None, _time(args.at))
+    bar = ProgressBar("replaying")
+    snapshot = await state_at(store, position=position, time=moment, progress=bar)
+    bar.close()
+    if args.json:
+        print(orjson.dumps(snapshot.to_json()).decode())
+        return 0
+    print(f"state at position {snapshot.position}"
+          + (f" ({snapshot.at.isoformat()})" if snapshot.at else ""))
+    print("\nagents")
+    print(table([[a.agent_id, a.status, a.incarnation, ",".join(a.capabilities), a.capacity,
+                  snapshot.tasks.load(a.agent_id)] for a in snapshot.agents.query()],
+                ["agent", "status", "incarnation", "capabilities", "capacity", "load"]))
+    print("\nservices")
+    print(table([[name, s["instances"], s["healthy"], ",".join(s["tags"])]
+                 for name, s in snapshot.catalog.services().items()],
+                ["service", "instances", "healthy", "tags"]))
+    print("\ntasks")
+    print(table([[t.task_id, t.status, t.agent_id or "", t.attempt, t.kind]
+                 for t in snapshot.tasks.query(limit=10**9)],
+                ["task", "status", "agent", "attempt", "kind"]))
+    return 0
+
+
+async def _explain(args: argparse.Namespace, nc: Client, names: Names,
+                   store: EventStore) -> int:
+    explainer = Explainer(store, nc.jetstream(), names)
+    found = await (explainer.task(args.id) if args.what == "task" else explainer.agent(args.id))
+    if found is None:
+        print(f"no {args.what} {args.id} in the log", file=sys.stderr)
+        return 1
+    if args.json:
+        print(orjson.dumps(found).decode())
+        return 0
+    if args.what == "task":
+        print(f"task {args.id}: {found['status']} after {found['attempts']} attempt(s)")
+    else:
+        print(f"agent {args.id}")
+    print("\n".join(explanation(found["chain"])))
+    for refused in found.get("stale_results_refused", []):
+        print(f"stale result refused at {refused['position']}: {refused['data']['action']} "
+              f"from an earlier attempt")
+    for moved in found.get("tasks_moved", []):
+        print(f"task {moved['task_id']} moved at {moved['position']} to "
+              f"{moved['to_agent'] or 'the queue'} ({moved['data'].get('reason')})")
+    return 0
+
+
+async def _what_if(args: argparse.Namespace, nc: Client, names: Names,
+                   store: EventStore) -> int:
+    report = await what_if(
+        store, nc.jetstream(), names, args.suspect_after, args.dead_after,
+        args.start.timestamp() if args.start else None,
+        args.end.timestamp() if args.end else None, now=time.time())
+    body = report.to_json()
+    if args.json:
+        print(orjson.dumps(body).decode())
+        return 0
+    summary = body["summary"]
+    print(f"with dead_after={args.dead_after}s (recorded: "
+          f"{', '.join(str(d) for d in body['recorded_dead_after']) or 'no deaths'}):")
+    print(f"  recorded deaths {summary['recorded_deaths']}, of which false "
+          f"{summary['false_deaths_recorded']}; avoided {summary['avoided']}, added "
+          f"{summary['added']}, later {summary['later']}, earlier {summary['earlier']}")
+    print(table([[d["agent_id"], d["silence_s"], "yes" if d["resumed"] else "no",
+                  d["verdict"], "" if d["shift_s"] is None else f"{d['shift_s']:+.3f}s"]
+                 for d in body["deaths"]],
+                ["agent", "silence_s", "came_back", "verdict", "time_to_move_shift"]))
+    return 0
