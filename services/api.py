@@ -19,6 +19,7 @@ from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
+from services.audit.explain import Explainer
 from services.catalog import catalog_at
 from services.metrics import Metrics
 from services.openapi import openapi_document
@@ -240,6 +241,24 @@ async def get_service(request: web.Request) -> web.Response:
                   else model.runner.position.value, "instances": instances})
 
 
+async def task_why(request: web.Request) -> web.Response:
+    task_id = _path_id(request, "task_id")
+    model = request.app[READ_MODEL]
+    found = await Explainer(model.store, model.store.js, model.names).task(task_id)
+    if found is None:
+        return error_response(404, ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
+    return _json(found)
+
+
+async def agent_why(request: web.Request) -> web.Response:
+    agent_id = _agent_id(request)
+    model = request.app[READ_MODEL]
+    found = await Explainer(model.store, model.store.js, model.names).agent(agent_id)
+    if found is None:
+        return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} has no history")
+    return _json(found)
+
+
 def _subject_filter(names: Names, raw: str | None) -> str | None:
     """`agent.a1.>` or a full `<prefix>.evt.agent.a1.>`; tokens, `*` and `>` only."""
     if not raw:
@@ -297,11 +316,13 @@ def create_app(model: ReadModel) -> web.Application:
     app.router.add_get("/v1/agents", list_agents)
     app.router.add_get("/v1/agents/{agent_id}", get_agent)
     app.router.add_get("/v1/agents/{agent_id}/history", agent_history)
+    app.router.add_get("/v1/agents/{agent_id}/why", agent_why)
     app.router.add_get("/v1/services", list_services)
     app.router.add_get("/v1/services/{name}", get_service)
     app.router.add_get("/v1/tasks", list_tasks)
     app.router.add_get("/v1/tasks/{task_id}", get_task)
     app.router.add_get("/v1/tasks/{task_id}/history", task_history)
+    app.router.add_get("/v1/tasks/{task_id}/why", task_why)
     app.router.add_get("/v1/events", list_events)
     app.router.add_get("/v1/stats", stats)
     app.router.add_get("/metrics", metrics)

@@ -141,3 +141,18 @@ class ServiceInstances(BaseModel):
     service: str
     position: int
     instances: list[InstanceOut]
+
+
+class TaskWhy(BaseModel):
+    task_id: str
+    status: str
+    attempts: int
+    position: int
+    chain: list[dict[str, Any]]
+    stale_results_refused: list[dict[str, Any]]
+
+
+class AgentWhy(BaseModel):
+    agent_id: str
+    chain: list[dict[str, Any]]
+    tasks_moved: list[dict[str, Any]]

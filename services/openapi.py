@@ -46,7 +46,7 @@ def openapi_document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         m.ErrorOut, m.Ok, m.Ready, m.AgentOut, m.AgentList, m.EventOut, m.History,
         m.EventList, m.Stats, m.TaskOut, m.TaskList, m.TaskHistory, m.ServiceList,
-        m.InstanceOut, m.ServiceInstances,
+        m.InstanceOut, m.ServiceInstances, m.TaskWhy, m.AgentWhy,
     ]
     _, schemas = models_json_schema(
         [(model, "serialization") for model in models],
@@ -124,6 +124,12 @@ def openapi_document() -> dict[str, Any]:
             "/v1/tasks/{task_id}/history": _get(
                 "a task's events, with the agent events that moved it", m.TaskHistory,
                 [task_id], (400, 404, 503)),
+            "/v1/tasks/{task_id}/why": _get(
+                "the causal chain: each step, what caused each move, the detector reading "
+                "and the placement", m.TaskWhy, [task_id], (400, 404, 503)),
+            "/v1/agents/{agent_id}/why": _get(
+                "an agent's health decisions with the detector readings, and the tasks "
+                "moved off it", m.AgentWhy, [_AGENT_ID], (400, 404, 503)),
             "/v1/events": _get("the log, a page at a time", m.EventList, events_params,
                                (400, 503)),
             "/v1/stats": _get("counts and positions", m.Stats, [], (503,)),
