@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.cli import add_bench_command, run_bench
 from infra import settings as settings_module
 from services.audit.cli import AUDIT_COMMANDS, add_audit_commands, run_audit
 
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--subject-prefix", default="orch", help="the orchestrator's prefix")
 
     add_audit_commands(commands)
+    add_bench_command(commands)
 
     schemas = commands.add_parser("schemas", help="write the protocol's JSON Schemas")
     schemas.add_argument("--out", default="docs/schemas", help="output directory")
@@ -147,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_agent(args))
         elif args.command == "submit":
             return asyncio.run(_submit(args))
+        elif args.command == "bench":
+            return asyncio.run(run_bench(args))
         elif args.command in AUDIT_COMMANDS:
             return asyncio.run(run_audit(args))
         elif args.command == "schemas":

@@ -87,6 +87,7 @@ class HeartbeatIntake:
         )
         if applied:
             self.metrics.heartbeats.labels("applied").inc()
+            self.metrics.heartbeat_lag.observe(time.time() - meta.timestamp.timestamp())
             self.monitor.saw(agent_id, beat.incarnation, int(meta.sequence.stream))
             return
         self.metrics.heartbeats.labels("unknown").inc()

@@ -36,6 +36,12 @@ class Metrics:
             "Times every deadline restarted because this process could not see NATS",
             ["reason"], registry=self.registry,
         )
+        self.heartbeat_lag = Histogram(
+            "orch_heartbeat_lag_seconds",
+            "From a heartbeat's arrival in its stream to its application here",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
         self.http_latency = Histogram(
             "orch_http_request_seconds", "Read API latency", ["route"],
             registry=self.registry,

@@ -1,0 +1,83 @@
+"""Simulated agents for benchmarks: many agents from one process, over raw NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from infra.names import Names
+
+
+class Fleet:
+    """Registers agents, heartbeats for them, and accepts (and maybe completes) their
+    assignments, recording when each assignment arrived."""
+
+    def __init__(self, nc: Client, names: Names, complete: bool = True) -> None:
+        self.nc = nc
+        self.names = names
+        self.complete = complete
+        self.incarnations: dict[str, int] = {}
+        self.silent: set[str] = set()
+        self.last_beat: dict[str, float] = {}
+        self.received: list[tuple[str, str, int, float]] = []  # task, agent, attempt, at
+        self.on_assignment: Callable[[dict[str, Any]], None] | None = None
+        self._beats = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def register(self, agent_ids: list[str], capacity: int = 10,
+                       capabilities: list[str] | None = None, chunk: int = 200) -> None:
+        subject = self.names.command("agent.register")
+        for start in range(0, len(agent_ids), chunk):
+            replies = await asyncio.gather(*(
+                self.nc.request(subject, orjson.dumps({
+                    "agent_id": agent_id, "capacity": capacity,
+                    "capabilities": capabilities or ["cpu"]}), timeout=30)
+                for agent_id in agent_ids[start:start + chunk]))
+            for reply in replies:
+                body = orjson.loads(reply.data)
+                self.incarnations[body["agent_id"]] = body["incarnation"]
+
+    async def beat_all(self) -> None:
+        """One heartbeat from every agent that is not silent (core publish: no ack wait)."""
+        for agent_id, incarnation in self.incarnations.items():
+            if agent_id in self.silent:
+                continue
+            self._beats += 1
+            self.last_beat[agent_id] = time.monotonic()
+            await self.nc.publish(self.names.heartbeat(agent_id), orjson.dumps(
+                {"incarnation": incarnation, "seq": self._beats}))
+
+    async def heartbeat_forever(self, interval: float) -> None:
+        while True:
+            started = time.monotonic()
+            await self.beat_all()
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def serve_assignments(self) -> None:
+        await self.nc.subscribe(self.names.agent_tasks("*"), cb=self._on_assignment)
+        await self.nc.flush()
+
+    async def _on_assignment(self, msg: Msg) -> None:
+        agent_id = msg.subject.split(".")[-2]
+        if agent_id in self.silent:
+            return  # a dead agent hears nothing
+        offer = orjson.loads(msg.data)
+        self.received.append((offer["task_id"], agent_id, offer["attempt"], time.monotonic()))
+        if self.on_assignment is not None:
+            self.on_assignment(offer)
+        task = asyncio.create_task(self._work(offer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _work(self, offer: dict[str, Any]) -> None:
+        token = {"task_id": offer["task_id"], "token": offer["token"]}
+        await self.nc.request(self.names.command("task.accept"), orjson.dumps(token), timeout=30)
+        if self.complete:
+            await self.nc.request(self.names.command("task.complete"),
+                                  orjson.dumps({**token, "result": None}), timeout=30)

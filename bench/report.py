@@ -1,0 +1,62 @@
+"""The results table and bench/results.json."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from infra.embedded import server_binary
+
+TARGETS: dict[str, dict[str, str]] = {
+    "heartbeats": {"applied_per_s": ">= 20000", "lag_p99_ms": "<= 250", "ratio": ">= 0.5"},
+    "failover": {"p99_ms": "<= 100", "double_assignments": "== 0"},
+    "tasks": {"durable_tasks_per_s": ">= 2000"},
+    "commands": {"register_p99_ms": "<= 5", "deliver_p99_ms": "<= 10"},
+    "rebuild": {"ratio": ">= 0.5", "ready_from_snapshot_s": "<= 2"},
+    "api": {"ratio": ">= 0.5", "p99_ms": "<= 5"},
+    "memory": {"bytes_per_agent": "<= 2048"},
+    "eventsourcing_peers": {"jetstream_insert_us": "<= 1000"},
+}
+
+
+def meets(value: float | None, target: str) -> str:
+    if value is None:
+        return "n/a"
+    op, number = target.split()
+    limit = float(number)
+    ok = {">=": value >= limit, "<=": value <= limit, "==": value == limit}[op]
+    return "yes" if ok else "NO"
+
+
+def environment(size: str) -> dict[str, Any]:
+    nats_version = subprocess.run([server_binary(), "--version"], capture_output=True,
+                                  text=True, check=False).stdout.strip()
+    return {
+        "size": size, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": platform.machine(), "cpus": os.cpu_count(),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "nats_server": nats_version,
+    }
+
+
+def render(results: dict[str, dict[str, Any]]) -> str:
+    lines = [f"{'scenario':<20} {'metric':<26} {'value':>14}  {'target':<10} met"]
+    for scenario, metrics in results.items():
+        for name, value in metrics.items():
+            target = TARGETS.get(scenario, {}).get(name, "")
+            shown = f"{value:,.2f}" if isinstance(value, int | float) else str(value)
+            met = meets(value, target) if target and isinstance(value, int | float) else ""
+            lines.append(f"{scenario:<20} {name:<26} {shown:>14}  {target:<10} {met}")
+    return "\n".join(lines)
+
+
+def write(path: Path, results: dict[str, dict[str, Any]], size: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps({"scenarios": results, "environment": environment(size)},
+                                  option=orjson.OPT_INDENT_2))

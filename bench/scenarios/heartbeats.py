@@ -1,0 +1,100 @@
+"""Heartbeats applied per second and their lag, beside a raw consumer of the same stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+from nats.js.api import DeliverPolicy
+
+from bench.fleet import Fleet
+from bench.harness import connect, histogram_quantile, metric, nats_server, orchestrator
+from bench.sizes import Size
+
+LAG = "orch_heartbeat_lag_seconds"
+APPLIED = ("orch_heartbeats_total", 'outcome="applied"')
+
+
+async def run(size: Size) -> dict[str, float]:
+    async with nats_server() as server, orchestrator(
+        server, ORCH_SUSPECT_AFTER="30", ORCH_DEAD_AFTER="60",
+        ORCH_HEARTBEAT_INTERVAL="1",
+    ) as orch:
+        await orch.start()
+        nc = await connect(server.url)
+        fleet = Fleet(nc, orch.names)
+        await fleet.register([f"h{i}" for i in range(size.heartbeat_agents)])
+        before = await orch.metrics()
+        sent = await offer(fleet, size.heartbeat_rate, size.heartbeat_seconds)
+        after = await orch.metrics()
+        applied = metric(after, *APPLIED) - metric(before, *APPLIED)
+        lag_p99 = histogram_quantile(delta(after, before), LAG, 0.99)
+        baseline = await raw_consumer_rate(nc, orch.names.heartbeats_stream)
+        await nc.close()
+    applied_per_s = applied / size.heartbeat_seconds
+    return {
+        "offered_per_s": sent / size.heartbeat_seconds,
+        "applied_per_s": applied_per_s,
+        "lag_p99_ms": lag_p99 * 1000,
+        "baseline_per_s": baseline,
+        "ratio": applied_per_s / baseline if baseline else 0.0,
+    }
+
+
+async def offer(fleet: Fleet, rate: int, seconds: float) -> int:
+    """Publish `rate` heartbeats a second, round-robin over the fleet, for `seconds`."""
+    agents = list(fleet.incarnations.items())
+    tick = 0.01
+    per_tick = max(1, int(rate * tick))
+    sent = 0
+    started = time.monotonic()
+    index = 0
+    while time.monotonic() - started < seconds:
+        for _ in range(per_tick):
+            agent_id, incarnation = agents[index % len(agents)]
+            index += 1
+            sent += 1
+            await fleet.nc.publish(fleet.names.heartbeat(agent_id), orjson.dumps(
+                {"incarnation": incarnation, "seq": sent}))
+        next_tick = started + (sent / per_tick) * tick
+        await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+    await fleet.nc.flush()
+    await asyncio.sleep(0.5)  # let the last ones be applied before reading the counters
+    return sent
+
+
+def delta(after: str, before: str) -> str:
+    """The histogram's buckets counted during the run only."""
+    import re
+
+    counts = {le: float(c) for le, c in re.findall(rf'{LAG}_bucket{{le="([^"]+)"}} (\S+)',
+                                                  before)}
+    return "\n".join(
+        f'{LAG}_bucket{{le="{le}"}} {float(c) - counts.get(le, 0.0)}'
+        for le, c in re.findall(rf'{LAG}_bucket{{le="([^"]+)"}} (\S+)', after))
+
+
+async def raw_consumer_rate(nc, stream: str) -> float:
+    """The baseline: an ordered consumer doing only orjson.loads on the same messages."""
+    js = nc.jetstream()
+    total = (await js.stream_info(stream)).state.messages
+    done = asyncio.Event()
+    count = 0
+
+    async def on_message(msg) -> None:
+        nonlocal count
+        orjson.loads(msg.data)
+        count += 1
+        if count >= total:
+            done.set()
+
+    started = time.monotonic()
+    subscription = await js.subscribe(">", stream=stream, cb=on_message, ordered_consumer=True,
+                                      deliver_policy=DeliverPolicy.ALL,
+                                      pending_msgs_limit=0, pending_bytes_limit=0)
+    try:
+        await asyncio.wait_for(done.wait(), 120)
+    finally:
+        await subscription.unsubscribe()
+    return count / (time.monotonic() - started)

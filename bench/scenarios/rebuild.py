@@ -1,0 +1,88 @@
+"""Rebuilding every projection from a long log, beside a raw consumer of the same log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+from nats.js.api import DeliverPolicy
+
+from bench.harness import connect, nats_server, orchestrator
+from bench.sizes import Size
+from domain.agent import Agent
+from infra.codec import create_mapper
+from infra.names import AGENT, Header
+from infra.streams import provision
+
+WINDOW = 1000
+
+
+async def run(size: Size) -> dict[str, float]:
+    async with nats_server("default") as server:
+        async with orchestrator(server) as empty:
+            cold_start = await empty.start()  # process start-up with an empty log
+        async with orchestrator(server) as orch:
+            nc = await connect(server.url)
+            await write_log(nc, orch.names, size.rebuild_events)
+            ready = await orch.start()
+            baseline = await raw_consumer_rate(nc, orch.names.events_stream)
+            await nc.close()
+    rebuilding = max(ready - cold_start, 1e-3)
+    rate = size.rebuild_events / rebuilding
+    return {
+        "log_events": size.rebuild_events,
+        "ready_s": ready,
+        "events_per_s": rate,
+        "baseline_per_s": baseline,
+        "ratio": rate / baseline if baseline else 0.0,
+        "ready_from_snapshot_s": None,  # type: ignore[dict-item]  # no snapshots yet
+    }
+
+
+async def write_log(nc, names, count: int) -> None:
+    """Registrations and drains of count/2 agents, written straight to the stream."""
+    js = nc.jetstream()
+    await provision(js, names, heartbeat_history=1)
+    mapper = create_mapper()
+    template = Agent("x", ["cpu"], 4, {"zone": "eu"}, [])
+    template.drain()
+    registered, drained = (mapper.to_stored_event(e) for e in template.collect_events())
+    state = orjson.loads(registered.state)
+    pending = []
+    for i in range(count):
+        agent_id = f"a{i // 2}"
+        stored = registered if i % 2 == 0 else drained
+        data = orjson.dumps({**state, "agent_id": agent_id}) if i % 2 == 0 else stored.state
+        name = "Registered" if i % 2 == 0 else "DrainStarted"
+        headers = {Header.TOPIC: stored.topic, Header.VERSION: str(stored.originator_version),
+                   Header.EVENT_ID: f"e{i}"}
+        pending.append(js.publish(names.event(AGENT, agent_id, name), data, headers=headers))
+        if len(pending) >= WINDOW:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)
+
+
+async def raw_consumer_rate(nc, stream: str) -> float:
+    js = nc.jetstream()
+    total = (await js.stream_info(stream)).state.messages
+    done = asyncio.Event()
+    count = 0
+
+    async def on_message(msg) -> None:
+        nonlocal count
+        orjson.loads(msg.data)
+        count += 1
+        if count >= total:
+            done.set()
+
+    started = time.monotonic()
+    subscription = await js.subscribe(">", stream=stream, cb=on_message, ordered_consumer=True,
+                                      deliver_policy=DeliverPolicy.ALL,
+                                      pending_msgs_limit=0, pending_bytes_limit=0)
+    try:
+        await asyncio.wait_for(done.wait(), 600)
+    finally:
+        await subscription.unsubscribe()
+    return count / (time.monotonic() - started)

@@ -1,0 +1,27 @@
+"""Scenario sizes: `full` is what the targets are stated for, `quick` fits in minutes,
+`tiny` only proves that a scenario runs and reports (the smoke test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    heartbeat_agents: int
+    heartbeat_rate: int
+    heartbeat_seconds: float
+    failover_agents: int
+    failover_dying: int
+    tasks: int
+    command_samples: int
+    rebuild_events: int
+    memory_agents: int
+    api_seconds: int
+
+
+FULL = Size("full", 2000, 20_000, 30.0, 1000, 100, 5000, 2000, 1_000_000, 100_000, 10)
+QUICK = Size("quick", 1000, 20_000, 8.0, 300, 30, 1000, 500, 50_000, 10_000, 5)
+TINY = Size("tiny", 20, 500, 1.0, 20, 4, 40, 20, 300, 200, 1)
+SIZES = {s.name: s for s in (FULL, QUICK, TINY)}
