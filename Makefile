@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit schemas clean
+.PHONY: run test lint typecheck unit schemas bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy domain projections services infra sdk tests
+	$(BIN)/mypy domain projections services infra sdk bench tests
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+bench: $(STAMP)
+	bench/setup.sh
+	$(BIN)/orchestrator bench --size full
+
+bench-quick: $(STAMP)
+	bench/setup.sh
+	$(BIN)/orchestrator bench --size quick
 
 schemas: $(STAMP)
 	$(BIN)/orchestrator schemas --out docs/schemas
 
 clean:
-	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache bench/results.json

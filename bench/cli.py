@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import sys
@@ -14,8 +13,7 @@ from typing import Any
 from bench.report import render, write
 from bench.sizes import SIZES
 
-SCENARIOS = ("heartbeats", "failover", "tasks", "commands", "rebuild", "api", "memory",
-             "eventsourcing_peers")
+SCENARIOS = ("heartbeats", "failover", "tasks", "commands", "rebuild", "api", "memory")
 
 
 def add_bench_command(commands: Any) -> None:

@@ -18,7 +18,10 @@ from pathlib import Path
 
 import aiohttp
 import nats
+import orjson
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 
 from infra.embedded import EmbeddedNats, free_port
 from infra.names import Names
@@ -140,6 +143,31 @@ async def orchestrator(server: EmbeddedNats, **env: str) -> AsyncIterator[Orches
         yield orch
     finally:
         orch.stop()
+
+
+async def raw_consumer_rate(nc: Client, stream: str, timeout: float = 600.0) -> float:
+    """The raw baseline: an ordered consumer doing only orjson.loads on every message."""
+    js = nc.jetstream()
+    total = (await js.stream_info(stream)).state.messages
+    done = asyncio.Event()
+    count = 0
+
+    async def on_message(msg: Msg) -> None:
+        nonlocal count
+        orjson.loads(msg.data)
+        count += 1
+        if count >= total:
+            done.set()
+
+    started = time.monotonic()
+    subscription = await js.subscribe(">", stream=stream, cb=on_message, ordered_consumer=True,
+                                      deliver_policy=DeliverPolicy.ALL,
+                                      pending_msgs_limit=0, pending_bytes_limit=0)
+    try:
+        await asyncio.wait_for(done.wait(), timeout)
+    finally:
+        await subscription.unsubscribe()
+    return count / (time.monotonic() - started)
 
 
 async def connect(url: str) -> Client:

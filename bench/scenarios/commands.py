@@ -7,6 +7,8 @@ import asyncio
 import time
 
 import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from bench.fleet import Fleet
 from bench.harness import connect, nats_server, orchestrator, percentile
@@ -57,10 +59,10 @@ async def run(size: Size) -> dict[str, float]:
     }
 
 
-async def core_rtt(nc, samples: int) -> float:
+async def core_rtt(nc: Client, samples: int) -> float:
     """The baseline: a core NATS request to a responder that answers at once."""
 
-    async def echo(msg) -> None:
+    async def echo(msg: Msg) -> None:
         await msg.respond(msg.data)
 
     subscription = await nc.subscribe("bench.echo", cb=echo)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from bench.fleet import Fleet
 from bench.harness import connect, nats_server, orchestrator, percentile
@@ -68,7 +69,7 @@ def _moved(fleet: Fleet, dying: set[str]) -> dict[str, float]:
             if attempt > 1 and agent not in dying}
 
 
-async def _until(condition, timeout: float) -> None:
+async def _until(condition: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -6,10 +6,16 @@ import asyncio
 import time
 
 import orjson
-from nats.js.api import DeliverPolicy
 
 from bench.fleet import Fleet
-from bench.harness import connect, histogram_quantile, metric, nats_server, orchestrator
+from bench.harness import (
+    connect,
+    histogram_quantile,
+    metric,
+    nats_server,
+    orchestrator,
+    raw_consumer_rate,
+)
 from bench.sizes import Size
 
 LAG = "orch_heartbeat_lag_seconds"
@@ -73,28 +79,3 @@ def delta(after: str, before: str) -> str:
     return "\n".join(
         f'{LAG}_bucket{{le="{le}"}} {float(c) - counts.get(le, 0.0)}'
         for le, c in re.findall(rf'{LAG}_bucket{{le="([^"]+)"}} (\S+)', after))
-
-
-async def raw_consumer_rate(nc, stream: str) -> float:
-    """The baseline: an ordered consumer doing only orjson.loads on the same messages."""
-    js = nc.jetstream()
-    total = (await js.stream_info(stream)).state.messages
-    done = asyncio.Event()
-    count = 0
-
-    async def on_message(msg) -> None:
-        nonlocal count
-        orjson.loads(msg.data)
-        count += 1
-        if count >= total:
-            done.set()
-
-    started = time.monotonic()
-    subscription = await js.subscribe(">", stream=stream, cb=on_message, ordered_consumer=True,
-                                      deliver_policy=DeliverPolicy.ALL,
-                                      pending_msgs_limit=0, pending_bytes_limit=0)
-    try:
-        await asyncio.wait_for(done.wait(), 120)
-    finally:
-        await subscription.unsubscribe()
-    return count / (time.monotonic() - started)

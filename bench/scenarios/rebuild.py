@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import orjson
-from nats.js.api import DeliverPolicy
+from nats.aio.client import Client
 
-from bench.harness import connect, nats_server, orchestrator
+from bench.harness import connect, nats_server, orchestrator, raw_consumer_rate
 from bench.sizes import Size
 from domain.agent import Agent
 from infra.codec import create_mapper
-from infra.names import AGENT, Header
+from infra.names import AGENT, Header, Names
 from infra.streams import provision
 
 WINDOW = 1000
@@ -40,7 +39,7 @@ async def run(size: Size) -> dict[str, float]:
     }
 
 
-async def write_log(nc, names, count: int) -> None:
+async def write_log(nc: Client, names: Names, count: int) -> None:
     """Registrations and drains of count/2 agents, written straight to the stream."""
     js = nc.jetstream()
     await provision(js, names, heartbeat_history=1)
@@ -55,34 +54,11 @@ async def write_log(nc, names, count: int) -> None:
         stored = registered if i % 2 == 0 else drained
         data = orjson.dumps({**state, "agent_id": agent_id}) if i % 2 == 0 else stored.state
         name = "Registered" if i % 2 == 0 else "DrainStarted"
-        headers = {Header.TOPIC: stored.topic, Header.VERSION: str(stored.originator_version),
-                   Header.EVENT_ID: f"e{i}"}
+        headers: dict[str, str] = {
+            Header.TOPIC: stored.topic, Header.VERSION: str(stored.originator_version),
+            Header.EVENT_ID: f"e{i}"}
         pending.append(js.publish(names.event(AGENT, agent_id, name), data, headers=headers))
         if len(pending) >= WINDOW:
             await asyncio.gather(*pending)
             pending = []
     await asyncio.gather(*pending)
-
-
-async def raw_consumer_rate(nc, stream: str) -> float:
-    js = nc.jetstream()
-    total = (await js.stream_info(stream)).state.messages
-    done = asyncio.Event()
-    count = 0
-
-    async def on_message(msg) -> None:
-        nonlocal count
-        orjson.loads(msg.data)
-        count += 1
-        if count >= total:
-            done.set()
-
-    started = time.monotonic()
-    subscription = await js.subscribe(">", stream=stream, cb=on_message, ordered_consumer=True,
-                                      deliver_policy=DeliverPolicy.ALL,
-                                      pending_msgs_limit=0, pending_bytes_limit=0)
-    try:
-        await asyncio.wait_for(done.wait(), 600)
-    finally:
-        await subscription.unsubscribe()
-    return count / (time.monotonic() - started)

@@ -7,9 +7,10 @@ import asyncio
 import time
 
 import orjson
+from nats.aio.client import Client
 
 from bench.fleet import Fleet
-from bench.harness import connect, nats_server, orchestrator
+from bench.harness import Orchestrator, connect, nats_server, orchestrator
 from bench.sizes import Size
 
 EVENTS_PER_TASK = 4  # Submitted, Assigned, Accepted, Completed
@@ -62,7 +63,7 @@ async def lifecycles(count: int, sync: str, with_baseline: bool) -> tuple[float,
     return rate, baseline
 
 
-async def _all_completed(nc, orch, count: int) -> None:
+async def _all_completed(nc: Client, orch: Orchestrator, count: int) -> None:
     js = nc.jetstream()
     while True:
         info = await js.stream_info(orch.names.events_stream,
@@ -72,7 +73,7 @@ async def _all_completed(nc, orch, count: int) -> None:
         await asyncio.sleep(0.01)
 
 
-async def publish_rate(nc, events: int) -> float:
+async def publish_rate(nc: Client, events: int) -> float:
     """The baseline: JetStream publish with ack of as many events, as many in flight."""
     js = nc.jetstream()
     await js.add_stream(name="BENCH_BASELINE", subjects=["bench.baseline.>"])
