@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any
 
 from infra.event_store import EventStore
@@ -21,6 +25,18 @@ class Repository:
         self.kind = kind
         self._cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._cache_size = cache_size
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary())
+
+    @contextlib.asynccontextmanager
+    async def locked(self, aggregate_id: str) -> AsyncIterator[None]:
+        """One command at a time per aggregate in this process: the cached aggregate is
+        shared, and a command mutates it before its events are saved."""
+        lock = self._locks.get(aggregate_id)
+        if lock is None:
+            lock = self._locks[aggregate_id] = asyncio.Lock()
+        async with lock:
+            yield
 
     async def get(self, aggregate_id: str, fresh: bool = False) -> tuple[Any | None, int]:
         """The aggregate and its last position; `fresh` reads the log, not the cache."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -88,7 +89,22 @@ async def start_command_service(
     return service
 
 
+# Requests handled at once per endpoint: commands on different aggregates overlap their
+# appends; commands on the same aggregate are serialised by OCC, not by arrival.
+MAX_IN_FLIGHT = 256
+
+
 def _endpoint(command: Command, metrics: Metrics) -> Callable[[Request], Awaitable[None]]:
+    slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+    running: set[asyncio.Task[None]] = set()
+
+    async def dispatch(request: Request) -> None:
+        await slots.acquire()  # back-pressure: the subscription waits when all are busy
+        task = asyncio.create_task(handle(request))
+        running.add(task)
+        task.add_done_callback(running.discard)
+        task.add_done_callback(lambda _: slots.release())
+
     async def handle(request: Request) -> None:
         request_id = (request.headers or {}).get(REQUEST_ID_HEADER) or f"cmd-{uuid.uuid4()}"
         try:
@@ -108,7 +124,7 @@ def _endpoint(command: Command, metrics: Metrics) -> Callable[[Request], Awaitab
         metrics.commands.labels(command.name, "ok").inc()
         await _answer(request, orjson.dumps(reply), None)
 
-    return handle
+    return dispatch
 
 
 async def _answer(request: Request, body: bytes, refused: CommandRefused | None) -> None:

@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from domain.errors import CommandRefused
 from domain.placement import Candidate, Strategy, choose
@@ -18,6 +19,10 @@ from services.metrics import Metrics
 from services.tasks import TaskService
 
 log = logging.getLogger(__name__)
+
+_UNWRITTEN = 2**63  # the position of a placement whose append has not returned yet
+# Placements written at once per round: appends overlap, each still checked by OCC.
+MAX_CONCURRENT_PLACEMENTS = 64
 
 
 class Fleet:
@@ -35,6 +40,13 @@ class Fleet:
 
     def note(self, task_id: str, agent_id: str, position: int) -> None:
         self._in_flight[task_id] = (agent_id, position)
+
+    def reserve(self, task_id: str, agent_id: str) -> None:
+        """Count a placement being written against its agent until it is settled."""
+        self._in_flight[task_id] = (agent_id, _UNWRITTEN)
+
+    def release(self, task_id: str) -> None:
+        self._in_flight.pop(task_id, None)
 
     def in_flight(self, task_id: str) -> bool:
         self._settle()
@@ -102,16 +114,27 @@ class Dispatcher:
         return max(0.005, min(min(times) - now, 1.0))
 
     async def round(self) -> None:
+        """Decide placements one by one (each sees the loads the previous ones add), then
+        write them concurrently."""
         now = self.clock()
         await self._expire(now)
+        fleet = {c.agent_id: c for c in self.fleet.candidates()}
+        writes: list[Awaitable[None]] = []
         for view in self.board.due(now):
+            if len(writes) >= MAX_CONCURRENT_PLACEMENTS:
+                self.poke()  # more to place: another round right after this one
+                break
             if self.fleet.in_flight(view.task_id):
                 continue
-            candidates = self.fleet.candidates()
-            agent = choose(candidates, view.requires, self.strategy, self._cursor)
+            seen = list(fleet.values())
+            agent = choose(seen, view.requires, self.strategy, self._cursor)
             if agent is None:
                 continue  # a later task may need less; this one waits for capacity
-            await self._place(view, agent, candidates)
+            self._cursor = agent.agent_id
+            self.fleet.reserve(view.task_id, agent.agent_id)
+            fleet[agent.agent_id] = replace(agent, load=agent.load + 1)
+            writes.append(self._place(view, agent, seen))
+        await asyncio.gather(*writes)
 
     async def _place(self, view: TaskView, agent: Candidate, seen: list[Candidate]) -> None:
         try:
@@ -119,11 +142,13 @@ class Dispatcher:
                                               causation_id=f"dispatch-{view.position}")
         except CommandRefused as refused:
             log.debug("placement refused task=%s: %s", view.task_id, refused.message)
+            self.fleet.release(view.task_id)
             return
-        self._cursor = agent.agent_id
-        if outcome.position is not None:
-            self.fleet.note(view.task_id, agent.agent_id, outcome.position)
-            self.metrics.decisions.labels("assigned").inc()
+        if outcome.position is None:
+            self.fleet.release(view.task_id)
+            return
+        self.fleet.note(view.task_id, agent.agent_id, outcome.position)
+        self.metrics.decisions.labels("assigned").inc()
 
     async def _expire(self, now: float) -> None:
         """Unaccepted assignments move elsewhere; tasks running past timeout_s fail."""

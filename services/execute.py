@@ -38,6 +38,17 @@ async def execute(
     method and returns the aggregate; it raises CommandRefused to refuse. On an OCC
     conflict the aggregate is reloaded and the decision taken again on fresh state.
     """
+    async with repository.locked(aggregate_id):
+        return await _attempts(repository, aggregate_id, decide, causation_id, correlation_id)
+
+
+async def _attempts(
+    repository: Repository,
+    aggregate_id: str,
+    decide: Decision,
+    causation_id: str | None,
+    correlation_id: str | None,
+) -> Outcome:
     fresh = False
     for _ in range(MAX_ATTEMPTS):
         try:

@@ -69,7 +69,10 @@ class HealthMonitor:
         self.deregister_dead_after = deregister_dead_after
         # Tick often enough that a deadline is acted on within ~1/20 of suspect_after.
         self.interval = min(0.05, settings.suspect_after / 20)
-        self.stall_tolerance = max(0.25, settings.suspect_after / 4)
+        # A late tick this much past its time means we were not running (paused,
+        # starved): deadlines restart. Smaller lags are left to the probe before a death,
+        # so that a busy machine does not postpone deaths indefinitely.
+        self.stall_tolerance = max(0.5, settings.suspect_after / 2)
         self.visible_since = clock()
         self.seen: dict[str, Seen] = {}
         self.ticks = 0  # how many times it has looked at the fleet (tests wait on it)

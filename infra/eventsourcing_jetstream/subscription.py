@@ -1,0 +1,52 @@
+"""Live notifications: read in pages from the stream, woken by an ordered consumer."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Coroutine, Sequence
+from threading import Event
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.persistence import ListenNotifySubscription
+
+from infra.eventsourcing_jetstream.names import EVENTS
+
+if TYPE_CHECKING:
+    from infra.eventsourcing_jetstream.recorders import JetStreamApplicationRecorder
+
+
+class JetStreamSubscription(ListenNotifySubscription["JetStreamApplicationRecorder"]):
+    """Notifications after `gt`, then new ones as they are stored, until stopped.
+
+    The library's listen/notify loop pulls pages with `select_notifications`, which
+    bounds what is held in memory; the wake-up comes from an ordered consumer of new
+    messages (headers only), which delivers a message only once it is stored.
+    """
+
+    def __init__(
+        self,
+        recorder: JetStreamApplicationRecorder,
+        gt: int | None = None,
+        topics: Sequence[str] = (),
+    ) -> None:
+        client = recorder.client
+        # The consumer starts before the first pull, so nothing stored between the two
+        # is missed: whatever it wakes us for, the next pull reads.
+        self._stop_watching: Callable[[], Coroutine[Any, Any, None]] | None = client.run(
+            client.watch(recorder.log.stream, recorder.log.purpose_filter(EVENTS), self._wake)
+        )
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+
+    def _wake(self) -> None:
+        # Before the base class has made its event, the first pull is still to come.
+        event: Event | None = getattr(self, "_has_been_notified", None)
+        if event is not None:
+            event.set()
+
+    def stop(self) -> None:
+        super().stop()
+        stop_watching, self._stop_watching = self._stop_watching, None
+        if stop_watching is not None:
+            # The connection may already be closed with its factory.
+            with contextlib.suppress(Exception):
+                self._recorder.client.submit(stop_watching()).result(5.0)
