@@ -176,15 +176,21 @@ async def move(tasks: TaskService, fleet: Fleet, view: TaskView, from_agent: str
     """Give an open task to another agent, or back to the queue if none can take it."""
     candidates = fleet.candidates()
     agent = choose(candidates, view.requires, strategy, exclude=frozenset({from_agent}))
+    if agent is not None and agent.agent_id == from_agent:
+        agent = None
+    # Reserved before the first await, so concurrent moves see each other's choices.
+    fleet.reserve(view.task_id, agent.agent_id if agent is not None else "")
     try:
-        if agent is not None and agent.agent_id != from_agent:
+        if agent is not None:
             outcome = await tasks.reassign(view.task_id, from_agent, agent, reason, strategy,
                                            candidates, causation_id)
-            if outcome.position is not None:
-                fleet.note(view.task_id, agent.agent_id, outcome.position)
         else:
             outcome = await tasks.requeue(view.task_id, from_agent, reason, causation_id)
-            if outcome.position is not None:
-                fleet.note(view.task_id, "", outcome.position)  # in flight, no load
     except CommandRefused as refused:
         log.debug("move refused task=%s: %s", view.task_id, refused.message)
+        fleet.release(view.task_id)
+        return
+    if outcome.position is None:
+        fleet.release(view.task_id)
+    else:
+        fleet.note(view.task_id, agent.agent_id if agent is not None else "", outcome.position)

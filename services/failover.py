@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 TRIGGERS = ("DeclaredDead", "Deregistered", "Reregistered")
 CONSUMER = "failover"
+# Events handled at once: a mass failure moves every agent's tasks in parallel.
+BATCH = 256
 _REASONS = {
     "DeclaredDead": "agent declared dead",
     "Deregistered": "agent deregistered",
@@ -57,7 +59,7 @@ class FailoverReactor:
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=30.0,
-            max_ack_pending=1,  # in log order, one agent at a time
+            max_ack_pending=BATCH,
         )
         await self.js.add_consumer(self.names.events_stream, config)
         return await self.js.pull_subscribe_bind(CONSUMER, stream=self.names.events_stream)
@@ -68,7 +70,7 @@ class FailoverReactor:
             try:
                 if subscription is None:
                     subscription = await self._subscribe()
-                msgs = await subscription.fetch(1, timeout=1.0)
+                msgs = await self._next_batch(subscription)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except nats.errors.Error as exc:
@@ -76,10 +78,27 @@ class FailoverReactor:
                 subscription = None
                 await asyncio.sleep(0.5)
                 continue
+            # Different agents' tasks are independent; each agent's events keep log order.
+            by_agent: dict[str, list[Any]] = {}
             for msg in msgs:
-                await self.react(self.store.decode(msg))
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.ack()
+                agent_id = self.names.parse_event_subject(msg.subject)[1]
+                by_agent.setdefault(agent_id, []).append(msg)
+            await asyncio.gather(*(self._react_in_order(group) for group in by_agent.values()))
+
+    @staticmethod
+    async def _next_batch(subscription: Any) -> list[Any]:
+        """Wait for one event, then take whatever else is already there: a larger fetch
+        would hold the first event back until its batch filled or expired."""
+        msgs: list[Any] = await subscription.fetch(1, timeout=1.0)
+        with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+            msgs += await subscription.fetch(BATCH - 1, timeout=0.005)
+        return msgs
+
+    async def _react_in_order(self, msgs: list[Any]) -> None:
+        for msg in msgs:
+            await self.react(self.store.decode(msg))
+            with contextlib.suppress(nats.errors.Error):
+                await msg.ack()
 
     async def react(self, event: RecordedEvent) -> None:
         # The board must know every assignment made before this event.
@@ -87,13 +106,15 @@ class FailoverReactor:
         agent_id = event.aggregate_id
         incarnation = int(event.data()["incarnation"])
         reason = _REASONS[event.name]
-        for view in self.board.open_tasks_of(agent_id):
-            gone = view.incarnation < incarnation if event.name == "Reregistered" \
-                else view.incarnation <= incarnation
-            if not gone:
-                continue
-            await move(self.tasks, self.fleet, view, agent_id, self.strategy, reason=reason,
-                       causation_id=event.event_id)
-            self.metrics.decisions.labels("moved").inc()
+        stranded = [
+            view for view in self.board.open_tasks_of(agent_id)
+            if (view.incarnation < incarnation if event.name == "Reregistered"
+                else view.incarnation <= incarnation)
+        ]
+        await asyncio.gather(*(
+            move(self.tasks, self.fleet, view, agent_id, self.strategy, reason=reason,
+                 causation_id=event.event_id)
+            for view in stranded))
+        self.metrics.decisions.labels("moved").inc(len(stranded))
         log.info("failover done agent=%s incarnation=%d trigger=%s", agent_id, incarnation,
                  event.name)
