@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
+from infra.group_commit import GroupCommit
 from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,12 @@ class EventStore:
     """Append, load, read and tail the decisions log on JetStream."""
 
     def __init__(self, js: JetStreamContext, names: Names, mapper: Mapper[Any],
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, group_commit: GroupCommit | None = None) -> None:
         self.js = js
         self.names = names
         self.mapper = mapper
         self.timeout = timeout
+        self.group_commit = group_commit
 
     # --- writing ----------------------------------------------------------------
 
@@ -133,6 +135,8 @@ class EventStore:
 
     async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> int:
         try:
+            if self.group_commit is not None:
+                return await self.group_commit.append(subject, data, headers)
             ack = await self.js.publish(
                 subject, data, timeout=self.timeout, headers=headers,
                 stream=self.names.events_stream,

@@ -32,6 +32,7 @@ def events_config(names: Names, replicas: int = 1) -> StreamConfig:
         duplicate_window=DUPLICATE_WINDOW_S,
         max_msg_size=MAX_EVENT_BYTES,
         allow_direct=True,
+        allow_atomic=True,  # group commit writes concurrent appends as one batch
         deny_delete=True,
         deny_purge=True,
     )

@@ -36,6 +36,7 @@ from infra.codec import create_mapper
 from infra.connection import connect
 from infra.embedded import EmbeddedNats
 from infra.event_store import EventStore
+from infra.group_commit import GroupCommit
 from infra.repository import Repository
 from infra.settings import Settings
 from infra.streams import provision
@@ -135,7 +136,9 @@ class Orchestrator:
         """Every component, wired once."""
         settings = self.settings
         strategy = Strategy(settings.placement_strategy)
-        self.store = EventStore(self.js, self.names, create_mapper())
+        group_commit = GroupCommit(nc, self.names.events_stream)
+        self._stack.push_async_callback(group_commit.close)
+        self.store = EventStore(self.js, self.names, create_mapper(), group_commit=group_commit)
         self.agents = AgentHealth()
         self.board = TaskBoard()
         self.catalog = Catalog()
