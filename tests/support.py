@@ -16,16 +16,24 @@ async def eventually(
     probe: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
     what: str = "condition",
 ) -> Any:
-    """Poll until `probe` returns something truthy; fail after `timeout` seconds."""
+    """Poll until `probe` returns something truthy; fail after `timeout` seconds.
+
+    A probe that looks something up which is not there yet (a KeyError, or None where an
+    object will be) counts as "not yet".
+    """
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while True:
-        value = probe()
-        if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
-            value = await value
+        try:
+            value = probe()
+            if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
+                value = await value
+        except (LookupError, AttributeError, TypeError) as exc:
+            value, last_error = None, exc
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout}s")
+            raise AssertionError(f"{what} did not hold within {timeout}s") from last_error
         await asyncio.sleep(interval)
 
 
