@@ -39,9 +39,16 @@ class Repository:
             yield
 
     async def get(self, aggregate_id: str, fresh: bool = False) -> tuple[Any | None, int]:
-        """The aggregate and its last position; `fresh` reads the log, not the cache."""
-        cached = None if fresh else self._cache.get(aggregate_id)
-        if cached is not None:
+        """The aggregate and its last position, from the cache.
+
+        Not cached, it is presumed new (None at position 0) without reading the log: a
+        creation then costs one append, and if the aggregate did exist the append's OCC
+        check fails and the caller asks again with `fresh`, which reads the log.
+        """
+        if not fresh:
+            cached = self._cache.get(aggregate_id)
+            if cached is None:
+                return None, 0
             self._cache.move_to_end(aggregate_id)
             return cached
         aggregate, position = await self.store.load(self.kind, aggregate_id)

@@ -35,8 +35,10 @@ async def execute(
     """Apply `decide` to the current aggregate and append what it recorded.
 
     `decide` gets the aggregate (None if it does not exist), guards, calls one command
-    method and returns the aggregate; it raises CommandRefused to refuse. On an OCC
-    conflict the aggregate is reloaded and the decision taken again on fresh state.
+    method and returns the aggregate; it raises CommandRefused to refuse. It is first
+    given the cached state (None when not cached); on an OCC conflict, or a refusal, it is
+    given the state read from the log and decides again, so neither a stale cache nor a
+    presumed-new aggregate can make it write wrongly or refuse wrongly.
     """
     async with repository.locked(aggregate_id):
         return await _attempts(repository, aggregate_id, decide, causation_id, correlation_id)
@@ -54,6 +56,9 @@ async def _attempts(
         try:
             aggregate, position = await repository.get(aggregate_id, fresh)
             decided = decide(aggregate)
+            if decided is None and not fresh:
+                fresh = True  # nothing to do on presumed state: make sure on real state
+                continue
             if decided is None or not decided.pending_events:
                 return Outcome(decided, [])
             positions = await repository.save(decided, position, causation_id, correlation_id)

@@ -1,9 +1,8 @@
-"""eventsourcing persistence on NATS JetStream: `PERSISTENCE_MODULE=infra.eventsourcing_jetstream`.
+"""eventsourcing persistence on JetStream: `PERSISTENCE_MODULE=infra.eventsourcing_jetstream`."""
 
-With `ORCH_NATS_URL` in the application's environment, an eventsourcing Application (and
-its projection runners) records its events, snapshots and tracking records in a stream
-of its own, named after the application (see `names`).
-"""
+# With `ORCH_NATS_URL` in the application's environment, an eventsourcing Application (and
+# its projection runners) records its events, snapshots and tracking records in a stream
+# of its own, named after the application (see `names`).
 
 from infra.eventsourcing_jetstream.factory import JetStreamFactory
 from infra.eventsourcing_jetstream.recorders import (

@@ -1,15 +1,15 @@
-"""One NATS connection on its own asyncio loop thread, for synchronous recorders.
+"""One NATS connection on its own asyncio loop thread, for synchronous recorders."""
 
-eventsourcing's recorders are synchronous and called from many threads; nats-py is
-asyncio. Each factory owns one `JetStreamClient`: a daemon thread running an event loop
-with one connection. Recorders submit coroutines to it and block on the result.
-"""
+# eventsourcing's recorders are synchronous and called from many threads; nats-py is
+# asyncio. Each factory owns one `JetStreamClient`: a daemon thread running an event loop
+# with one connection. Recorders submit coroutines to it and block on the result.
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Sequence
@@ -36,11 +36,12 @@ from nats.js.client import JetStreamContext
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 # JetStream API error codes.
 ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_BATCH_WRONG_LAST_SEQUENCE = 10164  # a batch writes one subject twice
 ERR_STREAM_NAME_IN_USE = 10058
-ERR_STREAM_NOT_FOUND = 10059
 _CONFLICTS = {ERR_WRONG_LAST_SEQUENCE, ERR_BATCH_WRONG_LAST_SEQUENCE}
 
 # Server limit on the messages of one atomic batch (ADR-50).
@@ -87,15 +88,44 @@ def _raise_for_ack(data: bytes) -> int:
     return int(reply["seq"])
 
 
-def _stop_loop(loop: asyncio.AbstractEventLoop, nc: Client | None) -> None:
-    """Close the connection and stop the loop; also run when a client is collected."""
-    if loop.is_closed():
-        return
-    if nc is not None and loop.is_running():
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop thread: run until stopped, then cancel what is left and close."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        # A read cut short by close() is cancelled (its caller sees an error), not lost.
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.close()
+
+
+async def _shutdown(nc: Client | None) -> None:
+    if nc is not None:
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(nc.close(), loop).result(5.0)
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(loop.stop)
+            await asyncio.wait_for(nc.close(), 5.0)
+    asyncio.get_running_loop().stop()
+
+
+def _stop_loop(
+    loop: asyncio.AbstractEventLoop, nc: Client | None, closing: threading.Event
+) -> None:
+    """Close the connection and stop the loop; also run when a client is collected."""
+    closing.set()
+    # Never blocks: a collection may happen on the loop thread itself.
+    with contextlib.suppress(RuntimeError):  # the loop is already closed
+        asyncio.run_coroutine_threadsafe(_shutdown(nc), loop)
+
+
+async def _log_error(exc: Exception) -> None:
+    log.debug("nats error: %r", exc)
+
+
+async def _log_reconnected() -> None:
+    log.info("eventsourcing JetStream connection restored")
 
 
 class JetStreamClient:
@@ -105,32 +135,42 @@ class JetStreamClient:
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"jetstream {name}", daemon=True
+            target=_run_loop, args=(self._loop,), name=f"jetstream {name}", daemon=True
         )
         self._thread.start()
         self._replies: dict[str, asyncio.Queue[Msg]] = {}
         self._reply_prefix = ""
         self._closed = False
+        self._closing = threading.Event()
         try:
             self._nc: Client = self.run(self._connect(list(servers), name))
         except BaseException:
-            _stop_loop(self._loop, None)
+            _stop_loop(self._loop, None, self._closing)
             raise
         self._js: JetStreamContext = self._nc.jetstream(timeout=timeout)
         # Factories are not always closed (the projection runner drops its view's), so
         # the connection also ends when nothing refers to the client any more.
-        self._finalizer = weakref.finalize(self, _stop_loop, self._loop, self._nc)
+        self._finalizer = weakref.finalize(
+            self, _stop_loop, self._loop, self._nc, self._closing
+        )
 
     async def _connect(self, servers: list[str], name: str) -> Client:
+        closing = self._closing
+
+        async def disconnected() -> None:
+            if not closing.is_set():
+                log.warning("eventsourcing JetStream connection lost; reconnecting")
+
         nc = await nats.connect(
             servers=servers, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
-            reconnect_time_wait=0.25, connect_timeout=2,
+            reconnect_time_wait=0.25, connect_timeout=2, error_cb=_log_error,
+            disconnected_cb=disconnected, reconnected_cb=_log_reconnected,
         )
         self._reply_prefix = nc.new_inbox()
         replies = self._replies
 
-        # A closure over the routing table, not a bound method: the connection must not
-        # keep the client alive, or the finalizer would never run.
+        # Closures, not bound methods: the connection must not keep the client alive, or
+        # the finalizer would never run.
         async def route_reply(msg: Msg) -> None:
             queue = replies.get(msg.subject.rsplit(".", 1)[-1])
             if queue is not None:
@@ -164,7 +204,14 @@ class JetStreamClient:
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start a coroutine on the connection's loop without waiting for it."""
+        if self._closed:
+            coro.close()
+            raise InterfaceError("the JetStream connection is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Close the connection and stop the loop thread."""
@@ -245,10 +292,7 @@ class JetStreamClient:
     async def get_batch(
         self, stream: str, subject: str, start: int, batch: int
     ) -> tuple[list[Msg], int]:
-        """Up to `batch` stored messages on `subject` from sequence `start` in one request.
-
-        Returns them with the number of matching messages left after them.
-        """
+        """Up to `batch` messages on `subject` from `start`, and how many more match."""
         token = self._nc.new_inbox().rsplit(".", 1)[-1]
         replies: asyncio.Queue[Msg] = asyncio.Queue()
         self._replies[token] = replies
@@ -276,11 +320,9 @@ class JetStreamClient:
     async def watch(
         self, stream: str, subject: str, wake: Callable[[], None]
     ) -> Callable[[], Coroutine[Any, Any, None]]:
-        """Call `wake` after each message stored on `subject` from now on.
-
-        An ordered consumer delivers a message only once it is stored, so a reader woken
-        by it finds the message. Returns the coroutine function that stops it.
-        """
+        """Call `wake` after each message stored on `subject` from now on; returns its stop."""
+        # An ordered consumer delivers a message only once it is stored, so a reader woken
+        # by it finds the message.
 
         async def on_message(_: Msg) -> None:
             wake()

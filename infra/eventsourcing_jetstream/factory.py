@@ -27,16 +27,12 @@ R = TypeVar("R", bound=JetStreamRecorder)
 
 
 class JetStreamFactory(InfrastructureFactory[JetStreamTrackingRecorder]):
-    """Recorders for one application, on a stream named after it.
+    """Recorders for one application, on a stream named after it."""
 
-    Environment (each may be prefixed with the application's name, as usual):
-    `ORCH_NATS_URL` (required; comma-separated servers), `ORCH_ES_REPLICAS` (stream
-    replicas, default 1), `CREATE_TABLE` (create the stream if absent, default yes).
-    """
-
-    NATS_URL = "ORCH_NATS_URL"
-    REPLICAS = "ORCH_ES_REPLICAS"
-    CREATE_TABLE = "CREATE_TABLE"
+    # Settings, each also read prefixed with the application's name, as usual.
+    NATS_URL = "ORCH_NATS_URL"  # required: the servers, comma separated
+    REPLICAS = "ORCH_ES_REPLICAS"  # the stream's replicas, default 1
+    CREATE_TABLE = "CREATE_TABLE"  # create the stream if absent, default yes
 
     aggregate_recorder_class = JetStreamAggregateRecorder
     application_recorder_class = JetStreamApplicationRecorder

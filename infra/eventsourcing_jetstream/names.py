@@ -1,14 +1,13 @@
-"""Where one application's log lives on JetStream: its stream, subjects and headers.
+"""Where one application's log lives on JetStream: its stream, subjects and headers."""
 
-One stream per application, named from the application's name:
-
-    stream    ES_<app>
-    events    es.<app>.<purpose>.<u|s>.<originator id>.<version>   (purpose "events", ...)
-    tracking  es.<app>.tracking.<upstream application>
-
-Names are escaped into single subject tokens injectively, so two different application
-names never share a stream or subjects, and any string originator id is a valid token.
-"""
+# One stream per application, named from the application's name:
+#
+#     stream    ES_<app>
+#     events    es.<app>.<purpose>.<u|s>.<originator id>.<version>  (purpose "events", ...)
+#     tracking  es.<app>.tracking.<upstream application>
+#
+# Names are escaped into single subject tokens injectively, so two different application
+# names never share a stream or subjects, and any string originator id is a valid token.
 
 from __future__ import annotations
 

@@ -1,11 +1,10 @@
-"""The aggregate, application, tracking and process recorders on JetStream.
+"""The aggregate, application, tracking and process recorders on JetStream."""
 
-Uniqueness is the server's: each event has its own subject (aggregate and version), and
-is published expecting that subject to be empty, so two writers can never both store a
-version, and a tracking record expects the last one on its subject to be the one read.
-Several messages go in one atomic batch, so a write is all or nothing. The stream
-sequence of an event is its notification id.
-"""
+# Uniqueness is the server's: each event has its own subject (aggregate and version), and
+# is published expecting that subject to be empty, so two writers can never both store a
+# version; a tracking record expects the last one on its subject to be the one read.
+# Several messages go in one atomic batch, so a write is all or nothing. The stream
+# sequence of an event is its notification id.
 
 from __future__ import annotations
 
@@ -34,6 +33,7 @@ from infra.eventsourcing_jetstream.names import (
     LogNames,
     parse_event_subject,
 )
+from infra.eventsourcing_jetstream.subscription import JetStreamSubscription
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Subscription
@@ -205,8 +205,6 @@ class JetStreamApplicationRecorder(JetStreamAggregateRecorder, ApplicationRecord
     def subscribe(
         self, gt: int | None = None, topics: Sequence[str] = ()
     ) -> Subscription[ApplicationRecorder]:
-        from infra.eventsourcing_jetstream.subscription import JetStreamSubscription
-
         return JetStreamSubscription(recorder=self, gt=gt, topics=topics)
 
 

@@ -16,12 +16,11 @@ if TYPE_CHECKING:
 
 
 class JetStreamSubscription(ListenNotifySubscription["JetStreamApplicationRecorder"]):
-    """Notifications after `gt`, then new ones as they are stored, until stopped.
+    """Notifications after `gt`, then new ones as they are stored, until stopped."""
 
-    The library's listen/notify loop pulls pages with `select_notifications`, which
-    bounds what is held in memory; the wake-up comes from an ordered consumer of new
-    messages (headers only), which delivers a message only once it is stored.
-    """
+    # The library's listen/notify loop pulls pages with `select_notifications`, which
+    # bounds what is held in memory; the wake-up comes from an ordered consumer of new
+    # messages (headers only), which delivers a message only once it is stored.
 
     def __init__(
         self,
@@ -46,7 +45,8 @@ class JetStreamSubscription(ListenNotifySubscription["JetStreamApplicationRecord
     def stop(self) -> None:
         super().stop()
         stop_watching, self._stop_watching = self._stop_watching, None
-        if stop_watching is not None:
-            # The connection may already be closed with its factory.
+        client = self._recorder.client
+        # A connection closed with its factory has taken its consumers with it.
+        if stop_watching is not None and not client.closed:
             with contextlib.suppress(Exception):
-                self._recorder.client.submit(stop_watching()).result(5.0)
+                client.submit(stop_watching()).result(5.0)

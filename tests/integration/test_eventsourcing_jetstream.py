@@ -1,18 +1,22 @@
-"""The JetStream persistence module under eventsourcing's own conformance suites.
+"""The JetStream persistence module under eventsourcing's own conformance suites."""
 
-The suites (unittest TestCases from `eventsourcing.tests.persistence`) run against the
-session's real nats-server; each test has an application name, so a stream, of its own.
-The figures the suites' performance tests print are shown in the terminal summary.
-"""
+# The suites (unittest TestCases from `eventsourcing.tests.persistence`) run against the
+# session's real nats-server; each test has an application name, so a stream, of its own.
+# The figures the suites' performance tests print are shown in the terminal summary.
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import re
+import threading
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import singledispatchmethod
-from typing import Any
+from typing import Any, TypeVar
 
 # Imported as a module: a TestCase class imported by name would be collected as a test.
 import eventsourcing.tests.persistence as suites
@@ -20,8 +24,13 @@ import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
     InfrastructureFactory,
+    IntegrityError,
+    InterfaceError,
     PersistenceError,
+    ProcessRecorder,
     StoredEvent,
     Tracking,
     TrackingRecorder,
@@ -40,34 +49,35 @@ from infra.eventsourcing_jetstream import (
 from infra.eventsourcing_jetstream.client import JetStreamClient
 from infra.eventsourcing_jetstream.names import LogNames
 
+T = TypeVar("T")
 MODULE = "infra.eventsourcing_jetstream"
-PERFORMANCE_TESTS = {"test_performance", "test_concurrent_throughput"}
+PERFORMANCE_TESTS = {
+    "test_performance", "test_concurrent_throughput", "test_concurrent_no_conflicts",
+}
+_TEST_CASE_REPR = re.compile(r"test_\w+ \([\w.]+\)")
+REPORT = "eventsourcing-jetstream-performance"
 
 
 class _PerformanceReport:
-    """A pytest plugin that prints the suites' performance figures after the run."""
+    """A pytest plugin showing the suites' performance figures in the terminal summary."""
 
     def __init__(self) -> None:
-        self.figures: list[tuple[str, str]] = []
+        self.lines: list[str] = []
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.figures:
-            return
-        terminalreporter.write_sep("-", "eventsourcing suites on JetStream: performance")
-        for test_id, output in self.figures:
-            lines = [line.strip() for line in output.splitlines() if line.strip()]
-            # The suites print the TestCase itself first; the test id says which it is.
-            figures = [line for line in lines if not line.startswith("test_")]
-            terminalreporter.write_line(f"{test_id}: {' | '.join(figures)}")
+        if self.lines:
+            terminalreporter.write_sep("-", "eventsourcing suites on JetStream: performance")
+            for line in self.lines:
+                terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="module")
 def report(request: pytest.FixtureRequest) -> _PerformanceReport:
     manager = request.config.pluginmanager
-    plugin = manager.get_plugin("eventsourcing-jetstream-performance")
+    plugin = manager.get_plugin(REPORT)
     if plugin is None:
         plugin = _PerformanceReport()
-        manager.register(plugin, "eventsourcing-jetstream-performance")
+        manager.register(plugin, REPORT)
     assert isinstance(plugin, _PerformanceReport)
     return plugin
 
@@ -81,23 +91,31 @@ def admin(nats_server: EmbeddedNats) -> Iterator[JetStreamClient]:
 
 
 @pytest.fixture(autouse=True)
-def _jetstream(
+def streams(
     request: pytest.FixtureRequest, nats_server: EmbeddedNats, admin: JetStreamClient,
     report: _PerformanceReport, capsys: pytest.CaptureFixture[str],
-) -> Iterator[None]:
-    """Give each TestCase the server's URL; delete its streams; keep its figures."""
-    case = request.instance
-    if case is not None:
-        case.nats_url = nats_server.url
-        case.streams = []
-    yield
-    if case is not None:
-        for stream in case.streams:
-            with contextlib.suppress(PersistenceError):
-                admin.run(admin.js.delete_stream(stream))
-    name = request.node.name
-    if name in PERFORMANCE_TESTS:
-        report.figures.append((f"{request.node.parent.name}.{name}", capsys.readouterr().out))
+) -> Iterator[list[str]]:
+    """Streams to delete after the test; a TestCase also gets the server's URL."""
+    names: list[str] = []
+    if request.instance is not None:
+        request.instance.nats_url = nats_server.url
+        request.instance.streams = names
+    yield names
+    for stream in names:
+        with contextlib.suppress(PersistenceError):
+            admin.run(admin.js.delete_stream(stream))
+    if request.node.name in PERFORMANCE_TESTS:
+        # The suites print the TestCase itself too; the test id says which it is.
+        text = _TEST_CASE_REPR.sub("", capsys.readouterr().out)
+        figures = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+        report.lines.append(f"{request.node.parent.name}.{request.node.name}: {figures}")
+
+
+def unique_name(prefix: str, streams: list[str]) -> str:
+    """An application name of this test's own; its stream is deleted after the test."""
+    name = f"{prefix}{uuid.uuid4().hex[:8].upper()}"
+    streams.append(LogNames(name).stream)
+    return name
 
 
 def new_env(nats_url: str, name: str) -> Environment:
@@ -111,8 +129,7 @@ class JetStreamCase:
     streams: list[str]
 
     def setUp(self) -> None:
-        self.app_name = f"Test {uuid.uuid4().hex[:12]}"  # the space is escaped
-        self.streams.append(LogNames(self.app_name).stream)
+        self.env = new_env(self.nats_url, unique_name("Test ", self.streams))  # space escaped
         self._factory: JetStreamFactory | None = None
         super().setUp()  # type: ignore[misc]
 
@@ -124,30 +141,20 @@ class JetStreamCase:
     @property
     def js_factory(self) -> JetStreamFactory:
         if self._factory is None:
-            factory = InfrastructureFactory.construct(new_env(self.nats_url, self.app_name))
+            factory = InfrastructureFactory.construct(self.env)
             assert isinstance(factory, JetStreamFactory)
             self._factory = factory
         return self._factory
 
 
 class TestAggregateRecorder(JetStreamCase, suites.AggregateRecorderTestCase):
-    def create_recorder(self) -> JetStreamAggregateRecorder:
-        recorder = self.js_factory.aggregate_recorder(purpose="snapshots")
-        assert isinstance(recorder, JetStreamAggregateRecorder)
-        return recorder
-
-    def test_string_originator_ids(self) -> None:
-        recorder = self.create_recorder()
-        event = StoredEvent("agent 1.x*>", 1, "topic", b"state")
-        recorder.insert_events([event])
-        self.assertEqual(recorder.select_events("agent 1.x*>"), [event])
+    def create_recorder(self) -> AggregateRecorder:
+        return self.js_factory.aggregate_recorder(purpose="snapshots")
 
 
 class TestApplicationRecorder(JetStreamCase, suites.ApplicationRecorderTestCase):
-    def create_recorder(self) -> JetStreamApplicationRecorder:
-        recorder = self.js_factory.application_recorder()
-        assert isinstance(recorder, JetStreamApplicationRecorder)
-        return recorder
+    def create_recorder(self) -> ApplicationRecorder:
+        return self.js_factory.application_recorder()
 
     def test_insert_subscribe(self) -> None:
         self.optional_test_insert_subscribe()
@@ -156,10 +163,8 @@ class TestApplicationRecorder(JetStreamCase, suites.ApplicationRecorderTestCase)
 class TestNonInterleavingNotificationIDs(
     JetStreamCase, suites.NonInterleavingNotificationIDsBaseCase
 ):
-    def create_recorder(self) -> JetStreamApplicationRecorder:
-        recorder = self.js_factory.application_recorder()
-        assert isinstance(recorder, JetStreamApplicationRecorder)
-        return recorder
+    def create_recorder(self) -> ApplicationRecorder:
+        return self.js_factory.application_recorder()
 
 
 class TestTrackingRecorder(JetStreamCase, suites.TrackingRecorderTestCase):
@@ -168,10 +173,8 @@ class TestTrackingRecorder(JetStreamCase, suites.TrackingRecorderTestCase):
 
 
 class TestProcessRecorder(JetStreamCase, suites.ProcessRecorderTestCase):
-    def create_recorder(self) -> JetStreamProcessRecorder:
-        recorder = self.js_factory.process_recorder()
-        assert isinstance(recorder, JetStreamProcessRecorder)
-        return recorder
+    def create_recorder(self) -> ProcessRecorder:
+        return self.js_factory.process_recorder()
 
 
 class MyTrackingRecorder(JetStreamTrackingRecorder):
@@ -181,13 +184,6 @@ class MyTrackingRecorder(JetStreamTrackingRecorder):
 class TestInfrastructureFactory(
     JetStreamCase, suites.InfrastructureFactoryTestCase[JetStreamFactory]
 ):
-    def setUp(self) -> None:
-        self.app_name = f"Test {uuid.uuid4().hex[:12]}"
-        self.streams.append(LogNames(self.app_name).stream)
-        self._factory = None
-        self.env = new_env(self.nats_url, self.app_name)
-        suites.InfrastructureFactoryTestCase.setUp(self)
-
     def expected_factory_class(self) -> type[JetStreamFactory]:
         return JetStreamFactory
 
@@ -207,16 +203,87 @@ class TestInfrastructureFactory(
         return JetStreamProcessRecorder
 
 
+# --- guarantees beyond the suites -------------------------------------------------------
+
+
+@pytest.fixture
+def factory(nats_server: EmbeddedNats, streams: list[str]) -> Iterator[JetStreamFactory]:
+    env = new_env(nats_server.url, unique_name("Guarantees", streams))
+    factory = InfrastructureFactory.construct(env)
+    assert isinstance(factory, JetStreamFactory)
+    yield factory
+    factory.close()
+
+
+def test_of_writers_racing_for_one_version_exactly_one_wins(factory: JetStreamFactory) -> None:
+    recorder = factory.application_recorder()
+    originator_id = "agent 1.x*>"  # a string id, with characters subjects cannot hold
+    start = threading.Barrier(10)
+
+    def write(writer: int) -> bool:
+        start.wait()
+        try:
+            recorder.insert_events([StoredEvent(originator_id, 1, "t", str(writer).encode())])
+        except IntegrityError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(10) as pool:
+        won = list(pool.map(write, range(10)))
+
+    assert won.count(True) == 1
+    [stored] = recorder.select_events(originator_id)
+    assert stored.originator_id == originator_id
+
+
+def test_a_stale_tracking_position_is_corrected_by_the_server(factory: JetStreamFactory) -> None:
+    first = factory.process_recorder()
+    second = factory.process_recorder()
+    first.insert_events([], tracking=Tracking("upstream", 1))
+    second.insert_events([], tracking=Tracking("upstream", 2))
+
+    # `first` still believes 1 is the last: the server refuses, it reads again, retries.
+    event = StoredEvent(uuid.uuid4(), 1, "t", b"s")
+    first.insert_events([event], tracking=Tracking("upstream", 3))
+    assert first.max_tracking_id("upstream") == 3
+    assert len(first.select_events(event.originator_id)) == 1
+
+    # `second` believes 2: reading again shows 3 is recorded, so 3 is refused.
+    with pytest.raises(IntegrityError):
+        second.insert_events([], tracking=Tracking("upstream", 3))
+
+    factory.close()
+    with pytest.raises(InterfaceError):
+        first.max_tracking_id("upstream")
+
+
+def test_a_client_nobody_refers_to_closes_its_connection(nats_server: EmbeddedNats) -> None:
+    client = JetStreamClient([nats_server.url], name="eventsourcing unreferenced")
+    thread = client._thread
+    reference = weakref.ref(client)
+    del client
+    gc.collect()
+    assert reference() is None
+    thread.join(5.0)
+    assert not thread.is_alive()
+
+
 # --- a real eventsourcing Application on JetStream ---------------------------------------
 
 
 class Dog(Aggregate):
-    @event("Registered")
+    class Registered(Aggregate.Created):
+        name: str
+
+    class TrickAdded(Aggregate.Event):
+        trick: str
+
+    @event(Registered)
     def __init__(self, name: str) -> None:
         self.name = name
         self.tricks: list[str] = []
 
-    @event("TrickAdded")
+    @event(TrickAdded)
     def add_trick(self, trick: str) -> None:
         self.tricks.append(trick)
 
@@ -233,12 +300,7 @@ class DogSchool(Application[uuid.UUID]):
         self.save(dog)
 
     def get_tricks(self, dog_id: uuid.UUID) -> list[str]:
-        dog: Dog = self.repository.get(dog_id)
-        return list(dog.tricks)
-
-
-class OtherSchool(DogSchool):
-    pass
+        return list(self.repository.get(dog_id).tricks)
 
 
 class TrickCounts(JetStreamTrackingRecorder):
@@ -266,82 +328,71 @@ class CountTricks(Projection[TrickCounts]):
 
 
 @pytest.fixture
-def app_env(nats_server: EmbeddedNats, admin: JetStreamClient) -> Iterator[dict[str, str]]:
-    """Environment of applications named for this test; their streams deleted after."""
-    suffix = uuid.uuid4().hex[:8].upper()
-    names = [f"DogSchool{suffix}", f"OtherSchool{suffix}", f"CountTricks{suffix}"]
-    yield {
-        "PERSISTENCE_MODULE": MODULE,
-        "ORCH_NATS_URL": nats_server.url,
-        "SUFFIX": suffix,
+def env(nats_server: EmbeddedNats) -> dict[str, str]:
+    return {
+        "PERSISTENCE_MODULE": MODULE, "ORCH_NATS_URL": nats_server.url,
+        "IS_SNAPSHOTTING_ENABLED": "y",
     }
-    for name in names:
-        with contextlib.suppress(PersistenceError):
-            admin.run(admin.js.delete_stream(LogNames(name).stream))
 
 
-def school(cls: type[DogSchool], env: dict[str, str]) -> DogSchool:
-    """An application named uniquely for the test (the class name plus a suffix)."""
-    named = type(f"{cls.__name__}{env['SUFFIX']}", (cls,), {})
-    return named(env={**env, "IS_SNAPSHOTTING_ENABLED": "y"})
+def named(cls: type[T], streams: list[str]) -> type[T]:
+    """A subclass named for this test: an application's (or projection's) name is its log."""
+    return type(unique_name(cls.__name__, streams), (cls,), {})
 
 
-def test_an_application_saves_reloads_and_lists_notifications(app_env: dict[str, str]) -> None:
-    app = school(DogSchool, app_env)
-    dog_id = app.register_dog("Fido")
-    app.add_trick(dog_id, "roll over")
-    app.add_trick(dog_id, "play dead")
-    app.take_snapshot(dog_id)
-    app.add_trick(dog_id, "fetch")
-    assert app.get_tricks(dog_id) == ["roll over", "play dead", "fetch"]
-    app.close()
-
-    again = school(DogSchool, app_env)
-    assert again.name == app.name
-    assert again.get_tricks(dog_id) == ["roll over", "play dead", "fetch"]
-    assert again.snapshots is not None
-    assert [s.originator_version for s in again.snapshots.get(dog_id)] == [3]
-    notifications = again.notification_log.select(start=1, limit=10)
-    assert [n.id for n in notifications] == [1, 2, 3, 4]
-    assert [n.originator_version for n in notifications] == [1, 2, 3, 4]
-    assert {n.originator_id for n in notifications} == {dog_id}
-    again.close()
-
-
-def test_two_applications_use_two_streams(app_env: dict[str, str]) -> None:
-    dogs = school(DogSchool, app_env)
-    others = school(OtherSchool, app_env)
-    dog_id = dogs.register_dog("Fido")
-    other_id = others.register_dog("Rex")
-
-    assert isinstance(dogs.factory, JetStreamFactory)
-    assert isinstance(others.factory, JetStreamFactory)
-    assert dogs.factory.log.stream != others.factory.log.stream
-    assert [n.originator_id for n in dogs.notification_log.select(1, 10)] == [dog_id]
-    assert [n.originator_id for n in others.notification_log.select(1, 10)] == [other_id]
-    assert dogs.recorder.max_notification_id() == others.recorder.max_notification_id() == 1
-    dogs.close()
-    others.close()
-
-
-def test_a_projection_runner_follows_an_application(app_env: dict[str, str]) -> None:
-    dogs = school(DogSchool, app_env)
-    dog_id = dogs.register_dog("Fido")
-    dogs.add_trick(dog_id, "roll over")
-    application_class = type(dogs)
-    dogs.close()
-    projection = type(f"CountTricks{app_env['SUFFIX']}", (CountTricks,), {})
-
-    with ProjectionRunner(
-        application_class=application_class, projection_class=projection,
-        view_class=TrickCounts, env={**app_env, "IS_SNAPSHOTTING_ENABLED": "y"},
-    ) as runner:
-        # Events from before the runner started, then one recorded while it runs.
-        runner.wait(2, timeout=10)
-        assert runner.view.counts == Counter({"roll over": 1})
-        app: Any = runner.app
+def test_an_application_saves_reloads_and_lists_notifications(
+    env: dict[str, str], streams: list[str]
+) -> None:
+    school = named(DogSchool, streams)
+    with school(env) as app:
+        dog_id = app.register_dog("Fido")
+        app.add_trick(dog_id, "roll over")
+        app.add_trick(dog_id, "play dead")
+        app.take_snapshot(dog_id)
         app.add_trick(dog_id, "fetch")
-        runner.wait(app.recorder.max_notification_id(), timeout=10)
-        assert runner.view.counts == Counter({"roll over": 1, "fetch": 1})
-        assert runner.view.max_tracking_id(app.name) == 3
-    runner.view.client.close()
+
+    with school(env) as again:
+        assert again.get_tricks(dog_id) == ["roll over", "play dead", "fetch"]
+        assert again.snapshots is not None
+        assert [s.originator_version for s in again.snapshots.get(dog_id)] == [3]
+        notifications = again.notification_log.select(start=1, limit=10)
+        # The snapshot is in the application's stream too, at sequence 4: notification
+        # ids ascend with gaps, which the library allows (as on PostgreSQL).
+        assert [n.id for n in notifications] == [1, 2, 3, 5]
+        assert [n.originator_version for n in notifications] == [1, 2, 3, 4]
+        assert {n.originator_id for n in notifications} == {dog_id}
+
+
+def test_two_applications_use_two_streams(env: dict[str, str], streams: list[str]) -> None:
+    with named(DogSchool, streams)(env) as dogs, named(DogSchool, streams)(env) as others:
+        dog_id, other_id = dogs.register_dog("Fido"), others.register_dog("Rex")
+        assert isinstance(dogs.factory, JetStreamFactory)
+        assert isinstance(others.factory, JetStreamFactory)
+        assert dogs.factory.log.stream != others.factory.log.stream
+        assert [n.originator_id for n in dogs.notification_log.select(1, 10)] == [dog_id]
+        assert [n.originator_id for n in others.notification_log.select(1, 10)] == [other_id]
+
+
+def test_a_projection_runner_follows_an_application(
+    env: dict[str, str], streams: list[str]
+) -> None:
+    with named(DogSchool, streams)(env) as dogs:
+        dog_id = dogs.register_dog("Fido")
+        dogs.add_trick(dog_id, "roll over")
+    runner = ProjectionRunner(
+        application_class=type(dogs), projection_class=named(CountTricks, streams),
+        view_class=TrickCounts, env=env,
+    )
+    try:
+        with runner:
+            # Events from before the runner started, then one recorded while it runs.
+            runner.wait(2, timeout=10)
+            assert runner.view.counts == Counter({"roll over": 1})
+            app: Any = runner.app
+            app.add_trick(dog_id, "fetch")
+            runner.wait(app.recorder.max_notification_id(), timeout=10)
+            assert runner.view.counts == Counter({"roll over": 1, "fetch": 1})
+            assert runner.view.max_tracking_id(app.name) == 3
+    finally:
+        # The runner closes its application, but not its view's factory.
+        runner.view.client.close()
