@@ -13,7 +13,8 @@ from typing import Any
 from bench.report import render, write
 from bench.sizes import SIZES
 
-SCENARIOS = ("heartbeats", "failover", "tasks", "commands", "rebuild", "api", "memory")
+SCENARIOS = ("heartbeats", "failover", "tasks", "commands", "rebuild", "api", "memory",
+             "eventsourcing_peers")
 
 
 def add_bench_command(commands: Any) -> None:
