@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit schemas bench bench-quick clean
+.PHONY: run test lint typecheck unit chaos schemas bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+chaos: $(STAMP)
+	$(BIN)/pytest tests/chaos -m chaos -v
 
 bench: $(STAMP)
 	bench/setup.sh

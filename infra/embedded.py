@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,20 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def render_config(port: int, store_dir: Path, sync: str, server_name: str) -> str:
+@dataclass(frozen=True)
+class ClusterRoute:
+    """This node's cluster port and its peers' (a JetStream cluster on loopback)."""
+
+    name: str
+    port: int
+    peers: tuple[int, ...]
+
+
+def render_config(port: int, store_dir: Path, sync: str, server_name: str,
+                  cluster: ClusterRoute | None = None) -> str:
     """nats-server configuration: loopback only, JetStream on a file store."""
     sync_line = "sync_interval: always" if sync == "always" else ""
-    return (
+    config = (
         f'server_name: "{server_name}"\n'
         f"listen: 127.0.0.1:{port}\n"
         "max_payload: 1MB\n"
@@ -56,6 +67,16 @@ def render_config(port: int, store_dir: Path, sync: str, server_name: str) -> st
         f"  {sync_line}\n"
         "}\n"
     )
+    if cluster is not None:
+        routes = ", ".join(f"nats://127.0.0.1:{p}" for p in cluster.peers)
+        config += (
+            "cluster {\n"
+            f'  name: "{cluster.name}"\n'
+            f"  listen: 127.0.0.1:{cluster.port}\n"
+            f"  routes: [{routes}]\n"
+            "}\n"
+        )
+    return config
 
 
 class EmbeddedNats:
@@ -67,11 +88,13 @@ class EmbeddedNats:
         port: int = 4222,
         sync: str = "always",
         server_name: str = "orch-embedded",
+        cluster: ClusterRoute | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
         self.sync = sync
         self.server_name = server_name
+        self.cluster = cluster
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -86,7 +109,8 @@ class EmbeddedNats:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "nats-server.conf"
         config.write_text(
-            render_config(self.port, self.data_dir / "jetstream", self.sync, self.server_name)
+            render_config(self.port, self.data_dir / "jetstream", self.sync, self.server_name,
+                          self.cluster)
         )
         log_file = open(self.data_dir / "nats-server.log", "ab")
         self._process = subprocess.Popen(
@@ -139,3 +163,17 @@ class EmbeddedNats:
 
     async def astop(self, timeout: float = 10.0) -> None:
         await asyncio.to_thread(self.stop, timeout)
+
+
+def cluster_of(base_dir: Path, size: int = 3, sync: str = "always") -> list[EmbeddedNats]:
+    """`size` nats-servers on loopback forming one JetStream cluster (not started)."""
+    client_ports = [free_port() for _ in range(size)]
+    route_ports = [free_port() for _ in range(size)]
+    return [
+        EmbeddedNats(
+            Path(base_dir) / f"n{i}", client_ports[i], sync, server_name=f"n{i}",
+            cluster=ClusterRoute("orch", route_ports[i],
+                                 tuple(p for j, p in enumerate(route_ports) if j != i)),
+        )
+        for i in range(size)
+    ]

@@ -30,6 +30,7 @@ RETRY_BACKOFF_MAX = "ORCH_RETRY_BACKOFF_MAX"
 FAILURES_BEFORE_CRITICAL = "ORCH_FAILURES_BEFORE_CRITICAL"
 SUCCESS_BEFORE_PASSING = "ORCH_SUCCESS_BEFORE_PASSING"
 DEREGISTER_DEAD_AFTER = "ORCH_DEREGISTER_DEAD_AFTER"
+STREAM_REPLICAS = "ORCH_STREAM_REPLICAS"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Settings:
     failures_before_critical: int = 1
     success_before_passing: int = 1
     deregister_dead_after: float = 0.0
+    stream_replicas: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.suspect_after <= self.dead_after:
@@ -74,6 +76,8 @@ class Settings:
             raise ValueError("retry_backoff must be > 0 and <= retry_backoff_max")
         if self.failures_before_critical < 1 or self.success_before_passing < 1:
             raise ValueError("failures_before_critical and success_before_passing must be >= 1")
+        if self.stream_replicas not in (1, 3, 5):
+            raise ValueError("stream_replicas must be 1, 3 or 5")
         if self.deregister_dead_after < 0:
             raise ValueError("deregister_dead_after must be >= 0 (0 = never)")
 
@@ -112,6 +116,8 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "heartbeats in a row before a suspect agent is healthy again (flap damping)"),
     ("deregister_dead_after", DEREGISTER_DEAD_AFTER, "--deregister-dead-after",
      "seconds after which a dead agent is deregistered and leaves the catalog; 0 = never"),
+    ("stream_replicas", STREAM_REPLICAS, "--stream-replicas",
+     "replicas of the streams and the lease bucket on a JetStream cluster: 1, 3 or 5"),
 )
 
 

@@ -114,7 +114,7 @@ class Orchestrator:
         )
         self._stack.push_async_callback(nc.close)
         self.js = js = nc.jetstream()
-        await provision(js, self.names, settings.heartbeat_history)
+        await provision(js, self.names, settings.heartbeat_history, settings.stream_replicas)
         self._build(nc)
 
         await self.runner.start()
@@ -171,7 +171,7 @@ class Orchestrator:
             self.js, self.names, self.store, self.board, self.fleet, self.tasks,
             self.runner.position, strategy, self.metrics)
         self.lease = LeaderLease(self.js, self.names, self.holder, settings.lease_ttl,
-                                 self._lead, self._follow)
+                                 self._lead, self._follow, replicas=settings.stream_replicas)
 
     def _commands(self) -> list[Command]:
         registry, tasks = self.registry, self.tasks
@@ -260,7 +260,8 @@ class Orchestrator:
         assert self.nc is not None
         for attempt in range(1, 61):
             try:
-                await provision(self.js, self.names, self.settings.heartbeat_history)
+                await provision(self.js, self.names, self.settings.heartbeat_history,
+                                self.settings.stream_replicas)
                 await self.runner.resume()
                 await self.intake.restart()
             except Exception as exc:

@@ -27,13 +27,14 @@ Hook = Callable[[], Awaitable[None]]
 
 class LeaderLease:
     def __init__(self, js: JetStreamContext, names: Names, holder: str, ttl: float,
-                 on_elected: Hook, on_deposed: Hook) -> None:
+                 on_elected: Hook, on_deposed: Hook, replicas: int = 1) -> None:
         self.js = js
         self.names = names
         self.holder = holder
         self.ttl = ttl
         self.on_elected = on_elected
         self.on_deposed = on_deposed
+        self.replicas = replicas
         self.is_leader = False
         self._revision = 0
 
@@ -43,7 +44,7 @@ class LeaderLease:
         except BucketNotFoundError:
             return await self.js.create_key_value(
                 bucket=self.names.leader_bucket, history=1, ttl=self.ttl,
-                description="orchestrator leader lease",
+                description="orchestrator leader lease", replicas=self.replicas,
             )
 
     async def run(self) -> None:
