@@ -189,7 +189,7 @@ class AgentClient:
         token = {"task_id": assignment.task_id, "token": assignment.token}
         handler = self.handlers.get(assignment.kind) or self.handlers.get("*")
         try:
-            await self.request(TASK_ACCEPT, token)
+            await self._report(TASK_ACCEPT, token)
         except CommandError as refused:
             log.info("assignment refused task=%s: %s", assignment.task_id, refused)
             return
@@ -273,8 +273,8 @@ class AgentClient:
         for task in background:
             task.cancel()
         for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task  # what it failed with was logged where it happened
         self._tasks.clear()
         if self.nc is None:
             return

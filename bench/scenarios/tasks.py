@@ -68,7 +68,8 @@ async def _all_completed(nc: Client, orch: Orchestrator, count: int) -> None:
     while True:
         info = await js.stream_info(orch.names.events_stream,
                                     subjects_filter=orch.names.event("task", "*", "Completed"))
-        if info.state.messages >= count:
+        # state.messages counts the whole stream; the per-subject counts are the filter's.
+        if sum((info.state.subjects or {}).values()) >= count:
             return
         await asyncio.sleep(0.01)
 
