@@ -8,11 +8,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from nats.aio.client import Client
+
 from bench.fleet import Fleet
 from bench.harness import connect, nats_server, orchestrator, percentile
 from bench.sizes import Size
 from infra.codec import create_mapper
 from infra.event_store import EventStore
+from infra.names import Names
 
 INTERVAL, SUSPECT, DEAD = 0.25, 1.0, 2.0
 
@@ -46,8 +49,10 @@ async def run(size: Size) -> dict[str, float]:
         finally:
             beating.cancel()
         delays = [(at - deadline[holders[task]]) * 1000 for task, at in moved.items()]
-        events = await EventStore(nc.jetstream(), orch.names, create_mapper()).read(
-            limit=10_000_000, subject_filter=orch.names.kind_events("task"))
+        store = EventStore(nc.jetstream(), orch.names, create_mapper())
+        events = await store.read(limit=10_000_000,
+                                  subject_filter=orch.names.kind_events("task"))
+        precision = await death_precision(nc, store, orch.names, dying)
         await nc.close()
     attempts = Counter((e.aggregate_id, e.data()["attempt"]) for e in events
                        if e.name in ("Assigned", "Reassigned"))
@@ -59,8 +64,27 @@ async def run(size: Size) -> dict[str, float]:
         "p99_ms": percentile(delays, 0.99),
         "max_ms": max(delays, default=0.0),
         "double_assignments": sum(1 for n in attempts.values() if n > 1),
+        "death_late_p50_ms": percentile(precision, 0.5),
+        "death_late_p99_ms": percentile(precision, 0.99),
         "baseline_dead_after_ms": DEAD * 1000,
     }
+
+
+async def death_precision(nc: Client, store: EventStore, names: Names,
+                          dying: set[str]) -> list[float]:
+    """How late each death was declared: from the agent's last heartbeat as stored in
+    its stream, plus dead_after, to the DeclaredDead event (both server clock)."""
+    late = []
+    for event in await store.read(limit=100_000,
+                                  subject_filter=names.event("agent", "*", "DeclaredDead")):
+        if event.aggregate_id not in dying:
+            continue
+        beat = await nc.jetstream().get_last_msg(names.heartbeats_stream,
+                                                 names.heartbeat(event.aggregate_id))
+        assert beat.time is not None
+        due = beat.time.timestamp() + DEAD
+        late.append((event.recorded_at.timestamp() - due) * 1000)
+    return late
 
 
 def _moved(fleet: Fleet, dying: set[str]) -> dict[str, float]:
