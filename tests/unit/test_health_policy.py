@@ -117,3 +117,29 @@ class TestIsStall:
 
     def test_a_long_pause_is_a_stall(self) -> None:
         assert is_stall(previous_tick=10.0, now=70.0, expected_interval=1.0, tolerance=2.5) is True
+
+
+class TestFlapDamping:
+    def test_failures_before_critical_adds_heartbeat_intervals_before_suspicion(self):
+        damped = DetectorSettings(suspect_after=3.0, dead_after=10.0, heartbeat_interval=1.0,
+                                  failures_before_critical=3)
+        assert damped.suspect_threshold == 5.0
+        assert verdict(4.9, damped) == Verdict.ALIVE
+        assert verdict(5.0, damped) == Verdict.SUSPECT
+
+    def test_damping_never_postpones_suspicion_past_death(self):
+        damped = DetectorSettings(suspect_after=3.0, dead_after=4.0, heartbeat_interval=1.0,
+                                  failures_before_critical=10)
+        assert damped.suspect_threshold == 4.0
+
+    def test_success_before_passing_counts_heartbeats_in_a_row(self):
+        from domain.health import may_recover, streak_after
+
+        damped = DetectorSettings(suspect_after=3.0, dead_after=5.0, heartbeat_interval=1.0,
+                                  success_before_passing=3)
+        streak = streak_after(0, gap=4.0, settings=damped)  # the first beat after silence
+        assert streak == 1 and not may_recover(streak, damped)
+        streak = streak_after(streak, gap=1.0, settings=damped)
+        streak = streak_after(streak, gap=1.0, settings=damped)
+        assert streak == 3 and may_recover(streak, damped)
+        assert streak_after(streak, gap=3.5, settings=damped) == 1  # silence again resets
