@@ -185,8 +185,11 @@ class Task(StrIdAggregate):
         self.progress = 1.0
 
     def fail(self, token: str, error: str, retryable: bool, now: float, backoff_base: float,
-             backoff_cap: float) -> None:
-        """A failed attempt is retried after a growing delay, until max_attempts failures."""
+             backoff_cap: float) -> bool:
+        """A failed attempt is retried after a growing delay, until max_attempts failures.
+        False when this attempt's failure was already recorded (a retried report)."""
+        if token == self.token and self.status in (RETRY_WAIT, DEAD_LETTERED):
+            return False
         self.check_token(token)
         failures = self.failures + 1
         if retryable and failures < self.max_attempts:
@@ -198,6 +201,7 @@ class Task(StrIdAggregate):
             self._dead_lettered(token=token, attempt=self.attempt,
                                 agent_id=self.agent_id or "", error=error,
                                 retryable=retryable, failures=failures)
+        return True
 
     @event("Failed")
     def _failed(self, token: str, attempt: int, agent_id: str, error: str, retryable: bool,

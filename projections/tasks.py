@@ -124,6 +124,8 @@ class TaskBoard:
             view.started_at = event.recorded_at
         elif name == "Progressed":
             view.progress = data["progress"]
+            # Progress without an accept starts the run too, and its timeout with it.
+            view.started_at = view.started_at or event.recorded_at
         elif name == "Completed":
             view.result = data["result"]
             view.progress = 1.0

@@ -225,12 +225,15 @@ class AgentClient:
         while True:
             try:
                 return await self.request(command, body)
-            except CommandError:
-                raise
+            except CommandError as refused:
+                if refused.code != "unavailable":  # a refusal to retry, by the protocol
+                    raise
+                log.info("report refused as unavailable agent=%s command=%s; retrying",
+                         self.agent_id, command)
             except Exception as exc:  # no responders, timeouts, reconnecting
                 log.info("report pending agent=%s command=%s: %r", self.agent_id, command, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     async def _on_reconnected(self) -> None:
         """Assignments published while we were away are fetched, not lost."""

@@ -57,6 +57,10 @@ class Fleet:
         for task_id in [t for t, (_, p) in self._in_flight.items() if p <= applied]:
             del self._in_flight[task_id]
 
+    def snapshot(self) -> dict[str, Candidate]:
+        """The candidates by id: a plan that placements made in one go update."""
+        return {c.agent_id: c for c in self.candidates()}
+
     def candidates(self) -> list[Candidate]:
         self._settle()
         extra: dict[str, int] = {}
@@ -118,7 +122,7 @@ class Dispatcher:
         write them concurrently."""
         now = self.clock()
         await self._expire(now)
-        fleet = {c.agent_id: c for c in self.fleet.candidates()}
+        fleet = self.fleet.snapshot()
         writes: list[Awaitable[None]] = []
         for view in self.board.due(now):
             if len(writes) >= MAX_CONCURRENT_PLACEMENTS:
@@ -159,7 +163,8 @@ class Dispatcher:
                 continue
             if view.status == "assigned":
                 await move(self.tasks, self.fleet, view, view.agent_id, self.strategy,
-                           reason="accept_timeout", causation_id=f"timeout-{view.position}")
+                           reason="accept_timeout", causation_id=f"timeout-{view.position}",
+                           unaccepted_token=view.token)
                 continue
             try:
                 outcome = await self.tasks.time_out(view.task_id, view.token or "",
@@ -172,20 +177,30 @@ class Dispatcher:
 
 
 async def move(tasks: TaskService, fleet: Fleet, view: TaskView, from_agent: str,
-               strategy: Strategy, reason: str, causation_id: str | None) -> None:
-    """Give an open task to another agent, or back to the queue if none can take it."""
-    candidates = fleet.candidates()
+               strategy: Strategy, reason: str, causation_id: str | None,
+               unaccepted_token: str | None = None,
+               plan: dict[str, Candidate] | None = None) -> None:
+    """Give an open task to another agent, or back to the queue if none can take it.
+
+    Moves made together share one `plan` of the fleet, so that each sees the loads the
+    others add without rebuilding the candidates for every task.
+    """
+    plan = fleet.snapshot() if plan is None else plan
+    candidates = list(plan.values())
     agent = choose(candidates, view.requires, strategy, exclude=frozenset({from_agent}))
     if agent is not None and agent.agent_id == from_agent:
         agent = None
     # Reserved before the first await, so concurrent moves see each other's choices.
     fleet.reserve(view.task_id, agent.agent_id if agent is not None else "")
+    if agent is not None:
+        plan[agent.agent_id] = replace(agent, load=agent.load + 1)
     try:
         if agent is not None:
             outcome = await tasks.reassign(view.task_id, from_agent, agent, reason, strategy,
-                                           candidates, causation_id)
+                                           candidates, causation_id, unaccepted_token)
         else:
-            outcome = await tasks.requeue(view.task_id, from_agent, reason, causation_id)
+            outcome = await tasks.requeue(view.task_id, from_agent, reason, causation_id,
+                                          unaccepted_token)
     except CommandRefused as refused:
         log.debug("move refused task=%s: %s", view.task_id, refused.message)
         fleet.release(view.task_id)

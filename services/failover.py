@@ -17,7 +17,7 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from domain.placement import Strategy
+from domain.placement import Candidate, Strategy
 from infra.event_store import EventStore, RecordedEvent
 from infra.names import AGENT, Names
 from projections.position import Position
@@ -79,11 +79,15 @@ class FailoverReactor:
                 await asyncio.sleep(0.5)
                 continue
             # Different agents' tasks are independent; each agent's events keep log order.
-            by_agent: dict[str, list[Any]] = {}
-            for msg in msgs:
-                agent_id = self.names.parse_event_subject(msg.subject)[1]
-                by_agent.setdefault(agent_id, []).append(msg)
-            await asyncio.gather(*(self._react_in_order(group) for group in by_agent.values()))
+            events = [self.store.decode(msg) for msg in msgs]
+            # The board must know every assignment made before these events.
+            await self.position.wait_for(events[-1].position, 30.0)
+            plan = self.fleet.snapshot()
+            by_agent: dict[str, list[tuple[Any, RecordedEvent]]] = {}
+            for msg, event in zip(msgs, events, strict=True):
+                by_agent.setdefault(event.aggregate_id, []).append((msg, event))
+            await asyncio.gather(*(self._react_in_order(group, plan)
+                                   for group in by_agent.values()))
 
     @staticmethod
     async def _next_batch(subscription: Any) -> list[Any]:
@@ -94,15 +98,14 @@ class FailoverReactor:
             msgs += await subscription.fetch(BATCH - 1, timeout=0.005)
         return msgs
 
-    async def _react_in_order(self, msgs: list[Any]) -> None:
-        for msg in msgs:
-            await self.react(self.store.decode(msg))
+    async def _react_in_order(self, group: list[tuple[Any, RecordedEvent]],
+                              plan: dict[str, Candidate]) -> None:
+        for msg, event in group:
+            await self.react(event, plan)
             with contextlib.suppress(nats.errors.Error):
                 await msg.ack()
 
-    async def react(self, event: RecordedEvent) -> None:
-        # The board must know every assignment made before this event.
-        await self.position.wait_for(event.position, 30.0)
+    async def react(self, event: RecordedEvent, plan: dict[str, Candidate]) -> None:
         agent_id = event.aggregate_id
         incarnation = int(event.data()["incarnation"])
         reason = _REASONS[event.name]
@@ -113,7 +116,7 @@ class FailoverReactor:
         ]
         await asyncio.gather(*(
             move(self.tasks, self.fleet, view, agent_id, self.strategy, reason=reason,
-                 causation_id=event.event_id)
+                 causation_id=event.event_id, plan=plan)
             for view in stranded))
         self.metrics.decisions.labels("moved").inc(len(stranded))
         log.info("failover done agent=%s incarnation=%d trigger=%s", agent_id, incarnation,

@@ -15,14 +15,37 @@ from domain.agent_commands import (
     RegisterAgent,
     RegisterReply,
 )
+from domain.replies import AgentStatusReply, AssignmentsReply, ErrorReply, TaskReply
+from domain.task_commands import (
+    AgentAssignments,
+    Assignment,
+    CancelTask,
+    CompleteTask,
+    FailTask,
+    ReportProgress,
+    SubmitTask,
+    TaskToken,
+)
 
 PROTOCOL_MODELS: dict[str, type[BaseModel]] = {
     "agent.register.request": RegisterAgent,
     "agent.register.reply": RegisterReply,
     "agent.deregister.request": DeregisterAgent,
     "agent.drain.request": DrainAgent,
+    "agent.status.reply": AgentStatusReply,
+    "agent.assignments.request": AgentAssignments,
+    "agent.assignments.reply": AssignmentsReply,
+    "task.submit.request": SubmitTask,
+    "task.accept.request": TaskToken,
+    "task.progress.request": ReportProgress,
+    "task.complete.request": CompleteTask,
+    "task.fail.request": FailTask,
+    "task.cancel.request": CancelTask,
+    "task.reply": TaskReply,
+    "assignment": Assignment,
     "heartbeat": Heartbeat,
     "control": ControlMessage,
+    "error.reply": ErrorReply,
 }
 
 

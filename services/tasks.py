@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import logging
 import secrets
 import time
 import uuid
@@ -28,6 +30,7 @@ from projections.tasks import TaskBoard
 from services.execute import Outcome, execute
 
 Publish = Callable[[str, bytes], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 
 def new_token() -> str:
@@ -44,7 +47,7 @@ def considered(candidates: list[Candidate], limit: int = 8) -> list[dict[str, An
     """What placement looked at, kept in the event so `why` can be answered later."""
     return [
         {"agent_id": c.agent_id, "load": c.load, "capacity": c.capacity, "status": c.status}
-        for c in sorted(candidates, key=lambda c: (c.load, c.agent_id))[:limit]
+        for c in heapq.nsmallest(limit, candidates, key=lambda c: (c.load, c.agent_id))
     ]
 
 
@@ -135,7 +138,11 @@ class TaskService:
         try:
             outcome = await execute(self.repository, cmd.task_id, decide, causation_id)
         except StaleToken as stale:
-            await self._record_stale(cmd, action, stale, causation_id)
+            try:
+                await self._record_stale(cmd, action, stale, causation_id)
+            except CommandRefused as unrecorded:  # the refusal stands, recorded or not
+                log.warning("stale report not recorded task=%s: %s", cmd.task_id,
+                            unrecorded.message)
             raise
         return _reply(outcome, status=outcome.aggregate.status)
 
@@ -176,12 +183,17 @@ class TaskService:
         return outcome
 
     async def reassign(self, task_id: str, from_agent: str, agent: Candidate, reason: str,
-                       strategy: str, seen: list[Candidate],
-                       causation_id: str | None) -> Outcome:
+                       strategy: str, seen: list[Candidate], causation_id: str | None,
+                       unaccepted_token: str | None = None) -> Outcome:
+        """Move an open task; with `unaccepted_token`, only if that assignment is still
+        unaccepted (an accept that lands as the timeout fires wins)."""
         def decide(task: Task | None) -> Task:
             task = _existing(task, task_id)
             if task.agent_id != from_agent:
                 raise CommandRefused(ErrorCode.CONFLICT, f"task {task_id} has moved already")
+            if unaccepted_token is not None and (
+                    task.token != unaccepted_token or task.status != "assigned"):
+                raise CommandRefused(ErrorCode.CONFLICT, f"task {task_id} was accepted")
             task.reassign(agent.agent_id, agent.incarnation, new_token(), reason, strategy,
                           considered(seen))
             return task
@@ -191,11 +203,14 @@ class TaskService:
         return outcome
 
     async def requeue(self, task_id: str, from_agent: str, reason: str,
-                      causation_id: str | None) -> Outcome:
+                      causation_id: str | None, unaccepted_token: str | None = None) -> Outcome:
         def decide(task: Task | None) -> Task:
             task = _existing(task, task_id)
             if task.agent_id != from_agent:
                 raise CommandRefused(ErrorCode.CONFLICT, f"task {task_id} has moved already")
+            if unaccepted_token is not None and (
+                    task.token != unaccepted_token or task.status != "assigned"):
+                raise CommandRefused(ErrorCode.CONFLICT, f"task {task_id} was accepted")
             task.requeue(reason)
             return task
 

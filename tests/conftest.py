@@ -37,6 +37,16 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
 
 
 @pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A nats-server of the test's own, for a test that stops or restarts it."""
+    server = EmbeddedNats(tmp_path / "own-nats", port=free_port(), sync="always",
+                          server_name="orch-own")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 async def prefix(nats_server: EmbeddedNats) -> AsyncIterator[str]:
     """A subject prefix of its own, so each test has its own streams on the shared server.
 

@@ -6,26 +6,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from infra.embedded import EmbeddedNats, cluster_of, free_port
+from infra.embedded import cluster_of
 from tests.chaos.workload import Workload, check_log
 from tests.processes import OrchestratorProcess
 from tests.support import eventually, get_json
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats", port=free_port(), sync="always",
-                          server_name="orch-chaos")
-    server.start()
-    yield server
-    server.stop()
 
 
 def orchestrators(url: str, prefix: str, tmp_path: Path, count: int,

@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import orjson
-import pytest
 
-from infra.embedded import EmbeddedNats, free_port
 from sdk.agent import AgentClient
 from services.app import Orchestrator
 from tests.support import eventually
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    """A server of this test's own, since the test stops it."""
-    server = EmbeddedNats(tmp_path / "nats", port=free_port(), sync="default",
-                          server_name="orch-outage")
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_outage_longer_than_dead_after_declares_nobody_dead(own_server, settings):

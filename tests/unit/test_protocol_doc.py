@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast, get_args
 
 import pytest
 
+from domain import task as task_statuses
+from domain.agent import Agent
+from domain.agent_commands import RegisterAgent
+from domain.errors import CommandRefused, ErrorCode
+from domain.replies import (
+    AgentStatus,
+    AgentStatusReply,
+    AssignmentsReply,
+    ErrorCodeName,
+    ErrorReply,
+    TaskReply,
+    TaskStatus,
+)
+from domain.task import Task
+from domain.task_commands import AgentAssignments, Assignment
 from infra.names import COMMANDS, Names
-from services.schemas import schema_documents
+from projections.tasks import STATUS_BY_EVENT, TaskBoard
+from services import registry
+from services import tasks as task_service
+from services.command_service import parse
+from services.execute import Outcome
+from services.schemas import PROTOCOL_MODELS, schema_documents
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCHEMAS = DOCS / "schemas"
 REGENERATE = "docs/schemas is out of date with the protocol models: run `make schemas`"
+T0 = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +55,11 @@ class TestSchemas:
         stale = {p.name for p in SCHEMAS.glob("*.json")} - set(schema_documents())
         assert not stale, f"{sorted(stale)} no longer generated: delete them and {REGENERATE}"
 
+    @pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("task.")]
+                             + ["agent.assignments"])
+    def test_each_task_command_has_a_request_schema(self, command: str) -> None:
+        assert f"{command}.request" in PROTOCOL_MODELS
+
 
 class TestProtocolDoc:
     @pytest.mark.parametrize("command", COMMANDS)
@@ -39,3 +69,109 @@ class TestProtocolDoc:
     @pytest.mark.parametrize("name", sorted(schema_documents()))
     def test_links_each_schema(self, protocol: str, name: str) -> None:
         assert f"(schemas/{name})" in protocol
+
+    def test_links_no_schema_that_is_not_generated(self, protocol: str) -> None:
+        linked = set(re.findall(r"\(schemas/([^)]+)\)", protocol))
+        assert linked - set(schema_documents()) == set()
+
+    @pytest.mark.parametrize("status", get_args(TaskStatus))
+    def test_documents_each_task_status(self, protocol: str, status: str) -> None:
+        assert f"| `{status}` |" in protocol
+
+    @pytest.mark.parametrize("event", sorted({*STATUS_BY_EVENT, "StaleResultRefused"}))
+    def test_documents_each_task_event(self, protocol: str, event: str) -> None:
+        assert f"| `{event}` |" in protocol
+
+    @pytest.mark.parametrize("code", list(ErrorCode))
+    def test_documents_each_error_code(self, protocol: str, code: ErrorCode) -> None:
+        assert f"| `{code}` |" in protocol
+
+
+class TestReplyModelsMatchTheCode:
+    """The reply models are descriptions: what the handlers build must fit them."""
+
+    def test_task_statuses_are_the_aggregates(self) -> None:
+        domain = {
+            task_statuses.PENDING, task_statuses.ASSIGNED, task_statuses.RUNNING,
+            task_statuses.RETRY_WAIT, task_statuses.COMPLETED, task_statuses.DEAD_LETTERED,
+            task_statuses.CANCELLED,
+        }
+        assert set(get_args(TaskStatus)) == domain
+        assert set(STATUS_BY_EVENT.values()) == domain
+
+    def test_error_codes_are_the_domains(self) -> None:
+        assert set(get_args(ErrorCodeName)) == {str(code) for code in ErrorCode}
+
+    def test_agent_statuses_are_the_aggregates(self) -> None:
+        agent = Agent("a1", [], 1, {}, [])
+        seen = {agent.status}
+        agent.drain()
+        seen.add(agent.status)
+        agent.suspect(1, 3.0, 3.0, 0)
+        seen.add(agent.status)
+        agent.declare_dead(1, 5.0, 5.0, 0)
+        seen.add(agent.status)
+        agent.deregister(1)
+        seen.add(agent.status)
+        assert seen == set(get_args(AgentStatus))
+
+    @pytest.mark.parametrize("positions", [[7, 8], []])
+    def test_task_reply(self, positions: list[int]) -> None:
+        task = Task("t-1", "echo", None, [], 0, 3, 300.0, "fp")
+        reply = task_service._reply(Outcome(task, positions), status=task.status)
+        parsed = TaskReply.model_validate(reply)
+        assert parsed.position == (positions[-1] if positions else None)
+        assert ("position" in reply) == bool(positions)
+
+    @pytest.mark.parametrize("positions", [[3], []])
+    def test_agent_status_reply(self, positions: list[int]) -> None:
+        agent = Agent("a1", [], 1, {}, [])
+        reply = registry._reply(Outcome(agent, positions), status=agent.status)
+        AgentStatusReply.model_validate(reply)
+
+    def test_assignment_message(self) -> None:
+        task = Task("t-1", "echo", {"x": 1}, ["gpu"], 0, 3, 300.0, "fp")
+        task.assign("a1", 1, task_service.new_token(), "least_loaded", [], 0.0)
+        message = Assignment.model_validate_json(task_service.assignment_message(task))
+        assert (message.attempt, message.token) == (1, task.token)
+
+    async def test_assignments_reply(self) -> None:
+        task = Task("t-1", "echo", {"x": 1}, [], 0, 3, 300.0, "fp")
+        task.assign("a1", 1, task_service.new_token(), "least_loaded", [], 0.0)
+        board = TaskBoard()
+        for position, domain_event in enumerate(task.collect_events(), start=1):
+            board.apply(FakeLogEvent(position, "task", task.id, type(domain_event).__name__,
+                                     dict(vars(domain_event))))
+        service = task_service.TaskService(cast(Any, None), Names(), board, cast(Any, None),
+                                           1.0, 60.0)
+        reply = await service.assignments(AgentAssignments(agent_id="a1"))
+        parsed = AssignmentsReply.model_validate(reply)
+        assert [a.token for a in parsed.assignments] == [task.token]
+
+    def test_error_reply_of_a_validation_failure(self) -> None:
+        with pytest.raises(CommandRefused) as refused:
+            parse(RegisterAgent, b'{"agent_id": "a1", "capacity": "5", "x": 1}')
+        reply = ErrorReply.model_validate(refused.value.to_reply())
+        assert reply.error.code == "invalid_request"
+        assert {d.field for d in reply.error.details} == {"capacity", "x"}
+
+    def test_error_reply_of_a_stale_token(self) -> None:
+        stale = task_statuses.StaleToken("t-1", "the task is completed")
+        assert ErrorReply.model_validate(stale.to_reply()).error.code == "stale_token"
+
+
+@dataclass(frozen=True)
+class FakeLogEvent:
+    """The fields of projections.log_event.LogEvent a projection reads."""
+
+    position: int
+    kind: str
+    aggregate_id: str
+    name: str
+    state: dict[str, Any] = field(default_factory=dict)
+    event_id: str = "ev"
+    recorded_at: datetime = T0
+
+    def data(self) -> dict[str, Any]:
+        return {k: v for k, v in self.state.items()
+                if k not in ("originator_id", "originator_topic", "originator_version")}

@@ -1,0 +1,92 @@
+"""The shapes of the orchestrator's replies, for the protocol's JSON Schemas.
+
+The handlers build their replies as plain dicts; these models describe them (and a unit
+test checks that what the handlers build fits). `position` is left out of a reply when the
+command wrote nothing, so in the schemas it is an optional integer, never null.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from domain.fields import STRICT, Identifier
+from domain.task_commands import Assignment
+
+AgentStatus = Literal["healthy", "suspect", "dead", "draining", "left"]
+TaskStatus = Literal[
+    "pending", "assigned", "running", "retry_wait", "completed", "dead_lettered", "cancelled"
+]
+ErrorCodeName = Literal[
+    "invalid_request", "not_found", "conflict", "stale_token", "payload_too_large",
+    "unauthorized", "unavailable",
+]
+Position = Annotated[int, Field(ge=1)]
+
+
+def _absent_when_not_written(schema: dict[str, Any]) -> None:
+    """The reply leaves `position` out rather than sending null: no default to show."""
+    schema.pop("default", None)
+
+
+class AgentStatusReply(BaseModel):
+    """The reply of `agent.deregister` and `agent.drain`."""
+
+    model_config = STRICT
+
+    ok: Literal[True]
+    agent_id: Identifier
+    status: AgentStatus
+    position: Position | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_absent_when_not_written)
+
+
+class TaskReply(BaseModel):
+    """The reply of every task command: the task's status after the command."""
+
+    model_config = STRICT
+
+    ok: Literal[True]
+    task_id: Identifier
+    status: TaskStatus
+    position: Position | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_absent_when_not_written)
+
+
+class AssignmentsReply(BaseModel):
+    """The reply of `agent.assignments`: the agent's open (assigned or running) tasks."""
+
+    model_config = STRICT
+
+    ok: Literal[True]
+    agent_id: Identifier
+    assignments: list[Assignment]
+
+
+class ErrorDetail(BaseModel):
+    """One validation problem of an `invalid_request`."""
+
+    model_config = STRICT
+
+    field: str
+    problem: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    model_config = STRICT
+
+    code: ErrorCodeName
+    message: str
+    details: Annotated[list[ErrorDetail], Field(max_length=20)]
+
+
+class ErrorReply(BaseModel):
+    """Every refusal: nothing was written (except a late report's StaleResultRefused)."""
+
+    model_config = STRICT
+
+    ok: Literal[False]
+    error: ErrorBody
