@@ -90,3 +90,42 @@ class ErrorReply(BaseModel):
 
     ok: Literal[False]
     error: ErrorBody
+
+
+class Instance(BaseModel):
+    """One service instance, with its agent's labels and status."""
+
+    model_config = STRICT
+
+    service: Identifier
+    agent_id: Identifier
+    address: str
+    port: int
+    tags: list[str]
+    meta: dict[str, str]
+    labels: dict[str, str]
+    status: AgentStatus
+    healthy: bool
+
+
+class CatalogReply(BaseModel):
+    """The reply of `catalog.query`: the matching instances, at a log position."""
+
+    model_config = STRICT
+
+    ok: Literal[True]
+    service: Identifier | None
+    position: int
+    instances: list[Instance]
+
+
+class CatalogChange(BaseModel):
+    """Published on `<prefix>.catalog.changes.<service>` when its instances change."""
+
+    model_config = STRICT
+
+    service: Identifier
+    position: int
+    event: str
+    agent_id: Identifier
+    instances: list[Instance]

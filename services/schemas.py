@@ -8,14 +8,23 @@ import orjson
 from pydantic import BaseModel
 
 from domain.agent_commands import (
+    CatalogQuery,
     ControlMessage,
+    DeclareServices,
     DeregisterAgent,
     DrainAgent,
     Heartbeat,
     RegisterAgent,
     RegisterReply,
 )
-from domain.replies import AgentStatusReply, AssignmentsReply, ErrorReply, TaskReply
+from domain.replies import (
+    AgentStatusReply,
+    AssignmentsReply,
+    CatalogChange,
+    CatalogReply,
+    ErrorReply,
+    TaskReply,
+)
 from domain.task_commands import (
     AgentAssignments,
     Assignment,
@@ -35,6 +44,10 @@ PROTOCOL_MODELS: dict[str, type[BaseModel]] = {
     "agent.status.reply": AgentStatusReply,
     "agent.assignments.request": AgentAssignments,
     "agent.assignments.reply": AssignmentsReply,
+    "agent.services.request": DeclareServices,
+    "catalog.query.request": CatalogQuery,
+    "catalog.query.reply": CatalogReply,
+    "catalog.change": CatalogChange,
     "task.submit.request": SubmitTask,
     "task.accept.request": TaskToken,
     "task.progress.request": ReportProgress,

@@ -175,3 +175,47 @@ class FakeLogEvent:
     def data(self) -> dict[str, Any]:
         return {k: v for k, v in self.state.items()
                 if k not in ("originator_id", "originator_topic", "originator_version")}
+
+
+async def test_catalog_replies_and_changes_fit_their_models() -> None:
+    """What catalog.query answers and the change feed publishes fits the documented models."""
+    from dataclasses import dataclass
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from domain.agent_commands import CatalogQuery
+    from domain.replies import CatalogChange, CatalogReply
+    from infra.names import Names
+    from projections.catalog import Catalog
+    from projections.position import Position
+    from services.catalog import CatalogQueries, ChangeFeed
+
+    @dataclass(frozen=True)
+    class Registered:
+        position: int = 1
+        kind: str = "agent"
+        aggregate_id: str = "a1"
+        name: str = "Registered"
+        event_id: str = "e1"
+        recorded_at: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+
+        def data(self) -> dict[str, object]:
+            return {"labels": {"zone": "eu"}, "services": [
+                {"name": "web", "address": "h", "port": 80, "tags": ["v1"], "meta": {}}]}
+
+    catalog = Catalog()
+    catalog.apply(Registered())
+    position = Position()
+    position.advance(1)
+    reply = await CatalogQueries(catalog, position).query(CatalogQuery(service="web"))
+    assert CatalogReply.model_validate(reply).instances[0].agent_id == "a1"
+
+    published: list[bytes] = []
+
+    async def publish(subject: str, body: bytes) -> None:
+        published.append(body)
+
+    await ChangeFeed(catalog, Names("orch"), publish, lambda: True).on_event(Registered())
+    [change] = published
+    assert CatalogChange.model_validate(orjson.loads(change)).service == "web"
