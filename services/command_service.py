@@ -56,6 +56,15 @@ def parse(model: type[BaseModel], data: bytes) -> BaseModel:
             f"command is {len(data)} bytes; the limit is {MAX_COMMAND_BYTES}",
         )
     try:
+        # pydantic's parser takes NaN and Infinity, which are not JSON (RFC 8259) and
+        # would be stored as null: orjson holds the payload to the standard first.
+        orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CommandRefused(
+            ErrorCode.INVALID_REQUEST, f"invalid {model.__name__}",
+            [{"field": "", "problem": f"Invalid JSON: {exc.msg}", "type": "json_invalid"}],
+        ) from None
+    try:
         return model.model_validate_json(data)
     except ValidationError as exc:
         details = [

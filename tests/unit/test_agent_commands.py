@@ -75,6 +75,9 @@ class TestParse:
             pytest.param(b"not json", id="text"),
             pytest.param(b'{"agent_id": "a",}', id="trailing-comma"),
             pytest.param(b"\xff\xfe", id="not-utf8"),
+            pytest.param(b'{"agent_id": "a", "x": NaN}', id="nan"),
+            pytest.param(b'{"agent_id": "a", "x": -Infinity}', id="infinity"),
+            pytest.param(b'{"agent_id": "a\xed\xa0\x80"}', id="lone-surrogate"),
         ],
     )
     def test_refuses_malformed_json(self, data: bytes) -> None:

@@ -1,0 +1,481 @@
+"""A small live world to fuzz against, and the checks every fuzzed reply must pass.
+
+The world (agents in every state a command can meet, tasks with real fencing tokens in
+every state) is built through the public protocol by a raw-NATS agent, and is then
+quiet: the live agents heartbeat, the open task has a long run timeout, the pending task
+needs a capability nobody has. So the event stream must not move while refused commands
+arrive; if it does (the machine stalled long enough for the health monitor to act), every
+new event must be a background decision, never one caused by a fuzzed request.
+
+Hypothesis runs in a worker thread (`run_hypothesis`) and hands each probe to the event
+loop, which keeps serving the orchestrator, the heartbeats and the NATS clients between
+examples; the test itself stays async and can check the orchestrator afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import nats.errors
+import orjson
+from hypothesis import strategies as st
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from domain.errors import ErrorCode
+from domain.replies import (
+    AgentStatusReply,
+    AssignmentsReply,
+    CatalogReply,
+    ErrorReply,
+    TaskReply,
+)
+from infra.names import Names
+from services.app import Orchestrator
+from tests.fuzz import payloads as p
+from tests.support import request
+
+REQUEST_ID_HEADER = "Orch-Request-Id"
+RID_PREFIX = "fuzz-"
+MICRO_CODES = {
+    "invalid_request": "400", "unauthorized": "401", "not_found": "404", "conflict": "409",
+    "stale_token": "409", "payload_too_large": "413", "unavailable": "503",
+}
+CODES = frozenset(str(c) for c in ErrorCode)
+# Events the orchestrator writes on its own (health monitor, dispatcher, failover).
+BACKGROUND_EVENTS = frozenset({"Suspected", "Recovered", "DeclaredDead", "Assigned",
+                               "Reassigned", "Requeued"})
+OK_REPLY_MODELS: dict[str, type[Any]] = {
+    "agent.deregister": AgentStatusReply, "agent.drain": AgentStatusReply,
+    "agent.services": AgentStatusReply, "agent.assignments": AssignmentsReply,
+    "catalog.query": CatalogReply, "task.submit": TaskReply, "task.accept": TaskReply,
+    "task.progress": TaskReply, "task.complete": TaskReply, "task.fail": TaskReply,
+    "task.cancel": TaskReply,
+}
+READ_ONLY = frozenset({"agent.assignments", "catalog.query"})
+REPLY_TIMEOUT_S = 15.0
+
+# Payloads sent by this session, per command subject (reported at the end of the run).
+SENT: Counter[str] = Counter()
+BACKGROUND_SEEN: Counter[str] = Counter()
+# Read API responses to schemathesis' requests, per status code.
+HTTP_STATUSES: Counter[int] = Counter()
+
+_request_ids = itertools.count(1)
+
+T = TypeVar("T")
+
+
+def next_request_id() -> str:
+    return f"{RID_PREFIX}{next(_request_ids)}"
+
+
+# --- the world ----------------------------------------------------------------------
+
+KIND = "fz-kind"
+CAP = "fz-cap"
+LIVE_SERVICES = [{"name": "fz-svc", "address": "10.0.0.1", "port": 8080, "tags": ["t1"],
+                  "meta": {"m": "v"}}]
+
+
+@dataclass
+class TaskInfo:
+    task_id: str
+    token: str | None
+    status: str
+    body: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0
+
+
+class Offers:
+    """Assignments published to the worker, kept by task id in arrival order."""
+
+    def __init__(self, nc: Client, subject: str) -> None:
+        self.nc, self.subject = nc, subject
+        self.seen: dict[str, list[dict[str, Any]]] = {}
+        self.arrived = asyncio.Event()
+
+    async def start(self) -> None:
+        self.sub = await self.nc.subscribe(self.subject, cb=self._on_offer)
+
+    async def _on_offer(self, msg: Msg) -> None:
+        offer = orjson.loads(msg.data)
+        self.seen.setdefault(offer["task_id"], []).append(offer)
+        self.arrived.set()
+
+    async def take(self, task_id: str, number: int = 1, timeout: float = 20) -> dict[str, Any]:
+        """The `number`-th offer of `task_id`, waiting for it."""
+        deadline = time.monotonic() + timeout
+        while len(self.seen.get(task_id, [])) < number:
+            self.arrived.clear()
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"offer {number} of {task_id} did not arrive"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+        return self.seen[task_id][number - 1]
+
+    async def stop(self) -> None:
+        await self.sub.unsubscribe()
+
+
+@dataclass
+class World:
+    orch: Orchestrator
+    nc: Client
+    names: Names
+    loop: asyncio.AbstractEventLoop
+    tasks: dict[str, TaskInfo] = field(default_factory=dict)
+    incarnations: dict[str, int] = field(default_factory=dict)
+    _heartbeats: list[asyncio.Task[None]] = field(default_factory=list)
+
+    # agents
+    live = "fz-live"      # healthy, heartbeating, offers LIVE_SERVICES
+    left = "fz-left"      # registered, then deregistered (incarnation 1)
+    worker = "fz-worker"  # healthy, heartbeating, has CAP, holds fz-running
+
+    @property
+    def tokens(self) -> set[str]:
+        return {t.token for t in self.tasks.values() if t.token}
+
+    async def call(self, command: str, body: Any) -> dict[str, Any]:
+        return await request(self.nc, self.names.command(command), body, timeout=10)
+
+    async def ok(self, command: str, body: Any) -> dict[str, Any]:
+        reply = await self.call(command, body)
+        assert reply["ok"] is True, (command, body, reply)
+        return reply
+
+    async def register(self, agent_id: str, heartbeat: bool, running: list[str] | None = None,
+                       **declaration: Any) -> int:
+        reply = await self.ok("agent.register", {"agent_id": agent_id, **declaration})
+        incarnation = int(reply["incarnation"])
+        self.incarnations[agent_id] = incarnation
+        if heartbeat:
+            self._heartbeats.append(asyncio.create_task(
+                self._heartbeat(agent_id, incarnation, running if running is not None else [])))
+        return incarnation
+
+    async def _heartbeat(self, agent_id: str, incarnation: int, running: list[str]) -> None:
+        js = self.nc.jetstream()
+        for seq in itertools.count():
+            body = {"incarnation": incarnation, "seq": seq, "load": 0.0, "running": running}
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await js.publish(self.names.heartbeat(agent_id), orjson.dumps(body), timeout=2)
+            await asyncio.sleep(self.orch.settings.heartbeat_interval)
+
+    async def stop(self) -> None:
+        for task in self._heartbeats:
+            task.cancel()
+        for task in self._heartbeats:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def settle(self) -> None:
+        """Wait until the read model has applied everything written so far."""
+        last = await self.orch.store.last_position()
+        await self.orch.runner.position.wait_for(last, 10)
+
+    async def submit_and_take(self, offers: Offers, task_id: str) -> TaskInfo:
+        """Submit a task only the worker can take, and read the offered token."""
+        body = {"task_id": task_id, "kind": KIND, "payload": {"task": task_id, "n": [1, 2.5]},
+                "requires": [CAP], "timeout_s": 3600.0}
+        await self.ok("task.submit", body)
+        offer = await offers.take(task_id)
+        info = TaskInfo(task_id, offer["token"], "assigned", body, offer["attempt"])
+        self.tasks[task_id] = info
+        return info
+
+
+async def build_world(orch: Orchestrator, nc: Client, names: Names,
+                      moved_task: bool = False) -> World:
+    """Agents fz-live, fz-left, fz-worker; tasks fz-done (completed), fz-cancelled,
+    fz-dead (dead-lettered), fz-running (accepted), fz-pending (never placeable), and
+    with `moved_task` fz-moved, whose first assignment timed out (its first token is an
+    earlier attempt's)."""
+    world = World(orch, nc, names, asyncio.get_running_loop())
+    offers = Offers(nc, names.agent_tasks(World.worker))
+    await offers.start()
+    await world.register(World.worker, heartbeat=True, running=["fz-running"],
+                         capabilities=[CAP], capacity=16)
+    await world.register(World.live, heartbeat=True, capabilities=["fz-other"], capacity=1,
+                         labels={"zone": "fz"}, services=LIVE_SERVICES)
+    await world.register(World.left, heartbeat=False)
+    await world.ok("agent.deregister", {"agent_id": World.left, "incarnation": 1})
+    if moved_task:  # first, so that its accept timeout runs while the rest is built
+        moved = await world.submit_and_take(offers, "fz-moved")
+
+    done = await world.submit_and_take(offers, "fz-done")
+    await world.ok("task.complete", {"task_id": done.task_id, "token": done.token,
+                                     "result": {"r": 1}})
+    done.status = "completed"
+    cancelled = await world.submit_and_take(offers, "fz-cancelled")
+    await world.ok("task.cancel", {"task_id": cancelled.task_id})
+    cancelled.status = "cancelled"
+    dead = await world.submit_and_take(offers, "fz-dead")
+    await world.ok("task.fail", {"task_id": dead.task_id, "token": dead.token,
+                                 "error": "boom", "retryable": False})
+    dead.status = "dead_lettered"
+    running = await world.submit_and_take(offers, "fz-running")
+    await world.ok("task.accept", {"task_id": running.task_id, "token": running.token})
+    running.status = "running"
+    if moved_task:
+        # Not accepted: the accept timeout takes it back, and it is offered again (the
+        # worker is the only agent that can take it) with a new token.
+        again = await offers.take("fz-moved", number=2)
+        assert again["token"] != moved.token and again["attempt"] == moved.attempt + 1
+        await world.ok("task.accept", {"task_id": "fz-moved", "token": again["token"]})
+        world.tasks["fz-moved-first"] = TaskInfo("fz-moved", moved.token, "running",
+                                                 moved.body, again["attempt"])
+        moved.token, moved.status, moved.attempt = again["token"], "running", again["attempt"]
+    pending = {"task_id": "fz-pending", "kind": KIND, "requires": ["fz-nobody"]}
+    await world.ok("task.submit", pending)
+    world.tasks["fz-pending"] = TaskInfo("fz-pending", None, "pending", pending)
+    await offers.stop()
+    await world.settle()
+    return world
+
+
+# --- probes of a valid shape, refused (or a no-op) for the world's state ------------
+
+def unknown_id() -> st.SearchStrategy[str]:
+    """A well-formed id that nothing in the world has (world ids start with 'fz-')."""
+    return p.pattern_text(p.ID_CHARS, 62).map(lambda s: "zz" + s)
+
+
+def _probe(body: Any, *expect: str, category: str) -> p.Probe:
+    return p.Probe(p.render(body).encode(), frozenset(expect), category)
+
+
+def forged_token(world: World) -> st.SearchStrategy[str]:
+    """Well-formed tokens no task issued: random, near misses of real ones."""
+    real = sorted(world.tokens)
+    near = st.builds(lambda t, how: how(t), st.sampled_from(real), st.sampled_from([
+        str.upper, lambda t: t[:-1], lambda t: t + "0", lambda t: t[1:] + t[0],
+        lambda t: t[:8], lambda t: t * 2, lambda t: "-" + t, lambda t: t.replace("a", "b")]))
+    return (p.pattern_text(p.ID_CHARS, 64) | near).filter(lambda t: t not in world.tokens)
+
+
+def semantic_probes(world: World, command: str) -> st.SearchStrategy[p.Probe] | None:
+    """Well-formed commands the world's state refuses, or accepts without a write."""
+    spec = p.SPECS[command]
+    body = p.obj(spec)
+    live, left = World.live, World.left
+    t = world.tasks
+    if command == "agent.deregister":
+        wrong_incarnation = st.integers(2, 2**63 - 1) | st.just(10**30)
+        return st.one_of(
+            st.builds(lambda a, i: _probe({"agent_id": a, "incarnation": i}, p.NOT_FOUND,
+                                          category="unknown-agent"),
+                      unknown_id(), st.integers(1, 2**63 - 1)),
+            st.builds(lambda a, i: _probe({"agent_id": a, "incarnation": i}, p.CONFLICT,
+                                          category="wrong-incarnation"),
+                      st.sampled_from([live, left, World.worker]), wrong_incarnation),
+            # The incarnation that already left: accepted again, nothing written.
+            st.just(_probe({"incarnation": 1, "agent_id": left}, p.OK, category="repeat")),
+        )
+    if command == "agent.drain":
+        return st.one_of(
+            unknown_id().map(lambda a: _probe({"agent_id": a}, p.NOT_FOUND,
+                                              category="unknown-agent")),
+            st.just(_probe({"agent_id": left}, p.CONFLICT, category="left-agent")),
+        )
+    if command == "agent.services":
+        same = st.permutations(list(LIVE_SERVICES[0].items())).map(
+            lambda items: _probe({"agent_id": live, "services": [p.Pairs(tuple(items))]},
+                                 p.OK, category="repeat"))
+        return st.one_of(
+            st.builds(lambda a, s: _probe({"agent_id": a, "services": s}, p.NOT_FOUND,
+                                          category="unknown-agent"),
+                      unknown_id(), p.services_valid),
+            p.services_valid.map(lambda s: _probe({"agent_id": left, "services": s},
+                                                  p.CONFLICT, category="left-agent")),
+            same,
+        )
+    if command in READ_ONLY:
+        ids = unknown_id() | st.sampled_from([live, left, World.worker])
+        if command == "agent.assignments":
+            return ids.map(lambda a: _probe({"agent_id": a}, p.OK, category="read"))
+        return body.map(lambda b: _probe(b, p.OK, category="read"))
+    if command == "task.submit":
+        done = t["fz-done"]
+        other_kind = p.pattern_text(p.CAPABILITY_CHARS, 30).filter(lambda k: k != KIND)
+        differs = st.builds(lambda b, k: {**b, "task_id": done.task_id, "kind": k},
+                            body, other_kind)
+        # The same body again, differently written (defaults spelled out or not, 3600 for
+        # 3600.0, members in another order): answered with the status, not repeated.
+        def rewritten(explicit: bool) -> st.SearchStrategy[p.Pairs]:
+            defaults = {"priority": 0, "max_attempts": 3} if explicit else {}
+            members = {**done.body, **defaults, "timeout_s": 3600 if explicit else 3600.0}
+            payload = st.permutations(list(done.body["payload"].items())).map(
+                lambda items: p.Pairs(tuple(items)))
+            return st.builds(
+                lambda pay, order: p.Pairs(tuple(
+                    (k, pay if k == "payload" else v) for k, v in order)),
+                payload, st.permutations(list(members.items())))
+
+        rewrites = st.booleans().flatmap(rewritten)
+        return st.one_of(
+            differs.map(lambda b: _probe(b, p.CONFLICT, category="different-body")),
+            rewrites.map(lambda b: _probe(b, p.OK, category="repeat")),
+        )
+    if command in ("task.accept", "task.progress", "task.complete", "task.fail"):
+        extra = body.map(lambda b: {k: v for k, v in b.items()
+                                    if k not in ("task_id", "token")})
+        known = st.sampled_from(sorted({i.task_id for i in t.values()}))
+        # Another task's real token is as forged as a random one for this task.
+        foreign = st.sampled_from(sorted(t)).flatmap(
+            lambda name: st.tuples(
+                st.sampled_from(sorted({i.task_id for i in t.values()}
+                                       - {t[name].task_id})),
+                st.just(t[name].token or "none")))
+        probes = [
+            st.builds(lambda i, k, e: _probe({"task_id": i, "token": k, **e}, p.NOT_FOUND,
+                                             category="unknown-task"),
+                      unknown_id(), p.pattern_text(p.ID_CHARS, 64), extra),
+            st.builds(lambda i, k, e: _probe({"task_id": i, "token": k, **e}, p.STALE,
+                                             category="forged-token"),
+                      known, forged_token(world), extra),
+            st.builds(lambda ik, e: _probe({"task_id": ik[0], "token": ik[1], **e}, p.STALE,
+                                           category="foreign-token"),
+                      foreign.filter(lambda ik: ik[1] != "none"), extra),
+        ]
+        if command == "task.complete":
+            done = t["fz-done"]
+            # The report that completed it, again: accepted, nothing written.
+            probes.append(st.builds(
+                lambda r: _probe({"task_id": done.task_id, "token": done.token, "result": r},
+                                 p.OK, category="repeat"), p.small_json))
+        return st.one_of(probes)
+    if command == "task.cancel":
+        reason = st.fixed_dictionaries({}, optional={"reason": p.text_4096})
+        return st.one_of(
+            st.builds(lambda i, r: _probe({"task_id": i, **r}, p.NOT_FOUND,
+                                          category="unknown-task"), unknown_id(), reason),
+            st.builds(lambda i, r: _probe({"task_id": i, **r}, p.CONFLICT,
+                                          category="finished-task"),
+                      st.sampled_from(["fz-done", "fz-dead"]), reason),
+            reason.map(lambda r: _probe({"task_id": "fz-cancelled", **r}, p.OK,
+                                        category="repeat")),
+        )
+    return None  # agent.register: every well-formed registration is carried out
+
+
+def probes_for(world: World, command: str) -> st.SearchStrategy[p.Probe]:
+    """Hostile payloads of `command`: 3 in 4 refused for their form, the rest for state."""
+    hostile = p.hostile(p.SPECS[command])
+    semantic = semantic_probes(world, command)
+    if semantic is None:
+        return hostile
+    return st.sampled_from(["form", "form", "form", "state"]).flatmap(
+        lambda which: hostile if which == "form" else semantic)
+
+
+# --- sending and checking -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reply: dict[str, Any]
+    headers: dict[str, str]
+    request_id: str
+
+
+async def send(world: World, command: str, data: bytes,
+               request_id: str | None = None) -> Outcome:
+    request_id = request_id or next_request_id()
+    try:
+        msg: Msg = await world.nc.request(
+            world.names.command(command), data, timeout=REPLY_TIMEOUT_S,
+            headers={REQUEST_ID_HEADER: request_id})
+    except nats.errors.TimeoutError:
+        raise AssertionError(
+            f"no reply to {command} within {REPLY_TIMEOUT_S}s: {data[:300]!r}") from None
+    SENT[command] += 1
+    reply = orjson.loads(msg.data)
+    assert isinstance(reply, dict), reply
+    return Outcome(reply, dict(msg.headers or {}), request_id)
+
+
+def check_reply(command: str, probe: p.Probe, outcome: Outcome) -> None:
+    """A coded reply of the documented shape, one of the outcomes the probe allows."""
+    reply, headers = outcome.reply, outcome.headers
+    context = f"{command} {probe!r} -> {reply!r}"
+    if reply.get("ok") is not True:
+        ErrorReply.model_validate(reply)  # the documented refusal, strictly
+        code = reply["error"]["code"]
+        message = reply["error"]["message"]
+        details = reply["error"]["details"]
+        assert code in CODES, context
+        assert code in probe.expect, f"unexpected code {code}: {context}"
+        assert message, context
+        assert headers.get("Nats-Service-Error-Code") == MICRO_CODES[code], (headers, context)
+        assert headers.get("Nats-Service-Error") == message, (headers, context)
+        if code == p.INVALID:
+            assert 1 <= len(details) <= 20, context
+            if probe.not_json:
+                assert [d["type"] for d in details] == ["json_invalid"], context
+        else:
+            assert details == [], context
+        return
+    assert p.OK in probe.expect, f"accepted: {context}"
+    assert "Nats-Service-Error" not in headers, context
+    OK_REPLY_MODELS[command].model_validate(reply)
+    if command not in READ_ONLY:
+        assert "position" not in reply, f"a no-op repeat reports a write: {context}"
+
+
+async def events_after(world: World, position: int) -> list[Any]:
+    return list(await world.orch.store.read(position, 10_000))
+
+
+async def assert_nothing_written(world: World, before: int, context: str) -> None:
+    """The events stream did not move; or, if the health monitor or the dispatcher wrote
+    meanwhile (a stall on a loaded machine), nothing new was caused by a fuzzed request."""
+    after = await world.orch.store.last_position()
+    if after == before:
+        return
+    events = await events_after(world, before)
+    ours = [e for e in events if (e.causation_id or "").startswith(RID_PREFIX)
+            or (e.correlation_id or "").startswith(RID_PREFIX)]
+    assert not ours, f"refused command wrote {[e.to_json() for e in ours]}: {context}"
+    unexpected = [e for e in events if e.name not in BACKGROUND_EVENTS]
+    assert not unexpected, f"unexpected events {[e.to_json() for e in unexpected]}: {context}"
+    BACKGROUND_SEEN.update(e.name for e in events)
+
+
+async def probe_once(world: World, command: str, probe: p.Probe) -> Outcome:
+    before = await world.orch.store.last_position()
+    outcome = await send(world, command, probe.data)
+    check_reply(command, probe, outcome)
+    await assert_nothing_written(world, before, f"{command} {probe!r}")
+    return outcome
+
+
+# --- hypothesis in a worker thread ---------------------------------------------------
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T],
+            timeout: float = 60) -> T:
+    """Run `coro` on the test's event loop from the hypothesis thread, and wait for it."""
+    return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+
+async def run_hypothesis(test: Callable[[], None]) -> None:
+    """Run a hypothesis-decorated sync test in a thread while the event loop serves."""
+    await asyncio.to_thread(test)
+
+
+async def still_serving(world: World) -> None:
+    """After the storm: a valid registration is carried out and the read API is ready."""
+    reply = await world.ok("agent.register", {"agent_id": "fz-after", "capacity": 1})
+    assert reply["position"] > 0 and reply["incarnation"] >= 1
+    await world.orch.runner.position.wait_for(reply["position"], 10)
+    assert world.orch.runner.ready
+
