@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import nats
@@ -81,6 +82,13 @@ class Orchestrator:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         match = re.search(r"VmRSS:\s+(\d+) kB", status)
         return int(match.group(1)) * 1024 if match else 0
+
+    async def stats(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session, session.get(
+            self.url("/v1/stats")
+        ) as response:
+            body: dict[str, Any] = await response.json()
+            return body
 
     async def metrics(self) -> str:
         async with aiohttp.ClientSession() as session, session.get(

@@ -213,6 +213,16 @@ class EventStore:
             position = recorded.position
         return aggregate, position
 
+    async def event_id_at(self, position: int) -> str | None:
+        """The id of the event at `position`, None when the log has none there."""
+        try:
+            raw = await self.js.get_msg(self.names.events_stream, seq=position, direct=True)
+        except NotFoundError:
+            return None
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(repr(exc)) from exc
+        return (raw.headers or {}).get(Header.EVENT_ID)
+
     async def last_position(self) -> int:
         try:
             info = await self.js.stream_info(self.names.events_stream)

@@ -70,6 +70,10 @@ class Names:
         return f"{self._stream_base}_LEADER"
 
     @property
+    def snapshots_bucket(self) -> str:
+        return f"{self._stream_base}_SNAPSHOTS"
+
+    @property
     def _stream_base(self) -> str:
         return self.prefix.upper().replace("-", "_")
 

@@ -31,6 +31,7 @@ FAILURES_BEFORE_CRITICAL = "ORCH_FAILURES_BEFORE_CRITICAL"
 SUCCESS_BEFORE_PASSING = "ORCH_SUCCESS_BEFORE_PASSING"
 DEREGISTER_DEAD_AFTER = "ORCH_DEREGISTER_DEAD_AFTER"
 STREAM_REPLICAS = "ORCH_STREAM_REPLICAS"
+SNAPSHOT_EVERY = "ORCH_SNAPSHOT_EVERY"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Settings:
     success_before_passing: int = 1
     deregister_dead_after: float = 0.0
     stream_replicas: int = 1
+    snapshot_every: int = 100_000
 
     def __post_init__(self) -> None:
         if not 0 < self.suspect_after <= self.dead_after:
@@ -78,6 +80,8 @@ class Settings:
             raise ValueError("failures_before_critical and success_before_passing must be >= 1")
         if self.stream_replicas not in (1, 3, 5):
             raise ValueError("stream_replicas must be 1, 3 or 5")
+        if self.snapshot_every < 0:
+            raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
         if self.deregister_dead_after < 0:
             raise ValueError("deregister_dead_after must be >= 0 (0 = never)")
 
@@ -118,6 +122,8 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "seconds after which a dead agent is deregistered and leaves the catalog; 0 = never"),
     ("stream_replicas", STREAM_REPLICAS, "--stream-replicas",
      "replicas of the streams and the lease bucket on a JetStream cluster: 1, 3 or 5"),
+    ("snapshot_every", SNAPSHOT_EVERY, "--snapshot-every",
+     "events between projection snapshots (start-up resumes from the latest); 0 = none"),
 )
 
 

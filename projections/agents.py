@@ -101,6 +101,8 @@ class AgentHealth:
             view = found
             if name == "DrainStarted":
                 view.draining = True
+            elif name == "ServicesChanged":
+                view.services = data["services"]
             elif name == "Deregistered":
                 view.left = True
             view.updated_at = event.recorded_at

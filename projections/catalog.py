@@ -71,14 +71,14 @@ class Catalog:
             self._forget(agent_id)
             entry = AgentEntry(agent_id, data.get("incarnation", 1), data["labels"],
                                data["services"])
-            self._index(entry)
+            self.add(entry)
             return
         if entry is None:
             return
         if name == "ServicesChanged":
             self._forget(agent_id)
             entry.services = data["services"]
-            self._index(entry)
+            self.add(entry)
         elif name == "Deregistered":
             self._forget(agent_id)
         elif name in _LIVENESS or name == "DrainStarted":
@@ -88,7 +88,8 @@ class Catalog:
             if entry.status != before:
                 self.changed |= {s["name"] for s in entry.services}
 
-    def _index(self, entry: AgentEntry) -> None:
+    def add(self, entry: AgentEntry) -> None:
+        """Enter an agent and the instances of the services it declares."""
         self.agents[entry.agent_id] = entry
         for service in entry.services:
             self.by_service.setdefault(service["name"], set()).add(entry.agent_id)

@@ -1,4 +1,5 @@
-"""Feeds the log to the projections: rebuilt from position 0 on start, then live."""
+"""Feeds the log to the projections: rebuilt on start (from position 0 or a snapshot's),
+then live."""
 
 from __future__ import annotations
 
@@ -38,13 +39,19 @@ class ProjectionRunner:
         self.on_applied = on_applied
         self.position = Position()
         self.rebuild_target = 0
+        self.last_event_id = ""  # of the event at `position`
+        self.started_from = 0
         self._subscription: Any = None
 
-    async def start(self) -> None:
-        """Start rebuilding from the beginning of the log; `ready` tells when caught up."""
+    async def start(self, after: int = 0) -> None:
+        """Start rebuilding from the log's beginning, or from `after` when the
+        projections already hold everything up to it (a snapshot); `ready` tells when
+        caught up."""
+        self.position.advance(after)
+        self.started_from = after
         self.rebuild_target = await self.source.last_position()
-        self._subscription = await self.source.tail(0, self._apply)
-        log.info("projection rebuild started target=%d", self.rebuild_target)
+        self._subscription = await self.source.tail(after, self._apply)
+        log.info("projection rebuild started after=%d target=%d", after, self.rebuild_target)
 
     async def resume(self) -> None:
         """Tail again from the last applied position (after NATS came back)."""
@@ -56,6 +63,7 @@ class ProjectionRunner:
             return  # already applied (a redelivery after a consumer reset)
         for projection in self.projections:
             projection.apply(event)
+        self.last_event_id = event.event_id
         self.position.advance(event.position)
         if self.on_applied:
             await self.on_applied(event)

@@ -140,7 +140,7 @@ class TaskBoard:
         view.status = STATUS_BY_EVENT.get(name, view.status)
         view.updated_at = event.recorded_at
         view.position = event.position
-        self._enter_indexes(view)
+        self.index(view)
 
     def _leave_indexes(self, view: TaskView) -> None:
         self.queued.discard(view.task_id)
@@ -148,8 +148,11 @@ class TaskBoard:
             open_tasks = self.open_by_agent.get(view.agent_id)
             if open_tasks is not None:
                 open_tasks.discard(view.task_id)
+                if not open_tasks:  # an agent that held tasks once costs nothing after
+                    del self.open_by_agent[view.agent_id]
 
-    def _enter_indexes(self, view: TaskView) -> None:
+    def index(self, view: TaskView) -> None:
+        """Enter a task in the queue or its agent's open tasks, as its status says."""
         if view.status in ("pending", RETRY_WAIT):
             self.queued.add(view.task_id)
         elif view.is_open and view.agent_id is not None:

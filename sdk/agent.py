@@ -29,6 +29,9 @@ from infra.names import (
 
 log = logging.getLogger(__name__)
 
+# Longest wait in stop() for the background tasks to end.
+STOP_TIMEOUT_S = 5.0
+
 
 class CommandError(Exception):
     """The orchestrator refused a command; `code` is the protocol's error code."""
@@ -105,10 +108,12 @@ class AgentClient:
         self.completed: list[str] = []
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._work: dict[str, asyncio.Task[None]] = {}  # task id -> its handler run
 
     async def start(self) -> dict[str, Any]:
         """Connect, register and start heartbeating; returns the registration reply."""
+        self._stopping = False
         self.nc = await nats.connect(
             servers=self.nats_url.split(","), name=f"agent-{self.agent_id}",
             max_reconnect_attempts=-1, reconnect_time_wait=0.25,
@@ -161,7 +166,9 @@ class AgentClient:
         self.heartbeats_sent += 1
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        # The flag, not only cancellation, ends the loop: on Python 3.11 asyncio.wait_for
+        # (inside nats-py's publish) can swallow a cancel that arrives as it completes.
+        while not self._stopping:
             if not self.heartbeats_paused:
                 try:
                     await self.heartbeat()
@@ -223,6 +230,8 @@ class AgentClient:
         result must outlive an orchestrator restart or a NATS outage."""
         delay = 0.1
         while True:
+            if self._stopping:
+                raise asyncio.CancelledError
             try:
                 return await self.request(command, body)
             except CommandError as refused:
@@ -272,12 +281,17 @@ class AgentClient:
 
     async def stop(self, deregister: bool = True) -> None:
         """Stop heartbeating; deregister unless told not to; close the connection."""
+        self._stopping = True
         background = self._tasks + list(self._work.values())
         for task in background:
             task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task  # what it failed with was logged where it happened
+        if background:
+            # Bounded: a task whose cancel was swallowed ends at its next check of the
+            # flag; what a task failed with was logged where it happened.
+            await asyncio.wait(background, timeout=STOP_TIMEOUT_S)
+            for task in background:
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved, so asyncio does not report it again
         self._tasks.clear()
         if self.nc is None:
             return

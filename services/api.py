@@ -286,6 +286,7 @@ async def stats(request: web.Request) -> web.Response:
     return _json({
         "position": model.runner.position.value,
         "log_last_position": await model.store.last_position(),
+        "started_from": model.runner.started_from,
         "ready": model.runner.ready,
         "agents": {"total": len(model.agents.agents), "by_status": model.agents.counts()},
         "tasks": {"total": len(model.tasks.tasks), "by_status": model.tasks.counts()},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class ErrorBody(BaseModel):
@@ -78,6 +78,9 @@ class Counts(BaseModel):
 class Stats(BaseModel):
     position: int
     log_last_position: int
+    started_from: int = Field(
+        description="the snapshot position the projections were restored from at start-up; "
+                    "0 when they were rebuilt from the log's beginning")
     ready: bool
     agents: Counts
     tasks: Counts

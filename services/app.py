@@ -39,6 +39,7 @@ from infra.event_store import EventStore
 from infra.group_commit import GroupCommit
 from infra.repository import Repository
 from infra.settings import Settings
+from infra.snapshot_store import SnapshotStore
 from infra.streams import provision
 from projections.agents import AgentHealth
 from projections.catalog import Catalog
@@ -55,11 +56,14 @@ from services.heartbeats import HeartbeatIntake, heartbeat_probe
 from services.leader import LeaderLease
 from services.metrics import Metrics
 from services.registry import AgentRegistry
+from services.snapshots import Snapshots
 from services.tasks import TaskService
 
 log = logging.getLogger(__name__)
 
 REBUILD_TIMEOUT_S = 600.0
+FINAL_SNAPSHOT_TIMEOUT_S = 10.0
+JOB_STOP_TIMEOUT_S = 5.0
 # Events after which the dispatcher looks again: capacity or the queue changed.
 _DISPATCH_TRIGGERS = frozenset({
     "Submitted", "Requeued", "Completed", "Failed", "DeadLettered", "Cancelled",
@@ -115,9 +119,10 @@ class Orchestrator:
         self._stack.push_async_callback(nc.close)
         self.js = js = nc.jetstream()
         await provision(js, self.names, settings.heartbeat_history, settings.stream_replicas)
+        log.info("connected nats=%s; restoring the projections", self.nats_url)
         self._build(nc)
 
-        await self.runner.start()
+        await self.runner.start(after=await self.snapshots.restore())
         self._stack.push_async_callback(self.runner.stop)
         await self.runner.wait_ready(REBUILD_TIMEOUT_S)
         await self.intake.start()
@@ -144,6 +149,9 @@ class Orchestrator:
         self.catalog = Catalog()
         self.runner = ProjectionRunner(self.store, [self.agents, self.board, self.catalog],
                                        on_applied=self._on_applied)
+        self.snapshots = Snapshots(
+            SnapshotStore(self.js, self.names, settings.stream_replicas), self.store,
+            self.runner, self.agents, self.board, self.catalog, settings.snapshot_every)
         self.catalog_queries = CatalogQueries(self.catalog, self.runner.position)
         self.change_feed = ChangeFeed(self.catalog, self.names, nc.publish,
                                       enabled=lambda: self.is_leader and self.runner.ready)
@@ -203,10 +211,11 @@ class Orchestrator:
         self._spawn_job(self.monitor.run(), "health-monitor")
         self._spawn_job(self.dispatcher.run(), "dispatcher")
         self._spawn_job(self.failover.run(), "failover")
+        self._spawn_job(self.snapshots.run(), "snapshots")
         self.dispatcher.poke()
 
     async def _follow(self) -> None:
-        for name in ("health-monitor", "dispatcher", "failover"):
+        for name in ("health-monitor", "dispatcher", "failover", "snapshots"):
             await self._cancel_job(name)
         await self.monitor.stop()
 
@@ -238,8 +247,13 @@ class Orchestrator:
         job = self._jobs.pop(name, None)
         if job is not None:
             job.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await job
+            # Bounded: on Python 3.11 asyncio.wait_for (inside nats-py) can swallow a
+            # cancel that arrives as it completes, and a job's loop would go on.
+            await asyncio.wait({job}, timeout=JOB_STOP_TIMEOUT_S)
+            if not job.done():
+                log.warning("job did not stop name=%s", name)
+            elif not job.cancelled():
+                job.exception()  # retrieved: what it failed with was logged by the job
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._spawn_job(coro, name)
@@ -276,5 +290,16 @@ class Orchestrator:
         for name in list(self._jobs):
             if name != "leader-lease":
                 await self._cancel_job(name)
+        await self._final_snapshot()
         await self._cancel_job("leader-lease")
         await self._stack.aclose()
+
+    async def _final_snapshot(self) -> None:
+        """On a clean stop the leader leaves a snapshot, so the next start is quick."""
+        if not (self.is_leader and hasattr(self, "snapshots") and self.snapshots.enabled
+                and self.runner.ready):
+            return
+        try:
+            await asyncio.wait_for(self.snapshots.write(), FINAL_SNAPSHOT_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("final snapshot not written: %r", exc)

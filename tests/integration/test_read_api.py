@@ -121,6 +121,7 @@ class TestOperations:
         _, _, body = await get_json(url(orchestrator, "/v1/stats"))
         assert body["agents"] == {"total": 3, "by_status": {"healthy": 2, "draining": 1}}
         assert body["position"] == body["log_last_position"] == fleet
+        assert body["started_from"] == 0  # no snapshot: rebuilt from the beginning
 
     async def test_metrics_are_prometheus_text(self, orchestrator, fleet):
         import aiohttp

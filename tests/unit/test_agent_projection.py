@@ -197,6 +197,19 @@ class TestLivenessEvents:
 
         assert view(health).status == "draining"
 
+    def test_services_changed_replaces_the_declared_services(
+        self, health: AgentHealth, log: Log
+    ) -> None:
+        agent = register(log)
+        services = [{"name": "api", "address": "10.0.0.2", "port": 443, "tags": ["v2"],
+                     "meta": {}}]
+        agent.change_services(services)
+
+        log.record(agent)
+
+        assert view(health).services == services
+        assert view(health).status == "healthy"
+
     def test_deregistered_makes_the_agent_left(self, health: AgentHealth, log: Log) -> None:
         agent = register(log)
         agent.deregister(1)

@@ -1,0 +1,114 @@
+"""Projection snapshots: restored on start, written by the leader as the log grows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+from infra.event_store import EventStore
+from infra.snapshot_store import SnapshotStore
+from projections import snapshot
+from projections.agents import AgentHealth
+from projections.catalog import Catalog
+from projections.runner import ProjectionRunner
+from projections.tasks import TaskBoard
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5.0
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[Callable[[], None]]:
+    """The cyclic garbage collector off while a snapshot is decoded and restored:
+    hundreds of thousands of new containers would set it off again and again, walking
+    them each time (half the time of a restore), though none is garbage. `keep()` then
+    freezes what was built, which lives as long as the process, so that later full
+    collections do not walk it either."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield gc.freeze
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class Snapshots:
+    """Start-up from the latest snapshot, and a new snapshot every `every` events.
+
+    A snapshot is only an optimisation: one that is missing, unreadable, of another
+    version, or of another log (the event at its position is not the one it names) is
+    ignored, and the projections are rebuilt from the log's beginning.
+    """
+
+    def __init__(self, store: SnapshotStore, events: EventStore, runner: ProjectionRunner,
+                 agents: AgentHealth, board: TaskBoard, catalog: Catalog, every: int) -> None:
+        self.store = store
+        self.events = events
+        self.runner = runner
+        self.agents, self.board, self.catalog = agents, board, catalog
+        self.every = every
+        self.written = 0  # position of the latest snapshot, restored or written
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0
+
+    async def restore(self) -> int:
+        """Put the projections in the latest usable snapshot's state; its position, or 0."""
+        if not self.enabled:
+            return 0
+        started = time.perf_counter()
+        data = await self.store.load()
+        if data is None:
+            return 0
+        with _collector_paused() as keep:
+            try:
+                found = snapshot.decode(data)
+            except snapshot.SnapshotUnusable as exc:
+                log.warning("snapshot ignored: %s", exc)
+                return 0
+            if await self.events.event_id_at(found.position) != found.event_id:
+                log.warning("snapshot ignored: it is of another log (position %d)",
+                            found.position)
+                return 0
+            snapshot.restore(found, self.agents, self.board, self.catalog)
+            keep()
+        self.written = found.position
+        log.info("snapshot restored position=%d agents=%d tasks=%d bytes=%d in %.3fs",
+                 found.position, len(found.agents), len(found.tasks), len(data),
+                 time.perf_counter() - started)
+        return found.position
+
+    async def write(self) -> None:
+        """A snapshot of the projections as they are now."""
+        position = self.runner.position.value
+        if position <= self.written:
+            return
+        started = time.perf_counter()
+        data = snapshot.encode(self.agents, self.board, position, self.runner.last_event_id)
+        await self.store.save(data)
+        self.written = position
+        log.info("snapshot written position=%d bytes=%d in %.3fs", position, len(data),
+                 time.perf_counter() - started)
+
+    async def run(self) -> None:
+        """Leader duty: a snapshot once `every` events were applied since the last one."""
+        if not self.enabled:
+            return
+        while True:
+            if not await self.runner.position.wait_for(self.written + self.every, 60.0):
+                continue
+            if not self.runner.ready:
+                await self.runner.wait_ready(60.0)
+                continue
+            try:
+                await self.write()
+            except Exception as exc:  # a snapshot is an optimisation: never stop leading
+                log.warning("snapshot not written: %r", exc)
+                await asyncio.sleep(RETRY_AFTER_S)

@@ -1,0 +1,181 @@
+"""Projection snapshots: restoring one, then applying the rest of the log, gives the same
+projections as applying the whole log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from domain.agent import Agent
+from domain.task import Task
+from projections.agents import AgentHealth
+from projections.catalog import Catalog
+from projections.snapshot import SNAPSHOT_VERSION, SnapshotUnusable, decode, encode, restore
+from projections.tasks import TaskBoard
+
+T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+WEB = {"name": "web", "address": "10.0.0.1", "port": 80, "tags": ["v1"], "meta": {}}
+API = {"name": "api", "address": "10.0.0.2", "port": 443, "tags": [], "meta": {"m": "1"}}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    position: int
+    kind: str
+    aggregate_id: str
+    name: str
+    event_id: str
+    recorded_at: datetime
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def data(self) -> dict[str, Any]:
+        state = dict(self.state)
+        for key in ("originator_id", "originator_topic"):
+            state.pop(key, None)
+        state["version"] = state.pop("originator_version")
+        return state
+
+
+class Log:
+    def __init__(self) -> None:
+        self.events: list[Recorded] = []
+
+    def record(self, kind: str, aggregate: Agent | Task) -> None:
+        for domain_event in aggregate.collect_events():
+            position = len(self.events) + 1
+            self.events.append(Recorded(
+                position, kind, aggregate.id, type(domain_event).__name__, f"ev-{position}",
+                T0 + timedelta(milliseconds=position), dict(vars(domain_event))))
+
+
+def incident() -> Log:
+    """Agents in every state, tasks in every state, services changed and withdrawn."""
+    log = Log()
+    a1 = Agent("a1", ["cpu"], 4, {"zone": "eu"}, [WEB])
+    a2 = Agent("a2", ["cpu", "gpu"], 2, {"zone": "us"}, [WEB, API])
+    a3 = Agent("a3", [], 1, {}, [API])
+    a4 = Agent("a4", ["cpu"], 1, {}, [])
+    for agent in (a1, a2, a3, a4):
+        log.record("agent", agent)
+    a2.change_services([API])
+    a3.drain()
+    a4.deregister(1)
+    for agent in (a2, a3, a4):
+        log.record("agent", agent)
+
+    def task(task_id: str, priority: int = 0) -> Task:
+        created = Task(task_id, "render", {"n": task_id}, ["cpu"], priority, 2, 30.0, "f")
+        log.record("task", created)
+        return created
+
+    done = task("done")
+    done.assign("a1", 1, "tok-done", "least_loaded", [], 0.0)
+    done.accept("tok-done")
+    done.complete("tok-done", {"ok": True})
+    running = task("running", priority=5)
+    running.assign("a1", 1, "tok-run", "least_loaded", [], 0.0)
+    running.accept("tok-run")
+    running.report_progress("tok-run", 0.5)
+    moved = task("moved")
+    moved.assign("a2", 1, "tok-m1", "least_loaded", [], 0.0)
+    waiting = task("waiting")
+    waiting.assign("a1", 1, "tok-w", "least_loaded", [], 0.0)
+    waiting.fail("tok-w", "flaky", True, 100.0, 1.0, 60.0)
+    task("pending", priority=-1)
+    cancelled = task("cancelled")
+    cancelled.cancel("not needed")
+    for aggregate in (done, running, moved, waiting, cancelled):
+        log.record("task", aggregate)
+
+    a2.suspect(1, 3.1, 3.0, 4)
+    a2.declare_dead(1, 5.0, 5.0, 4)
+    log.record("agent", a2)
+    moved.reassign("a1", 1, "tok-m2", "agent_dead", "least_loaded", [])
+    log.record("task", moved)
+    a3.suspect(1, 3.1, 3.0, 4)
+    a3.recover(1, 5)
+    log.record("agent", a3)
+    return log
+
+
+def replay(events: list[Recorded]) -> tuple[AgentHealth, TaskBoard, Catalog]:
+    agents, board, catalog = AgentHealth(), TaskBoard(), Catalog()
+    for event in events:
+        for projection in (agents, board, catalog):
+            projection.apply(event)
+    return agents, board, catalog
+
+
+def state(agents: AgentHealth, board: TaskBoard, catalog: Catalog) -> dict[str, Any]:
+    return {
+        "agents": agents.agents, "agents_position": agents.position,
+        "tasks": board.tasks, "open_by_agent": board.open_by_agent, "queued": board.queued,
+        "board_position": board.position,
+        "catalog": catalog.agents, "by_service": catalog.by_service,
+        "instances": catalog.instances(), "catalog_position": catalog.position,
+    }
+
+
+def through_snapshot(events: list[Recorded], at: int) -> tuple[AgentHealth, TaskBoard, Catalog]:
+    """Apply events up to `at`, snapshot, restore into new projections, apply the rest."""
+    before = replay(events[:at])
+    data = encode(before[0], before[1], at, events[at - 1].event_id if at else "")
+    snapshot = decode(data)
+    agents, board, catalog = AgentHealth(), TaskBoard(), Catalog()
+    restore(snapshot, agents, board, catalog)
+    for event in events[at:]:
+        for projection in (agents, board, catalog):
+            projection.apply(event)
+    return agents, board, catalog
+
+
+LOG = incident()
+
+
+@pytest.mark.parametrize("at", range(1, len(LOG.events) + 1))
+def test_a_snapshot_at_any_position_then_the_rest_equals_a_full_replay(at: int) -> None:
+    assert state(*through_snapshot(LOG.events, at)) == state(*replay(LOG.events))
+
+
+def test_the_incident_covers_every_status() -> None:
+    agents, board, catalog = replay(LOG.events)
+    assert {v.status for v in agents.agents.values()} == {"healthy", "dead", "draining", "left"}
+    assert {v.status for v in board.tasks.values()} == {
+        "completed", "running", "assigned", "retry_wait", "pending", "cancelled"}
+    assert catalog.by_service == {"web": {"a1"}, "api": {"a2", "a3"}}
+
+
+def test_a_snapshot_names_its_position_and_the_event_there() -> None:
+    agents, board, _ = replay(LOG.events[:7])
+    snapshot = decode(encode(agents, board, 7, "ev-7"))
+    assert (snapshot.position, snapshot.event_id) == (7, "ev-7")
+    assert [v.agent_id for v in snapshot.agents] == ["a1", "a2", "a3", "a4"]
+
+
+def snapshot_of(**changes: Any) -> bytes:
+    """A valid snapshot of the incident's first 7 events, with `changes`."""
+    agents, board, _ = replay(LOG.events[:7])
+    return orjson.dumps({**orjson.loads(encode(agents, board, 7, "ev-7")), **changes})
+
+
+def test_the_unchanged_document_is_usable() -> None:
+    assert decode(snapshot_of()).position == 7
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param(b"not json", id="not-json"),
+    pytest.param(b"[]", id="not-an-object"),
+    pytest.param(orjson.dumps({"version": SNAPSHOT_VERSION + 1, "position": 1}), id="version"),
+    pytest.param(orjson.dumps({"version": SNAPSHOT_VERSION, "position": 1}), id="missing"),
+    pytest.param(snapshot_of(agent_fields=["agent_id", "incarnation"]), id="other-fields"),
+    pytest.param(snapshot_of(agents=[["a", 1]]), id="short-row"),
+    pytest.param(snapshot_of(agents=[{"agent_id": "a"}]), id="object-row"),
+    pytest.param(snapshot_of(tasks=[[None] * 30]), id="long-row"),
+])
+def test_an_unusable_document_is_refused(data: bytes) -> None:
+    with pytest.raises(SnapshotUnusable):
+        decode(data)
