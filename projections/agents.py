@@ -17,7 +17,7 @@ _LIVENESS_BY_EVENT = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentView:
     agent_id: str
     incarnation: int

@@ -14,7 +14,7 @@ _LIVENESS = {"Suspected": "suspect", "DeclaredDead": "dead", "Recovered": "alive
              "Registered": "alive", "Reregistered": "alive"}
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentEntry:
     agent_id: str
     incarnation: int

@@ -24,7 +24,7 @@ STATUS_BY_EVENT = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskView:
     task_id: str
     kind: str

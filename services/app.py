@@ -200,6 +200,8 @@ class Orchestrator:
 
     async def _on_applied(self, event: LogEvent) -> None:
         self.metrics.events_applied.inc()
+        if event.kind == n.AGENT:
+            self.monitor.look_at(event.aggregate_id)
         if event.name in _DISPATCH_TRIGGERS:
             self.dispatcher.poke()
         await self.change_feed.on_event(event)

@@ -122,9 +122,12 @@ class Dispatcher:
         write them concurrently."""
         now = self.clock()
         await self._expire(now)
+        due = self.board.due(now)
+        if not due:
+            return  # registrations poke too: no O(agents) plan when nothing waits
         fleet = self.fleet.snapshot()
         writes: list[Awaitable[None]] = []
-        for view in self.board.due(now):
+        for view in due:
             if len(writes) >= MAX_CONCURRENT_PLACEMENTS:
                 self.poke()  # more to place: another round right after this one
                 break

@@ -9,6 +9,7 @@ missed a heartbeat, so a lagging consumer cannot kill a live agent.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from domain.health import (
     Verdict,
     is_stall,
     may_recover,
+    next_deadline,
     silence,
     streak_after,
     verdict,
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 HeartbeatProbe = Callable[[str], Awaitable[tuple[int, int] | None]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Seen:
     incarnation: int
     at: float
@@ -79,6 +81,13 @@ class HealthMonitor:
         self.ticks = 0  # how many times it has looked at the fleet (tests wait on it)
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # When each agent is to be looked at next, as a heap: a tick costs the agents
+        # that are due, not the fleet. A deadline only ever moves later (a heartbeat, a
+        # restart of deadlines), so an agent looked at early is simply put back at its
+        # new time; heartbeats of healthy agents never touch the heap.
+        self._due: list[tuple[float, str]] = []
+        self._next_look: dict[str, float] = {}
+        self._running = False
 
     def saw(self, agent_id: str, incarnation: int, heartbeat_seq: int) -> None:
         """A heartbeat of the agent's current incarnation was received just now."""
@@ -88,6 +97,20 @@ class HealthMonitor:
         if previous is not None and previous.incarnation == incarnation:
             streak = streak_after(previous.streak, now - previous.at, self.settings)
         self.seen[agent_id] = Seen(incarnation, now, heartbeat_seq, streak)
+        view = self.projection.agents.get(agent_id)
+        if view is not None and view.liveness != Verdict.ALIVE:
+            self.look_at(agent_id)  # a suspect may recover now
+
+    def look_at(self, agent_id: str, at: float | None = None) -> None:
+        """Look at an agent at `at` (now by default) or earlier: something changed."""
+        if not self._running:
+            return  # not leading: the fleet is enrolled when the monitor starts
+        when = self.clock() if at is None else at
+        scheduled = self._next_look.get(agent_id)
+        if scheduled is not None and scheduled <= when:
+            return
+        self._next_look[agent_id] = when
+        heapq.heappush(self._due, (when, agent_id))
 
     def restart_deadlines(self, reason: str) -> None:
         """We could not see for a while: nobody's silence counts before now."""
@@ -96,6 +119,17 @@ class HealthMonitor:
         log.warning("health deadlines restarted reason=%s", reason)
 
     async def run(self) -> None:
+        self._running = True
+        for agent_id in self.projection.agents:
+            self.look_at(agent_id)
+        try:
+            await self._run()
+        finally:
+            self._running = False
+            self._due.clear()
+            self._next_look.clear()
+
+    async def _run(self) -> None:
         previous = self.clock()
         while True:
             await asyncio.sleep(self.interval)
@@ -110,29 +144,42 @@ class HealthMonitor:
 
     def tick(self, now: float) -> None:
         self.ticks += 1
-        for view in list(self.projection.agents.values()):
-            if view.left or view.agent_id in self._in_flight:
-                continue
-            if view.liveness == "dead":
-                self._maybe_deregister(view)
-                continue
-            seen = self.seen.get(view.agent_id)
-            if seen is None or seen.incarnation != view.incarnation:
-                # First noticed now (registration): its deadline starts here.
-                seen = self.seen[view.agent_id] = Seen(view.incarnation, now)
-            silent_for = silence(seen.at, self.visible_since, now)
-            wanted = verdict(silent_for, self.settings)
-            if wanted == view.liveness:
-                continue
-            if wanted == Verdict.ALIVE and not may_recover(seen.streak, self.settings):
-                continue  # damping: not enough heartbeats in a row yet
-            self._spawn(self._decide(view, seen, wanted, silent_for))
+        while self._due and self._due[0][0] <= now:
+            when, agent_id = heapq.heappop(self._due)
+            if self._next_look.get(agent_id) != when:
+                continue  # superseded by an earlier look
+            del self._next_look[agent_id]
+            self._look(agent_id, now)
 
-    def _maybe_deregister(self, view: AgentView) -> None:
+    def _look(self, agent_id: str, now: float) -> None:
+        view = self.projection.agents.get(agent_id)
+        if view is None or view.left or agent_id in self._in_flight:
+            return  # a decision in flight looks again when it is done
+        if view.liveness == Verdict.DEAD:
+            self._maybe_deregister(view, now)
+            return
+        seen = self.seen.get(agent_id)
+        if seen is None or seen.incarnation != view.incarnation:
+            # First noticed now (registration): its deadline starts here.
+            seen = self.seen[agent_id] = Seen(view.incarnation, now)
+        silent_for = silence(seen.at, self.visible_since, now)
+        wanted = verdict(silent_for, self.settings)
+        if wanted == view.liveness or (
+                wanted == Verdict.ALIVE and not may_recover(seen.streak, self.settings)):
+            # Nothing to decide yet (damping may want more heartbeats in a row: each
+            # heartbeat of a suspect looks again).
+            self.look_at(agent_id, next_deadline(seen.at, self.visible_since, self.settings,
+                                                 view.liveness))
+            return
+        self._spawn(self._decide(view, seen, wanted, silent_for))
+
+    def _maybe_deregister(self, view: AgentView, now: float) -> None:
         """deregister_dead_after: a long-dead agent leaves the catalog altogether."""
         if not self.deregister_dead_after:
             return
-        if self.wall_clock() - view.updated_at.timestamp() < self.deregister_dead_after:
+        dead_for = self.wall_clock() - view.updated_at.timestamp()
+        if dead_for < self.deregister_dead_after:
+            self.look_at(view.agent_id, now + self.deregister_dead_after - dead_for)
             return
         self._spawn(self._deregister_dead(view))
 
@@ -149,6 +196,7 @@ class HealthMonitor:
             log.info("deregistration refused agent=%s: %s", view.agent_id, refused.message)
         finally:
             self._in_flight.discard(view.agent_id)
+            self.look_at(view.agent_id)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -193,6 +241,7 @@ class HealthMonitor:
                      agent_id, wanted, refused.message)
         finally:
             self._in_flight.discard(agent_id)
+            self.look_at(agent_id)
 
     def _cause(self, view: AgentView, seen: Seen) -> str:
         """The last thing heard of the agent: its last heartbeat, else its last event."""

@@ -54,6 +54,7 @@ class Snapshots:
         self.agents, self.board, self.catalog = agents, board, catalog
         self.every = every
         self.written = 0  # position of the latest snapshot, restored or written
+        self._writing = asyncio.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -86,16 +87,22 @@ class Snapshots:
         return found.position
 
     async def write(self) -> None:
-        """A snapshot of the projections as they are now."""
-        position = self.runner.position.value
-        if position <= self.written:
-            return
-        started = time.perf_counter()
-        data = snapshot.encode(self.agents, self.board, position, self.runner.last_event_id)
-        await self.store.save(data)
-        self.written = position
-        log.info("snapshot written position=%d bytes=%d in %.3fs", position, len(data),
-                 time.perf_counter() - started)
+        """A snapshot of the projections as they are now, unless the latest is of now.
+
+        One at a time: a final write at stop waits for the one in flight, which may then
+        have made it needless.
+        """
+        async with self._writing:
+            position = self.runner.position.value
+            if position <= self.written:
+                return
+            started = time.perf_counter()
+            data = snapshot.encode(self.agents, self.board, position,
+                                   self.runner.last_event_id)
+            await self.store.save(data)
+            self.written = position
+            log.info("snapshot written position=%d bytes=%d in %.3fs", position, len(data),
+                     time.perf_counter() - started)
 
     async def run(self) -> None:
         """Leader duty: a snapshot once `every` events were applied since the last one."""
@@ -108,7 +115,8 @@ class Snapshots:
                 await self.runner.wait_ready(60.0)
                 continue
             try:
-                await self.write()
+                # Shielded: losing the lead (or stopping) does not cut a write short.
+                await asyncio.shield(self.write())
             except Exception as exc:  # a snapshot is an optimisation: never stop leading
                 log.warning("snapshot not written: %r", exc)
                 await asyncio.sleep(RETRY_AFTER_S)
