@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 REBUILD_TIMEOUT_S = 600.0
 FINAL_SNAPSHOT_TIMEOUT_S = 10.0
 JOB_STOP_TIMEOUT_S = 5.0
+_NEW_INCARNATIONS = frozenset({"Registered", "Reregistered"})
 # Events after which the dispatcher looks again: capacity or the queue changed.
 _DISPATCH_TRIGGERS = frozenset({
     "Submitted", "Requeued", "Completed", "Failed", "DeadLettered", "Cancelled",
@@ -151,7 +152,8 @@ class Orchestrator:
                                        on_applied=self._on_applied)
         self.snapshots = Snapshots(
             SnapshotStore(self.js, self.names, settings.stream_replicas), self.store,
-            self.runner, self.agents, self.board, self.catalog, settings.snapshot_every)
+            self.runner, self.agents, self.board, self.catalog, settings.snapshot_every,
+            self.metrics)
         self.catalog_queries = CatalogQueries(self.catalog, self.runner.position)
         self.change_feed = ChangeFeed(self.catalog, self.names, nc.publish,
                                       enabled=lambda: self.is_leader and self.runner.ready)
@@ -200,8 +202,8 @@ class Orchestrator:
 
     async def _on_applied(self, event: LogEvent) -> None:
         self.metrics.events_applied.inc()
-        if event.kind == n.AGENT:
-            self.monitor.look_at(event.aggregate_id)
+        if event.name in _NEW_INCARNATIONS:
+            self.monitor.look_at(event.aggregate_id)  # its deadlines start now
         if event.name in _DISPATCH_TRIGGERS:
             self.dispatcher.poke()
         await self.change_feed.on_event(event)

@@ -33,6 +33,9 @@ from services.registry import AgentRegistry
 
 log = logging.getLogger(__name__)
 
+# Agents looked at in one tick at most, when many deadlines fall due together.
+MAX_LOOKS_PER_TICK = 5000
+
 # (stream sequence, incarnation) of the newest heartbeat on the agent's subject, or None.
 HeartbeatProbe = Callable[[str], Awaitable[tuple[int, int] | None]]
 
@@ -120,8 +123,7 @@ class HealthMonitor:
 
     async def run(self) -> None:
         self._running = True
-        for agent_id in self.projection.agents:
-            self.look_at(agent_id)
+        self._enrol()
         try:
             await self._run()
         finally:
@@ -142,9 +144,31 @@ class HealthMonitor:
                 continue
             self.tick(now)
 
+    def _enrol(self) -> None:
+        """Schedule a first look at every agent, at its next deadline."""
+        now = self.clock()
+        for agent_id, view in self.projection.agents.items():
+            if view.left:
+                continue
+            seen = self.seen.get(agent_id)
+            if seen is None or seen.incarnation != view.incarnation:
+                seen = self.seen[agent_id] = Seen(view.incarnation, now)
+            if view.liveness == Verdict.DEAD:
+                self._next_look[agent_id] = now
+            else:
+                self._next_look[agent_id] = next_deadline(
+                    seen.at, self.visible_since, self.settings, view.liveness)
+        # One heapify rather than a push per agent: a large fleet is enrolled at once.
+        self._due = [(when, agent_id) for agent_id, when in self._next_look.items()]
+        heapq.heapify(self._due)
+
     def tick(self, now: float) -> None:
         self.ticks += 1
+        looked = 0
         while self._due and self._due[0][0] <= now:
+            if looked >= MAX_LOOKS_PER_TICK:
+                break  # the rest at the next tick: the loop has other work (leases too)
+            looked += 1
             when, agent_id = heapq.heappop(self._due)
             if self._next_look.get(agent_id) != when:
                 continue  # superseded by an earlier look
@@ -172,6 +196,19 @@ class HealthMonitor:
                                                  view.liveness))
             return
         self._spawn(self._decide(view, seen, wanted, silent_for))
+
+    def _look_again(self, agent_id: str, seen: Seen) -> None:
+        """After a decision (or its refusal): at the next deadline of the agent as the
+        projection now shows it; at once if that is already past (a refusal)."""
+        view = self.projection.agents.get(agent_id)
+        if view is None or view.left:
+            return
+        if view.liveness == Verdict.DEAD:
+            if self.deregister_dead_after:
+                self.look_at(agent_id)
+            return
+        self.look_at(agent_id, next_deadline(seen.at, self.visible_since, self.settings,
+                                             view.liveness))
 
     def _maybe_deregister(self, view: AgentView, now: float) -> None:
         """deregister_dead_after: a long-dead agent leaves the catalog altogether."""
@@ -241,7 +278,7 @@ class HealthMonitor:
                      agent_id, wanted, refused.message)
         finally:
             self._in_flight.discard(agent_id)
-            self.look_at(agent_id)
+            self._look_again(agent_id, self.seen.get(agent_id, seen))
 
     def _cause(self, view: AgentView, seen: Seen) -> str:
         """The last thing heard of the agent: its last heartbeat, else its last event."""

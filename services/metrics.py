@@ -27,6 +27,11 @@ class Metrics:
         self.agents = Gauge(
             "orch_agents", "Agents by status", ["status"], registry=self.registry,
         )
+        self.snapshot_position = Gauge(
+            "orch_snapshot_position",
+            "Log position of the latest projection snapshot restored or written here",
+            registry=self.registry,
+        )
         self.decisions = Counter(
             "orch_health_decisions_total", "Health monitor decisions recorded",
             ["decision"], registry=self.registry,

@@ -16,6 +16,7 @@ from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
+from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,14 @@ class Snapshots:
     """
 
     def __init__(self, store: SnapshotStore, events: EventStore, runner: ProjectionRunner,
-                 agents: AgentHealth, board: TaskBoard, catalog: Catalog, every: int) -> None:
+                 agents: AgentHealth, board: TaskBoard, catalog: Catalog, every: int,
+                 metrics: Metrics) -> None:
         self.store = store
         self.events = events
         self.runner = runner
         self.agents, self.board, self.catalog = agents, board, catalog
         self.every = every
+        self.metrics = metrics
         self.written = 0  # position of the latest snapshot, restored or written
         self._writing = asyncio.Lock()
 
@@ -80,7 +83,7 @@ class Snapshots:
                 return 0
             snapshot.restore(found, self.agents, self.board, self.catalog)
             keep()
-        self.written = found.position
+        self._written_at(found.position)
         log.info("snapshot restored position=%d agents=%d tasks=%d bytes=%d in %.3fs",
                  found.position, len(found.agents), len(found.tasks), len(data),
                  time.perf_counter() - started)
@@ -100,9 +103,13 @@ class Snapshots:
             data = snapshot.encode(self.agents, self.board, position,
                                    self.runner.last_event_id)
             await self.store.save(data)
-            self.written = position
+            self._written_at(position)
             log.info("snapshot written position=%d bytes=%d in %.3fs", position, len(data),
                      time.perf_counter() - started)
+
+    def _written_at(self, position: int) -> None:
+        self.written = position
+        self.metrics.snapshot_position.set(position)
 
     async def run(self) -> None:
         """Leader duty: a snapshot once `every` events were applied since the last one."""

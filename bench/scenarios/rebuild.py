@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 from nats.aio.client import Client
 
-from bench.harness import connect, nats_server, orchestrator, raw_consumer_rate
+from bench.harness import connect, metric, nats_server, orchestrator, raw_consumer_rate
 from bench.sizes import Size
 from domain.agent import Agent
 from infra.codec import create_mapper
@@ -20,19 +21,26 @@ WINDOW = 1000
 # The log's agents never heartbeat: long deadlines keep the health monitor from declaring
 # them all dead (a million more events) while rebuilds are measured.
 QUIET = {"ORCH_SUSPECT_AFTER": "3600", "ORCH_DEAD_AFTER": "3600"}
+SNAPSHOT_TIMEOUT_S = 300.0
 
 
 async def run(size: Size) -> dict[str, float]:
     async with nats_server("default") as server:
         async with orchestrator(server) as empty:
             cold_start = await empty.start()  # process start-up with an empty log
-        async with orchestrator(server, **QUIET) as orch:
+        async with orchestrator(server, **QUIET,
+                                ORCH_SNAPSHOT_EVERY=str(size.rebuild_events)) as orch:
             nc = await connect(server.url)
             await write_log(nc, orch.names, size.rebuild_events)
             baseline = await raw_consumer_rate(nc, orch.names.events_stream)
-            # The whole log, in the process that then leaves a snapshot as it stops.
-            ready = await orch.start()
-            # Stopped as an operator would (SIGTERM): the leader writes a final snapshot.
+            ready = await orch.start()  # rebuilt from the whole log
+            # Once leading it writes a snapshot of the whole log (ORCH_SNAPSHOT_EVERY is
+            # the log's length); then it is stopped as an operator would (SIGTERM).
+            deadline = time.monotonic() + SNAPSHOT_TIMEOUT_S
+            while metric(await orch.metrics(), "orch_snapshot_position") < size.rebuild_events:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no snapshot of the whole log was written")
+                await asyncio.sleep(0.1)
             await asyncio.to_thread(orch.stop)
             async with orchestrator(server, **QUIET) as restarted:
                 restarted.prefix = orch.prefix

@@ -75,10 +75,9 @@ class World:
         self.monitor._look = counted  # type: ignore[method-assign]
 
     def enrol(self) -> None:
-        """What run() does first: every agent of the projection is looked at now."""
+        """What run() does first: every agent is scheduled at its next deadline."""
         self.monitor._running = True
-        for agent_id in self.projection.agents:
-            self.monitor.look_at(agent_id)
+        self.monitor._enrol()
 
     async def at(self, now: float) -> None:
         """Advance the clock and tick; let the decisions it started finish."""
@@ -116,16 +115,28 @@ async def test_a_silent_agent_is_suspected_then_declared_dead_at_its_deadlines(
 
 
 async def test_a_tick_costs_the_agents_due_not_the_fleet(world: World) -> None:
-    await world.at(100.0)
-    assert world.looks == 1000  # every agent once, when enrolled
-    for step in range(1, 100):  # ~2.5 s of 25 ms ticks, everyone heartbeating
+    for step in range(0, 100):  # ~2.5 s of 25 ms ticks, everyone heartbeating
         for i in range(1000):
             world.heartbeat(f"a{i}")
         await world.at(100.0 + step * 0.025)
-    assert world.looks == 1000, "nobody was due: no agent looked at"
+    assert world.looks == 0, "nobody was due: no agent looked at"
     await world.at(103.0)  # each agent's deadline (from t=100) comes up once...
-    assert world.looks == 2000
+    assert world.looks == 1000
     assert world.decisions.made == []  # ...and is put back: they heartbeated
+    await world.at(104.0)
+    assert world.looks == 1000
+
+
+async def test_deadlines_falling_due_together_are_spread_over_ticks(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("services.health_monitor.MAX_LOOKS_PER_TICK", 300)
+    await world.at(103.0)
+    assert (world.looks, len(world.decisions.made)) == (300, 300)
+    await world.at(103.025)
+    await world.at(103.05)
+    await world.at(103.075)
+    assert (world.looks, len(world.decisions.made)) == (1000, 1000)
+    assert {d for d, _ in world.decisions.made} == {"suspect"}
 
 
 async def test_a_heartbeat_of_a_suspect_brings_a_recovery_at_the_next_tick(
