@@ -16,6 +16,7 @@ from eventsourcing.persistence import (
 )
 
 _NATIVE = (str, int, float, bool, type(None))
+_CONTAINERS = (dict, list)  # all that orjson.loads makes besides scalars
 
 
 class OrjsonTranscoder(Transcoder):
@@ -67,20 +68,30 @@ class OrjsonTranscoder(Transcoder):
         )
 
     def _decode(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self._decode(v) for v in value]
-        if isinstance(value, dict):
-            decoded = {k: self._decode(v) for k, v in value.items()}
-            if len(decoded) == 2 and "_type_" in decoded and "_data_" in decoded:
-                name = cast(str, decoded["_type_"])
+        """Replace `{"_type_", "_data_"}` objects in what orjson parsed, in place.
+
+        In place and only into containers: every event is decoded on every replay, and a
+        call and a new dict per value cost more than the parse itself.
+        """
+        kind = type(value)
+        if kind is dict:
+            for key, item in value.items():
+                if type(item) in _CONTAINERS:
+                    value[key] = self._decode(item)  # same keys: iterating stays valid
+            if len(value) == 2 and "_type_" in value and "_data_" in value:
+                name = cast(str, value["_type_"])
                 transcoding = self.names.get(name)
                 if transcoding is None:
                     raise TranscodingNotRegisteredError(
                         f"Data serialized with name '{name}' is not deserializable. "
                         "Please register a custom transcoding for this type."
                     )
-                return transcoding.decode(decoded["_data_"])
-            return decoded
+                return transcoding.decode(value["_data_"])
+            return value
+        if kind is list:
+            for index, item in enumerate(value):
+                if type(item) in _CONTAINERS:
+                    value[index] = self._decode(item)
         return value
 
 

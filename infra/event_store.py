@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
@@ -73,6 +73,23 @@ class RecordedEvent:
 
 
 EventHandler = Callable[[RecordedEvent], Awaitable[None]]
+
+# Where the stream sequence and the time are among the tokens of a JetStream message's
+# reply subject: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>, or
+# with <domain>.<account hash> after $JS.ACK (v2).
+_V1_TOKENS, _V1_SEQUENCE, _V1_TIME = 9, 5, 7
+_V2_SEQUENCE, _V2_TIME = Msg.Ack.StreamSeq, Msg.Ack.Timestamp
+
+
+def _position_and_time(reply: str) -> tuple[int, datetime]:
+    """What the event store needs of a message's metadata, without nats-py's full
+    Metadata (a frozen dataclass per message, a measurable share of a replay)."""
+    tokens = reply.split(".")
+    if len(tokens) == _V1_TOKENS:
+        sequence, nanos = tokens[_V1_SEQUENCE], tokens[_V1_TIME]
+    else:
+        sequence, nanos = tokens[_V2_SEQUENCE], tokens[_V2_TIME]
+    return int(sequence), datetime.fromtimestamp(int(nanos) / 1e9, UTC)
 
 
 class EventStore:
@@ -160,9 +177,9 @@ class EventStore:
             topic=headers[Header.TOPIC],
             state=msg.data,
         )
-        meta = msg.metadata
+        position, recorded_at = _position_and_time(msg.reply)
         return RecordedEvent(
-            position=int(meta.sequence.stream),
+            position=position,
             subject=msg.subject,
             kind=kind,
             aggregate_id=aggregate_id,
@@ -170,7 +187,7 @@ class EventStore:
             event_id=headers.get(Header.EVENT_ID, ""),
             causation_id=headers.get(Header.CAUSATION_ID),
             correlation_id=headers.get(Header.CORRELATION_ID),
-            recorded_at=meta.timestamp,
+            recorded_at=recorded_at,
             event=self.mapper.to_domain_event(stored),
         )
 
