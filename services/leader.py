@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from infra.names import Names
@@ -64,15 +64,34 @@ class LeaderLease:
             try:
                 self._revision = await bucket.update(KEY, self.holder.encode(), self._revision)
             except KeyWrongLastSequenceError:
-                await self._depose("another orchestrator holds the lease")
+                revision = await self._ours(bucket)
+                if revision is None:
+                    await self._depose("another orchestrator holds the lease")
+                else:
+                    self._revision = revision
             return
         try:
             self._revision = await bucket.create(KEY, self.holder.encode())
         except KeyWrongLastSequenceError:
-            return  # held by someone else
+            revision = await self._ours(bucket)
+            if revision is None:
+                return  # held by someone else
+            self._revision = revision
         self.is_leader = True
         log.info("leader lease acquired holder=%s", self.holder)
         await self.on_elected()
+
+    async def _ours(self, bucket: KeyValue) -> int | None:
+        """The entry's revision if it names this holder: a renewal of ours that timed out
+        on a busy server but was written. Only this process writes its own name, so the
+        lease is still ours; without this it would be given up until the entry expired."""
+        try:
+            entry = await bucket.get(KEY)
+        except KeyNotFoundError:
+            return None
+        if entry.value != self.holder.encode() or entry.revision is None:
+            return None
+        return int(entry.revision)
 
     async def _depose(self, reason: str) -> None:
         self.is_leader = False
