@@ -14,10 +14,12 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import nats.errors
 import orjson
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.errors import APIError
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ class GroupCommit:
                 continue
             try:
                 await self._atomic(batch)
-            except (APIError, nats.errors.Error, TimeoutError) as exc:
+            except Exception as exc:  # never let the writer die: its callers would wait
                 # A conflict anywhere refuses the whole batch; a lost reply leaves its
                 # fate unknown. Either way each message is written on its own: Nats-Msg-Id
                 # makes a message the batch did store come back as a duplicate.
@@ -89,7 +91,7 @@ class GroupCommit:
                     await self.nc.publish(item.subject, item.data, reply=inbox, headers=headers)
                 else:
                     await self.nc.publish(item.subject, item.data, headers=headers)
-            answer = orjson.loads((await reply.next_msg(timeout=self.timeout)).data)
+            answer = _answer(await reply.next_msg(timeout=self.timeout))
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await reply.unsubscribe()
@@ -112,3 +114,16 @@ class GroupCommit:
             return
         if not item.done.done():
             item.done.set_result(int(ack.seq))
+
+
+def _answer(msg: Msg) -> dict[str, Any]:
+    """The server's answer to a batch commit. A status message without a body (503: no
+    stream leader to answer, as while a cluster node dies) is no answer."""
+    if not msg.data:
+        status = (msg.headers or {}).get("Status", "")
+        raise nats.errors.Error(f"no answer to the batch (status {status or 'none'})")
+    try:
+        answer: dict[str, Any] = orjson.loads(msg.data)
+    except orjson.JSONDecodeError as exc:
+        raise nats.errors.Error(f"unreadable answer to the batch: {exc}") from None
+    return answer
