@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -12,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.js.errors import ServiceUnavailableError
 
 from domain.agent_commands import (
     CatalogQuery,
@@ -63,6 +66,7 @@ log = logging.getLogger(__name__)
 
 REBUILD_TIMEOUT_S = 600.0
 FINAL_SNAPSHOT_TIMEOUT_S = 10.0
+PROVISION_TIMEOUT_S = 120.0
 JOB_STOP_TIMEOUT_S = 5.0
 _NEW_INCARNATIONS = frozenset({"Registered", "Reregistered"})
 # Events after which the dispatcher looks again: capacity or the queue changed.
@@ -118,8 +122,8 @@ class Orchestrator:
             on_reconnected=self._on_reconnected,
         )
         self._stack.push_async_callback(nc.close)
-        self.js = js = nc.jetstream()
-        await provision(js, self.names, settings.heartbeat_history, settings.stream_replicas)
+        self.js = nc.jetstream()
+        await self._provision()
         log.info("connected nats=%s; restoring the projections", self.nats_url)
         self._build(nc)
 
@@ -137,6 +141,22 @@ class Orchestrator:
         self._stack.push_async_callback(self.lease.release)
         log.info("orchestrator up nats=%s http=%s:%d prefix=%s holder=%s", self.nats_url,
                  settings.http_host, self.http_port, self.names.prefix, self.holder)
+
+    async def _provision(self) -> None:
+        """Create or update the streams, waiting for JetStream to be able to answer: a
+        cluster that starts with us may not have elected its meta leader yet."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROVISION_TIMEOUT_S
+        for attempt in itertools.count(1):
+            try:
+                await provision(self.js, self.names, self.settings.heartbeat_history,
+                                self.settings.stream_replicas)
+                return
+            except (TimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+                if loop.time() > deadline:
+                    raise
+                log.warning("JetStream not ready attempt=%d: %r", attempt, exc)
+                await asyncio.sleep(min(0.2 * attempt, 2.0))
 
     def _build(self, nc: Client) -> None:
         """Every component, wired once."""
