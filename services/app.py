@@ -9,8 +9,10 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+import nats.errors
 from aiohttp import web
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
@@ -38,7 +40,7 @@ from infra import names as n
 from infra.codec import create_mapper
 from infra.connection import connect
 from infra.embedded import EmbeddedNats
-from infra.event_store import EventStore
+from infra.event_store import EventStore, StoreUnavailable
 from infra.group_commit import GroupCommit
 from infra.repository import Repository
 from infra.settings import Settings
@@ -68,6 +70,9 @@ REBUILD_TIMEOUT_S = 600.0
 FINAL_SNAPSHOT_TIMEOUT_S = 10.0
 PROVISION_TIMEOUT_S = 120.0
 JOB_STOP_TIMEOUT_S = 5.0
+JOB_RESTART_DELAY_S = 1.0
+WATCHDOG_INTERVAL_S = 2.0
+_LEADER_DUTIES = ("health-monitor", "dispatcher", "failover", "snapshots")
 _NEW_INCARNATIONS = frozenset({"Registered", "Reregistered"})
 # Events after which the dispatcher looks again: capacity or the queue changed.
 _DISPATCH_TRIGGERS = frozenset({
@@ -138,6 +143,7 @@ class Orchestrator:
         await nc.flush()  # the server knows our subscriptions before we say we are up
         await self._start_http()
         self._spawn(self.lease.run(), "leader-lease")
+        self._spawn(self._watch_projections(), "projection-watchdog")
         self._stack.push_async_callback(self.lease.release)
         log.info("orchestrator up nats=%s http=%s:%d prefix=%s holder=%s", self.nats_url,
                  settings.http_host, self.http_port, self.names.prefix, self.holder)
@@ -232,14 +238,16 @@ class Orchestrator:
 
     async def _lead(self) -> None:
         self.monitor.restart_deadlines("elected")
-        self._spawn_job(self.monitor.run(), "health-monitor")
-        self._spawn_job(self.dispatcher.run(), "dispatcher")
-        self._spawn_job(self.failover.run(), "failover")
-        self._spawn_job(self.snapshots.run(), "snapshots")
+        for name, run in self._duties().items():
+            self._spawn_job(run(), name)
         self.dispatcher.poke()
 
+    def _duties(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+        return {"health-monitor": self.monitor.run, "dispatcher": self.dispatcher.run,
+                "failover": self.failover.run, "snapshots": self.snapshots.run}
+
     async def _follow(self) -> None:
-        for name in ("health-monitor", "dispatcher", "failover", "snapshots"):
+        for name in _LEADER_DUTIES:
             await self._cancel_job(name)
         await self.monitor.stop()
 
@@ -265,7 +273,24 @@ class Orchestrator:
         running = self._jobs.get(name)
         if running is not None and not running.done():
             running.cancel()
-        self._jobs[name] = asyncio.create_task(coro, name=name)
+        job = self._jobs[name] = asyncio.create_task(coro, name=name)
+        job.add_done_callback(self._job_ended)
+
+    def _job_ended(self, job: asyncio.Task[None]) -> None:
+        """A job that ends by itself failed: say so at once (not when it is collected),
+        and give a leader duty another go while this process leads."""
+        if job.cancelled() or job.exception() is None:
+            return
+        name = job.get_name()
+        log.error("job failed name=%s: %r", name, job.exception(), exc_info=job.exception())
+        if self._jobs.get(name) is job and name in _LEADER_DUTIES and self.is_leader:
+            asyncio.get_running_loop().call_later(
+                JOB_RESTART_DELAY_S, self._restart_duty, name, job)
+
+    def _restart_duty(self, name: str, failed: asyncio.Task[None]) -> None:
+        if self._jobs.get(name) is failed and self.is_leader:
+            log.warning("restarting job name=%s", name)
+            self._spawn_job(self._duties()[name](), name)
 
     async def _cancel_job(self, name: str) -> None:
         job = self._jobs.pop(name, None)
@@ -309,6 +334,26 @@ class Orchestrator:
             self.monitor.restart_deadlines("recovered")
             log.info("recovered after reconnect")
             return
+
+    async def _watch_projections(self) -> None:
+        """The projections follow the log. If they stop moving while the log is ahead
+        (a consumer lost across a NATS restart), follow it again: applying is idempotent,
+        so a needless resume costs nothing."""
+        previous = -1
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            try:
+                last = await self.store.last_position()
+                position = self.runner.position.value
+                if position < last and position == previous:
+                    log.warning("projections stalled position=%d log=%d; following again",
+                                position, last)
+                    self.metrics.projection_resumes.inc()
+                    await self.runner.resume()
+                previous = position
+            except (StoreUnavailable, TimeoutError, nats.errors.Error) as exc:
+                log.debug("projection watchdog: %r", exc)
+                previous = -1
 
     async def stop(self) -> None:
         for name in list(self._jobs):

@@ -27,6 +27,11 @@ class Metrics:
         self.agents = Gauge(
             "orch_agents", "Agents by status", ["status"], registry=self.registry,
         )
+        self.projection_resumes = Counter(
+            "orch_projection_resumes_total",
+            "Times the projections stopped following the log and were set to follow again",
+            registry=self.registry,
+        )
         self.snapshot_position = Gauge(
             "orch_snapshot_position",
             "Log position of the latest projection snapshot restored or written here",
