@@ -311,8 +311,14 @@ class TrickCounts(JetStreamTrackingRecorder):
         self.counts: Counter[str] = Counter()
 
     def count(self, trick: str, tracking: Tracking) -> None:
-        self.insert_tracking(tracking)  # first: a notification seen twice is refused
+        # Counted before the position is recorded, so that a reader who sees the position
+        # (runner.wait) sees the count; undone if the notification was seen before.
         self.counts[trick] += 1
+        try:
+            self.insert_tracking(tracking)
+        except Exception:
+            self.counts[trick] -= 1
+            raise
 
 
 class CountTricks(Projection[TrickCounts]):
