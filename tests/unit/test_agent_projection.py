@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from domain.agent import Agent
 from projections.agents import AgentHealth, AgentView
 from projections.position import Position
+from tests.unit.log_events import FakeLogEvent
 
 T0 = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class FakeLogEvent:
-    """The fields of projections.log_event.LogEvent, as the event store's RecordedEvent has."""
-
-    position: int
-    kind: str
-    aggregate_id: str
-    name: str
-    event_id: str
-    recorded_at: datetime
-    state: dict[str, Any] = field(default_factory=dict)
-
-    def data(self) -> dict[str, Any]:
-        state = dict(self.state)
-        for key in ("originator_id", "originator_topic"):
-            state.pop(key, None)
-        state["version"] = state.pop("originator_version")
-        return state
 
 
 class Log:

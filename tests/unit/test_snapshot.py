@@ -3,7 +3,6 @@ projections as applying the whole log."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,38 +15,21 @@ from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.snapshot import SNAPSHOT_VERSION, SnapshotUnusable, decode, encode, restore
 from projections.tasks import TaskBoard
+from tests.unit.log_events import FakeLogEvent
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 WEB = {"name": "web", "address": "10.0.0.1", "port": 80, "tags": ["v1"], "meta": {}}
 API = {"name": "api", "address": "10.0.0.2", "port": 443, "tags": [], "meta": {"m": "1"}}
 
 
-@dataclass(frozen=True)
-class Recorded:
-    position: int
-    kind: str
-    aggregate_id: str
-    name: str
-    event_id: str
-    recorded_at: datetime
-    state: dict[str, Any] = field(default_factory=dict)
-
-    def data(self) -> dict[str, Any]:
-        state = dict(self.state)
-        for key in ("originator_id", "originator_topic"):
-            state.pop(key, None)
-        state["version"] = state.pop("originator_version")
-        return state
-
-
 class Log:
     def __init__(self) -> None:
-        self.events: list[Recorded] = []
+        self.events: list[FakeLogEvent] = []
 
     def record(self, kind: str, aggregate: Agent | Task) -> None:
         for domain_event in aggregate.collect_events():
             position = len(self.events) + 1
-            self.events.append(Recorded(
+            self.events.append(FakeLogEvent(
                 position, kind, aggregate.id, type(domain_event).__name__, f"ev-{position}",
                 T0 + timedelta(milliseconds=position), dict(vars(domain_event))))
 
@@ -102,7 +84,7 @@ def incident() -> Log:
     return log
 
 
-def replay(events: list[Recorded]) -> tuple[AgentHealth, TaskBoard, Catalog]:
+def replay(events: list[FakeLogEvent]) -> tuple[AgentHealth, TaskBoard, Catalog]:
     agents, board, catalog = AgentHealth(), TaskBoard(), Catalog()
     for event in events:
         for projection in (agents, board, catalog):
@@ -120,7 +102,7 @@ def state(agents: AgentHealth, board: TaskBoard, catalog: Catalog) -> dict[str, 
     }
 
 
-def through_snapshot(events: list[Recorded], at: int) -> tuple[AgentHealth, TaskBoard, Catalog]:
+def through_snapshot(events: list[FakeLogEvent], at: int) -> tuple[AgentHealth, TaskBoard, Catalog]:
     """Apply events up to `at`, snapshot, restore into new projections, apply the rest."""
     before = replay(events[:at])
     data = encode(before[0], before[1], at, events[at - 1].event_id if at else "")
