@@ -72,7 +72,6 @@ PROVISION_TIMEOUT_S = 120.0
 JOB_STOP_TIMEOUT_S = 5.0
 JOB_RESTART_DELAY_S = 1.0
 WATCHDOG_INTERVAL_S = 2.0
-_LEADER_DUTIES = ("health-monitor", "dispatcher", "failover", "snapshots")
 _NEW_INCARNATIONS = frozenset({"Registered", "Reregistered"})
 # Events after which the dispatcher looks again: capacity or the queue changed.
 _DISPATCH_TRIGGERS = frozenset({
@@ -247,7 +246,7 @@ class Orchestrator:
                 "failover": self.failover.run, "snapshots": self.snapshots.run}
 
     async def _follow(self) -> None:
-        for name in _LEADER_DUTIES:
+        for name in self._duties():
             await self._cancel_job(name)
         await self.monitor.stop()
 
@@ -283,7 +282,7 @@ class Orchestrator:
             return
         name = job.get_name()
         log.error("job failed name=%s: %r", name, job.exception(), exc_info=job.exception())
-        if self._jobs.get(name) is job and name in _LEADER_DUTIES and self.is_leader:
+        if self._jobs.get(name) is job and name in self._duties() and self.is_leader:
             asyncio.get_running_loop().call_later(
                 JOB_RESTART_DELAY_S, self._restart_duty, name, job)
 

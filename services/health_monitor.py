@@ -150,9 +150,7 @@ class HealthMonitor:
         for agent_id, view in self.projection.agents.items():
             if view.left:
                 continue
-            seen = self.seen.get(agent_id)
-            if seen is None or seen.incarnation != view.incarnation:
-                seen = self.seen[agent_id] = Seen(view.incarnation, now)
+            seen = self._seen(view, now)
             if view.liveness == Verdict.DEAD:
                 self._next_look[agent_id] = now
             else:
@@ -182,10 +180,7 @@ class HealthMonitor:
         if view.liveness == Verdict.DEAD:
             self._maybe_deregister(view, now)
             return
-        seen = self.seen.get(agent_id)
-        if seen is None or seen.incarnation != view.incarnation:
-            # First noticed now (registration): its deadline starts here.
-            seen = self.seen[agent_id] = Seen(view.incarnation, now)
+        seen = self._seen(view, now)
         silent_for = silence(seen.at, self.visible_since, now)
         wanted = verdict(silent_for, self.settings)
         if wanted == view.liveness or (
@@ -196,6 +191,14 @@ class HealthMonitor:
                                                  view.liveness))
             return
         self._spawn(self._decide(view, seen, wanted, silent_for))
+
+    def _seen(self, view: AgentView, now: float) -> Seen:
+        """What was last heard of the agent's current incarnation; first noticed now (a
+        registration), its deadlines start here."""
+        seen = self.seen.get(view.agent_id)
+        if seen is None or seen.incarnation != view.incarnation:
+            seen = self.seen[view.agent_id] = Seen(view.incarnation, now)
+        return seen
 
     def _look_again(self, agent_id: str, seen: Seen) -> None:
         """After a decision (or its refusal): at the next deadline of the agent as the
