@@ -76,6 +76,9 @@ async def test_kill_9_mid_run_loses_no_task_and_completes_none_twice(
         orch.start()
         await eventually(lambda: _at_least(completed, TASKS), timeout=120, interval=0.2,
                          what="every task completed")
+        # The tasks may all have completed before the kill: the restarted process must
+        # still be up before it is asked for its board.
+        await eventually(orch.ready, timeout=30, what="restarted orchestrator ready")
     finally:
         for worker in workers:
             await worker.stop(deregister=False)
