@@ -24,6 +24,7 @@ from nats.js.errors import APIError
 
 log = logging.getLogger(__name__)
 
+CLOSE_TIMEOUT_S = 5.0
 MAX_BATCH = 256  # the server accepts up to 1,000 messages in a batch
 
 
@@ -57,8 +58,9 @@ class GroupCommit:
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            # Bounded: on Python 3.11 asyncio.wait_for (a reply's wait) can swallow a
+            # cancel that arrives as it completes, and the writer would go on.
+            await asyncio.wait({self._writer}, timeout=CLOSE_TIMEOUT_S)
 
     async def _write_forever(self) -> None:
         while True:

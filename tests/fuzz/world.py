@@ -134,6 +134,7 @@ class World:
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
     incarnations: dict[str, int] = field(default_factory=dict)
     _heartbeats: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopping: bool = False
 
     # agents
     live = "fz-live"      # healthy, heartbeating, offers LIVE_SERVICES
@@ -165,17 +166,19 @@ class World:
     async def _heartbeat(self, agent_id: str, incarnation: int, running: list[str]) -> None:
         js = self.nc.jetstream()
         for seq in itertools.count():
+            if self._stopping:  # a cancel can be swallowed by wait_for in publish (3.11)
+                return
             body = {"incarnation": incarnation, "seq": seq, "load": 0.0, "running": running}
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await js.publish(self.names.heartbeat(agent_id), orjson.dumps(body), timeout=2)
             await asyncio.sleep(self.orch.settings.heartbeat_interval)
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._heartbeats:
             task.cancel()
-        for task in self._heartbeats:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._heartbeats:
+            await asyncio.wait(self._heartbeats, timeout=5)
 
     async def settle(self) -> None:
         """Wait until the read model has applied everything written so far."""
