@@ -11,6 +11,7 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from infra.connection import flush_subscriptions
 from infra.names import Names
 
 
@@ -61,7 +62,7 @@ class Fleet:
 
     async def serve_assignments(self) -> None:
         await self.nc.subscribe(self.names.agent_tasks("*"), cb=self._on_assignment)
-        await self.nc.flush()
+        await flush_subscriptions(self.nc)
 
     async def _on_assignment(self, msg: Msg) -> None:
         agent_id = msg.subject.split(".")[-2]

@@ -49,3 +49,16 @@ async def connect(
         error_cb=error,
     )
     return nc
+
+
+async def flush_subscriptions(nc: Client) -> None:
+    """Return once the server has every subscription this client made so far, so another
+    connection's request right after finds a responder.
+
+    `Client.flush()` alone does not promise that in nats-py 2.16: it writes its PING
+    straight to the socket, ahead of SUBs still waiting in the client's pending buffer,
+    so the PONG can come back before the server has seen them. Pushing the buffer out
+    first keeps the PING behind them.
+    """
+    await nc._flush_pending(force_flush=True)  # private: see the docstring
+    await nc.flush()

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 
 from domain.agent_commands import ControlMessage, Heartbeat, RegisterAgent
 from domain.task_commands import Assignment
+from infra.connection import flush_subscriptions
 from infra.names import (
     AGENT_ASSIGNMENTS,
     AGENT_DEREGISTER,
@@ -121,7 +122,7 @@ class AgentClient:
         )
         await self.nc.subscribe(self.names.agent_control(self.agent_id), cb=self._on_control)
         await self.nc.subscribe(self.names.agent_tasks(self.agent_id), cb=self._on_assignment)
-        await self.nc.flush()  # subscribed before the first assignment can be sent
+        await flush_subscriptions(self.nc)  # subscribed before an assignment can be sent
         reply = await self.register()
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
         return reply

@@ -38,7 +38,7 @@ from domain.task_commands import (
 )
 from infra import names as n
 from infra.codec import create_mapper
-from infra.connection import connect
+from infra.connection import connect, flush_subscriptions
 from infra.embedded import EmbeddedNats
 from infra.event_store import EventStore, StoreUnavailable
 from infra.group_commit import GroupCommit
@@ -139,7 +139,7 @@ class Orchestrator:
 
         service = await start_command_service(nc, self.names, self._commands(), self.metrics)
         self._stack.push_async_callback(service.stop)
-        await nc.flush()  # the server knows our subscriptions before we say we are up
+        await flush_subscriptions(nc)  # the server has our endpoints before we say we are up
         await self._start_http()
         self._spawn(self.lease.run(), "leader-lease")
         self._spawn(self._watch_projections(), "projection-watchdog")

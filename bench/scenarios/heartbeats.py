@@ -17,6 +17,7 @@ from bench.harness import (
     raw_consumer_rate,
 )
 from bench.sizes import Size
+from infra.connection import flush_subscriptions
 
 LAG = "orch_heartbeat_lag_seconds"
 APPLIED = ("orch_heartbeats_total", 'outcome="applied"')
@@ -65,7 +66,7 @@ async def offer(fleet: Fleet, rate: int, seconds: float) -> int:
                 {"incarnation": incarnation, "seq": sent}))
         next_tick = started + (sent / per_tick) * tick
         await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
-    await fleet.nc.flush()
+    await flush_subscriptions(fleet.nc)  # and the publishes before them
     await asyncio.sleep(0.5)  # let the last ones be applied before reading the counters
     return sent
 
