@@ -151,6 +151,11 @@ class EmbeddedNats:
                 self._process.wait()
         self._process = None
 
+    def pause(self) -> None:
+        """SIGSTOP: the server holds its connections open and answers nothing."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
     def kill(self) -> None:
         """Abrupt stop, as a crash would."""
         if self._process is not None:

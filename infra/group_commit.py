@@ -10,7 +10,7 @@ of the batch, and its messages are then written one by one, each meeting its own
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -37,6 +37,45 @@ class _Append:
                                       .create_future())
 
 
+class _Replies:
+    """The answers to our appends, on one wildcard inbox. When the connection drops every
+    wait ends at once: the server's answer went out on the lost connection and will not
+    come, and nats-py's own request would wait out its whole timeout for it."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self._prefix = ""
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._numbers = itertools.count()
+
+    async def expect(self) -> tuple[str, asyncio.Future[Msg]]:
+        """A reply subject, and the future its answer will complete."""
+        if not self._prefix:
+            prefix = self.nc.new_inbox()
+            await self.nc.subscribe(f"{prefix}.*", cb=self._on_answer)
+            self._prefix = prefix
+        subject = f"{self._prefix}.{next(self._numbers)}"
+        answer = self._waiting[subject] = asyncio.get_running_loop().create_future()
+        return subject, answer
+
+    async def wait(self, subject: str, answer: asyncio.Future[Msg], timeout: float) -> Msg:
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        finally:
+            self._waiting.pop(subject, None)
+
+    def lost(self) -> None:
+        for answer in self._waiting.values():
+            if not answer.done():
+                answer.set_exception(nats.errors.Error("connection lost before the answer"))
+        self._waiting.clear()
+
+    async def _on_answer(self, msg: Msg) -> None:
+        answer = self._waiting.pop(msg.subject, None)
+        if answer is not None and not answer.done():
+            answer.set_result(msg)
+
+
 class GroupCommit:
     """Queues appends and writes them in atomic batches, one batch in flight at a time."""
 
@@ -46,6 +85,7 @@ class GroupCommit:
         self.timeout = timeout
         self._queue: asyncio.Queue[_Append] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._replies = _Replies(nc)
 
     async def append(self, subject: str, data: bytes, headers: dict[str, str]) -> int:
         """Store one message; returns its stream sequence, or raises APIError / NATS errors."""
@@ -54,6 +94,11 @@ class GroupCommit:
         item = _Append(subject, data, headers)
         self._queue.put_nowait(item)
         return await item.done
+
+    def connection_lost(self) -> None:
+        """Stop waiting for answers sent on a lost connection: a batch is then written
+        again one by one (Nats-Msg-Id keeps what was stored from being stored twice)."""
+        self._replies.lost()
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -82,24 +127,16 @@ class GroupCommit:
 
     async def _atomic(self, batch: list[_Append]) -> None:
         batch_id = uuid.uuid4().hex
-        inbox = self.nc.new_inbox()
-        reply = await self.nc.subscribe(inbox, max_msgs=1)
-        try:
-            for number, item in enumerate(batch, 1):
-                headers = {**item.headers, "Nats-Batch-Id": batch_id,
-                           "Nats-Batch-Sequence": str(number)}
-                if number == len(batch):
-                    headers["Nats-Batch-Commit"] = "1"
-                    await self.nc.publish(item.subject, item.data, reply=inbox, headers=headers)
-                else:
-                    await self.nc.publish(item.subject, item.data, headers=headers)
-            answer = _answer(await reply.next_msg(timeout=self.timeout))
-        finally:
-            with contextlib.suppress(nats.errors.Error):
-                await reply.unsubscribe()
-        if "error" in answer:
-            raise APIError.from_error(answer["error"])
-        last = int(answer["seq"])
+        inbox, answer = await self._replies.expect()
+        for number, item in enumerate(batch, 1):
+            headers = {**item.headers, "Nats-Batch-Id": batch_id,
+                       "Nats-Batch-Sequence": str(number)}
+            if number == len(batch):
+                headers["Nats-Batch-Commit"] = "1"
+                await self.nc.publish(item.subject, item.data, reply=inbox, headers=headers)
+            else:
+                await self.nc.publish(item.subject, item.data, headers=headers)
+        last = _stored(await self._replies.wait(inbox, answer, self.timeout))
         first = last - len(batch) + 1
         for offset, item in enumerate(batch):
             if not item.done.done():
@@ -107,19 +144,28 @@ class GroupCommit:
 
     async def _one(self, item: _Append) -> None:
         try:
-            ack = await self.nc.jetstream().publish(
-                item.subject, item.data, timeout=self.timeout, headers=item.headers,
-                stream=self.stream)
+            inbox, answer = await self._replies.expect()
+            await self.nc.publish(item.subject, item.data, reply=inbox,
+                                  headers={**item.headers, "Nats-Expected-Stream": self.stream})
+            sequence = _stored(await self._replies.wait(inbox, answer, self.timeout))
         except Exception as exc:
             if not item.done.done():
                 item.done.set_exception(exc)
             return
         if not item.done.done():
-            item.done.set_result(int(ack.seq))
+            item.done.set_result(sequence)
+
+
+def _stored(msg: Msg) -> int:
+    """The stream sequence an answer reports, or the server's refusal raised."""
+    answer = _answer(msg)
+    if "error" in answer:
+        raise APIError.from_error(answer["error"])
+    return int(answer["seq"])
 
 
 def _answer(msg: Msg) -> dict[str, Any]:
-    """The server's answer to a batch commit. A status message without a body (503: no
+    """The server's answer to a publish. A status message without a body (503: no
     stream leader to answer, as while a cluster node dies) is no answer."""
     if not msg.data:
         status = (msg.headers or {}).get("Status", "")

@@ -167,9 +167,10 @@ class Orchestrator:
         """Every component, wired once."""
         settings = self.settings
         strategy = Strategy(settings.placement_strategy)
-        group_commit = GroupCommit(nc, self.names.events_stream)
-        self._stack.push_async_callback(group_commit.close)
-        self.store = EventStore(self.js, self.names, create_mapper(), group_commit=group_commit)
+        self.group_commit = GroupCommit(nc, self.names.events_stream)
+        self._stack.push_async_callback(self.group_commit.close)
+        self.store = EventStore(self.js, self.names, create_mapper(),
+                                group_commit=self.group_commit)
         self.agents = AgentHealth()
         self.board = TaskBoard()
         self.catalog = Catalog()
@@ -237,6 +238,7 @@ class Orchestrator:
 
     async def _lead(self) -> None:
         self.monitor.restart_deadlines("elected")
+        self.fleet.forget_unwritten()  # a new term: the last one's writes have stopped
         for name, run in self._duties().items():
             self._spawn_job(run(), name)
         self.dispatcher.poke()
@@ -307,6 +309,8 @@ class Orchestrator:
         self._spawn_job(coro, name)
 
     async def _on_disconnected(self) -> None:
+        if hasattr(self, "group_commit"):
+            self.group_commit.connection_lost()
         if hasattr(self, "monitor"):
             self.monitor.restart_deadlines("disconnected")
 

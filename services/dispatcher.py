@@ -48,6 +48,12 @@ class Fleet:
     def release(self, task_id: str) -> None:
         self._in_flight.pop(task_id, None)
 
+    def forget_unwritten(self) -> None:
+        """Drop reservations whose writes will never report back: those of a leadership
+        term that ended while they were being written."""
+        for task_id in [t for t, (_, p) in self._in_flight.items() if p == _UNWRITTEN]:
+            del self._in_flight[task_id]
+
     def in_flight(self, task_id: str) -> bool:
         self._settle()
         return task_id in self._in_flight
@@ -151,6 +157,11 @@ class Dispatcher:
             log.debug("placement refused task=%s: %s", view.task_id, refused.message)
             self.fleet.release(view.task_id)
             return
+        except BaseException:
+            # Cancelled mid-append (leadership lost): the log now says whether it was
+            # written. A reservation kept would hide the task from every later round.
+            self.fleet.release(view.task_id)
+            raise
         if outcome.position is None:
             self.fleet.release(view.task_id)
             return
@@ -208,6 +219,9 @@ async def move(tasks: TaskService, fleet: Fleet, view: TaskView, from_agent: str
         log.debug("move refused task=%s: %s", view.task_id, refused.message)
         fleet.release(view.task_id)
         return
+    except BaseException:
+        fleet.release(view.task_id)  # cancelled mid-append: see Dispatcher._place
+        raise
     if outcome.position is None:
         fleet.release(view.task_id)
     else:

@@ -173,7 +173,17 @@ async def _one_leader(procs: list[OrchestratorProcess]) -> bool:
     return len(await leaders(procs)) == 1
 
 
-async def test_a_cluster_node_killed_under_load(prefix, tmp_path):
+# What the orchestrator may add to the cluster's own recovery when a node is killed.
+OUR_DISRUPTION_S = 2.0
+
+
+@pytest.mark.parametrize("victim", ["events_leader", "follower"])
+async def test_a_cluster_node_killed_under_load(prefix, tmp_path, victim):
+    """A node is killed under load: no acknowledged event is lost, and submits are answered
+    again soon. Killing the events stream's leader stops writes until the survivors elect
+    another; nats-server waits 4 to 9 s (raft.go, not configurable) before it campaigns.
+    So that case is held to the measured election plus our share, and the follower case
+    to the promised 5 s."""
     nodes = cluster_of(tmp_path / "cluster", 3)
     for node in nodes:
         node.start()
@@ -186,13 +196,28 @@ async def test_a_cluster_node_killed_under_load(prefix, tmp_path):
         await work.start(agents=4)
         submit = asyncio.create_task(work.submit(300, rate=50))
         await eventually(lambda: len(work.acknowledged) > 80, timeout=60)
-        nodes[0].kill()  # under load
+        leader = await work.events_leader()
+        assert leader is not None
+        doomed = next(node for node in nodes if (node.server_name == leader) ==
+                      (victim == "events_leader"))
+        doomed.kill()  # under load
+        killed = time.monotonic()
+        await eventually(lambda: _led_by_another(work, doomed.server_name), timeout=60,
+                         interval=0.05, what="the events stream led by a live node")
+        election = time.monotonic() - killed if victim == "events_leader" else 0.0
         await submit
         await eventually(lambda: _all(work), timeout=300, interval=0.5)
         check_log(await work.events(), work)
-        assert max(work.reply_gaps) < 5.0  # disruption: the longest wait for an answer
+        disruption = max(work.reply_gaps)  # the longest wait for an answer
+        print(f"victim={victim} election={election:.2f}s disruption={disruption:.2f}s")
+        assert disruption < max(5.0, election + OUR_DISRUPTION_S)
     finally:
         orch.stop()
         await work.stop()
         for node in nodes:
             node.stop()
+
+
+async def _led_by_another(work: Workload, dead: str) -> bool:
+    leader = await work.events_leader()
+    return leader is not None and leader != dead

@@ -104,6 +104,15 @@ class Workload:
         store = EventStore(self.nc.jetstream(), self.names, create_mapper())
         return await store.read(limit=10_000_000)
 
+    async def events_leader(self) -> str | None:
+        """The server leading the events stream, or None while it has no leader."""
+        assert self.nc is not None
+        try:
+            info = await self.nc.jetstream(timeout=0.5).stream_info(self.names.events_stream)
+        except Exception:  # no leader to answer yet
+            return None
+        return info.cluster.leader if info.cluster else None
+
     async def completed(self) -> int:
         assert self.nc is not None
         info = await self.nc.jetstream().stream_info(

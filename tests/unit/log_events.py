@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from domain.agent import Agent
+from domain.task import Task
+
+T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -25,3 +30,17 @@ class FakeLogEvent:
             state.pop(key, None)
         state["version"] = state.pop("originator_version")
         return state
+
+
+class Log:
+    """Aggregates' new events, recorded as a log would hold them: one millisecond apart."""
+
+    def __init__(self) -> None:
+        self.events: list[FakeLogEvent] = []
+
+    def record(self, kind: str, aggregate: Agent | Task) -> None:
+        for domain_event in aggregate.collect_events():
+            position = len(self.events) + 1
+            self.events.append(FakeLogEvent(
+                position, kind, aggregate.id, type(domain_event).__name__, f"ev-{position}",
+                T0 + timedelta(milliseconds=position), dict(vars(domain_event))))

@@ -3,7 +3,6 @@ projections as applying the whole log."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -15,23 +14,10 @@ from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.snapshot import SNAPSHOT_VERSION, SnapshotUnusable, decode, encode, restore
 from projections.tasks import TaskBoard
-from tests.unit.log_events import FakeLogEvent
+from tests.unit.log_events import FakeLogEvent, Log
 
-T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 WEB = {"name": "web", "address": "10.0.0.1", "port": 80, "tags": ["v1"], "meta": {}}
 API = {"name": "api", "address": "10.0.0.2", "port": 443, "tags": [], "meta": {"m": "1"}}
-
-
-class Log:
-    def __init__(self) -> None:
-        self.events: list[FakeLogEvent] = []
-
-    def record(self, kind: str, aggregate: Agent | Task) -> None:
-        for domain_event in aggregate.collect_events():
-            position = len(self.events) + 1
-            self.events.append(FakeLogEvent(
-                position, kind, aggregate.id, type(domain_event).__name__, f"ev-{position}",
-                T0 + timedelta(milliseconds=position), dict(vars(domain_event))))
 
 
 def incident() -> Log:
