@@ -14,7 +14,7 @@ import orjson
 from nats.aio.client import Client
 
 from infra.codec import create_mapper
-from infra.event_store import EventStore
+from infra.event_store import EventStore, StoreUnavailable
 from infra.names import Names
 from projections.tasks import TaskBoard
 from sdk.agent import AgentClient, TaskContext
@@ -102,7 +102,16 @@ class Workload:
     async def events(self) -> list[Any]:
         assert self.nc is not None
         store = EventStore(self.nc.jetstream(), self.names, create_mapper())
-        return await store.read(limit=10_000_000)
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            try:
+                return await store.read(limit=10_000_000)
+            except StoreUnavailable:
+                # A reading consumer is created through the cluster's meta leader, which
+                # may be the node just killed and not yet replaced.
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def events_leader(self) -> str | None:
         """The server leading the events stream, or None while it has no leader."""
