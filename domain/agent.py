@@ -6,6 +6,7 @@ from typing import Any
 
 from eventsourcing.domain import event
 
+from domain import shared_values
 from domain.base import StrIdAggregate
 from domain.errors import CommandRefused, ErrorCode
 
@@ -40,10 +41,10 @@ class Agent(StrIdAggregate):
         labels: dict[str, str],
         services: list[dict[str, Any]],
     ) -> None:
-        self.capabilities = list(capabilities)
+        self.capabilities = shared_values.capabilities(capabilities)
         self.capacity = capacity
-        self.labels = dict(labels)
-        self.services = list(services)
+        self.labels = shared_values.labels(dict(labels))
+        self.services = shared_values.services(list(services))
         self.liveness = ALIVE
         self.draining = False
         self.left = False
@@ -146,7 +147,7 @@ class Agent(StrIdAggregate):
 
     @event("ServicesChanged")
     def _services_changed(self, incarnation: int, services: list[dict[str, Any]]) -> None:
-        self.services = list(services)
+        self.services = shared_values.services(list(services))
 
     def suspect(
         self, incarnation: int, silence_s: float, suspect_after_s: float, last_heartbeat_seq: int

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +23,9 @@ class Repository:
     def __init__(self, store: EventStore, kind: str, cache_size: int = 200_000) -> None:
         self.store = store
         self.kind = kind
-        self._cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        # A plain dict is the LRU list too (insertion order; a use re-inserts), at about
+        # half an OrderedDict's memory per entry.
+        self._cache: dict[str, tuple[Any, int]] = {}
         self._cache_size = cache_size
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary())
@@ -46,10 +48,10 @@ class Repository:
         check fails and the caller asks again with `fresh`, which reads the log.
         """
         if not fresh:
-            cached = self._cache.get(aggregate_id)
+            cached = self._cache.pop(aggregate_id, None)
             if cached is None:
                 return None, 0
-            self._cache.move_to_end(aggregate_id)
+            self._cache[aggregate_id] = cached  # now the most recently used
             return cached
         aggregate, position = await self.store.load(self.kind, aggregate_id)
         if aggregate is not None:
@@ -80,7 +82,11 @@ class Repository:
         self._cache.pop(aggregate_id, None)
 
     def _remember(self, aggregate_id: str, aggregate: Any, position: int) -> None:
+        self._cache.pop(aggregate_id, None)
         self._cache[aggregate_id] = (aggregate, position)
-        self._cache.move_to_end(aggregate_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        if len(self._cache) > self._cache_size:
+            # The least recently used twentieth goes in one pass: finding a dict's oldest
+            # entry walks past the ones deleted before it, so one at a time is quadratic.
+            excess = len(self._cache) - self._cache_size + self._cache_size // 20
+            for oldest in list(itertools.islice(self._cache, excess)):
+                del self._cache[oldest]

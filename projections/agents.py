@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from domain import shared_values
 from projections.log_event import LogEvent
 
 _LIVENESS_BY_EVENT = {
@@ -15,6 +16,8 @@ _LIVENESS_BY_EVENT = {
     "Recovered": "alive",
     "DeclaredDead": "dead",
 }
+
+NOT_RUNNING: list[str] = []
 
 
 @dataclass(slots=True)
@@ -36,7 +39,8 @@ class AgentView:
     last_heartbeat_at: datetime | None = None
     last_heartbeat_seq: int = 0
     load: float = 0.0
-    running: list[str] = field(default_factory=list)
+    # Shared while empty: heartbeats replace the list, never change it.
+    running: list[str] = field(default_factory=lambda: NOT_RUNNING)
 
     @property
     def status(self) -> str:
@@ -85,10 +89,10 @@ class AgentHealth:
             view = AgentView(
                 agent_id=event.aggregate_id,
                 incarnation=data.get("incarnation", 1),
-                capabilities=data["capabilities"],
+                capabilities=shared_values.capabilities(data["capabilities"]),
                 capacity=data["capacity"],
-                labels=data["labels"],
-                services=data["services"],
+                labels=shared_values.labels(data["labels"]),
+                services=shared_values.services(data["services"]),
                 registered_at=event.recorded_at,
                 updated_at=event.recorded_at,
                 registration_event_id=event.event_id,
@@ -102,7 +106,7 @@ class AgentHealth:
             if name == "DrainStarted":
                 view.draining = True
             elif name == "ServicesChanged":
-                view.services = data["services"]
+                view.services = shared_values.services(data["services"])
             elif name == "Deregistered":
                 view.left = True
             view.updated_at = event.recorded_at
@@ -122,7 +126,7 @@ class AgentHealth:
         view.last_heartbeat_at = at
         view.last_heartbeat_seq = seq
         view.load = load
-        view.running = running
+        view.running = running or NOT_RUNNING
         return True
 
     def get(self, agent_id: str) -> AgentView | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from domain import shared_values
 from projections.log_event import LogEvent
 
 # An instance is discoverable as healthy while its agent is healthy or draining: a
@@ -69,15 +70,16 @@ class Catalog:
         entry = self.agents.get(agent_id)
         if name in ("Registered", "Reregistered"):
             self._forget(agent_id)
-            entry = AgentEntry(agent_id, data.get("incarnation", 1), data["labels"],
-                               data["services"])
+            entry = AgentEntry(agent_id, data.get("incarnation", 1),
+                               shared_values.labels(data["labels"]),
+                               shared_values.services(data["services"]))
             self.add(entry)
             return
         if entry is None:
             return
         if name == "ServicesChanged":
             self._forget(agent_id)
-            entry.services = data["services"]
+            entry.services = shared_values.services(data["services"])
             self.add(entry)
         elif name == "Deregistered":
             self._forget(agent_id)
@@ -117,9 +119,9 @@ class Catalog:
                                    liveness[instance["status"]],
                                    instance["status"] == "draining")
                 self.agents[entry.agent_id] = entry
-            entry.services.append({k: instance[k] for k in
-                                   ("address", "port", "tags", "meta")} |
-                                  {"name": instance["service"]})
+            entry.services = [*entry.services, {k: instance[k] for k in  # never mutated
+                              ("address", "port", "tags", "meta")} |
+                              {"name": instance["service"]}]
             self.by_service.setdefault(instance["service"], set()).add(entry.agent_id)
         self.position = position
 

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from projections.agents import AgentHealth, AgentView
+from domain import shared_values
+from projections.agents import NOT_RUNNING, AgentHealth, AgentView
 from projections.catalog import AgentEntry, Catalog
 from projections.tasks import TaskBoard, TaskView
 
@@ -105,6 +106,11 @@ def _views(cls: type[View], rows: list[list[Any]], times: tuple[int, ...]) -> li
 def restore(snapshot: Snapshot, agents: AgentHealth, board: TaskBoard,
             catalog: Catalog) -> None:
     """Put empty projections in the snapshot's state."""
+    for view in snapshot.agents:  # as applying their registrations would hold them
+        view.capabilities = shared_values.capabilities(view.capabilities)
+        view.labels = shared_values.labels(view.labels)
+        view.services = shared_values.services(view.services)
+        view.running = view.running or NOT_RUNNING
     agents.agents = {view.agent_id: view for view in snapshot.agents}
     agents.position = snapshot.position
     for task in snapshot.tasks:
