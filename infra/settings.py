@@ -32,6 +32,7 @@ SUCCESS_BEFORE_PASSING = "ORCH_SUCCESS_BEFORE_PASSING"
 DEREGISTER_DEAD_AFTER = "ORCH_DEREGISTER_DEAD_AFTER"
 STREAM_REPLICAS = "ORCH_STREAM_REPLICAS"
 SNAPSHOT_EVERY = "ORCH_SNAPSHOT_EVERY"
+FINISHED_TASK_RETENTION = "ORCH_FINISHED_TASK_RETENTION"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Settings:
     deregister_dead_after: float = 0.0
     stream_replicas: int = 1
     snapshot_every: int = 100_000
+    finished_task_retention: float = 86_400.0
 
     def __post_init__(self) -> None:
         if not 0 < self.suspect_after <= self.dead_after:
@@ -82,6 +84,8 @@ class Settings:
             raise ValueError("stream_replicas must be 1, 3 or 5")
         if self.snapshot_every < 0:
             raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
+        if self.finished_task_retention < 0:
+            raise ValueError("finished_task_retention must be >= 0 (0 = keep forever)")
         if self.deregister_dead_after < 0:
             raise ValueError("deregister_dead_after must be >= 0 (0 = never)")
 
@@ -124,6 +128,8 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "replicas of the streams and the lease bucket on a JetStream cluster: 1, 3 or 5"),
     ("snapshot_every", SNAPSHOT_EVERY, "--snapshot-every",
      "events between projection snapshots (start-up resumes from the latest); 0 = none"),
+    ("finished_task_retention", FINISHED_TASK_RETENTION, "--finished-task-retention",
+     "seconds (of log time) a finished task stays on the task board; 0 = forever"),
 )
 
 

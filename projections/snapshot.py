@@ -33,7 +33,8 @@ _task_row = attrgetter(*_TASK_FIELDS)
 _AGENT_TIMES = tuple(_AGENT_FIELDS.index(name) for name in
                      ("registered_at", "updated_at", "last_heartbeat_at"))
 _TASK_TIMES = tuple(_TASK_FIELDS.index(name) for name in
-                    ("submitted_at", "updated_at", "assigned_at", "started_at"))
+                    ("submitted_at", "updated_at", "assigned_at", "started_at",
+                     "finished_at"))
 
 View = TypeVar("View", AgentView, TaskView)
 
@@ -116,6 +117,7 @@ def restore(snapshot: Snapshot, agents: AgentHealth, board: TaskBoard,
     for task in snapshot.tasks:
         board.tasks[task.task_id] = task
         board.index(task)
+        board.note_finished(task)
     board.position = snapshot.position
     for view in snapshot.agents:
         if not view.left:

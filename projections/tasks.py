@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ STATUS_BY_EVENT = {
     "DeadLettered": "dead_lettered",
     "Cancelled": "cancelled",
 }
+FINISHED = frozenset({"completed", "dead_lettered", "cancelled"})
 
 
 @dataclass(slots=True)
@@ -49,6 +51,7 @@ class TaskView:
     result: Any = None
     error: str | None = None
     position: int = 0
+    finished_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -78,18 +81,38 @@ class TaskView:
 
 
 class TaskBoard:
-    """The task board projection. `apply` is pure state change; no I/O."""
+    """The task board projection. `apply` is pure state change; no I/O.
 
-    def __init__(self) -> None:
+    With a `retention_s`, a finished task leaves the board that long after it finished,
+    by the log's clock (the time of the latest event applied), so a board rebuilt later
+    holds the same tasks. The log keeps them: their history can still be read.
+    """
+
+    def __init__(self, retention_s: float = 0.0) -> None:
+        self.retention_s = retention_s
         self.tasks: dict[str, TaskView] = {}
         self.open_by_agent: dict[str, set[str]] = {}
         self.queued: set[str] = set()
         self.position = 0
+        self.finished: list[tuple[float, str]] = []  # a heap of (finished at, task id)
 
     def apply(self, event: LogEvent) -> None:
         if event.kind == "task":
             self._apply_task_event(event)
+        if self.finished and self.retention_s:
+            self._forget_finished_before(event.recorded_at.timestamp() - self.retention_s)
         self.position = event.position
+
+    def _forget_finished_before(self, cutoff: float) -> None:
+        while self.finished and self.finished[0][0] < cutoff:
+            _, task_id = heapq.heappop(self.finished)
+            view = self.tasks.get(task_id)
+            if view is not None and view.status in FINISHED:
+                del self.tasks[task_id]
+
+    def note_finished(self, view: TaskView) -> None:
+        if self.retention_s and view.finished_at is not None:
+            heapq.heappush(self.finished, (view.finished_at.timestamp(), view.task_id))
 
     def _apply_task_event(self, event: LogEvent) -> None:
         data = event.data()
@@ -137,9 +160,13 @@ class TaskBoard:
         elif name == "DeadLettered":
             view.failures = data["failures"]
             view.error = data["error"]
+        was_finished = view.status in FINISHED
         view.status = STATUS_BY_EVENT.get(name, view.status)
         view.updated_at = event.recorded_at
         view.position = event.position
+        if view.status in FINISHED and not was_finished:
+            view.finished_at = event.recorded_at
+            self.note_finished(view)
         self.index(view)
 
     def _leave_indexes(self, view: TaskView) -> None:

@@ -183,7 +183,9 @@ async def get_task(request: web.Request) -> web.Response:
     await _block(request)
     view = request.app[READ_MODEL].tasks.get(task_id)
     if view is None:
-        return error_response(404, ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
+        return error_response(
+            404, ErrorCode.NOT_FOUND, f"task {task_id} is not on the board: unknown, or "
+            f"finished longer ago than the retention (its history stays in the log)")
     return _json(view.to_json())
 
 

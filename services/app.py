@@ -172,7 +172,7 @@ class Orchestrator:
         self.store = EventStore(self.js, self.names, create_mapper(),
                                 group_commit=self.group_commit)
         self.agents = AgentHealth()
-        self.board = TaskBoard()
+        self.board = TaskBoard(settings.finished_task_retention)
         self.catalog = Catalog()
         self.runner = ProjectionRunner(self.store, [self.agents, self.board, self.catalog],
                                        on_applied=self._on_applied)

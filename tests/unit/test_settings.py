@@ -38,6 +38,7 @@ ENV_CASES: list[tuple[str, str, str, Any]] = [
     ("ORCH_LEASE_TTL", "2.5", "lease_ttl", 2.5),
     ("ORCH_RETRY_BACKOFF", "0.5", "retry_backoff", 0.5),
     ("ORCH_RETRY_BACKOFF_MAX", "30", "retry_backoff_max", 30.0),
+    ("ORCH_FINISHED_TASK_RETENTION", "3600", "finished_task_retention", 3600.0),
 ]
 
 # (flag, raw value, field, parsed value), one row per setting.
@@ -59,6 +60,7 @@ FLAG_CASES: list[tuple[str, str, str, Any]] = [
     ("--lease-ttl", "7", "lease_ttl", 7.0),
     ("--retry-backoff", "2", "retry_backoff", 2.0),
     ("--retry-backoff-max", "90", "retry_backoff_max", 90.0),
+    ("--finished-task-retention", "0", "finished_task_retention", 0.0),
 ]
 
 
@@ -221,6 +223,7 @@ class TestValidation:
             pytest.param({"heartbeat_interval": -0.5}, id="heartbeat-negative"),
             pytest.param({"nats_sync": "sometimes"}, id="bad-sync"),
             pytest.param({"heartbeat_history": 0}, id="no-history"),
+            pytest.param({"finished_task_retention": -1.0}, id="retention-negative"),
         ],
     )
     def test_invalid_combinations_raise_value_error(self, values: dict[str, Any]) -> None:

@@ -70,8 +70,9 @@ def incident() -> Log:
     return log
 
 
-def replay(events: list[FakeLogEvent]) -> tuple[AgentHealth, TaskBoard, Catalog]:
-    agents, board, catalog = AgentHealth(), TaskBoard(), Catalog()
+def replay(events: list[FakeLogEvent], retention_s: float = 0.0,
+           ) -> tuple[AgentHealth, TaskBoard, Catalog]:
+    agents, board, catalog = AgentHealth(), TaskBoard(retention_s), Catalog()
     for event in events:
         for projection in (agents, board, catalog):
             projection.apply(event)
@@ -82,18 +83,19 @@ def state(agents: AgentHealth, board: TaskBoard, catalog: Catalog) -> dict[str, 
     return {
         "agents": agents.agents, "agents_position": agents.position,
         "tasks": board.tasks, "open_by_agent": board.open_by_agent, "queued": board.queued,
-        "board_position": board.position,
+        "board_position": board.position, "finished": sorted(board.finished),
         "catalog": catalog.agents, "by_service": catalog.by_service,
         "instances": catalog.instances(), "catalog_position": catalog.position,
     }
 
 
-def through_snapshot(events: list[FakeLogEvent], at: int) -> tuple[AgentHealth, TaskBoard, Catalog]:
+def through_snapshot(events: list[FakeLogEvent], at: int, retention_s: float = 0.0,
+                     ) -> tuple[AgentHealth, TaskBoard, Catalog]:
     """Apply events up to `at`, snapshot, restore into new projections, apply the rest."""
-    before = replay(events[:at])
+    before = replay(events[:at], retention_s)
     data = encode(before[0], before[1], at, events[at - 1].event_id if at else "")
     snapshot = decode(data)
-    agents, board, catalog = AgentHealth(), TaskBoard(), Catalog()
+    agents, board, catalog = AgentHealth(), TaskBoard(retention_s), Catalog()
     restore(snapshot, agents, board, catalog)
     for event in events[at:]:
         for projection in (agents, board, catalog):
@@ -104,9 +106,27 @@ def through_snapshot(events: list[FakeLogEvent], at: int) -> tuple[AgentHealth, 
 LOG = incident()
 
 
+# Events are 1 ms apart: finished tasks leave the board a few events after finishing.
+RETENTION_S = 0.003
+
+
+@pytest.mark.parametrize("retention_s", [0.0, RETENTION_S], ids=["keep", "retain-3ms"])
 @pytest.mark.parametrize("at", range(1, len(LOG.events) + 1))
-def test_a_snapshot_at_any_position_then_the_rest_equals_a_full_replay(at: int) -> None:
-    assert state(*through_snapshot(LOG.events, at)) == state(*replay(LOG.events))
+def test_a_snapshot_at_any_position_then_the_rest_equals_a_full_replay(
+    at: int, retention_s: float
+) -> None:
+    assert (state(*through_snapshot(LOG.events, at, retention_s))
+            == state(*replay(LOG.events, retention_s)))
+
+
+def test_finished_tasks_leave_the_board_after_the_retention() -> None:
+    _, kept, _ = replay(LOG.events)
+    _, retained, _ = replay(LOG.events, RETENTION_S)
+    finished = {t for t, v in kept.tasks.items() if v.status in ("completed", "cancelled")}
+    assert finished == {"done", "cancelled"}
+    assert set(retained.tasks) == set(kept.tasks) - finished
+    assert retained.counts() == {s: n for s, n in kept.counts().items()
+                                 if s not in ("completed", "cancelled")}
 
 
 def test_the_incident_covers_every_status() -> None:
