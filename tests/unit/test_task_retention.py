@@ -34,30 +34,33 @@ def test_a_finished_task_stays_for_the_retention_then_leaves() -> None:
     assert "open" in board.tasks and board.queued == {"open"}
 
 
-def test_events_of_a_task_no_longer_on_the_board_are_ignored() -> None:
+def cancelled_then_eight_more_events() -> tuple[Log, Task]:
     log = Log()
     done = new_task("done")
     done.cancel("not needed")
     log.record("task", done)
     for i in range(8):
-        log.record("agent", Agent(f"a{i}", [], 1, {}, []))
+        log.record("agent", Agent(f"a{i}", [], 1, {}, []))  # the log's clock moves on
+    return log, done
+
+
+def replayed(log: Log, retention_s: float = 0.0) -> TaskBoard:
+    board = TaskBoard(retention_s)
+    for event in log.events:
+        board.apply(event)
+    return board
+
+
+def test_events_of_a_task_no_longer_on_the_board_are_ignored() -> None:
+    log, done = cancelled_then_eight_more_events()
     done.record_stale("tok-old", "complete", "the task is cancelled")  # a late report
     log.record("task", done)
     assert log.events[-1].name == "StaleResultRefused"
-    board = TaskBoard(RETENTION_S)
-    for event in log.events:
-        board.apply(event)
+    board = replayed(log, RETENTION_S)
     assert "done" not in board.tasks and not board.finished
 
 
 def test_without_a_retention_finished_tasks_stay() -> None:
-    log = Log()
-    done = new_task("done")
-    done.cancel("not needed")
-    log.record("task", done)
-    for i in range(8):
-        log.record("agent", Agent(f"a{i}", [], 1, {}, []))
-    board = TaskBoard()
-    for event in log.events:
-        board.apply(event)
+    log, _ = cancelled_then_eight_more_events()
+    board = replayed(log)
     assert board.tasks["done"].status == "cancelled" and not board.finished
