@@ -118,6 +118,7 @@ def restore(snapshot: Snapshot, agents: AgentHealth, board: TaskBoard,
         board.tasks[task.task_id] = task
         board.index(task)
         board.note_finished(task)
+        board.deadlines.started(task, board.tasks)
     board.position = snapshot.position
     for view in snapshot.agents:
         if not view.left:

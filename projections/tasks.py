@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.placement import queue_key
 from domain.task import OPEN, RETRY_WAIT
+from projections.deadlines import StepDeadlines, step_of
 from projections.log_event import LogEvent
 
 STATUS_BY_EVENT = {
@@ -95,6 +96,7 @@ class TaskBoard:
         self.queued: set[str] = set()
         self.position = 0
         self.finished: list[tuple[float, str]] = []  # a heap of (finished at, task id)
+        self.deadlines = StepDeadlines()
 
     def apply(self, event: LogEvent) -> None:
         if event.kind == "task":
@@ -117,6 +119,7 @@ class TaskBoard:
     def _apply_task_event(self, event: LogEvent) -> None:
         data = event.data()
         name = event.name
+        step = None
         if name == "Submitted":
             view = TaskView(
                 task_id=event.aggregate_id, kind=data["kind"], payload=data["payload"],
@@ -131,6 +134,7 @@ class TaskBoard:
             if found is None:
                 return
             view = found
+            step = step_of(view)
         self._leave_indexes(view)
         if name in ("Assigned", "Reassigned"):
             view.agent_id = data["agent_id"]
@@ -168,6 +172,8 @@ class TaskBoard:
             view.finished_at = event.recorded_at
             self.note_finished(view)
         self.index(view)
+        if step_of(view) != step:
+            self.deadlines.started(view, self.tasks)
 
     def _leave_indexes(self, view: TaskView) -> None:
         self.queued.discard(view.task_id)
@@ -192,10 +198,6 @@ class TaskBoard:
 
     def load(self, agent_id: str) -> int:
         return len(self.open_by_agent.get(agent_id, ()))
-
-    def open_views(self) -> list[TaskView]:
-        """Every assigned or running task."""
-        return [self.tasks[t] for held in self.open_by_agent.values() for t in held]
 
     def open_tasks_of(self, agent_id: str) -> list[TaskView]:
         return [self.tasks[t] for t in sorted(self.open_by_agent.get(agent_id, ()))]

@@ -13,6 +13,7 @@ from dataclasses import replace
 from domain.errors import CommandRefused
 from domain.placement import Candidate, Strategy, choose
 from projections.agents import AgentHealth
+from projections.deadlines import ACCEPTING, step_of
 from projections.position import Position
 from projections.tasks import TaskBoard, TaskView
 from services.metrics import Metrics
@@ -110,17 +111,19 @@ class Dispatcher:
 
     def _deadline(self, view: TaskView) -> float | None:
         """When an open task's current step runs out: accepting it, or running it."""
-        if view.status == "assigned" and view.assigned_at is not None:
-            return view.assigned_at.timestamp() + self.accept_timeout
-        if view.status == "running" and view.started_at is not None:
-            return view.started_at.timestamp() + view.timeout_s
-        return None
+        step = step_of(view)
+        if step is None:
+            return None
+        which, key = step
+        return key + self.accept_timeout if which == ACCEPTING else key
 
     def _next_timer(self) -> float:
         """Seconds until a retry falls due or an open task's deadline passes."""
         now = self.clock()
         times = [self.board.next_retry_at() or now + 1.0]
-        times += [d for v in self.board.open_views() if (d := self._deadline(v)) is not None]
+        due = self.board.deadlines.next_due(self.board.tasks, self.accept_timeout)
+        if due is not None:
+            times.append(due)
         return max(0.005, min(min(times) - now, 1.0))
 
     async def round(self) -> None:
@@ -170,8 +173,8 @@ class Dispatcher:
 
     async def _expire(self, now: float) -> None:
         """Unaccepted assignments move elsewhere; tasks running past timeout_s fail."""
-        for view in self.board.open_views():
-            deadline = self._deadline(view)
+        for view in self.board.deadlines.overdue(self.board.tasks, now, self.accept_timeout):
+            deadline = self._deadline(view)  # again: an earlier move may have changed it
             if (deadline is None or now < deadline or view.agent_id is None
                     or self.fleet.in_flight(view.task_id)):
                 continue

@@ -84,6 +84,8 @@ def state(agents: AgentHealth, board: TaskBoard, catalog: Catalog) -> dict[str, 
         "agents": agents.agents, "agents_position": agents.position,
         "tasks": board.tasks, "open_by_agent": board.open_by_agent, "queued": board.queued,
         "board_position": board.position, "finished": sorted(board.finished),
+        "next_deadline": board.deadlines.next_due(board.tasks, 5.0),
+        "deadlines": [v.task_id for v in board.deadlines.overdue(board.tasks, 2e9, 5.0)],
         "catalog": catalog.agents, "by_service": catalog.by_service,
         "instances": catalog.instances(), "catalog_position": catalog.position,
     }
