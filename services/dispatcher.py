@@ -38,6 +38,8 @@ class Fleet:
         self.board = board
         self.position = position
         self._in_flight: dict[str, tuple[str, int]] = {}  # task id -> (agent id, position)
+        # round_robin's cursor, the agent chosen last: placements and moves share it.
+        self.cursor = ""
 
     def note(self, task_id: str, agent_id: str, position: int) -> None:
         self._in_flight[task_id] = (agent_id, position)
@@ -92,7 +94,6 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.wake = asyncio.Event()
-        self._cursor = ""
 
     def poke(self) -> None:
         """Something changed (a task, a result, an agent): look again."""
@@ -143,10 +144,10 @@ class Dispatcher:
             if self.fleet.in_flight(view.task_id):
                 continue
             seen = list(fleet.values())
-            agent = choose(seen, view.requires, self.strategy, self._cursor)
+            agent = choose(seen, view.requires, self.strategy, self.fleet.cursor)
             if agent is None:
                 continue  # a later task may need less; this one waits for capacity
-            self._cursor = agent.agent_id
+            self.fleet.cursor = agent.agent_id
             self.fleet.reserve(view.task_id, agent.agent_id)
             fleet[agent.agent_id] = replace(agent, load=agent.load + 1)
             writes.append(self._place(view, agent, seen))
@@ -204,9 +205,12 @@ async def move(tasks: TaskService, fleet: Fleet, view: TaskView, from_agent: str
     """
     plan = fleet.snapshot() if plan is None else plan
     candidates = list(plan.values())
-    agent = choose(candidates, view.requires, strategy, exclude=frozenset({from_agent}))
+    agent = choose(candidates, view.requires, strategy, fleet.cursor,
+                   exclude=frozenset({from_agent}))
     if agent is not None and agent.agent_id == from_agent:
         agent = None
+    if agent is not None:
+        fleet.cursor = agent.agent_id
     # Reserved before the first await, so concurrent moves see each other's choices.
     fleet.reserve(view.task_id, agent.agent_id if agent is not None else "")
     if agent is not None:
