@@ -169,9 +169,9 @@ def _answer(msg: Msg) -> dict[str, Any]:
     stream leader to answer, as while a cluster node dies) is no answer."""
     if not msg.data:
         status = (msg.headers or {}).get("Status", "")
-        raise nats.errors.Error(f"no answer to the batch (status {status or 'none'})")
+        raise nats.errors.Error(f"no answer to the append (status {status or 'none'})")
     try:
         answer: dict[str, Any] = orjson.loads(msg.data)
     except orjson.JSONDecodeError as exc:
-        raise nats.errors.Error(f"unreadable answer to the batch: {exc}") from None
+        raise nats.errors.Error(f"unreadable answer to the append: {exc}") from None
     return answer

@@ -115,10 +115,7 @@ def restore(snapshot: Snapshot, agents: AgentHealth, board: TaskBoard,
     agents.agents = {view.agent_id: view for view in snapshot.agents}
     agents.position = snapshot.position
     for task in snapshot.tasks:
-        board.tasks[task.task_id] = task
-        board.index(task)
-        board.note_finished(task)
-        board.deadlines.started(task, board.tasks)
+        board.enter(task)
     board.position = snapshot.position
     for view in snapshot.agents:
         if not view.left:

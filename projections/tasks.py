@@ -112,6 +112,13 @@ class TaskBoard:
             if view is not None and view.status in FINISHED:
                 del self.tasks[task_id]
 
+    def enter(self, view: TaskView) -> None:
+        """Take a view as it is (from a snapshot) with everything derived from it."""
+        self.tasks[view.task_id] = view
+        self.index(view)
+        self.note_finished(view)
+        self.deadlines.started(view, self.tasks)
+
     def note_finished(self, view: TaskView) -> None:
         if self.retention_s and view.finished_at is not None:
             heapq.heappush(self.finished, (view.finished_at.timestamp(), view.task_id))
