@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit chaos schemas bench bench-quick clean
+.PHONY: run test lint typecheck unit chaos fuzz schemas bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,20 @@ unit: $(STAMP)
 
 chaos: $(STAMP)
 	$(BIN)/pytest tests/chaos -m chaos -v
+
+# The property-based tests with fresh randomness and more examples, bounded by FUZZ_TIME
+# seconds. `make test` draws the same examples every run; this explores. It prints its
+# seed first and last: FUZZ_SEED=<seed> make fuzz replays a run.
+FUZZ_TIME ?= 1200
+fuzz: $(STAMP)
+	@seed=$${FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "make fuzz: seed $$seed (replay: FUZZ_SEED=$$seed make fuzz)"; \
+	HYPOTHESIS_PROFILE=fuzz FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-3000} \
+	FUZZ_API_EXAMPLES=$${FUZZ_API_EXAMPLES:-150} FUZZ_TOKEN_EXAMPLES=$${FUZZ_TOKEN_EXAMPLES:-2000} \
+	timeout $(FUZZ_TIME) $(BIN)/pytest tests/fuzz tests/unit/test_health_policy.py \
+		tests/unit/test_eventsourcing_jetstream_unit.py --hypothesis-seed=$$seed \
+		--timeout $(FUZZ_TIME) -p no:cacheprovider; \
+	rc=$$?; echo "make fuzz: seed $$seed, exit $$rc"; exit $$rc
 
 bench: $(STAMP)
 	bench/setup.sh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +12,7 @@ from nats.aio.client import Client
 log = logging.getLogger(__name__)
 
 Listener = Callable[[], Awaitable[None]]
+UNREACHABLE_WARNING_EVERY_S = 3.0
 
 
 async def connect(
@@ -32,10 +34,34 @@ async def connect(
         if on_reconnected:
             await on_reconnected()
 
+    last_error: list[Exception] = []
+
     async def error(exc: Exception) -> None:
+        last_error[:] = [exc]
         log.debug("nats error: %r", exc)
 
-    nc = await nats.connect(
+    # nats-py retries the first connection forever, silently: say so while it does.
+    warning = asyncio.create_task(_warn_while_unreachable(urls, last_error))
+    try:
+        nc = await _connect(urls, name, disconnected, reconnected, error)
+    finally:
+        warning.cancel()
+    return nc
+
+
+async def _warn_while_unreachable(urls: list[str], last_error: list[Exception]) -> None:
+    waited = 0.0
+    while True:
+        await asyncio.sleep(UNREACHABLE_WARNING_EVERY_S)
+        waited += UNREACHABLE_WARNING_EVERY_S
+        reason = f" ({last_error[0]!r})" if last_error else ""
+        log.warning("cannot reach NATS at %s for %.0fs%s; still trying (is ORCH_NATS_URL "
+                    "right?)", ",".join(urls), waited, reason)
+
+
+async def _connect(urls: list[str], name: str, disconnected: Listener, reconnected: Listener,
+                   error: Callable[[Exception], Awaitable[None]]) -> Client:
+    return await nats.connect(
         servers=urls,
         name=name,
         allow_reconnect=True,
@@ -48,7 +74,6 @@ async def connect(
         reconnected_cb=reconnected,
         error_cb=error,
     )
-    return nc
 
 
 async def flush_subscriptions(nc: Client) -> None:

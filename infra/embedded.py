@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
+import json
 import logging
 import os
 import shutil
@@ -32,6 +34,30 @@ def server_binary() -> str:
     return found
 
 
+class PortInUse(RuntimeError):
+    """A port the orchestrator must listen on is held by another process."""
+
+    def __init__(self, port: int, what: str = "the embedded nats-server's port",
+                 fix: str = "set ORCH_EMBEDDED_NATS_PORT (--embedded-nats-port) to a free "
+                            "port, or ORCH_NATS_URL (--nats-url) to use that server on purpose"
+                 ) -> None:
+        super().__init__(f"{what} {port} is in use by another process; {fix}")
+        self.port = port
+
+
+def check_port_free(port: int) -> None:
+    """Refuse a port someone listens on. SO_REUSEADDR, as nats-server itself sets, so that
+    connections of a server that just stopped (TIME_WAIT) do not count."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(port) from None
+            raise
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,12 +81,16 @@ class ClusterRoute:
 
 
 def render_config(port: int, store_dir: Path, sync: str, server_name: str,
-                  cluster: ClusterRoute | None = None) -> str:
+                  cluster: ClusterRoute | None = None, ports_dir: Path | None = None) -> str:
     """nats-server configuration: loopback only, JetStream on a file store."""
     sync_line = "sync_interval: always" if sync == "always" else ""
+    # The server writes nats-server_<pid>.ports there once it listens: proof that the
+    # port answering is this process, not another server that already held it.
+    ports_line = f'ports_file_dir: "{ports_dir}"\n' if ports_dir is not None else ""
     config = (
         f'server_name: "{server_name}"\n'
         f"listen: 127.0.0.1:{port}\n"
+        f"{ports_line}"
         "max_payload: 1MB\n"
         "jetstream {\n"
         f'  store_dir: "{store_dir}"\n'
@@ -106,11 +136,14 @@ class EmbeddedNats:
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout: float = 10.0) -> None:
+        check_port_free(self.port)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.data_dir.glob("nats-server_*.ports"):  # left by a killed server
+            stale.unlink(missing_ok=True)
         config = self.data_dir / "nats-server.conf"
         config.write_text(
             render_config(self.port, self.data_dir / "jetstream", self.sync, self.server_name,
-                          self.cluster)
+                          self.cluster, ports_dir=self.data_dir)
         )
         log_file = open(self.data_dir / "nats-server.log", "ab")
         self._process = subprocess.Popen(
@@ -124,19 +157,33 @@ class EmbeddedNats:
         log.info("embedded nats-server started url=%s store=%s", self.url, self.data_dir)
 
     def _wait_until_listening(self, timeout: float) -> None:
+        """Until this very process reports it listens on our port (its ports file), and
+        the port answers; a server that died instead says why."""
+        assert self._process is not None
+        ports_file = self.data_dir / f"nats-server_{self._process.pid}.ports"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.running:
-                raise RuntimeError(
-                    f"nats-server exited; see {self.data_dir / 'nats-server.log'}"
-                )
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
-            ) as s:
-                if s.recv(4).startswith(b"INFO"):
-                    return
+                self._process = None
+                raise self._exit_reason()
+            if self.url in _listed_urls(ports_file):
+                with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=0.2
+                ) as s:
+                    if s.recv(4).startswith(b"INFO"):
+                        return
             time.sleep(0.02)
+        self.kill()
         raise TimeoutError(f"nats-server did not listen on {self.port} within {timeout}s")
+
+    def _exit_reason(self) -> Exception:
+        log_path = self.data_dir / "nats-server.log"
+        lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+        fatal = next((line for line in reversed(lines) if "[FTL]" in line), "")
+        if "address already in use" in fatal:
+            return PortInUse(self.port)
+        return RuntimeError(f"nats-server exited: {fatal.partition('[FTL] ')[2] or 'no reason'}"
+                            f" (see {log_path})")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Clean shutdown: SIGTERM lets the server flush and close its store."""
@@ -168,6 +215,14 @@ class EmbeddedNats:
 
     async def astop(self, timeout: float = 10.0) -> None:
         await asyncio.to_thread(self.stop, timeout)
+
+
+def _listed_urls(ports_file: Path) -> list[str]:
+    try:
+        urls: list[str] = json.loads(ports_file.read_text()).get("nats", [])
+    except (OSError, ValueError):
+        return []
+    return urls
 
 
 def cluster_of(base_dir: Path, size: int = 3, sync: str = "always") -> list[EmbeddedNats]:

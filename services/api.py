@@ -21,6 +21,7 @@ from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
 from services.audit.explain import Explainer
 from services.catalog import catalog_at
+from services.http_limits import enforce_limits
 from services.metrics import Metrics
 from services.openapi import openapi_document
 
@@ -312,7 +313,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def create_app(model: ReadModel) -> web.Application:
-    app = web.Application(middlewares=[_envelope])
+    app = web.Application(middlewares=[_envelope, enforce_limits])
     app[READ_MODEL] = model
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

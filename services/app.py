@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import logging
 import os
@@ -39,7 +40,7 @@ from domain.task_commands import (
 from infra import names as n
 from infra.codec import create_mapper
 from infra.connection import connect, flush_subscriptions
-from infra.embedded import EmbeddedNats
+from infra.embedded import EmbeddedNats, PortInUse
 from infra.event_store import EventStore, StoreUnavailable
 from infra.group_commit import GroupCommit
 from infra.repository import Repository
@@ -58,6 +59,7 @@ from services.dispatcher import Dispatcher, Fleet
 from services.failover import FailoverReactor
 from services.health_monitor import HealthMonitor
 from services.heartbeats import HeartbeatIntake, heartbeat_probe
+from services.http_limits import JsonErrorAppRunner
 from services.leader import LeaderLease
 from services.metrics import Metrics
 from services.registry import AgentRegistry
@@ -121,6 +123,9 @@ class Orchestrator:
             )
             await self.embedded.astart()
             self._stack.push_async_callback(self.embedded.astop)
+        log.info("using NATS url=%s (%s)", self.nats_url,
+                 "ORCH_NATS_URL" if settings.nats_url else
+                 f"embedded, store {settings.data_dir / 'nats'}")
         self.nc = nc = await connect(
             self.nats_url, on_disconnected=self._on_disconnected,
             on_reconnected=self._on_reconnected,
@@ -262,11 +267,17 @@ class Orchestrator:
             self.metrics,
             lambda: nc.is_connected, lambda: self.is_leader,
         ))
-        http = web.AppRunner(app, access_log=None)
+        http = JsonErrorAppRunner(app, access_log=None)
         await http.setup()
         self._stack.push_async_callback(http.cleanup)
         site = web.TCPSite(http, self.settings.http_host, self.settings.http_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(self.settings.http_port, "the read API's port",
+                            "set ORCH_HTTP_PORT (--http-port) to a free port") from None
         self.http_port = int(http.addresses[0][1])
 
     def _spawn_job(self, coro: Any, name: str) -> None:

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from bench.cli import add_bench_command, run_bench
 from infra import settings as settings_module
+from infra.embedded import PortInUse
 from services.audit.cli import AUDIT_COMMANDS, add_audit_commands, run_audit
+
+EXIT_PORT_IN_USE = 3
 
 
 def _configure_logging(level: str) -> None:
@@ -157,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _schemas(args)
     except KeyboardInterrupt:
         pass
+    except PortInUse as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return EXIT_PORT_IN_USE
     except ValueError as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from services import api_models as m
+from services.http_limits import LIMIT_STATUSES
 
 _BLOCKING = [
     {"name": "index", "in": "query", "required": False,
@@ -38,7 +39,15 @@ def _get(summary: str, ok: type[BaseModel], params: list[dict[str, Any]],
     responses = {"200": _json(ok, "success")}
     for status in errors:
         responses[str(status)] = _json(m.ErrorOut, "coded error")
-    return {"get": {"summary": summary, "parameters": params, "responses": responses}}
+    return {"get": {"summary": summary, "parameters": params,
+                    "responses": _with_limits(responses)}}
+
+
+def _with_limits(responses: dict[str, Any]) -> dict[str, Any]:
+    """Every operation may refuse a malformed or over-long request (services/http_limits)."""
+    for status in LIMIT_STATUSES:
+        responses.setdefault(str(status), _json(m.ErrorOut, "malformed or over-long request"))
+    return responses
 
 
 @cache
@@ -98,9 +107,9 @@ def openapi_document() -> dict[str, Any]:
          "description": "the catalog as it was at this log position",
          "schema": {"type": "integer", "minimum": 0}},
     ]
-    metrics = {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+    metrics = {"get": {"summary": "Prometheus metrics", "responses": _with_limits({"200": {
         "description": "text exposition format", "headers": _INDEX_HEADER,
-        "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
+        "content": {"text/plain": {"schema": {"type": "string"}}}}})}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Orchestrator read API", "version": "0.1.0"},
@@ -134,9 +143,9 @@ def openapi_document() -> dict[str, Any]:
                                (400, 503)),
             "/v1/stats": _get("counts and positions", m.Stats, [], (503,)),
             "/metrics": metrics,
-            "/openapi.json": {"get": {"summary": "this document", "responses": {
+            "/openapi.json": {"get": {"summary": "this document", "responses": _with_limits({
                 "200": {"description": "OpenAPI 3.1", "headers": _INDEX_HEADER,
-                        "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+                        "content": {"application/json": {"schema": {"type": "object"}}}}})}},
         },
         "components": {"schemas": schemas["$defs"]},
     }
