@@ -30,9 +30,12 @@ class Agent(StrIdAggregate):
         capacity: int,
         labels: dict[str, str],
         services: list[dict[str, Any]],
+        kinds: list[str] | None = None,  # absent from events recorded before kinds existed
+        instance_id: str | None = None,
     ) -> None:
         self.incarnation = 1
-        self._declare(capabilities, capacity, labels, services)
+        self.instance_id = instance_id
+        self._declare(capabilities, capacity, labels, services, kinds)
 
     def _declare(
         self,
@@ -40,8 +43,10 @@ class Agent(StrIdAggregate):
         capacity: int,
         labels: dict[str, str],
         services: list[dict[str, Any]],
+        kinds: list[str] | None,
     ) -> None:
         self.capabilities = shared_values.capabilities(capabilities)
+        self.kinds = shared_values.capabilities(kinds or ())
         self.capacity = capacity
         self.labels = shared_values.labels(dict(labels))
         self.services = shared_values.services(list(services))
@@ -68,6 +73,30 @@ class Agent(StrIdAggregate):
                 ErrorCode.CONFLICT, f"agent {self.id} was declared dead; register again"
             )
 
+    def check_not_held_by_a_live_incarnation(
+        self, silent_for_s: float | None, suspect_after_s: float, instance_id: str | None
+    ) -> None:
+        """Refuse a registration that would take the id from another process still heard
+        from (the same process, by its instance id, may register again).
+
+        `silent_for_s` is how long ago the current incarnation was last heard from (its
+        newest heartbeat, or its registration if none came yet); None if unknown here.
+        """
+        if self.left or self.liveness != ALIVE or silent_for_s is None:
+            return
+        if instance_id is not None and instance_id == self.instance_id:
+            return
+        if silent_for_s >= suspect_after_s:
+            return  # its process is gone as far as the detector can tell
+        raise CommandRefused(
+            ErrorCode.CONFLICT,
+            f"agent {self.id} is held by incarnation {self.incarnation}, last heard from "
+            f"{silent_for_s:.1f}s ago: stop that process (or give this one another id), "
+            f"wait until it is silent for {suspect_after_s}s, or register with "
+            f"\"replace\": true to take over",
+            [{"incarnation": self.incarnation, "last_heard_s_ago": round(silent_for_s, 3)}],
+        )
+
     def check_is_dead(self) -> None:
         if self.liveness != DEAD:
             raise CommandRefused(ErrorCode.CONFLICT, f"agent {self.id} is not dead")
@@ -89,6 +118,8 @@ class Agent(StrIdAggregate):
         capacity: int,
         labels: dict[str, str],
         services: list[dict[str, Any]],
+        kinds: list[str] | None = None,
+        instance_id: str | None = None,
     ) -> None:
         """A new incarnation: the agent restarted, or came back after death or leave."""
         self._reregistered(
@@ -97,6 +128,8 @@ class Agent(StrIdAggregate):
             capacity=capacity,
             labels=labels,
             services=services,
+            kinds=list(kinds or ()),
+            instance_id=instance_id,
         )
 
     @event("Reregistered")
@@ -107,9 +140,12 @@ class Agent(StrIdAggregate):
         capacity: int,
         labels: dict[str, str],
         services: list[dict[str, Any]],
+        kinds: list[str] | None = None,
+        instance_id: str | None = None,
     ) -> None:
         self.incarnation = incarnation
-        self._declare(capabilities, capacity, labels, services)
+        self.instance_id = instance_id
+        self._declare(capabilities, capacity, labels, services, kinds)
 
     def drain(self) -> bool:
         """Stop new work; False when already draining (nothing to record)."""

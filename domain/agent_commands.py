@@ -11,6 +11,7 @@ from domain.fields import (
     Capability,
     Identifier,
     Incarnation,
+    Kind,
     LabelKey,
     LabelValue,
     Tag,
@@ -39,6 +40,13 @@ class RegisterAgent(BaseModel):
     capacity: Annotated[int, Field(ge=0, le=100_000)] = 1
     labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=64)] = {}
     services: Annotated[list[ServiceDeclaration], Field(max_length=32)] = []
+    # The task kinds it runs; empty: any kind.
+    kinds: Annotated[list[Kind], Field(max_length=64)] = []
+    # Take the id over from an incarnation that is still heard from.
+    replace: bool = False
+    # Random per process start: the same process registering again (a retry whose reply
+    # was lost, or on request) is not another process claiming a live id.
+    instance_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
 
 
 class DeregisterAgent(BaseModel):

@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNAUTHORIZED = "unauthorized"
     UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
 
 
 class CommandRefused(Exception):

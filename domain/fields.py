@@ -11,6 +11,8 @@ ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # Agent ids, task ids and service names: safe as one token of a NATS subject.
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Capability = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
+# Task kinds: never a subject token, so dots, colons and slashes are fine.
+Kind = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./-]{1,63}$")]
 LabelValue = Annotated[str, StringConstraints(max_length=256)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]

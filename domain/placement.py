@@ -76,3 +76,90 @@ def choose(
 def queue_key(priority: int, submitted_position: int) -> tuple[int, int]:
     """Pending tasks are served by priority (higher first), then age (older first)."""
     return (-priority, submitted_position)
+
+
+# Why a task waits, in the order placement checks an agent: each agent is counted under
+# the first check it fails, so the counts add up to the agents that have not left.
+NO_AGENTS = "no_agents"
+NO_CAPABILITY = "no_capability"
+KIND_NOT_RUN = "kind_not_run"
+NOT_HEALTHY = "not_healthy"
+DRAINING = "draining"
+AT_CAPACITY = "at_capacity"
+PLACEABLE = "placeable"
+
+
+@dataclass(frozen=True)
+class WaitReason:
+    """One reason no agent takes a task, and how many agents it applies to."""
+
+    code: str
+    message: str
+    count: int  # the agents it rules out; for `placeable`, those that could take the task
+
+
+def why_waiting(candidates: Iterable[Candidate], requires: Iterable[str],
+                kind: str | None = None) -> list[WaitReason]:
+    """Why no agent takes a task with these requirements now, by reason and count."""
+    needed = frozenset(requires)
+    present = [c for c in candidates if c.status != "left"]
+    if not present and not needed:
+        return [WaitReason(NO_AGENTS, "no agent is registered", 0)]
+    buckets: dict[str, list[Candidate]] = {}
+    for candidate in present:
+        buckets.setdefault(_first_refusal(candidate, needed, kind), []).append(candidate)
+    live = [c for c in present if c.status != "dead"]
+    reasons = []
+    missing = sorted(needed - frozenset().union(*(c.capabilities for c in live)))
+    lacking = len(buckets.get(NO_CAPABILITY, []))
+    if missing or lacking:
+        message = (f"no live agent has {_capabilities(missing)}" if missing
+                   else f"{_agents(lacking)} {'lacks' if lacking == 1 else 'lack'} "
+                        f"{_capabilities(sorted(needed))}")
+        reasons.append(WaitReason(NO_CAPABILITY, message, lacking))
+    if buckets.get(KIND_NOT_RUN):
+        count = len(buckets[KIND_NOT_RUN])
+        anyone = any(c.capabilities >= needed and c.runs(kind) for c in live)
+        message = (f"{_agents(count, 'capable ')} {'does' if count == 1 else 'do'} not run "
+                   f"kind {kind}" if anyone else
+                   f"no live {'capable ' if needed else ''}agent runs kind {kind}")
+        reasons.append(WaitReason(KIND_NOT_RUN, message, count))
+    if buckets.get(NOT_HEALTHY):
+        unhealthy = buckets[NOT_HEALTHY]
+        statuses = sorted({c.status for c in unhealthy}, key=lambda s: (s != "suspect", s))
+        detail = ", ".join(f"{sum(c.status == s for c in unhealthy)} {s}" for s in statuses)
+        reasons.append(WaitReason(NOT_HEALTHY, f"{_agents(len(unhealthy), 'capable ', True)} "
+                                               f"not healthy ({detail})", len(unhealthy)))
+    for code, state in ((DRAINING, "draining"), (AT_CAPACITY, "at capacity")):
+        if buckets.get(code):
+            count = len(buckets[code])
+            reasons.append(WaitReason(code, f"{_agents(count, 'capable ', True)} {state}",
+                                      count))
+    if buckets.get(PLACEABLE):
+        count = len(buckets[PLACEABLE])
+        reasons.append(WaitReason(PLACEABLE, f"{_agents(count)} can take it now", count))
+    return reasons
+
+
+def _first_refusal(candidate: Candidate, needed: frozenset[str], kind: str | None) -> str:
+    if not candidate.capabilities.issuperset(needed):
+        return NO_CAPABILITY
+    if not candidate.runs(kind):
+        return KIND_NOT_RUN
+    if candidate.status not in ("healthy", "draining"):
+        return NOT_HEALTHY
+    if candidate.status == "draining":
+        return DRAINING
+    if candidate.free <= 0:
+        return AT_CAPACITY
+    return PLACEABLE
+
+
+def _agents(count: int, adjective: str = "", verb: bool = False) -> str:
+    """'1 capable agent is', '3 capable agents are' (or without the verb)."""
+    noun = f"{count} {adjective}agent{'' if count == 1 else 's'}"
+    return f"{noun} {'is' if count == 1 else 'are'}" if verb else noun
+
+
+def _capabilities(names: Sequence[str]) -> str:
+    return f"capabilit{'y' if len(names) == 1 else 'ies'} {', '.join(names)}"

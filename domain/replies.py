@@ -21,7 +21,7 @@ TaskStatus = Literal[
 ]
 ErrorCodeName = Literal[
     "invalid_request", "not_found", "conflict", "stale_token", "payload_too_large",
-    "unauthorized", "unavailable",
+    "unauthorized", "unavailable", "internal",
 ]
 Position = Annotated[int, Field(ge=1)]
 

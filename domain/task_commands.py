@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from domain.fields import STRICT, Capability, Identifier
+from domain.fields import STRICT, Capability, Identifier, Kind
 
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Kind = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")]
 Text = Annotated[str, StringConstraints(max_length=4096)]
 
 

@@ -203,6 +203,11 @@ class EmbeddedNats:
         if self._process is not None:
             self._process.send_signal(signal.SIGSTOP)
 
+    def resume(self) -> None:
+        """SIGCONT: a paused server goes on with what its connections sent meanwhile."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """Abrupt stop, as a crash would."""
         if self._process is not None:

@@ -41,6 +41,16 @@ class AgentView:
     load: float = 0.0
     # Shared while empty: heartbeats replace the list, never change it.
     running: list[str] = field(default_factory=lambda: NOT_RUNNING)
+    # The task kinds it runs; empty: any. Shared like capabilities.
+    kinds: list[str] = field(default_factory=lambda: NOT_RUNNING)
+
+    @property
+    def last_heard_at(self) -> datetime:
+        """When this incarnation was last heard from: its newest heartbeat, or else its
+        registration."""
+        if self.last_heartbeat_at is None or self.last_heartbeat_at < self.registered_at:
+            return self.registered_at
+        return self.last_heartbeat_at
 
     @property
     def status(self) -> str:
@@ -56,6 +66,7 @@ class AgentView:
             "status": self.status,
             "incarnation": self.incarnation,
             "capabilities": self.capabilities,
+            "kinds": self.kinds,
             "capacity": self.capacity,
             "labels": self.labels,
             "services": self.services,
@@ -96,6 +107,7 @@ class AgentHealth:
                 registered_at=event.recorded_at,
                 updated_at=event.recorded_at,
                 registration_event_id=event.event_id,
+                kinds=shared_values.capabilities(data.get("kinds") or ()),
             )
             self.agents[event.aggregate_id] = view
         else:

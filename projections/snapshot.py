@@ -109,6 +109,7 @@ def restore(snapshot: Snapshot, agents: AgentHealth, board: TaskBoard,
     """Put empty projections in the snapshot's state."""
     for view in snapshot.agents:  # as applying their registrations would hold them
         view.capabilities = shared_values.capabilities(view.capabilities)
+        view.kinds = shared_values.capabilities(view.kinds)
         view.labels = shared_values.labels(view.labels)
         view.services = shared_values.services(view.services)
         view.running = view.running or NOT_RUNNING

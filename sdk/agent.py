@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -62,9 +63,12 @@ class TaskContext:
         self.kind = assignment.kind
         self.payload = assignment.payload
 
+    def token_body(self) -> dict[str, str]:
+        """The task and its current fencing token, as every report carries them."""
+        return {"task_id": self.task_id, "token": self.assignment.token}
+
     async def progress(self, value: float) -> None:
-        await self.client.request(TASK_PROGRESS, {
-            "task_id": self.task_id, "token": self.assignment.token, "progress": value})
+        await self.client.request(TASK_PROGRESS, {**self.token_body(), "progress": value})
 
 
 TaskHandler = Callable[[TaskContext], Awaitable[Any]]
@@ -85,13 +89,20 @@ class AgentClient:
         request_timeout: float = 5.0,
         on_control: Callable[[ControlMessage], Awaitable[None]] | None = None,
         handlers: dict[str, TaskHandler] | None = None,
+        replace: bool = False,
     ) -> None:
+        handlers = dict(handlers or {})
         self.registration = RegisterAgent(
             agent_id=agent_id,
             capabilities=capabilities or [],
             capacity=capacity,
             labels=labels or {},
             services=services or [],
+            # The kinds it has handlers for, so that no other kind is placed here; a
+            # catch-all handler ("*") runs any kind.
+            kinds=[] if "*" in handlers else sorted(handlers),
+            replace=replace,
+            instance_id=uuid.uuid4().hex,
         )
         self.agent_id = agent_id
         self.nats_url = nats_url
@@ -103,14 +114,21 @@ class AgentClient:
         self.heartbeat_interval = 1.0
         self.heartbeats_sent = 0
         self.heartbeats_paused = False
-        self.load = 0.0
+        self.capacity = capacity
+        # Set it to report a load of your own (0..1); by default the share of capacity
+        # taken by the tasks it runs.
+        self.load: float | None = None
         self.running: list[str] = []
-        self.handlers = dict(handlers or {})
+        self.handlers = handlers
         self.completed: list[str] = []
+        # Set when the orchestrator refused to let us re-register: another process holds
+        # this agent id now, so we stopped heartbeating.
+        self.replaced_by_another: CommandError | None = None
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._work: dict[str, asyncio.Task[None]] = {}  # task id -> its handler run
+        self._contexts: dict[str, TaskContext] = {}  # task id -> its current assignment
 
     async def start(self) -> dict[str, Any]:
         """Connect, register and start heartbeating; returns the registration reply."""
@@ -142,6 +160,9 @@ class AgentClient:
 
     async def register(self) -> dict[str, Any]:
         reply = await self.request(AGENT_REGISTER, self.registration.model_dump())
+        # Taking over is for the start only: a later re-registration must not take the
+        # id back from a process that replaced this one.
+        self.registration = self.registration.model_copy(update={"replace": False})
         self.incarnation = reply["incarnation"]
         self.heartbeat_interval = reply["heartbeat_interval_s"]
         return reply
@@ -158,13 +179,19 @@ class AgentClient:
         """Publish one heartbeat to JetStream and wait for its acknowledgement."""
         assert self.nc is not None
         self._seq += 1
-        beat = Heartbeat(incarnation=self.incarnation, seq=self._seq, load=self.load,
+        beat = Heartbeat(incarnation=self.incarnation, seq=self._seq, load=self.current_load,
                          running=list(self.running))
         await self.nc.jetstream().publish(
             self.names.heartbeat(self.agent_id), beat.model_dump_json().encode(),
             timeout=max(self.heartbeat_interval, 0.5),
         )
         self.heartbeats_sent += 1
+
+    @property
+    def current_load(self) -> float:
+        if self.load is not None:
+            return self.load
+        return min(1.0, len(self.running) / self.capacity) if self.capacity else 1.0
 
     async def _heartbeat_loop(self) -> None:
         # The flag, not only cancellation, ends the loop: on Python 3.11 asyncio.wait_for
@@ -190,36 +217,48 @@ class AgentClient:
     def _take(self, assignment: Assignment) -> None:
         running = self._work.get(assignment.task_id)
         if running is not None and not running.done():
-            return  # already at it (an assignment seen again after a reconnect)
+            current = self._contexts.get(assignment.task_id)
+            if current is not None and current.assignment.token != assignment.token:
+                # Given to us again (say after an accept timeout): the old token is
+                # stale now, so the work goes on under the new one, accepted first.
+                current.assignment = assignment
+                self._tasks.append(asyncio.create_task(self._accept_again(current)))
+            return  # else already at it (an assignment seen again after a reconnect)
         self._work[assignment.task_id] = asyncio.create_task(self._run(assignment))
 
+    async def _accept_again(self, context: TaskContext) -> None:
+        with contextlib.suppress(CommandError, asyncio.CancelledError):
+            await self._report(TASK_ACCEPT, context.token_body())
+
     async def _run(self, assignment: Assignment) -> None:
-        token = {"task_id": assignment.task_id, "token": assignment.token}
+        context = TaskContext(self, assignment)
         handler = self.handlers.get(assignment.kind) or self.handlers.get("*")
         try:
-            await self._report(TASK_ACCEPT, token)
+            await self._report(TASK_ACCEPT, context.token_body())
         except CommandError as refused:
             log.info("assignment refused task=%s: %s", assignment.task_id, refused)
             return
         self.running.append(assignment.task_id)
+        self._contexts[assignment.task_id] = context
         try:
             if handler is None:
                 raise TaskFailed(f"no handler for kind {assignment.kind}", retryable=False)
-            result = await handler(TaskContext(self, assignment))
-            await self._report(TASK_COMPLETE, {**token, "result": result})
+            result = await handler(context)
+            await self._report(TASK_COMPLETE, {**context.token_body(), "result": result})
             self.completed.append(assignment.task_id)
         except TaskFailed as failed:
-            await self._report_failure(token, str(failed), failed.retryable)
+            await self._report_failure(context.token_body(), str(failed), failed.retryable)
         except CommandError as refused:
             log.info("result refused task=%s: %s", assignment.task_id, refused)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self._report_failure(token, repr(exc), True)
+            await self._report_failure(context.token_body(), repr(exc), True)
         finally:
             with contextlib.suppress(ValueError):
                 self.running.remove(assignment.task_id)
             self._work.pop(assignment.task_id, None)
+            self._contexts.pop(assignment.task_id, None)
 
     async def _report_failure(self, token: dict[str, str], error: str, retryable: bool) -> None:
         with contextlib.suppress(CommandError):
@@ -270,15 +309,32 @@ class AgentClient:
             log.warning("unreadable control message agent=%s", self.agent_id)
             return
         if control.type == "reregister":
-            log.info("re-registering agent=%s reason=%s", self.agent_id, control.reason)
-            with contextlib.suppress(Exception):
-                await self.register()
+            if control.incarnation not in (None, self.incarnation):
+                return  # meant for another process with this id (the control subject is shared)
+            await self._reregister(control.reason)
         elif control.type in ("cancel", "revoke") and control.task_id:
             work = self._work.get(control.task_id)
             if work is not None:
                 work.cancel()
         if self.on_control is not None:
             await self.on_control(control)
+
+    async def _reregister(self, reason: str) -> None:
+        log.info("re-registering agent=%s reason=%s", self.agent_id, reason)
+        try:
+            await self.register()
+        except CommandError as refused:
+            if refused.code != "conflict":
+                log.warning("re-registration refused agent=%s: %s", self.agent_id, refused)
+                return
+            # Another live process took this id over: heartbeating on as an old
+            # incarnation would only be refused again.
+            self.replaced_by_another = refused
+            self.heartbeats_paused = True
+            log.error("agent %s stopped heartbeating: another process holds its id (%s)",
+                      self.agent_id, refused.message)
+        except Exception as exc:  # unreachable now; the next reregister control tries again
+            log.info("re-registration failed agent=%s: %r", self.agent_id, exc)
 
     async def stop(self, deregister: bool = True) -> None:
         """Stop heartbeating; deregister unless told not to; close the connection."""

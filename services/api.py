@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from aiohttp import web
@@ -13,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from domain.errors import ErrorCode
 from domain.fields import ID_PATTERN
+from domain.replies import AgentStatus, TaskStatus
 from infra.event_store import EventStore, StoreUnavailable
 from infra.names import AGENT, TASK, Names
 from projections.agents import AgentHealth
@@ -20,6 +23,7 @@ from projections.catalog import Catalog
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
 from services.audit.explain import Explainer
+from services.audit.waiting import waiting
 from services.catalog import catalog_at
 from services.http_limits import enforce_limits
 from services.metrics import Metrics
@@ -31,6 +35,10 @@ DEFAULT_WAIT_S = 60.0
 MAX_EVENTS_LIMIT = 10_000
 _SUBJECT_TOKEN = re.compile(r"^([A-Za-z0-9_-]+|\*|>)$")
 _ID = re.compile(ID_PATTERN)
+AGENT_STATUSES: tuple[str, ...] = get_args(AgentStatus)
+TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,12 @@ async def _envelope(
     except web.HTTPException as exc:
         code = ErrorCode.NOT_FOUND if exc.status == 404 else ErrorCode.INVALID_REQUEST
         response = error_response(exc.status, code, exc.reason)
+    except Exception:
+        # Defence in depth: a bug in a handler still answers in the API's coded JSON.
+        log.exception("read API request failed method=%s path=%s", request.method,
+                      request.path)
+        response = error_response(500, ErrorCode.INTERNAL,
+                                  "internal error; the orchestrator's log has the details")
     response.headers[INDEX_HEADER] = str(model.runner.position.value)
     return response
 
@@ -129,10 +143,18 @@ def _label_filter(request: web.Request) -> dict[str, str]:
     return labels
 
 
+def _one_of(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and raw not in allowed:
+        raise BadQuery(f"{name} must be one of {', '.join(allowed)}")
+    return raw
+
+
 async def list_agents(request: web.Request) -> web.Response:
+    status = _one_of(request, "status", AGENT_STATUSES)
     await _block(request)
     agents = request.app[READ_MODEL].agents.query(
-        status=request.query.get("status"),
+        status=status,
         capability=request.query.get("capability"),
         labels=_label_filter(request),
     )
@@ -168,11 +190,12 @@ async def agent_history(request: web.Request) -> web.Response:
 
 
 async def list_tasks(request: web.Request) -> web.Response:
+    status = _one_of(request, "status", TASK_STATUSES)
     await _block(request)
     limit = _int(request, "limit", 100, 1, 1000)
     after = _int(request, "after", 0, 0, 2**63)
     tasks = request.app[READ_MODEL].tasks.query(
-        status=request.query.get("status"), agent_id=request.query.get("agent"),
+        status=status, agent_id=request.query.get("agent"),
         kind=request.query.get("kind"), after=after, limit=limit,
     )
     cursor = tasks[-1].submitted_position if len(tasks) == limit else None
@@ -250,6 +273,7 @@ async def task_why(request: web.Request) -> web.Response:
     found = await Explainer(model.store, model.store.js, model.names).task(task_id)
     if found is None:
         return error_response(404, ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
+    found["waiting"] = waiting(found, model.agents, model.tasks, time.time())
     return _json(found)
 
 

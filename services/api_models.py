@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -146,16 +146,62 @@ class ServiceInstances(BaseModel):
     instances: list[InstanceOut]
 
 
+class Step(BaseModel):
+    """One event of a causal chain, with a short human reason."""
+
+    position: int
+    at: str
+    type: str
+    aggregate_id: str
+    event_id: str
+    causation_id: str | None
+    data: dict[str, Any]
+    reason: str | None = None
+    cause: dict[str, Any] | None = Field(
+        default=None, description="for a move: the agent event or timeout that caused it")
+    placement: dict[str, Any] | None = Field(
+        default=None, description="for an assignment or a move: why this agent")
+    detector: dict[str, Any] | None = Field(
+        default=None, description="for a health decision: the failure detector's reading")
+
+
+class WaitReason(BaseModel):
+    code: Literal["no_agents", "no_capability", "kind_not_run", "not_healthy", "draining",
+                  "at_capacity", "placeable"]
+    message: str
+    count: int = Field(description="agents this reason rules out; for placeable, the agents "
+                                   "that could take the task now")
+
+
+class Waiting(BaseModel):
+    """Why a pending or retry_wait task waits, from the projections when asked."""
+
+    summary: str
+    reasons: list[WaitReason]
+    retry_at: str | None = Field(description="when a retry falls due (retry_wait only)")
+    retry_in_s: float | None = Field(description="seconds until then; 0 once due")
+
+
 class TaskWhy(BaseModel):
     task_id: str
     status: str
+    kind: str
+    requires: list[str]
     attempts: int
+    retry_at: float | None = Field(description="epoch seconds a retry falls due, in retry_wait")
     position: int
-    chain: list[dict[str, Any]]
-    stale_results_refused: list[dict[str, Any]]
+    chain: list[Step]
+    stale_results_refused: list[Step]
+    waiting: Waiting | None = Field(
+        default=None, description="present while the task is pending or in retry_wait")
+
+
+class MovedTask(Step):
+    task_id: str
+    to_agent: str | None = Field(description="null when the task went back to the queue")
 
 
 class AgentWhy(BaseModel):
     agent_id: str
-    chain: list[dict[str, Any]]
-    tasks_moved: list[dict[str, Any]]
+    chain: list[Step]
+    tasks_moved: list[MovedTask]

@@ -62,7 +62,7 @@ from services.heartbeats import HeartbeatIntake, heartbeat_probe
 from services.http_limits import JsonErrorAppRunner
 from services.leader import LeaderLease
 from services.metrics import Metrics
-from services.registry import AgentRegistry
+from services.registry import AgentRegistry, silence_in
 from services.snapshots import Snapshots
 from services.tasks import TaskService
 
@@ -189,7 +189,8 @@ class Orchestrator:
         self.change_feed = ChangeFeed(self.catalog, self.names, nc.publish,
                                       enabled=lambda: self.is_leader and self.runner.ready)
         self.registry = AgentRegistry(
-            Repository(self.store, n.AGENT), self.names, settings.heartbeat_interval)
+            Repository(self.store, n.AGENT), self.names, settings.heartbeat_interval,
+            silence_in(self.agents), settings.suspect_after)
         self.tasks = TaskService(
             Repository(self.store, n.TASK), self.names, self.board, nc.publish,
             settings.retry_backoff, settings.retry_backoff_max)

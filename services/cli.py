@@ -16,7 +16,12 @@ from infra import settings as settings_module
 from infra.embedded import PortInUse
 from services.audit.cli import AUDIT_COMMANDS, add_audit_commands, run_audit
 
+EXIT_REFUSED = 1
 EXIT_PORT_IN_USE = 3
+
+
+class Refused(Exception):
+    """The orchestrator refused what the command asked; the message says why."""
 
 
 def _configure_logging(level: str) -> None:
@@ -50,7 +55,7 @@ async def _up(args: argparse.Namespace) -> None:
 
 
 async def _agent(args: argparse.Namespace) -> None:
-    from sdk.agent import AgentClient
+    from sdk.agent import AgentClient, CommandError
     from services.demo import DEMO_HANDLERS
 
     _configure_logging(args.log_level)
@@ -58,8 +63,14 @@ async def _agent(args: argparse.Namespace) -> None:
     agent = AgentClient(
         args.agent_id, capabilities=args.capability, capacity=args.capacity, labels=labels,
         nats_url=args.nats_url, prefix=args.subject_prefix, handlers=DEMO_HANDLERS,
+        replace=args.replace,
     )
-    reply = await agent.start()
+    try:
+        reply = await agent.start()
+    except CommandError as refused:
+        await agent.stop(deregister=False)
+        hint = " (--replace does that here)" if refused.code == "conflict" else ""
+        raise Refused(f"agent {args.agent_id} was not registered: {refused}{hint}") from None
     print(f"agent {args.agent_id} registered incarnation={reply['incarnation']} "
           f"heartbeat every {reply['heartbeat_interval_s']}s", flush=True)
     try:
@@ -119,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--label", action="append", default=[], help="key=value; repeatable")
     agent.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS server URL")
     agent.add_argument("--subject-prefix", default="orch", help="the orchestrator's prefix")
+    agent.add_argument("--replace", action="store_true",
+                       help="take the id over from a live process holding it (else refused)")
     agent.add_argument("--keep-registration", action="store_true",
                        help="do not deregister on exit (the orchestrator will declare it dead)")
     agent.add_argument("--log-level", default="INFO")
@@ -160,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _schemas(args)
     except KeyboardInterrupt:
         pass
+    except Refused as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except PortInUse as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return EXIT_PORT_IN_USE

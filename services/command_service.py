@@ -34,6 +34,7 @@ _MICRO_CODES = {
     ErrorCode.STALE_TOKEN: "409",
     ErrorCode.PAYLOAD_TOO_LARGE: "413",
     ErrorCode.UNAVAILABLE: "503",
+    ErrorCode.INTERNAL: "500",
 }
 
 Handler = Callable[[Any, str], Awaitable[dict[str, Any]]]

@@ -77,7 +77,8 @@ class Fleet:
             extra[agent_id] = extra.get(agent_id, 0) + 1
         return [
             Candidate(v.agent_id, v.incarnation, frozenset(v.capabilities), v.capacity,
-                      self.board.load(v.agent_id) + extra.get(v.agent_id, 0), v.status)
+                      self.board.load(v.agent_id) + extra.get(v.agent_id, 0), v.status,
+                      frozenset(v.kinds))
             for v in self.agents.agents.values() if v.status == "healthy"
         ]
 
@@ -144,7 +145,8 @@ class Dispatcher:
             if self.fleet.in_flight(view.task_id):
                 continue
             seen = list(fleet.values())
-            agent = choose(seen, view.requires, self.strategy, self.fleet.cursor)
+            agent = choose(seen, view.requires, self.strategy, self.fleet.cursor,
+                           kind=view.kind)
             if agent is None:
                 continue  # a later task may need less; this one waits for capacity
             self.fleet.cursor = agent.agent_id
@@ -206,7 +208,7 @@ async def move(tasks: TaskService, fleet: Fleet, view: TaskView, from_agent: str
     plan = fleet.snapshot() if plan is None else plan
     candidates = list(plan.values())
     agent = choose(candidates, view.requires, strategy, fleet.cursor,
-                   exclude=frozenset({from_agent}))
+                   exclude=frozenset({from_agent}), kind=view.kind)
     if agent is not None and agent.agent_id == from_agent:
         agent = None
     if agent is not None:

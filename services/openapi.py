@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from domain.replies import AgentStatus, TaskStatus
 from services import api_models as m
 from services.http_limits import LIMIT_STATUSES
 
@@ -63,8 +64,8 @@ def openapi_document() -> dict[str, Any]:
     )
     agent_filters = [
         {"name": "status", "in": "query", "required": False,
-         "schema": {"type": "string",
-                    "enum": ["healthy", "suspect", "dead", "draining", "left"]}},
+         "description": "other values are refused (400)",
+         "schema": {"type": "string", "enum": list(get_args(AgentStatus))}},
         {"name": "capability", "in": "query", "required": False, "schema": {"type": "string"}},
         {"name": "label", "in": "query", "required": False, "description": "key=value",
          "schema": {"type": "string"}},
@@ -80,9 +81,8 @@ def openapi_document() -> dict[str, Any]:
     ]
     task_filters = [
         {"name": "status", "in": "query", "required": False,
-         "schema": {"type": "string", "enum": [
-             "pending", "assigned", "running", "retry_wait", "completed", "dead_lettered",
-             "cancelled"]}},
+         "description": "other values are refused (400)",
+         "schema": {"type": "string", "enum": list(get_args(TaskStatus))}},
         {"name": "agent", "in": "query", "required": False, "schema": {"type": "string"}},
         {"name": "kind", "in": "query", "required": False, "schema": {"type": "string"}},
         {"name": "after", "in": "query", "required": False,
@@ -134,8 +134,9 @@ def openapi_document() -> dict[str, Any]:
                 "a task's events, with the agent events that moved it", m.TaskHistory,
                 [task_id], (400, 404, 503)),
             "/v1/tasks/{task_id}/why": _get(
-                "the causal chain: each step, what caused each move, the detector reading "
-                "and the placement", m.TaskWhy, [task_id], (400, 404, 503)),
+                "the causal chain: each step with its reason, what caused each move, the "
+                "detector reading and the placement; for a waiting task, why it waits",
+                m.TaskWhy, [task_id], (400, 404, 503)),
             "/v1/agents/{agent_id}/why": _get(
                 "an agent's health decisions with the detector readings, and the tasks "
                 "moved off it", m.AgentWhy, [_AGENT_ID], (400, 404, 503)),

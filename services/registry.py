@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from domain.agent import Agent
@@ -15,7 +17,25 @@ from domain.agent_commands import (
 from domain.errors import CommandRefused, ErrorCode
 from infra.names import Names
 from infra.repository import Repository
+from projections.agents import AgentHealth
 from services.execute import Outcome, execute
+
+# Seconds since an agent's given incarnation was last heard from; None if unknown here.
+SilenceOf = Callable[[str, int], float | None]
+
+
+def silence_in(agents: AgentHealth, clock: Callable[[], float] = time.time) -> SilenceOf:
+    """The silence of an incarnation as this process's health projection sees it."""
+
+    def silence(agent_id: str, incarnation: int) -> float | None:
+        view = agents.get(agent_id)
+        if view is None or view.incarnation > incarnation:
+            return None
+        if view.incarnation < incarnation:
+            return 0.0  # registered so lately that our projection has not applied it yet
+        return max(0.0, clock() - view.last_heard_at.timestamp())
+
+    return silence
 
 
 def _existing(agent: Agent | None, agent_id: str) -> Agent:
@@ -27,20 +47,31 @@ def _existing(agent: Agent | None, agent_id: str) -> Agent:
 class AgentRegistry:
     """Command handlers of the Agent aggregate: thin load-decide-save wrappers."""
 
-    def __init__(self, repository: Repository, names: Names, heartbeat_interval: float) -> None:
+    def __init__(self, repository: Repository, names: Names, heartbeat_interval: float,
+                 silence_of: SilenceOf = lambda agent_id, incarnation: None,
+                 suspect_after: float = 3.0) -> None:
         self.repository = repository
         self.names = names
         self.heartbeat_interval = heartbeat_interval
+        self.silence_of = silence_of
+        self.suspect_after = suspect_after
 
     async def register(self, cmd: RegisterAgent, causation_id: str | None = None) -> dict[str, Any]:
         capabilities = list(cmd.capabilities)
         labels = dict(cmd.labels)
         services = [s.model_dump() for s in cmd.services]
+        kinds = list(cmd.kinds)
 
         def decide(agent: Agent | None) -> Agent:
             if agent is None:
-                return Agent(cmd.agent_id, capabilities, cmd.capacity, labels, services)
-            agent.reregister(capabilities, cmd.capacity, labels, services)
+                return Agent(cmd.agent_id, capabilities, cmd.capacity, labels, services, kinds,
+                             cmd.instance_id)
+            if not cmd.replace:
+                agent.check_not_held_by_a_live_incarnation(
+                    self.silence_of(agent.id, agent.incarnation), self.suspect_after,
+                    cmd.instance_id)
+            agent.reregister(capabilities, cmd.capacity, labels, services, kinds,
+                             cmd.instance_id)
             return agent
 
         outcome = await execute(self.repository, cmd.agent_id, decide, causation_id, causation_id)

@@ -21,6 +21,7 @@ from infra.names import AGENT, TASK, Names
 from services.audit.explain import Explainer
 from services.audit.render import ProgressBar, explanation, table
 from services.audit.replay import state_at
+from services.audit.waiting import waiting
 from services.audit.what_if import what_if
 
 
@@ -190,11 +191,17 @@ async def _explain(args: argparse.Namespace, nc: Client, names: Names,
     if found is None:
         print(f"no {args.what} {args.id} in the log", file=sys.stderr)
         return 1
+    if args.what == "task":
+        found["waiting"] = await _waiting(store, found)
     if args.json:
         print(orjson.dumps(found).decode())
         return 0
     if args.what == "task":
         print(f"task {args.id}: {found['status']} after {found['attempts']} attempt(s)")
+        if found["waiting"]:
+            print(f"  {found['waiting']['summary']}")
+            for reason in found["waiting"]["reasons"]:
+                print(f"    {reason['code']}: {reason['message']} ({reason['count']})")
     else:
         print(f"agent {args.id}")
     print("\n".join(explanation(found["chain"])))
@@ -205,6 +212,20 @@ async def _explain(args: argparse.Namespace, nc: Client, names: Names,
         print(f"task {moved['task_id']} moved at {moved['position']} to "
               f"{moved['to_agent'] or 'the queue'} ({moved['data'].get('reason')})")
     return 0
+
+
+async def _waiting(store: EventStore, found: dict[str, Any]) -> dict[str, Any] | None:
+    """Why a queued task waits, from the fleet as the log has it now."""
+    # The projections are rebuilt by replaying the log rather than asked of a read API:
+    # the CLI knows only NATS (no API address), the answer does not depend on which
+    # orchestrator is asked or how far behind it is, and it works while none is up.
+    # A replay reads the whole log, so it is done only for a task that waits.
+    if found["status"] not in ("pending", "retry_wait"):
+        return None
+    bar = ProgressBar("replaying")
+    snapshot = await state_at(store, progress=bar)
+    bar.close()
+    return waiting(found, snapshot.agents, snapshot.tasks, time.time())
 
 
 async def _what_if(args: argparse.Namespace, nc: Client, names: Names,

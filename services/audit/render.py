@@ -52,7 +52,7 @@ def explanation(chain: list[dict[str, Any]], indent: str = "") -> list[str]:
     lines = []
     for step in chain:
         lines.append(f"{indent}{step['position']:>6}  {step['at']}  {step['type']:<18} "
-                     f"{_gist(step)}")
+                     f"{step.get('reason') or _gist(step)}")
         cause = step.get("cause")
         if cause:
             lines.append(f"{indent}        caused by {cause['type']} of {cause.get('aggregate_id')}"

@@ -69,7 +69,8 @@ def _get_json(url: str) -> dict[str, Any]:
 def world_ids(world: World, path: str) -> dict[str, Any]:
     """Path parameters naming what the world holds, so that gets return data."""
     if "{agent_id}" in path:
-        return {"agent_id": st.sampled_from([World.live, World.worker, World.left])}
+        return {"agent_id": st.sampled_from([World.live, World.worker, World.left,
+                                             World.victim, World.doomed, World.phoenix])}
     if "{task_id}" in path:
         return {"task_id": st.sampled_from(sorted({t.task_id for t in world.tasks.values()}))}
     if "{name}" in path:

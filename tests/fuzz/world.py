@@ -1,11 +1,14 @@
 """A small live world to fuzz against, and the checks every fuzzed reply must pass.
 
 The world (agents in every state a command can meet, tasks with real fencing tokens in
-every state) is built through the public protocol by a raw-NATS agent, and is then
-quiet: the live agents heartbeat, the open task has a long run timeout, the pending task
-needs a capability nobody has. So the event stream must not move while refused commands
-arrive; if it does (the machine stalled long enough for the health monitor to act), every
-new event must be a background decision, never one caused by a fuzzed request.
+every state and with every shape of history: moved off a dead agent, returned to the
+queue, retried, timed out, dead-lettered, cancelled at each step, taken up again by an
+agent's next incarnation) is built through the public protocol by raw-NATS agents, and
+is then quiet: the live agents heartbeat, the open tasks have long run timeouts, the
+waiting tasks need capabilities no live agent has. So the event stream must not move
+while refused commands arrive; if it does (the machine stalled long enough for the
+health monitor to act), every new event must be a background decision, never one caused
+by a fuzzed request.
 
 Hypothesis runs in a worker thread (`run_hypothesis`) and hands each probe to the event
 loop, which keeps serving the orchestrator, the heartbeats and the NATS clients between
@@ -40,13 +43,14 @@ from domain.replies import (
 from infra.names import Names
 from services.app import Orchestrator
 from tests.fuzz import payloads as p
-from tests.support import request
+from tests.support import eventually, request
 
 REQUEST_ID_HEADER = "Orch-Request-Id"
 RID_PREFIX = "fuzz-"
 MICRO_CODES = {
     "invalid_request": "400", "unauthorized": "401", "not_found": "404", "conflict": "409",
     "stale_token": "409", "payload_too_large": "413", "unavailable": "503",
+    "internal": "500",
 }
 CODES = frozenset(str(c) for c in ErrorCode)
 # Events the orchestrator writes on its own (health monitor, dispatcher, failover).
@@ -81,6 +85,8 @@ def next_request_id() -> str:
 
 KIND = "fz-kind"
 CAP = "fz-cap"
+RARE = "fz-rare"  # only fz-doomed had it: its tasks wait for good once it is dead
+PHOENIX = "fz-phoenix"
 LIVE_SERVICES = [{"name": "fz-svc", "address": "10.0.0.1", "port": 8080, "tags": ["t1"],
                   "meta": {"m": "v"}}]
 
@@ -92,6 +98,7 @@ class TaskInfo:
     status: str
     body: dict[str, Any] = field(default_factory=dict)
     attempt: int = 0
+    past_tokens: list[str] = field(default_factory=list)  # of its earlier attempts
 
 
 class Offers:
@@ -134,16 +141,20 @@ class World:
     tasks: dict[str, TaskInfo] = field(default_factory=dict)
     incarnations: dict[str, int] = field(default_factory=dict)
     _heartbeats: list[asyncio.Task[None]] = field(default_factory=list)
+    _silenced: set[tuple[str, int]] = field(default_factory=set)
     _stopping: bool = False
 
     # agents
     live = "fz-live"      # healthy, heartbeating, offers LIVE_SERVICES
     left = "fz-left"      # registered, then deregistered (incarnation 1)
     worker = "fz-worker"  # healthy, heartbeating, has CAP, holds fz-running
+    victim = "fz-victim"  # ran fz-reassigned, went silent: dead (its task moved)
+    doomed = "fz-doomed"  # has RARE; ran fz-requeued and fz-retry-wait, drained, dead
+    phoenix = "fz-phoenix"  # ran fz-reborn, died, registered again: runs it again
 
     @property
     def tokens(self) -> set[str]:
-        return {t.token for t in self.tasks.values() if t.token}
+        return {k for t in self.tasks.values() for k in (t.token, *t.past_tokens) if k}
 
     async def call(self, command: str, body: Any) -> dict[str, Any]:
         return await request(self.nc, self.names.command(command), body, timeout=10)
@@ -166,12 +177,18 @@ class World:
     async def _heartbeat(self, agent_id: str, incarnation: int, running: list[str]) -> None:
         js = self.nc.jetstream()
         for seq in itertools.count():
+            if (agent_id, incarnation) in self._silenced:
+                return
             if self._stopping:  # a cancel can be swallowed by wait_for in publish (3.11)
                 return
             body = {"incarnation": incarnation, "seq": seq, "load": 0.0, "running": running}
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await js.publish(self.names.heartbeat(agent_id), orjson.dumps(body), timeout=2)
             await asyncio.sleep(self.orch.settings.heartbeat_interval)
+
+    def silence(self, agent_id: str) -> None:
+        """The agent's current incarnation stops heartbeating: it will be declared dead."""
+        self._silenced.add((agent_id, self.incarnations[agent_id]))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -185,32 +202,58 @@ class World:
         last = await self.orch.store.last_position()
         await self.orch.runner.position.wait_for(last, 10)
 
-    async def submit_and_take(self, offers: Offers, task_id: str) -> TaskInfo:
-        """Submit a task only the worker can take, and read the offered token."""
+    async def submit_and_take(self, offers: Offers, task_id: str, requires: str = CAP,
+                              **extra: Any) -> TaskInfo:
+        """Submit a task only the offers' agent can take, and read the offered token."""
         body = {"task_id": task_id, "kind": KIND, "payload": {"task": task_id, "n": [1, 2.5]},
-                "requires": [CAP], "timeout_s": 3600.0}
+                "requires": [requires], "timeout_s": 3600.0, **extra}
         await self.ok("task.submit", body)
         offer = await offers.take(task_id)
         info = TaskInfo(task_id, offer["token"], "assigned", body, offer["attempt"])
         self.tasks[task_id] = info
         return info
 
+    async def retake(self, offers: Offers, info: TaskInfo, number: int) -> None:
+        """The task's `number`-th offer: its next attempt, under a new token."""
+        offer = await offers.take(info.task_id, number)
+        assert info.token is not None and offer["token"] != info.token
+        info.past_tokens.append(info.token)
+        info.token, info.attempt, info.status = offer["token"], offer["attempt"], "assigned"
+
+    async def accept(self, info: TaskInfo) -> None:
+        await self.ok("task.accept", {"task_id": info.task_id, "token": info.token})
+        info.status = "running"
+
+    async def fail(self, info: TaskInfo, retryable: bool = True) -> None:
+        await self.ok("task.fail", {"task_id": info.task_id, "token": info.token,
+                                    "error": "fz-boom", "retryable": retryable})
+
+    async def status_is(self, task_id: str, status: str, timeout: float = 20) -> None:
+        """Wait until the board shows the task in this status (a background decision)."""
+        await eventually(lambda: self.orch.board.tasks[task_id].status == status,
+                         timeout=timeout, what=f"{task_id} {status}")
+
 
 async def build_world(orch: Orchestrator, nc: Client, names: Names,
                       moved_task: bool = False) -> World:
-    """Agents fz-live, fz-left, fz-worker; tasks fz-done (completed), fz-cancelled,
-    fz-dead (dead-lettered), fz-running (accepted), fz-pending (never placeable), and
-    with `moved_task` fz-moved, whose first assignment timed out (its first token is an
-    earlier attempt's)."""
+    """Agents fz-live, fz-left, fz-worker (and fz-victim, fz-doomed, fz-phoenix, see
+    `_dying_agents`); tasks fz-done (completed), fz-cancelled (while assigned), fz-dead
+    (dead-lettered), fz-running (accepted), fz-pending (never placeable), the histories of
+    `_dying_agents` and `_worker_histories`, and with `moved_task` fz-moved, whose first
+    assignment timed out (its first token is an earlier attempt's)."""
     world = World(orch, nc, names, asyncio.get_running_loop())
     offers = Offers(nc, names.agent_tasks(World.worker))
     await offers.start()
+    # Before the worker exists, so that only the dying agents can take their tasks.
+    dying = await _dying_agents(world)
     await world.register(World.worker, heartbeat=True, running=["fz-running"],
                          capabilities=[CAP], capacity=16)
     await world.register(World.live, heartbeat=True, capabilities=["fz-other"], capacity=1,
                          labels={"zone": "fz"}, services=LIVE_SERVICES)
     await world.register(World.left, heartbeat=False)
     await world.ok("agent.deregister", {"agent_id": World.left, "incarnation": 1})
+    # Their deaths and the moves that follow run while the rest is built.
+    deaths = asyncio.create_task(_deaths(world, offers, dying))
     if moved_task:  # first, so that its accept timeout runs while the rest is built
         moved = await world.submit_and_take(offers, "fz-moved")
 
@@ -228,6 +271,7 @@ async def build_world(orch: Orchestrator, nc: Client, names: Names,
     running = await world.submit_and_take(offers, "fz-running")
     await world.ok("task.accept", {"task_id": running.task_id, "token": running.token})
     running.status = "running"
+    await _worker_histories(world, offers)
     if moved_task:
         # Not accepted: the accept timeout takes it back, and it is offered again (the
         # worker is the only agent that can take it) with a new token.
@@ -240,9 +284,90 @@ async def build_world(orch: Orchestrator, nc: Client, names: Names,
     pending = {"task_id": "fz-pending", "kind": KIND, "requires": ["fz-nobody"]}
     await world.ok("task.submit", pending)
     world.tasks["fz-pending"] = TaskInfo("fz-pending", None, "pending", pending)
+    await deaths
     await offers.stop()
     await world.settle()
     return world
+
+
+async def _dying_agents(world: World) -> dict[str, Offers]:
+    """Agents that will die, each the only one able to take its tasks; offers by agent."""
+    # fz-victim runs fz-reassigned; fz-doomed runs fz-requeued and fz-retry-wait (failed
+    # while fz-doomed drains, so that its retry has nowhere to go); fz-phoenix fz-reborn.
+    offers = {a: Offers(world.nc, world.names.agent_tasks(a))
+              for a in (World.victim, World.doomed, World.phoenix)}
+    for watched in offers.values():
+        await watched.start()
+    await world.register(World.victim, heartbeat=True, capabilities=[CAP], capacity=1)
+    await world.accept(await world.submit_and_take(offers[World.victim], "fz-reassigned"))
+    await world.register(World.doomed, heartbeat=True, capabilities=[RARE], capacity=2)
+    doomed = offers[World.doomed]
+    await world.accept(await world.submit_and_take(doomed, "fz-requeued", RARE))
+    retry = await world.submit_and_take(doomed, "fz-retry-wait", RARE)
+    await world.accept(retry)
+    await world.ok("agent.drain", {"agent_id": World.doomed})
+    await world.fail(retry)
+    retry.status = "retry_wait"
+    await world.register(World.phoenix, heartbeat=True, capabilities=[PHOENIX], capacity=1)
+    await world.accept(await world.submit_and_take(offers[World.phoenix], "fz-reborn",
+                                                   PHOENIX))
+    return offers
+
+
+async def _deaths(world: World, worker: Offers, dying: dict[str, Offers]) -> None:
+    """The dying agents go silent and are declared dead, and their tasks move."""
+    # fz-reassigned moves to the worker, and the victim's late result for it is refused;
+    # fz-requeued goes back to the queue for good; fz-reborn too, until fz-phoenix
+    # registers again and takes it up.
+    for agent_id in dying:
+        world.silence(agent_id)
+    moved = world.tasks["fz-reassigned"]
+    first = moved.token
+    await world.retake(worker, moved, 1)
+    await world.accept(moved)
+    late = await world.call("task.complete", {"task_id": moved.task_id, "token": first})
+    assert late["error"]["code"] == "stale_token", late
+    await world.status_is("fz-requeued", "pending")
+    requeued = world.tasks["fz-requeued"]
+    requeued.past_tokens.append(requeued.token or "")
+    requeued.token, requeued.status = None, "pending"
+    reborn = world.tasks["fz-reborn"]
+    await world.status_is(reborn.task_id, "pending")
+    await world.register(World.phoenix, heartbeat=True, capabilities=[PHOENIX], capacity=1)
+    await world.retake(dying[World.phoenix], reborn, 2)
+    await world.accept(reborn)
+    for watched in dying.values():
+        await watched.stop()
+
+
+async def _worker_histories(world: World, offers: Offers) -> None:
+    """Failures, retries, a time-out and cancels on the worker."""
+    # fz-retried failed, then runs again; fz-exhausted failed as often as max_attempts
+    # allows; fz-timed-out ran past timeout_s on its only attempt; fz-cancelled-run was
+    # cancelled while running, fz-cancelled-pending before it was ever placed.
+    retried = await world.submit_and_take(offers, "fz-retried")
+    exhausted = await world.submit_and_take(offers, "fz-exhausted", max_attempts=2)
+    for info in (retried, exhausted):
+        await world.fail(info)
+    for info in (retried, exhausted):
+        await world.retake(offers, info, 2)
+    await world.accept(retried)
+    await world.fail(exhausted)
+    exhausted.status = "dead_lettered"
+    timed_out = await world.submit_and_take(offers, "fz-timed-out", timeout_s=0.3,
+                                            max_attempts=1)
+    await world.accept(timed_out)
+    cancelled = await world.submit_and_take(offers, "fz-cancelled-run")
+    await world.accept(cancelled)
+    await world.ok("task.cancel", {"task_id": cancelled.task_id, "reason": "fz: not needed"})
+    cancelled.status = "cancelled"
+    never = {"task_id": "fz-cancelled-pending", "kind": KIND, "requires": ["fz-nobody"]}
+    await world.ok("task.submit", never)
+    await world.ok("task.cancel", {"task_id": "fz-cancelled-pending"})
+    world.tasks["fz-cancelled-pending"] = TaskInfo("fz-cancelled-pending", None, "cancelled",
+                                                   never)
+    await world.status_is(timed_out.task_id, "dead_lettered")
+    timed_out.status = "dead_lettered"
 
 
 # --- probes of a valid shape, refused (or a no-op) for the world's state ------------

@@ -55,15 +55,52 @@ class TestRegisterAgent:
         assert agent["status"] == "healthy"
         assert agent["labels"] == {"zone": "eu"}
 
-    async def test_registering_again_starts_a_new_incarnation(self, orchestrator, nc, names):
+    async def test_registering_again_with_replace_starts_a_new_incarnation(
+            self, orchestrator, nc, names):
         first = await request(nc, names.command("agent.register"), registration("a1"))
-        second = await request(nc, names.command("agent.register"), registration("a1"))
+        second = await request(nc, names.command("agent.register"),
+                               registration("a1", replace=True))
 
         assert (first["incarnation"], second["incarnation"]) == (1, 2)
         assert second["position"] > first["position"]
         await orchestrator.runner.position.wait_for(second["position"], 10)
         view = orchestrator.agents.get("a1")
         assert view is not None and view.incarnation == 2
+
+    async def test_registering_an_id_held_by_a_live_incarnation_is_a_conflict(
+            self, orchestrator, nc, names):
+        # Two processes started with one id: the second must not take it silently.
+        first = await request(nc, names.command("agent.register"), registration("a1"))
+        await heartbeat(nc, names, "a1", first["incarnation"], 1)
+        before = await orchestrator.store.last_position()
+
+        second = await request(nc, names.command("agent.register"), registration("a1"))
+
+        assert second["ok"] is False and second["error"]["code"] == "conflict"
+        message = second["error"]["message"]
+        assert "incarnation 1" in message and "last heard from" in message
+        assert '"replace": true' in message
+        assert second["error"]["details"][0]["incarnation"] == 1
+        assert await orchestrator.store.last_position() == before
+
+    async def test_a_restart_after_the_old_process_fell_silent_gets_a_new_incarnation(
+            self, orchestrator, nc, names):
+        first = await request(nc, names.command("agent.register"), registration("a1"))
+        await eventually(lambda: orchestrator.agents.get("a1").status == "suspect",
+                         timeout=SUSPECT_AFTER + 10, what="the silent incarnation suspect")
+
+        again = await request(nc, names.command("agent.register"), registration("a1"))
+
+        assert again["ok"] is True and again["incarnation"] == first["incarnation"] + 1
+
+    async def test_registers_the_kinds_it_runs(self, orchestrator, nc, names):
+        reply = await request(nc, names.command("agent.register"),
+                              registration("a1", kinds=["resize", "echo"]))
+        await orchestrator.runner.position.wait_for(reply["position"], 10)
+
+        status, _, body = await get_json(api(orchestrator, "/v1/agents/a1"))
+
+        assert status == 200 and body["kinds"] == ["resize", "echo"]
 
     async def test_is_discoverable_as_a_micro_service(self, orchestrator, nc):
         info = await request(nc, "$SRV.INFO.orchestrator", b"")
@@ -178,7 +215,7 @@ class TestDeregisterAndDrain:
 
     async def test_deregister_of_an_old_incarnation_is_a_conflict(self, orchestrator, nc, names):
         await request(nc, names.command("agent.register"), registration("a1"))
-        await request(nc, names.command("agent.register"), registration("a1"))
+        await request(nc, names.command("agent.register"), registration("a1", replace=True))
         before = await orchestrator.store.last_position()
 
         reply = await request(nc, names.command("agent.deregister"),

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import time
 
 import orjson
 
 from sdk.agent import AgentClient, TaskContext
-from tests.conftest import DEAD_AFTER
+from services.api_models import AgentWhy, TaskWhy
+from tests.conftest import DEAD_AFTER, HEARTBEAT_INTERVAL
+from tests.fuzz.world import World, build_world
 from tests.integration.test_cli import cli
 from tests.support import eventually, get_json, registration, request
 
@@ -146,3 +150,162 @@ async def test_what_if_reports_the_false_death_and_what_a_longer_dead_after_cost
     assert by_agent["goner"]["verdict"] == "later"
     assert 1.5 < by_agent["goner"]["shift_s"] <= 2.05  # work moves ~2 s later
     assert code == 0 and "avoided 1" in text
+
+
+class Heartbeats:
+    """Raw-protocol heartbeats of one incarnation, until stopped (the agent goes silent)."""
+
+    def __init__(self, nc, names, agent_id: str, incarnation: int = 1) -> None:
+        self.nc, self.names, self.agent_id, self.incarnation = nc, names, agent_id, incarnation
+        self.task = asyncio.create_task(self._beat())
+
+    async def _beat(self) -> None:
+        for seq in itertools.count(1):
+            body = {"incarnation": self.incarnation, "seq": seq}
+            await self.nc.jetstream().publish(self.names.heartbeat(self.agent_id),
+                                              orjson.dumps(body))
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def why(orchestrator, path: str) -> dict:
+    status, headers, body = await get_json(f"http://127.0.0.1:{orchestrator.http_port}{path}")
+    assert status == 200 and headers["Content-Type"] == "application/json", (status, body)
+    return body
+
+
+async def test_a_task_requeued_off_a_dead_agent_is_explained_by_the_api_and_the_cli(
+    orchestrator, nc, names, nats_server
+):
+    # A raw-protocol agent, the only one with gpu, takes the task and starts it...
+    await request(nc, names.command("agent.register"),
+                  registration("lonely", capabilities=["gpu"], capacity=1))
+    beats = Heartbeats(nc, names, "lonely")
+    offers = await nc.subscribe(names.agent_tasks("lonely"))
+    await request(nc, names.command("task.submit"),
+                  {"task_id": "t-gpu", "kind": "render", "requires": ["gpu"]})
+    offer = orjson.loads((await offers.next_msg(timeout=10)).data)
+    await request(nc, names.command("task.accept"), {"task_id": "t-gpu",
+                                                     "token": offer["token"]})
+    # ...then goes silent: declared dead, and with nobody else to take it the task waits.
+    await beats.stop()
+    await eventually(lambda: orchestrator.board.tasks["t-gpu"].status == "pending",
+                     timeout=DEAD_AFTER + 10, what="t-gpu requeued")
+
+    found = await why(orchestrator, "/v1/tasks/t-gpu/why")
+    TaskWhy.model_validate(found)
+    requeued = found["chain"][-1]
+    assert requeued["type"] == "Requeued"
+    assert requeued["reason"] == (
+        "returned to the queue: no other agent could take it (agent lonely dead)")
+    assert requeued["cause"]["type"] == "DeclaredDead"
+    assert requeued["cause"]["detector"]["dead_after_s"] == DEAD_AFTER
+    assert requeued["cause"]["suspected"]["type"] == "Suspected"
+    assert [(r["code"], r["message"]) for r in found["waiting"]["reasons"]] == [
+        ("no_capability", "no live agent has capability gpu"),
+        ("not_healthy", "1 capable agent is not healthy (1 dead)")]
+    agent = await why(orchestrator, "/v1/agents/lonely/why")
+    AgentWhy.model_validate(agent)
+    assert [(m["task_id"], m["to_agent"]) for m in agent["tasks_moved"]] == [("t-gpu", None)]
+
+    common = prefix_args(nats_server, names)
+    code, out = await cli("explain", "task", "t-gpu", "--json", *common)
+    assert code == 0
+    by_cli = orjson.loads(out)
+    assert by_cli["chain"] == found["chain"] and by_cli["waiting"] == found["waiting"]
+    code, text = await cli("explain", "task", "t-gpu", *common)
+    assert code == 0
+    assert "returned to the queue: no other agent could take it (agent lonely dead)" in text
+    assert "caused by DeclaredDead of lonely" in text
+    assert "no_capability: no live agent has capability gpu" in text
+
+
+async def test_a_task_nobody_can_take_says_why_it_waits(orchestrator, nc, names, nats_server):
+    await request(nc, names.command("agent.register"), registration("cpu-only"))
+    beats = Heartbeats(nc, names, "cpu-only")
+    try:
+        reply = await request(nc, names.command("task.submit"),
+                              {"task_id": "t-tpu", "kind": "train", "requires": ["tpu"]})
+        await orchestrator.runner.position.wait_for(reply["position"], 10)
+
+        found = await why(orchestrator, "/v1/tasks/t-tpu/why")
+        assert found["status"] == "pending" and found["requires"] == ["tpu"]
+        assert found["waiting"]["reasons"] == [
+            {"code": "no_capability", "message": "no live agent has capability tpu",
+             "count": 1}]
+        assert found["waiting"]["summary"] == (
+            "waiting for an agent: no live agent has capability tpu")
+        code, text = await cli("explain", "task", "t-tpu", *prefix_args(nats_server, names))
+        assert code == 0 and "no live agent has capability tpu" in text
+    finally:
+        await beats.stop()
+
+
+# The last step of each history the fuzz world builds, as explained.
+LAST_REASONS = {
+    "fz-requeued": "returned to the queue: no other agent could take it (agent fz-doomed dead)",
+    "fz-reassigned": "refused a late complete from attempt 1 (fz-victim): the task is on "
+                     "attempt 2 and running",
+    "fz-retried": "accepted by fz-worker (incarnation 1) on attempt 2",
+    "fz-exhausted": "dead-lettered: attempt 2 on fz-worker failed: fz-boom; 2 failure(s) "
+                    "reached max_attempts",
+    "fz-timed-out": "dead-lettered: attempt 1 on fz-worker timed out after 0.3s; 1 "
+                    "failure(s) reached max_attempts",
+    "fz-dead": "dead-lettered: attempt 1 on fz-worker failed: boom; the failure is not "
+               "retryable",
+    "fz-cancelled": "cancelled while assigned to fz-worker, not yet accepted: cancelled by "
+                    "request; the agent was told to stop",
+    "fz-cancelled-run": "cancelled while running on fz-worker: fz: not needed; the agent was "
+                        "told to stop",
+    "fz-cancelled-pending": "cancelled while waiting in the queue: cancelled by request",
+    "fz-reborn": "accepted by fz-phoenix (incarnation 2) on attempt 2",
+    "fz-moved": "accepted by fz-worker (incarnation 1) on attempt 2",
+    "fz-retry-wait": "attempt 1 on fz-doomed failed: fz-boom; failure 1 of at most 3, retry "
+                     "in 0.2s at ",
+}
+
+
+async def test_every_history_the_fuzz_world_holds_is_explained(orchestrator, nc, names):
+    world = await build_world(orchestrator, nc, names, moved_task=True)
+    try:
+        found = {}
+        for task_id in sorted({t.task_id for t in world.tasks.values()}):
+            found[task_id] = await why(orchestrator, f"/v1/tasks/{task_id}/why")
+            TaskWhy.model_validate(found[task_id])
+            assert all(step["reason"] for step in found[task_id]["chain"]), task_id
+            assert found[task_id]["status"] == world.orch.board.tasks[task_id].status
+        for agent_id in (World.victim, World.doomed, World.phoenix, World.worker):
+            AgentWhy.model_validate(await why(orchestrator, f"/v1/agents/{agent_id}/why"))
+    finally:
+        await world.stop()
+
+    for task_id, reason in LAST_REASONS.items():
+        assert found[task_id]["chain"][-1]["reason"].startswith(reason), task_id
+    steps = {t: {s["type"]: s for s in f["chain"]} for t, f in found.items()}
+    assert steps["fz-reassigned"]["Reassigned"]["reason"] == (
+        "moved from fz-victim to fz-worker (incarnation 1) for attempt 2: agent fz-victim dead")
+    assert steps["fz-reassigned"]["Reassigned"]["cause"]["type"] == "DeclaredDead"
+    assert steps["fz-moved"]["Requeued"]["reason"] == (
+        "returned to the queue: no other agent could take it (agent fz-worker did not "
+        "accept it in time)")
+    assert steps["fz-moved"]["Requeued"]["cause"]["type"] == "timeout"
+    assert steps["fz-reborn"]["Requeued"]["cause"]["type"] == "DeclaredDead"
+    assert [s["type"] for s in found["fz-retried"]["chain"]] == [
+        "Submitted", "Assigned", "Failed", "Assigned", "Accepted"]
+    assert steps["fz-retried"]["Assigned"]["reason"] == (
+        "retry: assigned to fz-worker (incarnation 1) for attempt 2")
+    # The waiting ones say why, the retry when it fell due; the others do not wait.
+    waits = {t: f["waiting"] for t, f in found.items() if f["waiting"]}
+    assert set(waits) == {"fz-requeued", "fz-retry-wait", "fz-pending"}
+    assert waits["fz-pending"]["reasons"][0]["message"] == (
+        "no live agent has capability fz-nobody")
+    for task_id in ("fz-requeued", "fz-retry-wait"):
+        assert [(r["code"], r["message"]) for r in waits[task_id]["reasons"]] == [
+            ("no_capability", "no live agent has capability fz-rare"),
+            ("not_healthy", "1 capable agent is not healthy (1 dead)")]
+    assert waits["fz-retry-wait"]["retry_in_s"] == 0.0
+    assert waits["fz-retry-wait"]["summary"].startswith("the retry fell due at ")

@@ -56,3 +56,28 @@ async def test_help_lists_every_command() -> None:
     assert code == 0
     for command in ("up", "agent", "submit", "schemas"):
         assert command in out
+
+
+async def test_a_second_demo_agent_with_a_live_id_exits_saying_why(
+        orchestrator, nats_server, names, tmp_path):
+    # README's SDK example and the demo agent both used worker-1: the two processes took
+    # the id from each other twice a second, silently.
+    first = AgentProcess("worker-1", nats_server.url, names.prefix, tmp_path / "agent.log")
+    first.start()
+    try:
+        await eventually(lambda: (v := orchestrator.agents.get("worker-1")) is not None
+                         and v.last_heartbeat_at is not None, timeout=30,
+                         what="the first demo agent heartbeating")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "agent", "worker-1", "--nats-url",
+            nats_server.url, "--subject-prefix", names.prefix, "--log-level", "ERROR",
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+
+        assert process.returncode == 1
+        lines = err.decode().strip().splitlines()
+        assert len(lines) == 1, lines
+        assert "worker-1" in lines[0] and "conflict" in lines[0] and "replace" in lines[0]
+        assert orchestrator.agents.get("worker-1").incarnation == 1
+    finally:
+        first.stop()

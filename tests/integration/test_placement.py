@@ -125,3 +125,36 @@ async def test_queued_tasks_are_served_by_priority_then_age(
     events = await orchestrator.store.read(subject_filter=names.kind_events("task"))
     order = [e.aggregate_id for e in events if e.name == "Assigned"]
     assert order == ["t3", "t1", "t4", "t0", "t2", "t5"]
+
+
+async def test_a_task_goes_only_to_an_agent_that_runs_its_kind(orchestrator, nc, names,
+                                                                nats_server):
+    # An echo task used to go to an agent whose only handler was resize, and was
+    # dead-lettered at once ("no handler for kind echo").
+    async def resize(ctx: TaskContext) -> str:
+        return "resized"
+
+    resizer = AgentClient("resizer", ["cpu"], capacity=5, nats_url=nats_server.url,
+                          prefix=names.prefix, handlers={"resize": resize})
+    await resizer.start()
+    try:
+        await request(nc, names.command("task.submit"), {"task_id": "e1", "kind": "echo"})
+        await request(nc, names.command("task.submit"), {"task_id": "r1", "kind": "resize"})
+        await eventually(lambda: orchestrator.board.get("r1").status == "completed",
+                         what="the resize task completed")
+        assert orchestrator.board.get("e1").status == "pending"
+
+        async def echo(ctx: TaskContext) -> object:
+            return ctx.payload
+
+        echoer = AgentClient("echoer", ["cpu"], capacity=1, nats_url=nats_server.url,
+                             prefix=names.prefix, handlers={"echo": echo})
+        await echoer.start()
+        try:
+            await eventually(lambda: orchestrator.board.get("e1").status == "completed",
+                             what="the echo task completed on the echo agent")
+            assert orchestrator.board.get("e1").agent_id == "echoer"
+        finally:
+            await echoer.stop()
+    finally:
+        await resizer.stop()

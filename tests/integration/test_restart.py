@@ -43,7 +43,7 @@ async def scenario(process: OrchestratorProcess, nc, names) -> None:
         await request(nc, register, registration(agent_id, labels={"n": agent_id}, services=[
             {"name": "web", "address": agent_id, "port": 80, "tags": [agent_id]},
             {"name": "db", "address": agent_id, "port": 5432}]))
-    await request(nc, register, registration("a1"))
+    await request(nc, register, registration("a1", replace=True))
     await request(nc, names.command("agent.drain"), {"agent_id": "a2"})
     await request(nc, names.command("agent.deregister"), {"agent_id": "a3", "incarnation": 1})
 

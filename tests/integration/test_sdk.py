@@ -77,3 +77,64 @@ class TestAgentClient:
             assert refused.value.code == "conflict"
         finally:
             await agent.stop()
+
+
+class TestOneIdTwoProcesses:
+    async def test_a_second_process_with_a_live_id_is_refused_and_the_first_keeps_it(
+        self, orchestrator, make_agent
+    ):
+        first, second = make_agent("twin"), make_agent("twin")
+        await first.start()
+        await eventually(lambda: first.heartbeats_sent >= 2, what="the first heartbeating")
+
+        with pytest.raises(CommandError) as refused:
+            await second.start()
+
+        assert refused.value.code == "conflict" and "incarnation 1" in refused.value.message
+        await second.stop(deregister=False)
+        sent = first.heartbeats_sent
+        await eventually(lambda: first.heartbeats_sent >= sent + 5, what="five more beats")
+        view = orchestrator.agents.get("twin")
+        assert view is not None and view.incarnation == 1 and view.status == "healthy"
+        await first.stop()
+
+    async def test_replace_takes_the_id_over_once_and_the_old_process_stands_down(
+        self, orchestrator, make_agent
+    ):
+        old, new = make_agent("twin"), make_agent("twin", replace=True)
+        await old.start()
+        await eventually(lambda: old.heartbeats_sent >= 2, what="the old one heartbeating")
+
+        reply = await new.start()
+
+        assert reply["incarnation"] == 2
+        # The old process is told to re-register, is refused, and stops heartbeating
+        # instead of taking the id back (they used to swap it twice a second).
+        await eventually(lambda: old.replaced_by_another is not None, timeout=10,
+                         what="the old process refused")
+        sent = new.heartbeats_sent
+        await eventually(lambda: new.heartbeats_sent >= sent + 5, what="five more beats")
+        view = orchestrator.agents.get("twin")
+        assert view is not None and view.incarnation == 2 and view.status == "healthy"
+        await old.stop(deregister=False)
+        await new.stop()
+
+
+class TestKinds:
+    async def test_the_sdk_declares_the_kinds_it_has_handlers_for(
+        self, orchestrator, make_agent
+    ):
+        async def handler(ctx) -> None:
+            return None
+
+        specific = make_agent("k1", handlers={"resize": handler, "echo": handler})
+        catch_all = make_agent("k2", handlers={"*": handler})
+        await specific.start()
+        await catch_all.start()
+        try:
+            await eventually(lambda: orchestrator.agents.get("k2"), what="both registered")
+            assert orchestrator.agents.get("k1").kinds == ["echo", "resize"]
+            assert orchestrator.agents.get("k2").kinds == []
+        finally:
+            await specific.stop()
+            await catch_all.stop()

@@ -170,6 +170,9 @@ class TestRegisterAgent:
                  "meta": {"version": "1"}},
                 {"name": "grpc", "address": "host.example", "port": 65535},
             ],
+            "kinds": ["resize", "image.thumbnail:v2"],
+            "replace": True,
+            "instance_id": "0f3c9a",
         }
 
         parsed = parse(RegisterAgent, payload(body))

@@ -21,13 +21,19 @@ def _draws() -> list[object]:
     return seen
 
 
+def _derandomized() -> bool:
+    current = settings.default
+    assert current is not None
+    return bool(current.derandomize)
+
+
 def test_the_suite_runs_the_derandomized_profile_unless_fuzzing() -> None:
     expected = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-    assert settings.default.derandomize is (expected == "ci")
+    assert _derandomized() is (expected == "ci")
 
 
 def test_two_runs_draw_the_same_examples() -> None:
-    if not settings.default.derandomize:
+    if not _derandomized():
         pytest.skip("make fuzz draws fresh examples on purpose")
     first, second = _draws(), _draws()
     assert len(first) > 1

@@ -1,0 +1,47 @@
+"""Why a queued task waits, from the projections at the time asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.placement import PLACEABLE, Candidate, why_waiting
+from domain.task import PENDING, RETRY_WAIT
+from projections.agents import AgentHealth
+from projections.tasks import TaskBoard
+from services.audit.reasons import iso
+
+
+def fleet(agents: AgentHealth, board: TaskBoard) -> list[Candidate]:
+    """Every agent as placement sees it, whatever its status: to say why none fits."""
+    return [
+        Candidate(v.agent_id, v.incarnation, frozenset(v.capabilities), v.capacity,
+                  board.load(v.agent_id), v.status, frozenset(v.kinds))
+        for v in agents.agents.values()
+    ]
+
+
+def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
+            now: float) -> dict[str, Any] | None:
+    """Why an explained task waits and when its retry falls due; None if it does not wait."""
+    status = found["status"]
+    if status not in (PENDING, RETRY_WAIT):
+        return None
+    reasons = why_waiting(fleet(agents, board), found["requires"], found["kind"] or None)
+    body: dict[str, Any] = {
+        "reasons": [{"code": r.code, "message": r.message, "count": r.count}
+                    for r in reasons],
+        "retry_at": None, "retry_in_s": None,
+    }
+    blocking = [r.message for r in reasons if r.code != PLACEABLE]
+    summary = ("waiting for an agent: " + "; ".join(blocking) if blocking and not any(
+        r.code == PLACEABLE for r in reasons) else "an agent can take it: it is placed next")
+    retry_at = found.get("retry_at")
+    if status == RETRY_WAIT and isinstance(retry_at, int | float):
+        body["retry_at"] = iso(retry_at)
+        body["retry_in_s"] = round(max(0.0, retry_at - now), 3)
+        if retry_at > now:
+            summary = f"waiting to retry: due at {iso(retry_at)} (in {retry_at - now:.1f}s)"
+        else:
+            summary = f"the retry fell due at {iso(retry_at)}; {summary}"
+    body["summary"] = summary
+    return body
