@@ -83,6 +83,22 @@ class TestRegisterAgent:
         assert second["error"]["details"][0]["incarnation"] == 1
         assert await orchestrator.store.last_position() == before
 
+    async def test_the_same_process_may_register_again_while_alive(
+            self, orchestrator, nc, names):
+        # A retry whose reply was lost, or a re-registration asked for by the orchestrator,
+        # comes from the process holding the id: its instance id says so.
+        first = await request(nc, names.command("agent.register"),
+                              registration("a1", instance_id="proc-1"))
+        await heartbeat(nc, names, "a1", first["incarnation"], 1)
+
+        again = await request(nc, names.command("agent.register"),
+                              registration("a1", instance_id="proc-1"))
+        other = await request(nc, names.command("agent.register"),
+                              registration("a1", instance_id="proc-2"))
+
+        assert again["ok"] is True and again["incarnation"] == 2
+        assert other["ok"] is False and other["error"]["code"] == "conflict"
+
     async def test_a_restart_after_the_old_process_fell_silent_gets_a_new_incarnation(
             self, orchestrator, nc, names):
         first = await request(nc, names.command("agent.register"), registration("a1"))

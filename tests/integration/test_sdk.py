@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from sdk.agent import AgentClient, CommandError
-from tests.support import eventually
+from tests.support import eventually, request
 
 
 @pytest.fixture
@@ -138,3 +140,43 @@ class TestKinds:
         finally:
             await specific.stop()
             await catch_all.stop()
+
+
+class TestAssignedAgain:
+    async def test_work_goes_on_under_the_newest_token_when_given_the_task_again(
+        self, orchestrator, make_agent, nc, names
+    ):
+        # Its first accept is lost: after the accept timeout the orchestrator gives the
+        # task back to the only agent with a new token while the handler still runs.
+        runs: list[str] = []
+        release = asyncio.Event()
+
+        async def slow(ctx) -> str:
+            runs.append(ctx.assignment.token)
+            await release.wait()
+            return "done"
+
+        agent = make_agent("again", handlers={"slow": slow})
+        await agent.start()
+        report = agent._report
+        lost: list[dict] = []
+
+        async def lose_first_accept(command: str, body: dict) -> dict:
+            if command.endswith("accept") and not lost:
+                lost.append(body)
+                return {"ok": True}
+            return await report(command, body)
+
+        agent._report = lose_first_accept  # type: ignore[method-assign]
+        try:
+            await request(nc, names.command("task.submit"), {"task_id": "t1", "kind": "slow"})
+            await eventually(lambda: orchestrator.board.get("t1").status == "running",
+                             timeout=20, what="accepted under the second assignment")
+            assert orchestrator.board.get("t1").attempt == 2
+            release.set()
+            await eventually(lambda: orchestrator.board.get("t1").status == "completed",
+                             timeout=20, what="completed")
+            assert len(runs) == 1  # one run of the handler, reported under the new token
+        finally:
+            release.set()
+            await agent.stop()
