@@ -167,7 +167,7 @@ class TestAssignedAgain:
                 return {"ok": True}
             return await report(command, body)
 
-        agent._report = lose_first_accept  # type: ignore[method-assign]
+        agent._report = lose_first_accept
         try:
             await request(nc, names.command("task.submit"), {"task_id": "t1", "kind": "slow"})
             await eventually(lambda: orchestrator.board.get("t1").status == "running",
