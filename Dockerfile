@@ -17,7 +17,8 @@ RUN pip install /src \
     && rm -rf /src
 
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/orchestrator \
-        --create-home orchestrator
+        --create-home orchestrator \
+    && install -d -o orchestrator -g orchestrator -m 0755 /etc/orchestrator-nats
 
 # In a container the read API must listen beyond loopback to be published.
 ENV ORCH_HTTP_HOST=0.0.0.0 \

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit chaos fuzz schemas bench bench-quick clean
+.PHONY: run test lint typecheck unit chaos fuzz schemas bench bench-quick clean js-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The nats.js agent of tests/security/test_nats_js_agent.py: Node.js and npm are needed,
+# and the packages pinned in tests/js/package-lock.json are installed as locked.
+JS_STAMP := tests/js/node_modules/.installed
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "make: Node.js (>= 18) and npm are needed for tests/js (the nats.js agent test)" >&2; \
+		exit 1; }
+	cd tests/js && npm ci --no-audit --no-fund
+	touch $(JS_STAMP)
+
+js-deps: $(JS_STAMP)
+
 run: $(STAMP)
 	$(BIN)/orchestrator up
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(JS_STAMP) lint typecheck
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -57,4 +69,5 @@ schemas: $(STAMP)
 	$(BIN)/orchestrator schemas --out docs/schemas
 
 clean:
-	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache bench/results.json
+	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache bench/results.json \
+		tests/js/node_modules

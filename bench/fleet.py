@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from infra.connection import flush_subscriptions
-from infra.names import Names
+from infra.names import REGISTER, TASK_ACCEPT, TASK_COMPLETE, Names
 
 
 class Fleet:
@@ -33,10 +33,9 @@ class Fleet:
 
     async def register(self, agent_ids: list[str], capacity: int = 10,
                        capabilities: list[str] | None = None, chunk: int = 200) -> None:
-        subject = self.names.command("agent.register")
         for start in range(0, len(agent_ids), chunk):
             replies = await asyncio.gather(*(
-                self.nc.request(subject, orjson.dumps({
+                self.nc.request(self.names.agent_command(agent_id, REGISTER), orjson.dumps({
                     "agent_id": agent_id, "capacity": capacity,
                     "capabilities": capabilities or ["cpu"]}), timeout=30)
                 for agent_id in agent_ids[start:start + chunk]))
@@ -72,13 +71,14 @@ class Fleet:
         self.received.append((offer["task_id"], agent_id, offer["attempt"], time.monotonic()))
         if self.on_assignment is not None:
             self.on_assignment(offer)
-        task = asyncio.create_task(self._work(offer))
+        task = asyncio.create_task(self._work(agent_id, offer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _work(self, offer: dict[str, Any]) -> None:
+    async def _work(self, agent_id: str, offer: dict[str, Any]) -> None:
         token = {"task_id": offer["task_id"], "token": offer["token"]}
-        await self.nc.request(self.names.command("task.accept"), orjson.dumps(token), timeout=30)
+        await self.nc.request(self.names.agent_command(agent_id, TASK_ACCEPT),
+                              orjson.dumps(token), timeout=30)
         if self.complete:
-            await self.nc.request(self.names.command("task.complete"),
+            await self.nc.request(self.names.agent_command(agent_id, TASK_COMPLETE),
                                   orjson.dumps({**token, "result": None}), timeout=30)

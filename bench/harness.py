@@ -28,6 +28,9 @@ from infra.embedded import EmbeddedNats, free_port
 from infra.names import Names
 
 ROOT = Path(__file__).resolve().parents[1]
+# The identity the benchmarks send submitters' commands as (`<prefix>.task.submit.bench`;
+# auth is off in the orchestrators they start, so nobody checks it).
+IDENTITY = "bench"
 
 
 @dataclass
@@ -51,7 +54,7 @@ class Orchestrator:
         """Start it and wait until it is ready and leads; returns the seconds that took."""
         env = {**os.environ, "ORCH_NATS_URL": self.nats_url, "ORCH_SUBJECT_PREFIX": self.prefix,
                "ORCH_HTTP_PORT": str(self.port), "ORCH_LOG_LEVEL": "WARNING",
-               "ORCH_LEASE_TTL": "1.0", **self.env}
+               "ORCH_LEASE_TTL": "1.0", "ORCH_AUTH": "off", **self.env}
         started = time.monotonic()
         self.process = subprocess.Popen([sys.executable, "-m", "services.cli", "up"], cwd=ROOT,
                                         env=env, stdout=subprocess.DEVNULL,

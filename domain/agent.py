@@ -94,7 +94,9 @@ class Agent(StrIdAggregate):
             f"{silent_for_s:.1f}s ago: stop that process (or give this one another id), "
             f"wait until it is silent for {suspect_after_s}s, or register with "
             f"\"replace\": true to take over",
-            [{"incarnation": self.incarnation, "last_heard_s_ago": round(silent_for_s, 3)}],
+            [{"field": "agent_id", "type": "live_incarnation",
+              "problem": f"incarnation {self.incarnation} heard from "
+                         f"{silent_for_s:.3f}s ago"}],
         )
 
     def check_is_dead(self) -> None:

@@ -110,6 +110,8 @@ class RegisterReply(BaseModel):
     tasks_subject: str
     control_subject: str
     position: int
+    # How long a connection's credentials last (auth on): renew by reconnecting before.
+    credentials_ttl_s: float | None = None
 
 
 class ControlMessage(BaseModel):
@@ -121,3 +123,11 @@ class ControlMessage(BaseModel):
     reason: str
     incarnation: int | None = None
     task_id: Identifier | None = None
+
+
+class RemoveAgent(BaseModel):
+    """An operator takes an agent out, as if it had deregistered."""
+
+    model_config = STRICT
+
+    agent_id: Identifier

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import ssl
 from collections.abc import Awaitable, Callable
 
 import nats
@@ -20,8 +22,11 @@ async def connect(
     name: str = "orchestrator",
     on_disconnected: Listener | None = None,
     on_reconnected: Listener | None = None,
+    nkey_seed: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Client:
-    """Connect, retrying forever: a coordinator must outlive NATS restarts."""
+    """Connect, retrying forever: a coordinator must outlive NATS restarts. With
+    `nkey_seed`, as the user of that key (the orchestrator's own, with auth on)."""
     urls = servers.split(",") if isinstance(servers, str) else servers
 
     async def disconnected() -> None:
@@ -30,7 +35,7 @@ async def connect(
             await on_disconnected()
 
     async def reconnected() -> None:
-        log.info("nats reconnected url=%s", nc.connected_url)
+        log.info("nats reconnected url=%s", redact(str(nc.connected_url)))
         if on_reconnected:
             await on_reconnected()
 
@@ -43,10 +48,16 @@ async def connect(
     # nats-py retries the first connection forever, silently: say so while it does.
     warning = asyncio.create_task(_warn_while_unreachable(urls, last_error))
     try:
-        nc = await _connect(urls, name, disconnected, reconnected, error)
+        nc = await _connect(urls, name, disconnected, reconnected, error, nkey_seed, tls)
     finally:
         warning.cancel()
     return nc
+
+
+def redact(urls: str | list[str]) -> str:
+    """URLs fit for a log: any user or password in them replaced."""
+    listed = urls.split(",") if isinstance(urls, str) else urls
+    return ",".join(re.sub(r"//[^/@]*@", "//***@", url) for url in listed)
 
 
 async def _warn_while_unreachable(urls: list[str], last_error: list[Exception]) -> None:
@@ -56,12 +67,15 @@ async def _warn_while_unreachable(urls: list[str], last_error: list[Exception]) 
         waited += UNREACHABLE_WARNING_EVERY_S
         reason = f" ({last_error[0]!r})" if last_error else ""
         log.warning("cannot reach NATS at %s for %.0fs%s; still trying (is ORCH_NATS_URL "
-                    "right?)", ",".join(urls), waited, reason)
+                    "right?)", redact(urls), waited, reason)
 
 
 async def _connect(urls: list[str], name: str, disconnected: Listener, reconnected: Listener,
-                   error: Callable[[Exception], Awaitable[None]]) -> Client:
+                   error: Callable[[Exception], Awaitable[None]],
+                   nkey_seed: str | None, tls: ssl.SSLContext | None) -> Client:
     return await nats.connect(
+        nkeys_seed_str=nkey_seed,
+        tls=tls,
         servers=urls,
         name=name,
         allow_reconnect=True,

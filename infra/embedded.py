@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.startup import CannotStart
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -34,7 +36,7 @@ def server_binary() -> str:
     return found
 
 
-class PortInUse(RuntimeError):
+class PortInUse(CannotStart):
     """A port the orchestrator must listen on is held by another process."""
 
     def __init__(self, port: int, what: str = "the embedded nats-server's port",
@@ -81,7 +83,8 @@ class ClusterRoute:
 
 
 def render_config(port: int, store_dir: Path, sync: str, server_name: str,
-                  cluster: ClusterRoute | None = None, ports_dir: Path | None = None) -> str:
+                  cluster: ClusterRoute | None = None, ports_dir: Path | None = None,
+                  extra: str = "") -> str:
     """nats-server configuration: loopback only, JetStream on a file store."""
     sync_line = "sync_interval: always" if sync == "always" else ""
     # The server writes nats-server_<pid>.ports there once it listens: proof that the
@@ -106,7 +109,7 @@ def render_config(port: int, store_dir: Path, sync: str, server_name: str,
             f"  routes: [{routes}]\n"
             "}\n"
         )
-    return config
+    return config + extra
 
 
 class EmbeddedNats:
@@ -119,8 +122,10 @@ class EmbeddedNats:
         sync: str = "always",
         server_name: str = "orch-embedded",
         cluster: ClusterRoute | None = None,
+        auth_config: str = "",
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.auth_config = auth_config  # accounts and auth callout (infra.auth.credentials)
         self.port = port
         self.sync = sync
         self.server_name = server_name
@@ -143,7 +148,7 @@ class EmbeddedNats:
         config = self.data_dir / "nats-server.conf"
         config.write_text(
             render_config(self.port, self.data_dir / "jetstream", self.sync, self.server_name,
-                          self.cluster, ports_dir=self.data_dir)
+                          self.cluster, ports_dir=self.data_dir, extra=self.auth_config)
         )
         log_file = open(self.data_dir / "nats-server.log", "ab")
         self._process = subprocess.Popen(
@@ -166,7 +171,8 @@ class EmbeddedNats:
             if not self.running:
                 self._process = None
                 raise self._exit_reason()
-            if self.url in _listed_urls(ports_file):
+            if any(url.endswith(f"://127.0.0.1:{self.port}")  # nats:// or tls://
+                   for url in _listed_urls(ports_file)):
                 with contextlib.suppress(OSError), socket.create_connection(
                     ("127.0.0.1", self.port), timeout=0.2
                 ) as s:

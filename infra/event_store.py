@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
+from infra.caller import current_identity
 from infra.group_commit import GroupCommit
 from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names
 
@@ -48,6 +49,9 @@ class RecordedEvent:
     correlation_id: str | None
     recorded_at: datetime
     event: Any
+    # Who sent the command that caused it ("orchestrator" for its own decisions; None in
+    # events recorded before identities were).
+    identity: str | None = None
 
     def data(self) -> dict[str, Any]:
         """The event's own attributes, without the aggregate bookkeeping."""
@@ -67,6 +71,7 @@ class RecordedEvent:
             "event_id": self.event_id,
             "causation_id": self.causation_id,
             "correlation_id": self.correlation_id,
+            "identity": self.identity,
             "recorded_at": self.recorded_at.isoformat(),
             "data": self.data(),
         }
@@ -138,6 +143,7 @@ class EventStore:
                 Header.TOPIC: stored.topic,
                 Header.VERSION: str(stored.originator_version),
             }
+            headers[Header.IDENTITY] = current_identity.get()
             if causation_id:
                 headers[Header.CAUSATION_ID] = causation_id
             if correlation_id:
@@ -189,6 +195,7 @@ class EventStore:
             correlation_id=headers.get(Header.CORRELATION_ID),
             recorded_at=recorded_at,
             event=self.mapper.to_domain_event(stored),
+            identity=headers.get(Header.IDENTITY),
         )
 
     async def read(

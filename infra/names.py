@@ -20,32 +20,51 @@ class Header(StrEnum):
     CORRELATION_ID = "Orch-Correlation-Id"
     TOPIC = "Orch-Topic"
     VERSION = "Orch-Version"
+    # Who sent the command that caused an event (the orchestrator itself for its own).
+    IDENTITY = "Orch-Identity"
 
 
 SERVICE_NAME = "orchestrator"
 
-# Command endpoints of the micro service: (endpoint name, subject suffix after the prefix).
-AGENT_REGISTER = "agent.register"
-AGENT_DEREGISTER = "agent.deregister"
-AGENT_DRAIN = "agent.drain"
-AGENT_ASSIGNMENTS = "agent.assignments"
-AGENT_SERVICES = "agent.services"
-CATALOG_QUERY = "catalog.query"
-TASK_SUBMIT = "task.submit"
+# The protocol: what an agent sends names the agent, `<prefix>.agent.<id>.<command>`;
+# what people and tools send names who sends it, `<prefix>.<command>.<identity>`: so NATS
+# permissions can bind each identity to its own subjects (docs/protocol.md, Security).
+REGISTER = "register"
+DEREGISTER = "deregister"
+ASSIGNMENTS = "assignments"
+SERVICES = "services"
 TASK_ACCEPT = "task.accept"
 TASK_PROGRESS = "task.progress"
 TASK_COMPLETE = "task.complete"
 TASK_FAIL = "task.fail"
+AGENT_COMMANDS = (REGISTER, DEREGISTER, ASSIGNMENTS, SERVICES,
+                  TASK_ACCEPT, TASK_PROGRESS, TASK_COMPLETE, TASK_FAIL)
+
+TASK_SUBMIT = "task.submit"
 TASK_CANCEL = "task.cancel"
-COMMANDS = (
-    AGENT_REGISTER, AGENT_DEREGISTER, AGENT_DRAIN, AGENT_ASSIGNMENTS, AGENT_SERVICES,
-    CATALOG_QUERY,
-    TASK_SUBMIT, TASK_ACCEPT, TASK_PROGRESS, TASK_COMPLETE, TASK_FAIL, TASK_CANCEL,
-)
+ADMIN_DRAIN = "admin.agent.drain"
+ADMIN_DEREGISTER = "admin.agent.deregister"
+ADMIN_ENROLL = "admin.enroll"
+ADMIN_REVOKE = "admin.revoke"
+ADMIN_IDENTITY_CREATE = "admin.identity.create"
+ADMIN_TOKEN_CREATE = "admin.token.create"
+SUBMITTER_COMMANDS = (TASK_SUBMIT, TASK_CANCEL)
+OPERATOR_COMMANDS = (ADMIN_DRAIN, ADMIN_DEREGISTER, ADMIN_ENROLL, ADMIN_REVOKE,
+                     ADMIN_IDENTITY_CREATE, ADMIN_TOKEN_CREATE)
+CLIENT_COMMANDS = SUBMITTER_COMMANDS + OPERATOR_COMMANDS
+
+# Reads that anyone allowed may send, on `<prefix>.<command>`.
+CATALOG_QUERY = "catalog.query"
+
+# The NATS server's auth callout subject (nats-server auth_callout.go).
+AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
+INBOX_ROOT = "_INBOX"
 
 # Aggregate kinds in event subjects.
 AGENT = "agent"
 TASK = "task"
+IDENTITY = "identity"
+ACCESS = "access"  # refused connections, rate-limited, in hourly aggregates
 
 # JetStream API error code for a failed expected-last-subject-sequence check.
 ERR_WRONG_LAST_SEQUENCE = 10071
@@ -87,6 +106,40 @@ class Names:
 
     def command(self, name: str) -> str:
         return f"{self.prefix}.{name}"
+
+    def agent_command(self, agent_id: str, name: str) -> str:
+        """What agent `agent_id` sends `name` on: `<prefix>.agent.<id>.<name>`."""
+        return f"{self.prefix}.agent.{agent_id}.{name}"
+
+    def agent_command_wildcard(self, name: str) -> str:
+        return f"{self.prefix}.agent.*.{name}"
+
+    def agent_id_of_command(self, subject: str, name: str) -> str:
+        """The agent a command subject names; "" if it is not one of `name`'s."""
+        head = f"{self.prefix}.agent."
+        tail = f".{name}"
+        if not (subject.startswith(head) and subject.endswith(tail)):
+            return ""
+        return subject[len(head):len(subject) - len(tail)]
+
+    def client_command(self, name: str, identity: str) -> str:
+        """What identity `identity` sends `name` on: `<prefix>.<name>.<identity>`."""
+        return f"{self.prefix}.{name}.{identity}"
+
+    def client_command_wildcard(self, name: str) -> str:
+        return f"{self.prefix}.{name}.*"
+
+    def identity_of_command(self, subject: str, name: str) -> str:
+        head = f"{self.prefix}.{name}."
+        return subject[len(head):] if subject.startswith(head) else ""
+
+    def inbox_prefix(self, identity: str) -> str:
+        """The only reply inbox an identity may subscribe to (`_INBOX.<identity>`)."""
+        return f"{INBOX_ROOT}.{identity}"
+
+    @property
+    def catalog_changes_wildcard(self) -> str:
+        return f"{self.prefix}.catalog.changes.>"
 
     def event(self, kind: str, aggregate_id: str, event_name: str) -> str:
         return f"{self.prefix}.evt.{kind}.{aggregate_id}.{event_name}"

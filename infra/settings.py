@@ -33,6 +33,13 @@ DEREGISTER_DEAD_AFTER = "ORCH_DEREGISTER_DEAD_AFTER"
 STREAM_REPLICAS = "ORCH_STREAM_REPLICAS"
 SNAPSHOT_EVERY = "ORCH_SNAPSHOT_EVERY"
 FINISHED_TASK_RETENTION = "ORCH_FINISHED_TASK_RETENTION"
+AUTH = "ORCH_AUTH"
+AUTH_JWT_TTL = "ORCH_AUTH_JWT_TTL"
+TLS_CERT = "ORCH_TLS_CERT"
+TLS_KEY = "ORCH_TLS_KEY"
+NATS_TLS_CA = "ORCH_NATS_TLS_CA"
+NATS_TLS_CERT = "ORCH_NATS_TLS_CERT"
+NATS_TLS_KEY = "ORCH_NATS_TLS_KEY"
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,17 @@ class Settings:
     stream_replicas: int = 1
     snapshot_every: int = 100_000
     finished_task_retention: float = 86_400.0
+    auth: str = "on"
+    auth_jwt_ttl: float = 300.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
+
+    @property
+    def auth_on(self) -> bool:
+        return self.auth == "on"
 
     def __post_init__(self) -> None:
         if not 0 < self.suspect_after <= self.dead_after:
@@ -88,6 +106,14 @@ class Settings:
             raise ValueError("finished_task_retention must be >= 0 (0 = keep forever)")
         if self.deregister_dead_after < 0:
             raise ValueError("deregister_dead_after must be >= 0 (0 = never)")
+        if self.auth not in ("on", "off"):
+            raise ValueError("auth must be 'on' or 'off'")
+        if self.auth_jwt_ttl < 1:
+            raise ValueError("auth_jwt_ttl must be >= 1 second")
+        for cert, key, what in ((self.tls_cert, self.tls_key, "tls"),
+                                (self.nats_tls_cert, self.nats_tls_key, "nats_tls")):
+            if (cert is None) != (key is None):
+                raise ValueError(f"{what}_cert and {what}_key go together")
 
 
 # (field, environment variable, flag, help)
@@ -130,6 +156,16 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "events between projection snapshots (start-up resumes from the latest); 0 = none"),
     ("finished_task_retention", FINISHED_TASK_RETENTION, "--finished-task-retention",
      "seconds (of log time) a finished task stays on the task board; 0 = forever"),
+    ("auth", AUTH, "--auth",
+     "'on': every NATS client proves an identity (auth callout); 'off': development only"),
+    ("auth_jwt_ttl", AUTH_JWT_TTL, "--auth-jwt-ttl",
+     "seconds a connection's credentials last; a revoked identity is cut off within this"),
+    ("tls_cert", TLS_CERT, "--tls-cert", "certificate file (PEM): the read API serves HTTPS"),
+    ("tls_key", TLS_KEY, "--tls-key", "its private key file (PEM)"),
+    ("nats_tls_ca", NATS_TLS_CA, "--nats-tls-ca", "CA file (PEM) to verify NATS with"),
+    ("nats_tls_cert", NATS_TLS_CERT, "--nats-tls-cert",
+     "client certificate file (PEM), for a NATS that asks for one"),
+    ("nats_tls_key", NATS_TLS_KEY, "--nats-tls-key", "its private key file (PEM)"),
 )
 
 
@@ -141,6 +177,8 @@ def _convert(name: str, raw: str) -> Any:
         return float(raw)
     if kind == "Path":
         return Path(raw)
+    if kind == "Path | None":
+        return Path(raw) if raw else None
     if kind == "str | None":
         return raw or None
     return raw

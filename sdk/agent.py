@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,25 +16,29 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from domain.agent_commands import ControlMessage, Heartbeat, RegisterAgent
-from domain.task_commands import Assignment
-from infra.connection import flush_subscriptions
-from infra.names import (
-    AGENT_ASSIGNMENTS,
-    AGENT_DEREGISTER,
-    AGENT_DRAIN,
-    AGENT_REGISTER,
+from sdk.connection import flush_subscriptions
+from sdk.protocol import (
+    ASSIGNMENTS,
+    DEREGISTER,
+    REGISTER,
     TASK_ACCEPT,
     TASK_COMPLETE,
     TASK_FAIL,
     TASK_PROGRESS,
-    Names,
+    Assignment,
+    ControlMessage,
+    Heartbeat,
+    RegisterAgent,
+    Subjects,
 )
 
 log = logging.getLogger(__name__)
 
 # Longest wait in stop() for the background tasks to end.
 STOP_TIMEOUT_S = 5.0
+# Credentials are renewed (by reconnecting: the auth callout issues new ones) after this
+# share of their lifetime, well before the server would cut the connection.
+RENEW_AT = 0.7
 
 
 class CommandError(Exception):
@@ -90,7 +96,13 @@ class AgentClient:
         on_control: Callable[[ControlMessage], Awaitable[None]] | None = None,
         handlers: dict[str, TaskHandler] | None = None,
         replace: bool = False,
+        nkey_seed: str | None = None,
+        enrollment_token: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`nkey_seed` (its own, made with `nkeys`; it never leaves the agent) and, for the
+        first connection, the `enrollment_token` an operator made with `orchestrator
+        enroll`: needed when the orchestrator runs with ORCH_AUTH=on."""
         handlers = dict(handlers or {})
         self.registration = RegisterAgent(
             agent_id=agent_id,
@@ -105,8 +117,12 @@ class AgentClient:
             instance_id=uuid.uuid4().hex,
         )
         self.agent_id = agent_id
+        self.nkey_seed = nkey_seed
+        self.enrollment_token = enrollment_token
+        self.tls = tls
+        self.credentials_ttl_s: float | None = None
         self.nats_url = nats_url
-        self.names = Names(prefix)
+        self.names = Subjects(prefix)
         self.request_timeout = request_timeout
         self.on_control = on_control
         self.nc: Client | None = None
@@ -133,23 +149,74 @@ class AgentClient:
     async def start(self) -> dict[str, Any]:
         """Connect, register and start heartbeating; returns the registration reply."""
         self._stopping = False
-        self.nc = await nats.connect(
-            servers=self.nats_url.split(","), name=f"agent-{self.agent_id}",
-            max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-            reconnected_cb=self._on_reconnected,
-        )
-        await self.nc.subscribe(self.names.agent_control(self.agent_id), cb=self._on_control)
-        await self.nc.subscribe(self.names.agent_tasks(self.agent_id), cb=self._on_assignment)
-        await flush_subscriptions(self.nc)  # subscribed before an assignment can be sent
+        self.nc = await self._connect()
         reply = await self.register()
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        if self.credentials_ttl_s:
+            self._tasks.append(asyncio.create_task(self._renew_loop()))
         return reply
+
+    async def _connect(self) -> Client:
+        """Connect as this agent: its own key, its own inbox (the only replies it may
+        read), and its name, which tells the auth callout who it says it is."""
+        nc = await nats.connect(
+            servers=self.nats_url.split(","), name=self.agent_id,
+            max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+            reconnected_cb=self._on_reconnected, closed_cb=self._on_closed,
+            error_cb=self._on_error,
+            nkeys_seed_str=self.nkey_seed, token=self.enrollment_token, tls=self.tls,
+            inbox_prefix=self.names.inbox_prefix(self.agent_id),
+        )
+        await nc.subscribe(self.names.agent_control(self.agent_id), cb=self._on_control)
+        await nc.subscribe(self.names.agent_tasks(self.agent_id), cb=self._on_assignment)
+        await flush_subscriptions(nc)  # subscribed before an assignment can be sent
+        return nc
+
+    async def _on_error(self, exc: Exception) -> None:
+        # nats-py's own handler prints a traceback per failed reconnect; one line will do.
+        if "uthorization" in str(exc):
+            log.warning("not let in agent=%s: its key is not enrolled, or was revoked",
+                        self.agent_id)
+        else:
+            log.debug("nats error agent=%s: %r", self.agent_id, exc)
+
+    async def _renew_loop(self) -> None:
+        """Reconnect before the credentials run out: the callout issues fresh ones (and
+        refuses a revoked agent). Work goes on: reports are retried, and assignments
+        sent meanwhile are fetched on reconnect."""
+        assert self.credentials_ttl_s
+        while not self._stopping:
+            await asyncio.sleep(self.credentials_ttl_s * RENEW_AT)
+            if self.nc is not None and not self._stopping:
+                log.debug("renewing credentials agent=%s", self.agent_id)
+                await self.nc.force_reconnect()
+
+    async def _on_closed(self) -> None:
+        """The server closed us for good (credentials expired before renewal, say):
+        connect again, unless we are stopping."""
+        if self._stopping:
+            return
+        log.warning("connection closed by the server agent=%s; reconnecting", self.agent_id)
+        self._tasks.append(asyncio.create_task(self._reconnect_after_close()))
+
+    async def _reconnect_after_close(self) -> None:
+        delay = 0.25
+        while not self._stopping:
+            try:
+                self.nc = await self._connect()
+                await self._on_reconnected()
+                return
+            except Exception as exc:
+                log.info("reconnect failed agent=%s: %r", self.agent_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def request(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
         """Send one command; returns the reply, or raises CommandError with its code."""
         assert self.nc is not None, "start() first"
         msg = await self.nc.request(
-            self.names.command(command), orjson.dumps(body), timeout=self.request_timeout
+            self.names.agent_command(self.agent_id, command), orjson.dumps(body),
+            timeout=self.request_timeout,
         )
         reply: dict[str, Any] = orjson.loads(msg.data)
         if not reply.get("ok"):
@@ -159,20 +226,18 @@ class AgentClient:
         return reply
 
     async def register(self) -> dict[str, Any]:
-        reply = await self.request(AGENT_REGISTER, self.registration.model_dump())
+        reply = await self.request(REGISTER, self.registration.to_dict())
         # Taking over is for the start only: a later re-registration must not take the
         # id back from a process that replaced this one.
-        self.registration = self.registration.model_copy(update={"replace": False})
+        self.registration = dataclasses.replace(self.registration, replace=False)
         self.incarnation = reply["incarnation"]
         self.heartbeat_interval = reply["heartbeat_interval_s"]
+        self.credentials_ttl_s = reply.get("credentials_ttl_s")
         return reply
-
-    async def drain(self) -> dict[str, Any]:
-        return await self.request(AGENT_DRAIN, {"agent_id": self.agent_id})
 
     async def deregister(self) -> dict[str, Any]:
         return await self.request(
-            AGENT_DEREGISTER, {"agent_id": self.agent_id, "incarnation": self.incarnation}
+            DEREGISTER, {"agent_id": self.agent_id, "incarnation": self.incarnation}
         )
 
     async def heartbeat(self) -> None:
@@ -182,7 +247,7 @@ class AgentClient:
         beat = Heartbeat(incarnation=self.incarnation, seq=self._seq, load=self.current_load,
                          running=list(self.running))
         await self.nc.jetstream().publish(
-            self.names.heartbeat(self.agent_id), beat.model_dump_json().encode(),
+            self.names.heartbeat(self.agent_id), beat.to_json(),
             timeout=max(self.heartbeat_interval, 0.5),
         )
         self.heartbeats_sent += 1
@@ -208,7 +273,7 @@ class AgentClient:
 
     async def _on_assignment(self, msg: Msg) -> None:
         try:
-            assignment = Assignment.model_validate_json(msg.data)
+            assignment = Assignment.parse(msg.data)
         except ValueError:
             log.warning("unreadable assignment agent=%s", self.agent_id)
             return
@@ -293,18 +358,18 @@ class AgentClient:
 
     async def recover_assignments(self) -> list[str]:
         try:
-            reply = await self.request(AGENT_ASSIGNMENTS, {"agent_id": self.agent_id})
+            reply = await self.request(ASSIGNMENTS, {"agent_id": self.agent_id})
         except Exception as exc:
             log.debug("assignments unavailable agent=%s: %r", self.agent_id, exc)
             return []
-        recovered = [Assignment.model_validate(a) for a in reply["assignments"]]
+        recovered = [Assignment.parse(a) for a in reply["assignments"]]
         for assignment in recovered:
             self._take(assignment)
         return [a.task_id for a in recovered]
 
     async def _on_control(self, msg: Msg) -> None:
         try:
-            control = ControlMessage.model_validate_json(msg.data)
+            control = ControlMessage.parse(msg.data)
         except ValueError:
             log.warning("unreadable control message agent=%s", self.agent_id)
             return
@@ -352,8 +417,12 @@ class AgentClient:
         self._tasks.clear()
         if self.nc is None:
             return
-        if deregister and self.incarnation:
+        if deregister and self.incarnation and self.nc.is_connected:
             with contextlib.suppress(Exception):
                 await self.deregister()
-        await self.nc.drain()
-        self.nc = None
+        nc, self.nc = self.nc, None
+        with contextlib.suppress(Exception):  # a connection already refused or closing
+            if nc.is_connected:
+                await nc.drain()
+            else:
+                await nc.close()

@@ -18,12 +18,14 @@ from domain.fields import ID_PATTERN
 from domain.replies import AgentStatus, TaskStatus
 from infra.event_store import EventStore, StoreUnavailable
 from infra.names import AGENT, TASK, Names
+from projections.access import Access
 from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
 from services.audit.explain import Explainer
 from services.audit.waiting import waiting
+from services.auth.http import bearer_auth
 from services.catalog import catalog_at
 from services.http_limits import enforce_limits
 from services.metrics import Metrics
@@ -54,6 +56,8 @@ class ReadModel:
     metrics: Metrics
     is_connected: Callable[[], bool]
     is_leader: Callable[[], bool]
+    # Who holds which API token; None when auth is off (every route open).
+    access: Access | None = None
 
 
 READ_MODEL = web.AppKey("read_model", ReadModel)
@@ -337,7 +341,11 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def create_app(model: ReadModel) -> web.Application:
-    app = web.Application(middlewares=[_envelope, enforce_limits])
+    # Outermost first: limits and coded errors apply to refused requests too.
+    middlewares: list[Any] = [_envelope, enforce_limits]
+    if model.access is not None:
+        middlewares.append(bearer_auth(model.access))
+    app = web.Application(middlewares=middlewares)
     app[READ_MODEL] = model
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -56,6 +56,8 @@ class EventOut(BaseModel):
     event_id: str
     causation_id: str | None
     correlation_id: str | None
+    identity: str | None = Field(
+        description="who sent the command that caused it; orchestrator for its own decisions")
     recorded_at: str
     data: dict[str, Any]
 
@@ -155,6 +157,8 @@ class Step(BaseModel):
     aggregate_id: str
     event_id: str
     causation_id: str | None
+    identity: str | None = Field(
+        default=None, description="who sent the command behind it; orchestrator for its own")
     data: dict[str, Any]
     reason: str | None = None
     cause: dict[str, Any] | None = Field(

@@ -19,27 +19,12 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.js.errors import ServiceUnavailableError
 
-from domain.agent_commands import (
-    CatalogQuery,
-    DeclareServices,
-    DeregisterAgent,
-    DrainAgent,
-    RegisterAgent,
-)
 from domain.health import DetectorSettings
 from domain.placement import Strategy
-from domain.task_commands import (
-    AgentAssignments,
-    CancelTask,
-    CompleteTask,
-    FailTask,
-    ReportProgress,
-    SubmitTask,
-    TaskToken,
-)
 from infra import names as n
+from infra.auth.credentials import Keys, server_auth_config_for
 from infra.codec import create_mapper
-from infra.connection import connect, flush_subscriptions
+from infra.connection import connect, flush_subscriptions, redact
 from infra.embedded import EmbeddedNats, PortInUse
 from infra.event_store import EventStore, StoreUnavailable
 from infra.group_commit import GroupCommit
@@ -47,18 +32,22 @@ from infra.repository import Repository
 from infra.settings import Settings
 from infra.snapshot_store import SnapshotStore
 from infra.streams import provision
+from infra.tls import client_context, server_context
 from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.log_event import LogEvent
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
 from services.api import ReadModel, create_app
+from services.auth.access_control import AccessControl
+from services.auth.external import check_external_server
 from services.catalog import CatalogQueries, ChangeFeed
 from services.command_service import Command, start_command_service
+from services.command_table import command_table
 from services.dispatcher import Dispatcher, Fleet
 from services.failover import FailoverReactor
 from services.health_monitor import HealthMonitor
-from services.heartbeats import HeartbeatIntake, heartbeat_probe
+from services.heartbeats import HeartbeatIntake, heartbeat_probe, heartbeat_stream_check
 from services.http_limits import JsonErrorAppRunner
 from services.leader import LeaderLease
 from services.metrics import Metrics
@@ -117,23 +106,35 @@ class Orchestrator:
 
     async def _start(self) -> None:
         settings = self.settings
+        keys = Keys.of(settings.data_dir)
+        if not settings.auth_on:
+            log.warning("ORCH_AUTH=off: any client that reaches NATS may act as any agent or "
+                        "operator, and the read API answers anyone; for development only")
         if not settings.nats_url:
+            if settings.auth_on:
+                keys.ensure()
             self.embedded = EmbeddedNats(
-                settings.data_dir / "nats", settings.embedded_nats_port, settings.nats_sync
+                settings.data_dir / "nats", settings.embedded_nats_port, settings.nats_sync,
+                auth_config=server_auth_config_for(keys) if settings.auth_on else "",
             )
             await self.embedded.astart()
             self._stack.push_async_callback(self.embedded.astop)
-        log.info("using NATS url=%s (%s)", self.nats_url,
+        elif settings.auth_on:
+            await check_external_server(settings.nats_url, keys)
+        log.info("using NATS url=%s (%s)", redact(self.nats_url),
                  "ORCH_NATS_URL" if settings.nats_url else
                  f"embedded, store {settings.data_dir / 'nats'}")
         self.nc = nc = await connect(
             self.nats_url, on_disconnected=self._on_disconnected,
             on_reconnected=self._on_reconnected,
+            nkey_seed=keys.orchestrator_seed() if settings.auth_on else None,
+            tls=client_context(settings.nats_tls_ca, settings.nats_tls_cert,
+                               settings.nats_tls_key),
         )
         self._stack.push_async_callback(nc.close)
         self.js = nc.jetstream()
         await self._provision()
-        log.info("connected nats=%s; restoring the projections", self.nats_url)
+        log.info("connected nats=%s; restoring the projections", redact(self.nats_url))
         self._build(nc)
 
         await self.runner.start(after=await self.snapshots.restore())
@@ -141,6 +142,8 @@ class Orchestrator:
         await self.runner.wait_ready(REBUILD_TIMEOUT_S)
         await self.intake.start()
         self._stack.push_async_callback(self.intake.stop)
+        await self.access_control.start()
+        self._stack.push_async_callback(self.access_control.stop)
 
         service = await start_command_service(nc, self.names, self._commands(), self.metrics)
         self._stack.push_async_callback(service.stop)
@@ -149,7 +152,7 @@ class Orchestrator:
         self._spawn(self.lease.run(), "leader-lease")
         self._spawn(self._watch_projections(), "projection-watchdog")
         self._stack.push_async_callback(self.lease.release)
-        log.info("orchestrator up nats=%s http=%s:%d prefix=%s holder=%s", self.nats_url,
+        log.info("orchestrator up nats=%s http=%s:%d prefix=%s holder=%s", redact(self.nats_url),
                  settings.http_host, self.http_port, self.names.prefix, self.holder)
 
     async def _provision(self) -> None:
@@ -190,7 +193,8 @@ class Orchestrator:
                                       enabled=lambda: self.is_leader and self.runner.ready)
         self.registry = AgentRegistry(
             Repository(self.store, n.AGENT), self.names, settings.heartbeat_interval,
-            silence_in(self.agents), settings.suspect_after)
+            silence_in(self.agents), settings.suspect_after,
+            settings.auth_jwt_ttl if settings.auth_on else None)
         self.tasks = TaskService(
             Repository(self.store, n.TASK), self.names, self.board, nc.publish,
             settings.retry_backoff, settings.retry_backoff_max)
@@ -202,6 +206,7 @@ class Orchestrator:
                 settings.failures_before_critical, settings.success_before_passing),
             heartbeat_probe(self.js, self.names), lambda: nc.is_connected, self.metrics,
             deregister_dead_after=settings.deregister_dead_after,
+            bus_check=heartbeat_stream_check(self.js, self.names),
         )
         self.intake = HeartbeatIntake(
             nc, self.js, self.names, self.agents, self.monitor, self.metrics,
@@ -212,25 +217,13 @@ class Orchestrator:
         self.failover = FailoverReactor(
             self.js, self.names, self.store, self.board, self.fleet, self.tasks,
             self.runner.position, strategy, self.metrics)
+        self.access_control = AccessControl(nc, self.names, self.store, settings, self.metrics)
         self.lease = LeaderLease(self.js, self.names, self.holder, settings.lease_ttl,
                                  self._lead, self._follow, replicas=settings.stream_replicas)
 
     def _commands(self) -> list[Command]:
-        registry, tasks = self.registry, self.tasks
-        return [
-            Command(n.AGENT_REGISTER, RegisterAgent, registry.register),
-            Command(n.AGENT_DEREGISTER, DeregisterAgent, registry.deregister),
-            Command(n.AGENT_DRAIN, DrainAgent, registry.drain),
-            Command(n.AGENT_ASSIGNMENTS, AgentAssignments, tasks.assignments),
-            Command(n.AGENT_SERVICES, DeclareServices, registry.declare_services),
-            Command(n.CATALOG_QUERY, CatalogQuery, self.catalog_queries.query),
-            Command(n.TASK_SUBMIT, SubmitTask, tasks.submit),
-            Command(n.TASK_ACCEPT, TaskToken, tasks.accept),
-            Command(n.TASK_PROGRESS, ReportProgress, tasks.progress),
-            Command(n.TASK_COMPLETE, CompleteTask, tasks.complete),
-            Command(n.TASK_FAIL, FailTask, tasks.fail),
-            Command(n.TASK_CANCEL, CancelTask, tasks.cancel),
-        ]
+        return command_table(self.registry, self.tasks, self.catalog_queries,
+                             self.access_control.admin)
 
     async def _on_applied(self, event: LogEvent) -> None:
         self.metrics.events_applied.inc()
@@ -267,11 +260,14 @@ class Orchestrator:
             self.names, self.store, self.runner, self.agents, self.board, self.catalog,
             self.metrics,
             lambda: nc.is_connected, lambda: self.is_leader,
+            self.access_control.access if self.settings.auth_on else None,
         ))
         http = JsonErrorAppRunner(app, access_log=None)
         await http.setup()
         self._stack.push_async_callback(http.cleanup)
-        site = web.TCPSite(http, self.settings.http_host, self.settings.http_port)
+        site = web.TCPSite(http, self.settings.http_host, self.settings.http_port,
+                           ssl_context=server_context(self.settings.tls_cert,
+                                                      self.settings.tls_key))
         try:
             await site.start()
         except OSError as exc:

@@ -53,8 +53,8 @@ async def catalog_at(store: EventStore, names: Names, position: int) -> Catalog:
 
 class ChangeFeed:
     """Publishes a service's instances on `<prefix>.catalog.changes.<service>` when they
-    change. At most once and live only: a watcher that must not miss a change reads the
-    log instead (see sdk.catalog.watch)."""
+    change. At most once and live only: a watcher re-queries after a reconnect or a quiet
+    spell to catch what it missed (see sdk.catalog.watch)."""
 
     def __init__(self, catalog: Catalog, names: Names, publish: Publish,
                  enabled: Callable[[], bool]) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -17,7 +19,8 @@ from nats.micro.service import Service
 from pydantic import BaseModel, ValidationError
 
 from domain.errors import CommandRefused, ErrorCode
-from domain.fields import MAX_COMMAND_BYTES
+from domain.fields import ID_PATTERN, MAX_COMMAND_BYTES
+from infra.caller import ORCHESTRATOR, current_identity
 from infra.names import SERVICE_NAME, Names
 from services.metrics import Metrics
 
@@ -38,18 +41,65 @@ _MICRO_CODES = {
 }
 
 Handler = Callable[[Any, str], Awaitable[dict[str, Any]]]
+_ID = re.compile(ID_PATTERN)
+RESERVED_SENDERS = frozenset({ORCHESTRATOR})
+
+
+class Sender(StrEnum):
+    """Who a command's subject names, so that NATS permissions can bind it to them."""
+
+    AGENT = "agent"  # <prefix>.agent.<agent id>.<name>: the agent itself
+    CLIENT = "client"  # <prefix>.<name>.<identity>: a person's or tool's identity
+    ANYONE = "anyone"  # <prefix>.<name>: a read that writes nothing
 
 
 @dataclass(frozen=True)
 class Command:
-    """One endpoint: its name (also its subject after the prefix), model and handler."""
+    """One endpoint: its name, who its subject names, its model and its handler."""
 
     name: str
     model: type[BaseModel]
     handler: Handler
+    sender: Sender = Sender.ANYONE
+
+    def subject(self, names: Names) -> str:
+        if self.sender is Sender.AGENT:
+            return names.agent_command_wildcard(self.name)
+        if self.sender is Sender.CLIENT:
+            return names.client_command_wildcard(self.name)
+        return names.command(self.name)
+
+    def sender_of(self, names: Names, subject: str) -> str:
+        """The identity the subject names ("" for a command anyone may send)."""
+        if self.sender is Sender.AGENT:
+            return names.agent_id_of_command(subject, self.name)
+        if self.sender is Sender.CLIENT:
+            return names.identity_of_command(subject, self.name)
+        return ""
 
 
-def parse(model: type[BaseModel], data: bytes) -> BaseModel:
+def _own_agent(model: type[BaseModel], data: bytes, agent_id: str) -> bytes:
+    """The body of an agent's command, naming the agent its subject names: filled in
+    when left out, refused when it names another agent."""
+    if "agent_id" not in model.model_fields:
+        return data
+    body = orjson.loads(data)
+    if not isinstance(body, dict):
+        return data  # the model's validation says what is wrong
+    named = body.get("agent_id", agent_id)
+    if named != agent_id:
+        raise CommandRefused(
+            ErrorCode.UNAUTHORIZED,
+            f"the subject is agent {agent_id}'s; the body names agent {repr(named)[:80]}")
+    if "agent_id" in body:
+        return data
+    # Spliced in rather than written again: orjson.dumps refuses nesting past 254 levels
+    # (which loads takes) and would turn integers past 64 bits into floats.
+    rest = data.lstrip()[1:]  # after the '{': it parsed as an object, JSON whitespace first
+    return b'{"agent_id":' + orjson.dumps(agent_id) + (b"," if body else b"") + rest
+
+
+def parse(model: type[BaseModel], data: bytes, agent_id: str | None = None) -> BaseModel:
     """Validate a command payload strictly, or refuse it with a coded error."""
     if len(data) > MAX_COMMAND_BYTES:
         raise CommandRefused(
@@ -65,6 +115,8 @@ def parse(model: type[BaseModel], data: bytes) -> BaseModel:
             ErrorCode.INVALID_REQUEST, f"invalid {model.__name__}",
             [{"field": "", "problem": f"Invalid JSON: {exc.msg}", "type": "json_invalid"}],
         ) from None
+    if agent_id is not None:
+        data = _own_agent(model, data, agent_id)
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
@@ -93,8 +145,8 @@ async def start_command_service(
     for command in commands:
         await service.add_endpoint(
             name=command.name.replace(".", "_"),
-            subject=names.command(command.name),
-            handler=_endpoint(command, metrics),
+            subject=command.subject(names),
+            handler=_endpoint(command, names, metrics),
         )
     return service
 
@@ -104,7 +156,8 @@ async def start_command_service(
 MAX_IN_FLIGHT = 256
 
 
-def _endpoint(command: Command, metrics: Metrics) -> Callable[[Request], Awaitable[None]]:
+def _endpoint(command: Command, names: Names,
+              metrics: Metrics) -> Callable[[Request], Awaitable[None]]:
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     running: set[asyncio.Task[None]] = set()
 
@@ -118,7 +171,18 @@ def _endpoint(command: Command, metrics: Metrics) -> Callable[[Request], Awaitab
     async def handle(request: Request) -> None:
         request_id = (request.headers or {}).get(REQUEST_ID_HEADER) or f"cmd-{uuid.uuid4()}"
         try:
-            parsed = parse(command.model, request.data)
+            sender = command.sender_of(names, request.subject)
+            if command.sender is not Sender.ANYONE and not _ID.match(sender):
+                raise CommandRefused(ErrorCode.INVALID_REQUEST,
+                                     f"the subject must name a sender matching {ID_PATTERN}")
+            if sender in RESERVED_SENDERS:  # they would pass for the orchestrator's own
+                raise CommandRefused(ErrorCode.INVALID_REQUEST,
+                                     f"{sender} is a reserved name; no client sends as it")
+            agent_id = sender if command.sender is Sender.AGENT else None
+            parsed = parse(command.model, request.data, agent_id)
+            # This request runs in a task of its own: the events it appends record its
+            # sender (infra.caller), and no other request sees the change.
+            current_identity.set(sender or "anonymous")
             reply = await command.handler(parsed, request_id)
         except CommandRefused as refused:
             metrics.commands.labels(command.name, str(refused.code)).inc()

@@ -1,25 +1,34 @@
 """The health monitor: turns silence into Suspected, DeclaredDead and Recovered events.
 
-It never counts time it could not see against an agent: while NATS is unreachable, or
-when this process was stalled or paused, every deadline restarts from the moment it can
-see again. Before declaring a death it asks the heartbeat stream itself whether it
-missed a heartbeat, so a lagging consumer cannot kill a live agent.
+It never counts time it could not see against an agent, and never lets a deadline expire
+on evidence it cannot see (`domain.health.Evidence`). It looks at the bus continually (the
+heartbeat stream's last sequence); while a look is overdue or answered late, an append or
+probe fails, NATS is disconnected, or this process was stalled, liveness evidence is
+unknown and nothing expires. Once a prompt look is answered again and the heartbeat
+consumer has applied everything the stream held then, every deadline restarts from that
+moment. A decision refused or interrupted meanwhile is not retried: the agent is looked
+at again on the fresh evidence. Before declaring a death it also asks the heartbeat
+stream itself whether it missed a heartbeat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from domain.errors import CommandRefused
+from domain.errors import CommandRefused, ErrorCode
 from domain.health import (
     DetectorSettings,
+    Evidence,
     Verdict,
+    bus_stall_tolerance,
     is_stall,
+    look_interval,
     may_recover,
     next_deadline,
     silence,
@@ -35,9 +44,18 @@ log = logging.getLogger(__name__)
 
 # Agents looked at in one tick at most, when many deadlines fall due together.
 MAX_LOOKS_PER_TICK = 5000
+# Looks at the bus are at least this far apart, even when deadlines ask for them.
+MIN_LOOK_GAP_S = 0.005
 
 # (stream sequence, incarnation) of the newest heartbeat on the agent's subject, or None.
 HeartbeatProbe = Callable[[str], Awaitable[tuple[int, int] | None]]
+# The heartbeat stream's last sequence (0 when it holds nothing): a look at the bus.
+BusCheck = Callable[[], Awaitable[int]]
+
+# After these the heartbeat consumer's position means nothing until the intake replaces
+# the consumer (the app restarts it after every reconnect: NATS may have restarted, with
+# a new heartbeat stream whose sequences start again at 1).
+_CONSUMER_REPLACED_AFTER = frozenset({"reconnected"})
 
 
 @dataclass(slots=True)
@@ -61,6 +79,7 @@ class HealthMonitor:
         clock: Callable[[], float] = time.monotonic,
         deregister_dead_after: float = 0.0,
         wall_clock: Callable[[], float] = time.time,
+        bus_check: BusCheck | None = None,
     ) -> None:
         self.projection = projection
         self.position = position
@@ -79,7 +98,19 @@ class HealthMonitor:
         # starved): deadlines restart. Smaller lags are left to the probe before a death,
         # so that a busy machine does not postpone deaths indefinitely.
         self.stall_tolerance = max(0.5, settings.suspect_after / 2)
-        self.visible_since = clock()
+        # Looks at the bus: how often, and how late an answer may be before it is a stall.
+        self.bus_check = bus_check
+        self.look_every = look_interval(settings)
+        self.evidence = Evidence(tolerance=bus_stall_tolerance(settings), since=clock())
+        self._look_sent: float | None = None  # the look waiting for its answer
+        self._bus_look: asyncio.Future[int] | None = None
+        self._last_look_sent = float("-inf")
+        # Set when a deadline has come that no look covers yet: look now, not at the next
+        # look_every, so a death waits one round trip for its evidence, not a period.
+        self._look_wanted = asyncio.Event()
+        # A look unanswered this long is given up and another sent (the answer may have
+        # been owed on a connection since replaced).
+        self.look_timeout = min(2.0, max(0.5, 2 * self.evidence.tolerance))
         self.seen: dict[str, Seen] = {}
         self.ticks = 0  # how many times it has looked at the fleet (tests wait on it)
         self._in_flight: set[str] = set()
@@ -92,6 +123,11 @@ class HealthMonitor:
         self._next_look: dict[str, float] = {}
         self._running = False
 
+    @property
+    def visible_since(self) -> float:
+        """When evidence last became current: no silence before it counts."""
+        return self.evidence.since
+
     def saw(self, agent_id: str, incarnation: int, heartbeat_seq: int) -> None:
         """A heartbeat of the agent's current incarnation was received just now."""
         now = self.clock()
@@ -102,7 +138,18 @@ class HealthMonitor:
         self.seen[agent_id] = Seen(incarnation, now, heartbeat_seq, streak)
         view = self.projection.agents.get(agent_id)
         if view is not None and view.liveness != Verdict.ALIVE:
-            self.look_at(agent_id)  # a suspect may recover now
+            # A suspect may recover now: a look at once (no deadline waits for evidence).
+            self.look_at(agent_id, min(now, self.evidence.horizon))
+
+    def heartbeat_applied(self, stream_seq: int) -> None:
+        """The intake applied (or set aside) the heartbeat at this stream sequence."""
+        if self.evidence.applied_up_to(stream_seq, self.clock()):
+            self._current_again()
+
+    def heartbeat_consumer_replaced(self) -> None:
+        """The intake subscribed afresh: its position starts again from nothing."""
+        if self.evidence.consumer_replaced(self.clock()):
+            self._report_lost("heartbeat-consumer-replaced")
 
     def look_at(self, agent_id: str, at: float | None = None) -> None:
         """Look at an agent at `at` (now by default) or earlier: something changed."""
@@ -116,17 +163,46 @@ class HealthMonitor:
         heapq.heappush(self._due, (when, agent_id))
 
     def restart_deadlines(self, reason: str) -> None:
-        """We could not see for a while: nobody's silence counts before now."""
-        self.visible_since = self.clock()
+        """We could not see, or cannot now: liveness evidence is unknown until a prompt
+        look at the bus and the heartbeat consumer's catching up with it; then every
+        deadline restarts from that moment."""
+        now = self.clock()
+        if reason in _CONSUMER_REPLACED_AFTER:
+            self.evidence.consumer_lost(now, reason)
+            if self._bus_look is not None:
+                self._bus_look.cancel()  # owed on the old connection: look again on the new
+        else:
+            self.evidence.lost(now, reason)
+        self._report_lost(reason)
+
+    def _lose(self, reason: str) -> None:
+        """Trouble seen by the monitor itself: said once per blind spell."""
+        if self.evidence.lost(self.clock(), reason):
+            self._report_lost(reason)
+
+    def _report_lost(self, reason: str, detail: str = "") -> None:
         self.metrics.blind_resets.labels(reason).inc()
-        log.warning("health deadlines restarted reason=%s", reason)
+        log.warning("health deadlines restarted reason=%s%s", reason, detail)
+
+    def _current_again(self) -> None:
+        evidence = self.evidence
+        blind = (evidence.since - evidence.blind_since
+                 if evidence.blind_since is not None else 0.0)
+        log.info("health evidence current again after %.3fs blind; deadlines restart now "
+                 "heartbeat_seq=%d", blind, evidence.applied)
 
     async def run(self) -> None:
+        if self.bus_check is None:
+            raise RuntimeError("the health monitor needs a bus check to see the bus")
         self._running = True
         self._enrol()
+        looking = asyncio.ensure_future(self._look_at_bus(self.bus_check))
         try:
             await self._run()
         finally:
+            looking.cancel()
+            await asyncio.gather(looking, return_exceptions=True)
+            self._look_sent = None
             self._running = False
             self._due.clear()
             self._next_look.clear()
@@ -140,9 +216,55 @@ class HealthMonitor:
                 self.restart_deadlines("stall")
             previous = now
             if not self.is_connected():
-                self.visible_since = now
+                self._lose("disconnected")
                 continue
+            self.check_overdue(now)
             self.tick(now)
+
+    def check_overdue(self, now: float) -> None:
+        """A look at the bus unanswered for longer than the stall tolerance: the bus (the
+        server, its disk, or the path to it) stalls, and evidence is unknown from now."""
+        sent = self._look_sent
+        if sent is not None and self.evidence.overdue(sent, now):
+            self._report_lost("bus-stall", f": no answer from the bus for {now - sent:.3f}s")
+
+    async def _look_at_bus(self, check: BusCheck) -> None:
+        """Look at the heartbeat stream continually: its last sequence, and how long the
+        bus took to say it. A look is given up after `look_timeout` (or at once after a
+        reconnect: its answer was owed on the old connection), and another one sent."""
+        while True:
+            sent = self._look_sent = self._last_look_sent = self.clock()
+            look = self._bus_look = asyncio.ensure_future(check())
+            try:
+                done, _ = await asyncio.wait({look}, timeout=self.look_timeout)
+            finally:
+                self._bus_look = None
+                self._look_sent = None
+                if not look.done():
+                    look.cancel()
+            if not done or look.cancelled():  # given up: no answer, or owed elsewhere
+                if self.evidence.lost(self.clock(), "bus-look-timeout"):
+                    self._report_lost("bus-look-timeout")
+                continue  # the next look at once
+            exc = look.exception()
+            if exc is not None:  # cannot see the bus: nothing may expire
+                if self.evidence.lost(self.clock(), "bus-check-failed"):
+                    self._report_lost("bus-check-failed", f": {exc!r}")
+            else:
+                answered = self.clock()
+                was_current = self.evidence.current
+                horizon = self.evidence.horizon
+                if self.evidence.looked(sent, answered, look.result()):
+                    self._current_again()
+                elif was_current and not self.evidence.current:
+                    self._report_lost("bus-stall",
+                                      f": the bus took {answered - sent:.3f}s to answer")
+                elif self.evidence.horizon > horizon and self._running:
+                    self.tick(answered)  # deadlines this look covers: at once
+            await asyncio.sleep(MIN_LOOK_GAP_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._look_wanted.wait(), self.look_every)
+            self._look_wanted.clear()
 
     def _enrol(self) -> None:
         """Schedule a first look at every agent, at its next deadline."""
@@ -162,6 +284,13 @@ class HealthMonitor:
 
     def tick(self, now: float) -> None:
         self.ticks += 1
+        if not self.evidence.current:
+            return  # liveness evidence unknown: no deadline may expire
+        # Deadlines expire only as far as the evidence reaches: the newest prompt look at
+        # the bus whose heartbeats the consumer has applied.
+        horizon = min(now, self.evidence.horizon)
+        self._look_now_if_due(now, horizon)
+        now = horizon
         looked = 0
         while self._due and self._due[0][0] <= now:
             if looked >= MAX_LOOKS_PER_TICK:
@@ -172,6 +301,14 @@ class HealthMonitor:
                 continue  # superseded by an earlier look
             del self._next_look[agent_id]
             self._look(agent_id, now)
+
+    def _look_now_if_due(self, now: float, horizon: float) -> None:
+        """A deadline has come that the evidence does not reach yet, and no look was sent
+        since it came: ask for one at once."""
+        if self._due:
+            due = self._due[0][0]
+            if horizon < due <= now and self._last_look_sent < due:
+                self._look_wanted.set()
 
     def _look(self, agent_id: str, now: float) -> None:
         view = self.projection.agents.get(agent_id)
@@ -184,13 +321,14 @@ class HealthMonitor:
         silent_for = silence(seen.at, self.visible_since, now)
         wanted = verdict(silent_for, self.settings)
         if wanted == view.liveness or (
-                wanted == Verdict.ALIVE and not may_recover(seen.streak, self.settings)):
+                wanted == Verdict.ALIVE and not may_recover(
+                    seen.streak, self.settings, seen.at, self.visible_since)):
             # Nothing to decide yet (damping may want more heartbeats in a row: each
             # heartbeat of a suspect looks again).
             self.look_at(agent_id, next_deadline(seen.at, self.visible_since, self.settings,
                                                  view.liveness))
             return
-        self._spawn(self._decide(view, seen, wanted, silent_for))
+        self._spawn(self._decide(view, seen, wanted, silent_for, self.evidence.epoch))
 
     def _seen(self, view: AgentView, now: float) -> Seen:
         """What was last heard of the agent's current incarnation; first noticed now (a
@@ -243,13 +381,20 @@ class HealthMonitor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _decide(self, view: AgentView, seen: Seen, wanted: str, silent_for: float) -> None:
+    async def _decide(self, view: AgentView, seen: Seen, wanted: str, silent_for: float,
+                      epoch: int) -> None:
+        """Record a verdict taken on evidence of `epoch`; dropped if that evidence was
+        lost before it could be written (the agent is looked at again on fresh evidence)."""
         agent_id = view.agent_id
         self._in_flight.add(agent_id)
         try:
             outcome = None
+            if not self._still_current(epoch, agent_id, wanted):
+                return
             if wanted == Verdict.DEAD:
                 if await self._missed_a_heartbeat(view, seen):
+                    return
+                if not self._still_current(epoch, agent_id, wanted):
                     return
                 outcome = await self.registry.declare_dead(
                     agent_id, view.incarnation, round(silent_for, 3), self.settings.dead_after,
@@ -279,9 +424,20 @@ class HealthMonitor:
         except CommandRefused as refused:
             log.info("health decision refused agent=%s verdict=%s: %s",
                      agent_id, wanted, refused.message)
+            if refused.code == ErrorCode.UNAVAILABLE:
+                # The log could not be written: the bus is in trouble. Not retried as it
+                # stands; decided again once evidence is current.
+                self._lose("append-failed")
         finally:
             self._in_flight.discard(agent_id)
             self._look_again(agent_id, self.seen.get(agent_id, seen))
+
+    def _still_current(self, epoch: int, agent_id: str, wanted: str) -> bool:
+        if self.evidence.current and self.evidence.epoch == epoch:
+            return True
+        log.info("health decision dropped agent=%s verdict=%s: liveness evidence lost "
+                 "meanwhile (%s)", agent_id, wanted, self.evidence.reason or "since regained")
+        return False
 
     def _cause(self, view: AgentView, seen: Seen) -> str:
         """The last thing heard of the agent: its last heartbeat, else its last event."""
@@ -295,7 +451,7 @@ class HealthMonitor:
             newest = await self.probe(view.agent_id)
         except Exception as exc:  # cannot see NATS: never a reason to declare a death
             log.warning("heartbeat probe failed agent=%s: %r", view.agent_id, exc)
-            self.restart_deadlines("probe-failed")
+            self._lose("probe-failed")
             return True
         if newest is None:
             return False

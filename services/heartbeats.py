@@ -1,11 +1,18 @@
-"""Heartbeat intake: the heartbeat stream feeds the health projection and the monitor."""
+"""Heartbeat intake: the heartbeat stream feeds the health projection and the monitor.
+
+The monitor is told the stream sequence of every heartbeat applied, so it can tell when
+the intake has caught up with the stream's last sequence (its evidence is current only
+then). A watchdog replaces the consumer if it stops following a stream that moves on.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -27,6 +34,8 @@ log = logging.getLogger(__name__)
 
 _AGENT_ID = re.compile(ID_PATTERN)
 _TOLD_LIMIT = 10_000
+# How often the watchdog compares the consumer's position with the stream's.
+WATCHDOG_INTERVAL_S = 2.0
 
 
 class HeartbeatIntake:
@@ -45,14 +54,32 @@ class HeartbeatIntake:
         self.reregister_every = reregister_every
         self._told: dict[str, float] = {}
         self._subscription: Any = None
+        self._generation = 0  # of the subscription: a replaced one's messages are ignored
+        self.delivered = 0  # stream sequence of the newest heartbeat taken in
+        self._watchdog: asyncio.Task[None] | None = None
+        self._restarting = asyncio.Lock()
 
     async def start(self) -> None:
+        await self._subscribe()
+        if self._watchdog is None:
+            self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _subscribe(self) -> None:
+        self._generation += 1
+        generation = self._generation
+        self.delivered = 0
+        self.monitor.heartbeat_consumer_replaced()
+
+        async def on_message(msg: Msg) -> None:
+            if generation == self._generation:
+                await self._on_message(msg)
+
         # The last heartbeat per agent first, then live: start-up cost grows with
         # agents, not with history.
         self._subscription = await self.js.subscribe(
             self.names.heartbeats_wildcard,
             stream=self.names.heartbeats_stream,
-            cb=self._on_message,
+            cb=on_message,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
             idle_heartbeat=1.0,
@@ -61,6 +88,14 @@ class HeartbeatIntake:
         )
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
+        await self._unsubscribe()
+
+    async def _unsubscribe(self) -> None:
+        self._generation += 1  # whatever the old subscription still delivers is ignored
         if self._subscription is not None:
             with contextlib.suppress(Exception):  # the connection may be gone already
                 await self._subscription.unsubscribe()
@@ -68,10 +103,45 @@ class HeartbeatIntake:
 
     async def restart(self) -> None:
         """Subscribe afresh: after a NATS restart the old consumer no longer exists."""
-        await self.stop()
-        await self.start()
+        async with self._restarting:  # the app and the watchdog may both ask
+            await self._unsubscribe()
+            await self._subscribe()
+
+    async def _watch(self) -> None:
+        """Replace the consumer when the stream moves on and it does not follow (an
+        ordered consumer lost, or re-created while NATS could not answer)."""
+        check = heartbeat_stream_check(self.js, self.names)
+        previous = -1
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            try:
+                last = await check()
+            except Exception as exc:
+                log.debug("heartbeat watchdog: %r", exc)
+                previous = -1
+                continue
+            if self._subscription is not None and last > self.delivered == previous:
+                log.warning("heartbeat consumer stalled delivered=%d stream=%d; "
+                            "subscribing again", self.delivered, last)
+                try:
+                    await self.restart()
+                except Exception as exc:
+                    log.warning("heartbeat consumer not replaced: %r", exc)
+                previous = -1
+                continue
+            previous = self.delivered
 
     async def _on_message(self, msg: Msg) -> None:
+        sequence = int(msg.metadata.sequence.stream)
+        try:
+            await self._take(msg, sequence)
+        finally:
+            # Applied or set aside (invalid, unknown agent): either way taken in.
+            if sequence > self.delivered:
+                self.delivered = sequence
+            self.monitor.heartbeat_applied(sequence)
+
+    async def _take(self, msg: Msg, sequence: int) -> None:
         agent_id = self.names.agent_id_of_heartbeat(msg.subject)
         if not _AGENT_ID.match(agent_id):
             self.metrics.heartbeats.labels("invalid").inc()
@@ -88,7 +158,7 @@ class HeartbeatIntake:
         if applied:
             self.metrics.heartbeats.labels("applied").inc()
             self.metrics.heartbeat_lag.observe(time.time() - meta.timestamp.timestamp())
-            self.monitor.saw(agent_id, beat.incarnation, int(meta.sequence.stream))
+            self.monitor.saw(agent_id, beat.incarnation, sequence)
             return
         self.metrics.heartbeats.labels("unknown").inc()
         await self._tell_to_reregister(agent_id, beat.incarnation)
@@ -113,6 +183,18 @@ class HeartbeatIntake:
         await self.nc.publish(
             self.names.agent_control(agent_id), message.model_dump_json().encode()
         )
+
+
+def heartbeat_stream_check(js: JetStreamContext, names: Names) -> Callable[[], Awaitable[int]]:
+    """A look at the bus for the monitor: the heartbeat stream's last sequence, 0 when it
+    holds no message (then there is nothing the consumer could still be missing)."""
+
+    async def last_sequence() -> int:
+        info = await js.stream_info(names.heartbeats_stream)
+        state = info.state
+        return int(state.last_seq or 0) if state.messages else 0
+
+    return last_sequence
 
 
 def heartbeat_probe(js: JetStreamContext, names: Names) -> Any:

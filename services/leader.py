@@ -4,6 +4,10 @@ A key in a JetStream KV bucket whose entries live for the lease TTL. The holder 
 every TTL/3 with a compare-and-set on its revision; when the holder stops renewing the
 entry expires and another process can create it. The lease only avoids wasted work: two
 leaders for a moment are harmless, because every decision is an OCC append.
+
+The holder gives the lease up only when it sees another holder's entry. A renewal that
+times out (the bus stalled) says nothing: it may have been written, or the entry may
+have expired meanwhile; the next step finds out, and takes an expired entry back.
 """
 
 from __future__ import annotations
@@ -64,11 +68,7 @@ class LeaderLease:
             try:
                 self._revision = await bucket.update(KEY, self.holder.encode(), self._revision)
             except KeyWrongLastSequenceError:
-                revision = await self._ours(bucket)
-                if revision is None:
-                    await self._depose("another orchestrator holds the lease")
-                else:
-                    self._revision = revision
+                await self._renew_after_a_lost_answer(bucket)
             return
         try:
             self._revision = await bucket.create(KEY, self.holder.encode())
@@ -80,6 +80,33 @@ class LeaderLease:
         self.is_leader = True
         log.info("leader lease acquired holder=%s", self.holder)
         await self.on_elected()
+
+    async def _renew_after_a_lost_answer(self, bucket: KeyValue) -> None:
+        """Our revision is not the entry's: a renewal of ours was written unseen, or the
+        entry expired while the bus stalled (its answers lost), or another holder took
+        it. Only the last is a reason to give the lease up."""
+        try:
+            entry = await bucket.get(KEY)
+        except KeyNotFoundError:
+            entry = None  # expired (or deleted): nobody holds it; take it back
+        if entry is None or entry.value is None:
+            try:
+                self._revision = await bucket.create(KEY, self.holder.encode())
+            except KeyWrongLastSequenceError:
+                revision = await self._ours(bucket)  # created meanwhile: by whom?
+                if revision is None:
+                    await self._depose("another orchestrator took the lease after ours "
+                                       "expired")
+                else:
+                    self._revision = revision
+                return
+            log.warning("leader lease renewed after it expired holder=%s (renewals delayed "
+                        "past the TTL)", self.holder)
+            return
+        if entry.value == self.holder.encode() and entry.revision is not None:
+            self._revision = int(entry.revision)  # a renewal of ours, answer lost
+            return
+        await self._depose("another orchestrator holds the lease")
 
     async def _ours(self, bucket: KeyValue) -> int | None:
         """The entry's revision if it names this holder: a renewal of ours that timed out

@@ -56,3 +56,14 @@ class Metrics:
             "orch_http_request_seconds", "Read API latency", ["route"],
             registry=self.registry,
         )
+        self.auth_connections = Counter(
+            "orch_auth_connections_total",
+            "Connections the auth callout decided, by outcome (admitted, refused, unreadable)",
+            ["outcome"], registry=self.registry,
+        )
+        self.auth_callout_latency = Histogram(
+            "orch_auth_callout_seconds",
+            "From an authorization request's arrival to its signed answer",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )

@@ -22,6 +22,7 @@ _BLOCKING = [
 ]
 _AGENT_ID = {"name": "agent_id", "in": "path", "required": True,
              "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+_CHALLENGE = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
 _INDEX_HEADER = {"X-Orch-Index": {"description": "log position the projections have applied",
                                   "schema": {"type": "integer"}}}
 
@@ -45,10 +46,23 @@ def _get(summary: str, ok: type[BaseModel], params: list[dict[str, Any]],
 
 
 def _with_limits(responses: dict[str, Any]) -> dict[str, Any]:
-    """Every operation may refuse a malformed or over-long request (services/http_limits)."""
+    """Every operation may refuse a malformed or over-long request (services/http_limits),
+    and, with auth on, a request without a token (401) or of a scope that does not reach
+    it (403; services/auth/http)."""
     for status in LIMIT_STATUSES:
         responses.setdefault(str(status), _json(m.ErrorOut, "malformed or over-long request"))
+    responses.setdefault("401", {**_json(m.ErrorOut, "no valid bearer token (auth on)"),
+                                 "headers": {**_INDEX_HEADER, **_CHALLENGE}})
+    responses.setdefault("403", _json(m.ErrorOut, "the token's scope does not reach this"))
     return responses
+
+
+def _open(item: dict[str, Any]) -> dict[str, Any]:
+    """A route that needs no token, even with auth on."""
+    item["get"]["security"] = []
+    for status in ("401", "403"):
+        item["get"]["responses"].pop(status, None)
+    return item
 
 
 @cache
@@ -114,8 +128,8 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Orchestrator read API", "version": "0.1.0"},
         "paths": {
-            "/healthz": _get("the process is up", m.Ok, []),
-            "/readyz": _get("connected and projections rebuilt", m.Ready, [], (503,)),
+            "/healthz": _open(_get("the process is up", m.Ok, [])),
+            "/readyz": _open(_get("connected and projections rebuilt", m.Ready, [], (503,))),
             "/v1/agents": _get("agents, filtered", m.AgentList, agent_filters + _BLOCKING,
                                (400,)),
             "/v1/agents/{agent_id}": _get("one agent", m.AgentOut, [_AGENT_ID, *_BLOCKING],
@@ -148,5 +162,10 @@ def openapi_document() -> dict[str, Any]:
                 "200": {"description": "OpenAPI 3.1", "headers": _INDEX_HEADER,
                         "content": {"application/json": {"schema": {"type": "object"}}}}})}},
         },
-        "components": {"schemas": schemas["$defs"]},
+        "components": {"schemas": schemas["$defs"], "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "orchestrator token create --scope read|admin; "
+                                      "/healthz and /readyz need none; /v1/events needs "
+                                      "admin"}}},
+        "security": [{"bearer": []}],
     }

@@ -13,8 +13,10 @@ from domain.agent_commands import (
     DrainAgent,
     RegisterAgent,
     RegisterReply,
+    RemoveAgent,
 )
 from domain.errors import CommandRefused, ErrorCode
+from infra.caller import current_identity
 from infra.names import Names
 from infra.repository import Repository
 from projections.agents import AgentHealth
@@ -49,8 +51,9 @@ class AgentRegistry:
 
     def __init__(self, repository: Repository, names: Names, heartbeat_interval: float,
                  silence_of: SilenceOf = lambda agent_id, incarnation: None,
-                 suspect_after: float = 3.0) -> None:
+                 suspect_after: float = 3.0, credentials_ttl_s: float | None = None) -> None:
         self.repository = repository
+        self.credentials_ttl_s = credentials_ttl_s
         self.names = names
         self.heartbeat_interval = heartbeat_interval
         self.silence_of = silence_of
@@ -84,6 +87,7 @@ class AgentRegistry:
             tasks_subject=self.names.agent_tasks(cmd.agent_id),
             control_subject=self.names.agent_control(cmd.agent_id),
             position=outcome.position or 0,
+            credentials_ttl_s=self.credentials_ttl_s,
         ).model_dump()
 
     async def deregister(
@@ -92,6 +96,17 @@ class AgentRegistry:
         def decide(agent: Agent | None) -> Agent:
             agent = _existing(agent, cmd.agent_id)
             agent.deregister(cmd.incarnation)
+            return agent
+
+        outcome = await execute(
+            self.repository, cmd.agent_id, decide, causation_id, causation_id)
+        return _reply(outcome, status=outcome.aggregate.status)
+
+    async def remove(self, cmd: RemoveAgent, causation_id: str | None = None) -> dict[str, Any]:
+        """An operator's deregistration of the current incarnation: its work moves."""
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, cmd.agent_id)
+            agent.deregister(agent.incarnation, reason=f"removed by {current_identity.get()}")
             return agent
 
         outcome = await execute(

@@ -16,7 +16,9 @@ from domain.agent_commands import (
     Heartbeat,
     RegisterAgent,
     RegisterReply,
+    RemoveAgent,
 )
+from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
 from domain.replies import (
     AgentStatusReply,
     AssignmentsReply,
@@ -40,7 +42,12 @@ PROTOCOL_MODELS: dict[str, type[BaseModel]] = {
     "agent.register.request": RegisterAgent,
     "agent.register.reply": RegisterReply,
     "agent.deregister.request": DeregisterAgent,
-    "agent.drain.request": DrainAgent,
+    "admin.agent.drain.request": DrainAgent,
+    "admin.agent.deregister.request": RemoveAgent,
+    "admin.enroll.request": EnrollAgent,
+    "admin.revoke.request": RevokeIdentity,
+    "admin.identity.create.request": CreateIdentity,
+    "admin.token.create.request": CreateApiToken,
     "agent.status.reply": AgentStatusReply,
     "agent.assignments.request": AgentAssignments,
     "agent.assignments.reply": AssignmentsReply,

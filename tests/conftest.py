@@ -92,6 +92,7 @@ def settings(nats_server: EmbeddedNats, prefix: str, tmp_path: Path) -> Settings
         lease_ttl=1.0,
         retry_backoff=0.2,
         retry_backoff_max=2.0,
+        auth="off",  # the shared server has no accounts; tests/security run with auth on
     )
 
 

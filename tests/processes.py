@@ -29,6 +29,7 @@ class OrchestratorProcess:
             "ORCH_DEAD_AFTER": "1.0",
             "ORCH_LEASE_TTL": "1.0",
             "ORCH_ACCEPT_TIMEOUT": "2.0",
+            "ORCH_AUTH": "off",  # the shared test server has no accounts
         }
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None

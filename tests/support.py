@@ -11,6 +11,8 @@ import aiohttp
 import orjson
 from nats.aio.client import Client
 
+from infra.names import AGENT_COMMANDS, CLIENT_COMMANDS, Names
+
 
 async def eventually(
     probe: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
@@ -44,10 +46,11 @@ async def request(nc: Client, subject: str, body: Any, timeout: float = 5.0) -> 
     return reply
 
 
-async def get_json(url: str, timeout: float = 30.0) -> tuple[int, dict[str, Any], Any]:
+async def get_json(url: str, timeout: float = 30.0,
+                   headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], Any]:
     """GET a URL: (status, headers, parsed JSON body)."""
     async with aiohttp.ClientSession() as session, session.get(
-        url, timeout=aiohttp.ClientTimeout(total=timeout)
+        url, timeout=aiohttp.ClientTimeout(total=timeout), headers=headers
     ) as response:
         body = await response.read()
         return response.status, dict(response.headers), orjson.loads(body) if body else None
@@ -57,3 +60,17 @@ def registration(agent_id: str, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"agent_id": agent_id, "capabilities": ["cpu"], "capacity": 2}
     body.update(extra)
     return body
+
+
+# The identity the tests send submitter and operator commands as (auth is off in most
+# tests: the subject names the sender, the server does not check it).
+TEST_IDENTITY = "tests"
+
+
+def subject(names: Names, command: str, agent_id: str = "a1") -> str:
+    """A command's subject: an agent's names the agent, the others the tests' identity."""
+    if command in AGENT_COMMANDS:
+        return names.agent_command(agent_id, command)
+    if command in CLIENT_COMMANDS:
+        return names.client_command(command, TEST_IDENTITY)
+    return names.command(command)

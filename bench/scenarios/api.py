@@ -13,6 +13,7 @@ import orjson
 from bench.harness import connect, nats_server, orchestrator
 from bench.sizes import Size
 from infra.embedded import free_port
+from infra.names import REGISTER
 
 CONNECTIONS = 32
 HELLO = """
@@ -33,7 +34,7 @@ async def run(size: Size) -> dict[str, float | str]:
     async with nats_server() as server, orchestrator(server) as orch:
         await orch.start()
         nc = await connect(server.url)
-        await nc.request(orch.names.command("agent.register"),
+        await nc.request(orch.names.agent_command("a1", REGISTER),
                          orjson.dumps({"agent_id": "a1", "capabilities": ["cpu"]}), timeout=10)
         await nc.close()
         served = await load(wrk, orch.url("/v1/agents/a1"), size.api_seconds)

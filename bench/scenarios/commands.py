@@ -11,8 +11,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from bench.fleet import Fleet
-from bench.harness import connect, nats_server, orchestrator, percentile
+from bench.harness import IDENTITY, connect, nats_server, orchestrator, percentile
 from bench.sizes import Size
+from infra.names import REGISTER, TASK_SUBMIT
 
 RATE = 500.0
 
@@ -23,9 +24,9 @@ async def run(size: Size) -> dict[str, float]:
     ) as orch:
         await orch.start()
         nc = await connect(server.url)
-        register = orch.names.command("agent.register")
         registering = []
         for i in range(size.command_samples):
+            register = orch.names.agent_command(f"r{i}", REGISTER)
             started = time.perf_counter()
             await nc.request(register, orjson.dumps({"agent_id": f"r{i}"}), timeout=10)
             registering.append((time.perf_counter() - started) * 1000)
@@ -34,7 +35,7 @@ async def run(size: Size) -> dict[str, float]:
         await fleet.register([f"w{i}" for i in range(4)], capacity=1000)
         await fleet.serve_assignments()
         sent: dict[str, float] = {}
-        submit = orch.names.command("task.submit")
+        submit = orch.names.client_command(TASK_SUBMIT, IDENTITY)
         start = time.monotonic()
         pending = []
         for i in range(size.command_samples):

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from nats.aio.client import Client
 
 from bench.fleet import Fleet
-from bench.harness import connect, nats_server, orchestrator, percentile
+from bench.harness import IDENTITY, connect, nats_server, orchestrator, percentile
 from bench.sizes import Size
 from infra.codec import create_mapper
 from infra.event_store import EventStore
-from infra.names import Names
+from infra.names import TASK_SUBMIT, Names
 
 INTERVAL, SUSPECT, DEAD = 0.25, 1.0, 2.0
 
@@ -35,7 +35,7 @@ async def run(size: Size) -> dict[str, float]:
         try:
             for start in range(0, len(agents), 200):
                 await asyncio.gather(*(
-                    nc.request(orch.names.command("task.submit"),
+                    nc.request(orch.names.client_command(TASK_SUBMIT, IDENTITY),
                                f'{{"task_id": "t{i}", "kind": "run"}}'.encode(), timeout=30)
                     for i in range(start, min(start + 200, len(agents)))))
             await _until(lambda: len(fleet.received) >= len(agents), 120)

@@ -80,7 +80,7 @@ async def write_log(nc: Client, names: Names, count: int) -> None:
         name = "Registered" if i % 2 == 0 else "DrainStarted"
         headers: dict[str, str] = {
             Header.TOPIC: stored.topic, Header.VERSION: str(stored.originator_version),
-            Header.EVENT_ID: f"e{i}"}
+            Header.EVENT_ID: f"e{i}", Header.IDENTITY: agent_id}  # sent by the agent
         pending.append(js.publish(names.event(AGENT, agent_id, name), data, headers=headers))
         if len(pending) >= WINDOW:
             await asyncio.gather(*pending)

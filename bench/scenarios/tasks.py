@@ -10,8 +10,9 @@ import orjson
 from nats.aio.client import Client
 
 from bench.fleet import Fleet
-from bench.harness import Orchestrator, connect, nats_server, orchestrator
+from bench.harness import IDENTITY, Orchestrator, connect, nats_server, orchestrator
 from bench.sizes import Size
+from infra.names import TASK_SUBMIT
 
 EVENTS_PER_TASK = 4  # Submitted, Assigned, Accepted, Completed
 WINDOW = 200  # submissions in flight at once
@@ -50,7 +51,7 @@ async def lifecycles(count: int, sync: str, with_baseline: bool) -> tuple[float,
 
         fleet.on_assignment = on_done  # counted when delivered; completion follows below
         started = time.monotonic()
-        subject = orch.names.command("task.submit")
+        subject = orch.names.client_command(TASK_SUBMIT, IDENTITY)
         for start in range(0, count, WINDOW):
             await asyncio.gather(*(
                 nc.request(subject, orjson.dumps({"task_id": f"t{i}", "kind": "k"}), timeout=60)

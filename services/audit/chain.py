@@ -37,6 +37,8 @@ def step(event: StoryEvent, reason: str | None = None) -> dict[str, Any]:
         "position": event.position, "at": event.recorded_at.isoformat(), "type": event.name,
         "aggregate_id": event.aggregate_id, "event_id": event.event_id,
         "causation_id": event.causation_id, "data": event.data(),
+        # Who sent the command behind it (fakes in unit tests may not say).
+        "identity": getattr(event, "identity", None),
     }
     if reason is not None:
         found["reason"] = reason

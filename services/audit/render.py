@@ -51,8 +51,10 @@ def explanation(chain: list[dict[str, Any]], indent: str = "") -> list[str]:
     """One line per step of a causal chain, with what caused each move."""
     lines = []
     for step in chain:
+        sender = step.get("identity")
+        by = f" (by {sender})" if sender and sender != "orchestrator" else ""
         lines.append(f"{indent}{step['position']:>6}  {step['at']}  {step['type']:<18} "
-                     f"{step.get('reason') or _gist(step)}")
+                     f"{step.get('reason') or _gist(step)}{by}")
         cause = step.get("cause")
         if cause:
             lines.append(f"{indent}        caused by {cause['type']} of {cause.get('aggregate_id')}"

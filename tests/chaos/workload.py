@@ -70,8 +70,8 @@ class Workload:
             body = orjson.dumps({"task_id": task_id, "kind": "work"})
             while True:
                 try:
-                    msg = await self.nc.request(self.names.command("task.submit"), body,
-                                                timeout=2.0)
+                    submit = self.names.client_command("task.submit", "tests")
+                    msg = await self.nc.request(submit, body, timeout=2.0)
                     reply = orjson.loads(msg.data)
                 except Exception:
                     await asyncio.sleep(0.1)

@@ -9,7 +9,14 @@ from nats.aio.client import Client
 
 from infra.names import Names
 from services.app import Orchestrator
-from tests.fuzz.world import BACKGROUND_SEEN, HTTP_STATUSES, SENT, World, build_world
+from tests.fuzz.world import (
+    BACKGROUND_SEEN,
+    CATEGORIES,
+    HTTP_STATUSES,
+    SENT,
+    World,
+    build_world,
+)
 
 
 @pytest.fixture
@@ -25,9 +32,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("fuzz")
     if SENT:
         terminalreporter.write_line(
-            f"{sum(SENT.values())} generated payloads sent to {len(SENT)} command subjects")
+            f"{sum(SENT.values())} generated payloads sent to {len(SENT)} command endpoints")
         for command, count in sorted(SENT.items()):
-            terminalreporter.write_line(f"  {command:<20} {count}")
+            terminalreporter.write_line(f"  {command:<24} {count}")
+        terminalreporter.write_line(f"by kind: {dict(sorted(CATEGORIES.items()))}")
     if HTTP_STATUSES:
         terminalreporter.write_line(
             f"{sum(HTTP_STATUSES.values())} schemathesis requests to the read API, by status: "

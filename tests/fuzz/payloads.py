@@ -8,6 +8,11 @@ NATS subject token, deep nesting...). Bodies are rendered by hand (`render`), no
 JSON library, so they can hold what libraries refuse to write: NaN and Infinity, integers
 of any size, duplicate keys, nesting thousands deep, lone surrogate escapes.
 
+An agent's command goes out on its own subject (`<prefix>.agent.<id>.<command>`), so its
+`agent_id` member is either left out or the subject's (`SELF` here); a body naming another
+agent is refused `unauthorized` before it is validated (`other_agent`). A subject whose
+sender token is not an id is refused `invalid_request` whatever its body (`bad_sender`).
+
 The semantic probes (valid shape, refused for the state of the aggregate: not_found,
 conflict, stale_token, or accepted as a documented no-op repeat) need the ids and tokens
 of a live world; they are built by `semantic_probes` in `tests/fuzz/world.py`.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +32,8 @@ import orjson
 from hypothesis import strategies as st
 
 from domain.fields import MAX_COMMAND_BYTES
+from domain.identity import ROLES
+from infra import names as n
 
 # --- outcomes -----------------------------------------------------------------------
 
@@ -35,6 +43,10 @@ TOO_LARGE = "payload_too_large"
 NOT_FOUND = "not_found"
 CONFLICT = "conflict"
 STALE = "stale_token"
+UNAUTHORIZED = "unauthorized"
+
+# The agent the subject of an agent's command names, unless a probe says otherwise.
+SELF = "fz-self"
 
 
 @dataclass(frozen=True)
@@ -46,11 +58,18 @@ class Probe:
     category: str
     # The body is not JSON at all: the refusal must say so (detail type json_invalid).
     not_json: bool = False
+    # The sender token of the subject: the agent of an agent's command (None: SELF), the
+    # identity of a client's (None: the tests'); a catalog query's subject has none.
+    sender: str | None = None
+    # An invalid_request that is not about the body's fields (the subject, a reserved
+    # name) has no details.
+    bare: bool = False
 
     def __repr__(self) -> str:  # short enough for a failure report
         shown = self.data if len(self.data) <= 300 else (
             self.data[:200] + b"...<%d bytes>..." % len(self.data) + self.data[-60:])
-        return f"Probe({self.category}, expect={sorted(self.expect)}, data={shown!r})"
+        sender = "" if self.sender is None else f", sender={self.sender!r}"
+        return f"Probe({self.category}, expect={sorted(self.expect)}{sender}, data={shown!r})"
 
 
 def sized(data: bytes, category: str, not_json: bool = False) -> Probe:
@@ -163,6 +182,20 @@ invalid_capability = not_matching(CAPABILITY_CHARS, 64)
 invalid_kind = not_matching(CAPABILITY_CHARS, 128)
 invalid_label_key = not_matching(LABEL_KEY_CHARS, 63)
 valid_id = pattern_text(ID_CHARS, 64)
+
+
+def _in_one_token(c: str) -> bool:
+    """NATS carries the character inside one subject token: not a '.', a space or a
+    control character (the server drops subjects with some of those)."""
+    return c != "." and not c.isspace() and unicodedata.category(c) != "Cc"
+
+
+# One NATS subject token that is not an id: `<prefix>.agent.<it>.<command>` and
+# `<prefix>.<command>.<it>` reach the command's endpoint, which refuses them for their
+# sender (a token with a '.' in it would make a subject no endpoint listens on).
+invalid_sender = not_matching(ID_CHARS, 64).map(
+    lambda s: "".join(c for c in s if _in_one_token(c))
+).filter(lambda s: s != "" and not _matches(ID_CHARS, 64)(s))
 
 
 def too_long(max_size: int) -> st.SearchStrategy[str]:
@@ -341,6 +374,10 @@ services_wrong = wrong_for_list(
     wrong_for_str() | st.deferred(lambda: mutated_object(SERVICE)), service_valid, 32)
 
 agent_id = Field("agent_id", valid_id, wrong_for_str() | invalid_id, required=True)
+# In an agent's command: left out, or the agent its subject names (a body naming another
+# agent, well-formed or not, is refused unauthorized: `other_agent`).
+own_agent_id = Field("agent_id", st.just(SELF), None)
+identity_name = Field("name", valid_id, wrong_for_str() | invalid_id, required=True)
 task_id = Field("task_id", valid_id, wrong_for_str() | invalid_id, required=True)
 token = Field("token", pattern_text(ID_CHARS, 64), wrong_for_str() | invalid_id,
               required=True)
@@ -349,31 +386,62 @@ text_wrong = wrong_for_str() | too_long(4096)
 any_json = small_json | deep(150) | HUGE_INTS
 any_noise = NON_FINITE | deep() | lone_surrogate() | odd_text.map(lambda s: Raw(f"'{s}'"))
 
+role = st.sampled_from(sorted(ROLES))
+wrong_role = wrong_for_str() | st.sampled_from(["Agent", "agent ", " agent", "admin", "root",
+                                                "", "agents", "operator\u200b"]) | odd_text
+roles_valid = st.lists(role, max_size=5)
+BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+public_key_valid = pattern_text(BASE32, 55, 55).map(lambda s: "U" + s)
+public_key_wrong = wrong_for_str() | st.one_of(
+    pattern_text(BASE32, 55, 55).map(lambda s: "A" + s),  # an account key, not a user's
+    pattern_text(BASE32, 55, 55).map(lambda s: "S" + s),  # a seed
+    pattern_text(BASE32, 54, 54).map(lambda s: "U" + s),
+    pattern_text(BASE32, 56, 56).map(lambda s: "U" + s),
+    public_key_valid.map(str.lower),
+    st.builds(lambda k, c, at: k[:at] + c + k[at + 1:], public_key_valid,
+              st.sampled_from("0189=-_ a\u0430"), st.integers(1, 55)),
+    public_key_valid.map(lambda k: k + "\n"),  # '$' of Python's re matches before it
+    st.just(""),
+)
+scope_wrong = wrong_for_str() | st.sampled_from(["Read", "READ", "read ", "write", "",
+                                                 "admin\u200b", "*"]) | odd_text
+
 SPECS: dict[str, Spec] = {s.command: s for s in (
-    Spec("agent.register", (
-        agent_id,
+    # An agent's commands, about itself.
+    Spec(n.REGISTER, (
+        own_agent_id,
         Field("capabilities", capabilities_valid, capabilities_wrong),
         Field("capacity", st.integers(0, 100_000), wrong_for_int(0, 100_000)),
         Field("labels", labels_valid, labels_wrong),
         Field("services", services_valid, services_wrong),
+        Field("kinds", st.lists(pattern_text(CAPABILITY_CHARS, 30), max_size=3),
+              wrong_for_list(wrong_for_str() | invalid_kind,
+                             pattern_text(CAPABILITY_CHARS, 30), 64)),
+        Field("replace", st.booleans(), wrong_for_bool),
+        Field("instance_id", valid_id | st.none(), wrong_for_str(nullable=True) | invalid_id),
     )),
-    Spec("agent.deregister", (
+    Spec(n.DEREGISTER, (
         # No upper bound: an incarnation of 10**100 is well-formed (and not the current one).
-        agent_id, Field("incarnation", st.integers(1, 2**63 - 1), wrong_for_int(1, None),
-                        required=True),
+        own_agent_id, Field("incarnation", st.integers(1, 2**63 - 1), wrong_for_int(1, None),
+                            required=True),
     )),
-    Spec("agent.drain", (agent_id,)),
-    Spec("agent.assignments", (agent_id,)),
-    Spec("agent.services", (
-        agent_id, Field("services", services_valid, services_wrong, required=True),
+    Spec(n.ASSIGNMENTS, (own_agent_id,)),
+    Spec(n.SERVICES, (
+        own_agent_id, Field("services", services_valid, services_wrong, required=True),
     )),
-    Spec("catalog.query", (
-        Field("service", valid_id | st.none(), wrong_for_str(nullable=True) | invalid_id),
-        Field("tags", tags_valid, tags_wrong),
-        Field("labels", labels_valid, labels_wrong),
-        Field("healthy_only", st.booleans(), wrong_for_bool),
+    Spec(n.TASK_ACCEPT, (task_id, token)),
+    Spec(n.TASK_PROGRESS, (
+        task_id, token,
+        Field("progress", st.floats(0, 1), wrong_for_float(0, 1), required=True),
     )),
-    Spec("task.submit", (
+    Spec(n.TASK_COMPLETE, (task_id, token, Field("result", any_json, None,
+                                                  noise=any_noise))),
+    Spec(n.TASK_FAIL, (
+        task_id, token, Field("error", text_4096, text_wrong, required=True),
+        Field("retryable", st.booleans(), wrong_for_bool),
+    )),
+    # Submitters' commands.
+    Spec(n.TASK_SUBMIT, (
         Field("task_id", valid_id | st.none(), wrong_for_str(nullable=True) | invalid_id),
         Field("kind", pattern_text(CAPABILITY_CHARS, 30), wrong_for_str() | invalid_kind,
               required=True),
@@ -387,18 +455,38 @@ SPECS: dict[str, Spec] = {s.command: s for s in (
         Field("timeout_s", st.floats(0, 604800, exclude_min=True) | st.integers(1, 604800),
               wrong_for_float(0, 604800, low_open=True)),
     )),
-    Spec("task.accept", (task_id, token)),
-    Spec("task.progress", (
-        task_id, token,
-        Field("progress", st.floats(0, 1), wrong_for_float(0, 1), required=True),
+    Spec(n.TASK_CANCEL, (task_id, Field("reason", text_4096, text_wrong))),
+    # Operators' commands.
+    Spec(n.ADMIN_DRAIN, (agent_id,)),
+    Spec(n.ADMIN_DEREGISTER, (agent_id,)),
+    Spec(n.ADMIN_ENROLL, (
+        agent_id,
+        Field("ttl_s", st.floats(0, 604800, exclude_min=True) | st.integers(1, 604800),
+              wrong_for_float(0, 604800, low_open=True)),
+        Field("roles", roles_valid, wrong_for_list(wrong_role, role, 5)),
+        Field("rotate", st.booleans(), wrong_for_bool),
     )),
-    Spec("task.complete", (task_id, token, Field("result", any_json, None,
-                                                  noise=any_noise))),
-    Spec("task.fail", (
-        task_id, token, Field("error", text_4096, text_wrong, required=True),
-        Field("retryable", st.booleans(), wrong_for_bool),
+    Spec(n.ADMIN_REVOKE, (
+        identity_name, Field("reason", st.text(alphabet=any_char, max_size=50),
+                    wrong_for_str() | too_long(256)),
     )),
-    Spec("task.cancel", (task_id, Field("reason", text_4096, text_wrong))),
+    Spec(n.ADMIN_IDENTITY_CREATE, (
+        identity_name,
+        Field("roles", st.lists(role, min_size=1, max_size=5),
+              wrong_for_list(wrong_role, role, 5) | st.just([]), required=True),
+        Field("public_key", public_key_valid, public_key_wrong, required=True),
+    )),
+    Spec(n.ADMIN_TOKEN_CREATE, (
+        identity_name,
+        Field("scope", st.sampled_from(["read", "admin"]), scope_wrong, required=True),
+    )),
+    # A read anyone allowed may send.
+    Spec(n.CATALOG_QUERY, (
+        Field("service", valid_id | st.none(), wrong_for_str(nullable=True) | invalid_id),
+        Field("tags", tags_valid, tags_wrong),
+        Field("labels", labels_valid, labels_wrong),
+        Field("healthy_only", st.booleans(), wrong_for_bool),
+    )),
 )}
 
 
@@ -409,8 +497,9 @@ def unknown_key(spec: Spec) -> st.SearchStrategy[str]:
                                       lambda s: " " + s, lambda s: s + "\u200b",
                                       lambda s: s.replace("_", "-"), lambda s: s + "\x00",
                                       lambda s: s[:-1], lambda s: "$" + s]))
+    # agent_id where the model has none: a task report names no agent, its subject does.
     return (near | odd_text | st.sampled_from(["__proto__", "constructor", "_type_", "ok",
-                                               "position", "id"])
+                                               "position", "id", "agent_id", "identity"])
             ).filter(lambda k: k not in spec.names)
 
 
@@ -426,11 +515,13 @@ def mutated_object(spec: Spec) -> st.SearchStrategy[Pairs]:
     """
     if spec.command in _MUTATED:
         return _MUTATED[spec.command]
-    typed = st.sampled_from([f for f in spec.fields if f.wrong is not None])
+    wrongs = [f for f in spec.fields if f.wrong is not None]
+    typed = st.sampled_from(wrongs) if wrongs else st.nothing()
     required = [f.name for f in spec.fields if f.required]
     gone = st.sampled_from(required) if required else st.nothing()
-    mutations = st.lists(st.sampled_from(["extra", "wrong", "dup"] + (
-        ["missing"] if required else [])), min_size=1, max_size=3)
+    mutations = st.lists(st.sampled_from(["extra"] + (["wrong", "dup"] if wrongs else [])
+                                         + (["missing"] if required else [])),
+                         min_size=1, max_size=3)
     base = obj(spec, noisy=True)
     keys = unknown_key(spec)
     where = st.integers(0, 2**16)
@@ -554,3 +645,61 @@ def hostile(spec: Spec) -> st.SearchStrategy[Probe]:
         weights = ["mutated"] * 6 + ["not-json"] * 2 + ["not-an-object", "too-large"]
         _HOSTILE[spec.command] = st.sampled_from(weights).flatmap(lambda b: branches[b])
     return _HOSTILE[spec.command]
+
+
+# --- the subject: who sends it ------------------------------------------------------
+
+# Agents' commands whose body has an agent_id: it must be the subject's, or is refused.
+NAMES_ITS_AGENT = frozenset(c for c, s in SPECS.items() if own_agent_id in s.fields)
+
+
+def _parsed_object(data: bytes) -> bool:
+    """The orchestrator's JSON parser takes it, and it is an object (deep nesting, NaN or
+    lone surrogates make it invalid_request instead, as `hostile` checks)."""
+    try:
+        return isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def other_agent(spec: Spec, senders: st.SearchStrategy[str],
+                others: st.SearchStrategy[Any]) -> st.SearchStrategy[Probe]:
+    """An agent's command whose body names another agent than its subject: a real one, a
+    made-up one, no id at all; the rest of the body valid or not, the subject's own id
+    first as a duplicate or not (the last one wins). Refused unauthorized, before it is
+    validated."""
+    if spec.command not in NAMES_ITS_AGENT:
+        return st.nothing()
+    named = st.one_of(others, valid_id, invalid_id, wrong_for_str())
+    base = obj(spec).map(lambda d: Pairs(tuple(d.items()))) | mutated_object(spec)
+
+    @st.composite
+    def build(draw: st.DrawFn) -> Probe:
+        sender = draw(senders)
+        other = draw(named.filter(lambda v: v != sender))
+        members = [(k, v) for k, v in draw(base).items if k != "agent_id"]
+        first = draw(st.booleans())  # the subject's own id first: it does not help
+        at = draw(st.integers(0, len(members)))
+        members.insert(at, ("agent_id", other))
+        if first:
+            members.insert(0, ("agent_id", sender))
+        data = render(Pairs(tuple(members))).encode()
+        if len(data) > MAX_COMMAND_BYTES:
+            return Probe(data, frozenset({TOO_LARGE}), "other-agent", sender=sender)
+        return Probe(data, frozenset({UNAUTHORIZED}), "other-agent", sender=sender)
+
+    return build().filter(lambda probe: TOO_LARGE in probe.expect
+                          or _parsed_object(probe.data))
+
+
+def bad_sender(spec: Spec) -> st.SearchStrategy[Probe]:
+    """A subject whose sender token (an agent's id, a client's identity) is not an id, with
+    a valid body or a hostile one: refused invalid_request for the subject, before the body
+    is looked at. A catalog query's subject names nobody: nothing to probe."""
+    if spec.command not in n.AGENT_COMMANDS + n.CLIENT_COMMANDS:
+        return st.nothing()
+    body = obj(spec).map(lambda d: render(d).encode()) | hostile(spec).map(lambda p: p.data)
+    return st.builds(
+        lambda data, sender: Probe(data, frozenset({INVALID}), "bad-sender", sender=sender,
+                                   bare=True),
+        body, invalid_sender)

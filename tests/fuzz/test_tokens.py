@@ -7,10 +7,14 @@ What docs/protocol.md ("Fencing tokens") promises:
 - a token the task did issue, but which is no longer current or whose task is no longer
   open, is refused with `stale_token` and the documented message, and the refusal is
   recorded as one `StaleResultRefused` event (`token`, `action`, `reason`: the message,
-  `current_attempt`); the reply carries no position;
+  `current_attempt`) whose identity is the agent that sent it; the reply carries no
+  position;
 - three repeats are accepted without a write instead: an accept of a task already
   running with its current token, a complete of a completed task and a fail of a
   dead-lettered one with the token that finished it.
+
+Reports go out on an agent's own subject (`<prefix>.agent.<id>.task.accept`...): the
+token decides, whichever agent sends it.
 """
 
 from __future__ import annotations
@@ -24,11 +28,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
-from infra.names import Names
+from infra.names import (
+    TASK_ACCEPT,
+    TASK_COMPLETE,
+    TASK_FAIL,
+    TASK_PROGRESS,
+    TASK_SUBMIT,
+    Names,
+)
 from services.app import Orchestrator
 from tests.fuzz import payloads as p
 from tests.fuzz.world import (
     BACKGROUND_EVENTS,
+    CATEGORIES,
     RID_PREFIX,
     World,
     build_world,
@@ -45,9 +57,9 @@ from tests.fuzz.world import (
 
 FORGED = int(os.environ.get("FUZZ_TOKEN_EXAMPLES", "600"))
 REPLAYED = int(os.environ.get("FUZZ_REPLAY_EXAMPLES", "150"))
-REPORTS = ("task.accept", "task.progress", "task.complete", "task.fail")
-ACTION = {"task.accept": "accept", "task.progress": "progress",
-          "task.complete": "complete", "task.fail": "fail"}
+REPORTS = (TASK_ACCEPT, TASK_PROGRESS, TASK_COMPLETE, TASK_FAIL)
+ACTION = {TASK_ACCEPT: "accept", TASK_PROGRESS: "progress", TASK_COMPLETE: "complete",
+          TASK_FAIL: "fail"}
 
 SETTINGS = dict(deadline=None, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
@@ -84,15 +96,18 @@ async def test_forged_and_foreign_tokens_are_refused_and_write_nothing(
     forged = st.tuples(st.sampled_from(task_ids), forged_token(world))
     unknown = st.tuples(unknown_id(), st.sampled_from(sorted(issued)) | forged_token(world))
 
+    # The agent the token was offered to, another one, one that is not registered.
+    senders = st.sampled_from([World.worker, World.live, World.victim, p.SELF])
+
     @settings(max_examples=FORGED, **SETTINGS)  # type: ignore[arg-type]
     @given(command=st.sampled_from(REPORTS), target=st.one_of(foreign, forged, unknown),
-           data=st.data())
-    def fuzz(command: str, target: tuple[str, str], data: st.DataObject) -> None:
+           sender=senders, data=st.data())
+    def fuzz(command: str, target: tuple[str, str], sender: str, data: st.DataObject) -> None:
         task_id, token = target
         extra = data.draw(report_fields(command), label="fields")
         expect = p.NOT_FOUND if task_id.startswith("zz") else p.STALE
         probe = p.Probe(report(command, task_id, token, extra), frozenset({expect}),
-                        "forged-token")
+                        "forged-token", sender=sender)
         on_loop(world.loop, probe_once(world, command, probe))
 
     await run_hypothesis(fuzz)
@@ -111,7 +126,7 @@ def replays(world: World) -> st.SearchStrategy[tuple[str, str, str]]:
         for name, reason in closed.items():
             # Documented no-op repeats are not refusals: complete of a completed task and
             # fail of a dead-lettered one, each with the token that finished it.
-            if (name, command) in (("fz-done", "task.complete"), ("fz-dead", "task.fail")):
+            if (name, command) in (("fz-done", TASK_COMPLETE), ("fz-dead", TASK_FAIL)):
                 continue
             cases.append((name, command, reason))
     return st.sampled_from(cases)
@@ -123,7 +138,7 @@ async def test_replayed_tokens_of_earlier_attempts_are_refused_and_recorded(
     # Submitting a finished or moved task again changes nothing: its old tokens stay dead.
     for name in ("fz-cancelled", "fz-moved"):
         info = world.tasks[name]
-        again = await world.call("task.submit", info.body)
+        again = await world.call(TASK_SUBMIT, info.body)
         assert again == {"ok": True, "task_id": info.task_id, "status": info.status}
 
     @settings(max_examples=REPLAYED, **SETTINGS)  # type: ignore[arg-type]
@@ -144,11 +159,13 @@ async def test_replayed_tokens_of_earlier_attempts_are_refused_and_recorded(
 async def replay_once(world: World, name: str, command: str, reason: str,
                       extra: dict[str, Any]) -> None:
     info = world.tasks[name]
-    assert info.token is not None
+    assert info.token is not None and info.agent is not None
     before = await world.orch.store.last_position()
     data = report(command, info.task_id, info.token, extra)
-    probe = p.Probe(data, frozenset({p.STALE}), "replayed-token")
-    outcome = await send(world, command, data)
+    # Sent by the agent the token was offered to.
+    probe = p.Probe(data, frozenset({p.STALE}), "replayed-token", sender=info.agent)
+    outcome = await send(world, command, data, info.agent)
+    CATEGORIES[probe.category] += 1
     check_reply(command, probe, outcome)
     message = f"task {info.task_id}: {reason}"
     assert outcome.reply["error"]["message"] == message, outcome.reply
@@ -160,6 +177,7 @@ async def replay_once(world: World, name: str, command: str, reason: str,
         ("task", info.task_id, "StaleResultRefused")], [e.to_json() for e in events]
     recorded = events[0]
     assert recorded.causation_id == outcome.request_id
+    assert recorded.identity == info.agent
     data_ = recorded.data()
     assert {k: data_[k] for k in ("token", "action", "reason", "current_attempt")} == {
         "token": info.token, "action": ACTION[command], "reason": message,
@@ -170,12 +188,12 @@ async def test_documented_repeats_are_accepted_without_a_write(world: World) -> 
     """Accept of a running task with its token; complete of a completed one and fail of
     a dead-lettered one with the token that finished it: accepted, no event, no position."""
     running, done, dead = world.tasks["fz-running"], world.tasks["fz-done"], world.tasks["fz-dead"]
-    for command, info, extra in (("task.accept", running, {}),
-                                 ("task.complete", done, {"result": {"other": True}}),
-                                 ("task.fail", dead, {"error": "again", "retryable": True})):
+    for command, info, extra in ((TASK_ACCEPT, running, {}),
+                                 (TASK_COMPLETE, done, {"result": {"other": True}}),
+                                 (TASK_FAIL, dead, {"error": "again", "retryable": True})):
         assert info.token is not None
         probe = p.Probe(report(command, info.task_id, info.token, extra),
-                        frozenset({p.OK}), "repeat")
+                        frozenset({p.OK}), "repeat", sender=info.agent)
         outcome = await probe_once(world, command, probe)
         assert outcome.reply == {"ok": True, "task_id": info.task_id, "status": info.status}
 
@@ -187,11 +205,12 @@ async def test_a_current_token_is_refused_on_every_other_task(world: World) -> N
     assert running.token is not None
     for other in sorted({t.task_id for t in world.tasks.values()} - {running.task_id}):
         for command in REPORTS:
-            extra = {"progress": 0.5} if command == "task.progress" else (
-                {"error": "x"} if command == "task.fail" else {})
+            extra = {"progress": 0.5} if command == TASK_PROGRESS else (
+                {"error": "x"} if command == TASK_FAIL else {})
             probe = p.Probe(report(command, other, running.token, extra),
-                            frozenset({p.STALE}), "foreign-token")
+                            frozenset({p.STALE}), "foreign-token", sender=running.agent)
             await probe_once(world, command, probe)
-    reply = await world.ok("task.progress", {"task_id": running.task_id,
-                                             "token": running.token, "progress": 0.25})
+    reply = await world.ok(TASK_PROGRESS, {"task_id": running.task_id,
+                                           "token": running.token, "progress": 0.25},
+                           running.agent)
     assert reply["status"] == "running" and reply["position"] > 0

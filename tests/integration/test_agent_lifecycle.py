@@ -8,10 +8,11 @@ import time
 import orjson
 from nats.aio.client import Client
 
+from domain.replies import ErrorReply
 from infra.names import Names
 from services.app import Orchestrator
 from tests.conftest import DEAD_AFTER, SUSPECT_AFTER
-from tests.support import eventually, get_json, registration, request
+from tests.support import eventually, get_json, registration, request, subject
 
 # Upper slack on a deadline: the monitor ticks every 25 ms, but a loaded 2-core machine
 # can hold the event loop much longer. The benchmark measures the real precision.
@@ -30,7 +31,7 @@ async def heartbeat(nc: Client, names: Names, agent_id: str, incarnation: int, s
 
 class TestRegisterAgent:
     async def test_raw_request_gets_the_protocol_reply(self, orchestrator, nc, names):
-        reply = await request(nc, names.command("agent.register"), registration("a1"))
+        reply = await request(nc, subject(names, "register", "a1"), registration("a1"))
 
         assert reply["ok"] is True
         assert reply["agent_id"] == "a1"
@@ -42,7 +43,7 @@ class TestRegisterAgent:
         assert reply["position"] >= 1
 
     async def test_registered_agent_is_listed_healthy(self, orchestrator, nc, names):
-        reply = await request(nc, names.command("agent.register"), registration(
+        reply = await request(nc, subject(names, "register", "a1"), registration(
             "a1", labels={"zone": "eu"}, capabilities=["gpu", "cpu"]))
 
         status, headers, body = await get_json(
@@ -57,8 +58,8 @@ class TestRegisterAgent:
 
     async def test_registering_again_with_replace_starts_a_new_incarnation(
             self, orchestrator, nc, names):
-        first = await request(nc, names.command("agent.register"), registration("a1"))
-        second = await request(nc, names.command("agent.register"),
+        first = await request(nc, subject(names, "register", "a1"), registration("a1"))
+        second = await request(nc, subject(names, "register", "a1"),
                                registration("a1", replace=True))
 
         assert (first["incarnation"], second["incarnation"]) == (1, 2)
@@ -70,30 +71,31 @@ class TestRegisterAgent:
     async def test_registering_an_id_held_by_a_live_incarnation_is_a_conflict(
             self, orchestrator, nc, names):
         # Two processes started with one id: the second must not take it silently.
-        first = await request(nc, names.command("agent.register"), registration("a1"))
+        first = await request(nc, subject(names, "register", "a1"), registration("a1"))
         await heartbeat(nc, names, "a1", first["incarnation"], 1)
         before = await orchestrator.store.last_position()
 
-        second = await request(nc, names.command("agent.register"), registration("a1"))
+        second = await request(nc, subject(names, "register", "a1"), registration("a1"))
 
         assert second["ok"] is False and second["error"]["code"] == "conflict"
         message = second["error"]["message"]
         assert "incarnation 1" in message and "last heard from" in message
         assert '"replace": true' in message
-        assert second["error"]["details"][0]["incarnation"] == 1
+        assert second["error"]["details"][0]["type"] == "live_incarnation"
+        ErrorReply.model_validate(second)  # as docs/schemas/error.reply.json says
         assert await orchestrator.store.last_position() == before
 
     async def test_the_same_process_may_register_again_while_alive(
             self, orchestrator, nc, names):
         # A retry whose reply was lost, or a re-registration asked for by the orchestrator,
         # comes from the process holding the id: its instance id says so.
-        first = await request(nc, names.command("agent.register"),
+        first = await request(nc, subject(names, "register", "a1"),
                               registration("a1", instance_id="proc-1"))
         await heartbeat(nc, names, "a1", first["incarnation"], 1)
 
-        again = await request(nc, names.command("agent.register"),
+        again = await request(nc, subject(names, "register", "a1"),
                               registration("a1", instance_id="proc-1"))
-        other = await request(nc, names.command("agent.register"),
+        other = await request(nc, subject(names, "register", "a1"),
                               registration("a1", instance_id="proc-2"))
 
         assert again["ok"] is True and again["incarnation"] == 2
@@ -101,16 +103,16 @@ class TestRegisterAgent:
 
     async def test_a_restart_after_the_old_process_fell_silent_gets_a_new_incarnation(
             self, orchestrator, nc, names):
-        first = await request(nc, names.command("agent.register"), registration("a1"))
+        first = await request(nc, subject(names, "register", "a1"), registration("a1"))
         await eventually(lambda: orchestrator.agents.get("a1").status == "suspect",
                          timeout=SUSPECT_AFTER + 10, what="the silent incarnation suspect")
 
-        again = await request(nc, names.command("agent.register"), registration("a1"))
+        again = await request(nc, subject(names, "register", "a1"), registration("a1"))
 
         assert again["ok"] is True and again["incarnation"] == first["incarnation"] + 1
 
     async def test_registers_the_kinds_it_runs(self, orchestrator, nc, names):
-        reply = await request(nc, names.command("agent.register"),
+        reply = await request(nc, subject(names, "register", "a1"),
                               registration("a1", kinds=["resize", "echo"]))
         await orchestrator.runner.position.wait_for(reply["position"], 10)
 
@@ -122,14 +124,14 @@ class TestRegisterAgent:
         info = await request(nc, "$SRV.INFO.orchestrator", b"")
         subjects = {e["subject"] for e in info["endpoints"]}
         assert info["name"] == "orchestrator"
-        assert orchestrator.names.command("agent.register") in subjects
+        assert orchestrator.names.agent_command_wildcard("register") in subjects
 
 
 class TestHealth:
     async def test_silent_agent_becomes_suspect_then_dead_at_its_deadlines(
         self, orchestrator, nc, names
     ):
-        reply = await request(nc, names.command("agent.register"), registration("a1"))
+        reply = await request(nc, subject(names, "register", "a1"), registration("a1"))
         for seq in range(1, 4):
             await asyncio.sleep(orchestrator.settings.heartbeat_interval)
             await heartbeat(nc, names, "a1", reply["incarnation"], seq)
@@ -151,7 +153,7 @@ class TestHealth:
     async def test_history_lists_registration_suspicion_and_death_with_causes(
         self, orchestrator, nc, names
     ):
-        await request(nc, names.command("agent.register"), registration("a1"))
+        await request(nc, subject(names, "register", "a1"), registration("a1"))
         await heartbeat(nc, names, "a1", 1, 1)
         await eventually(lambda: orchestrator.agents.agents.get("a1") and
                          orchestrator.agents.agents["a1"].status == "dead",
@@ -171,7 +173,7 @@ class TestHealth:
         assert dead["data"]["silence_s"] >= DEAD_AFTER
 
     async def test_heartbeats_keep_an_agent_healthy(self, orchestrator, nc, names):
-        await request(nc, names.command("agent.register"), registration("a1"))
+        await request(nc, subject(names, "register", "a1"), registration("a1"))
         deadline = time.monotonic() + DEAD_AFTER * 2
         seq = 0
         while time.monotonic() < deadline:
@@ -184,7 +186,7 @@ class TestHealth:
         assert orchestrator.agents.agents["a1"].position == 1  # no event since registering
 
     async def test_suspect_agent_that_heartbeats_again_recovers(self, orchestrator, nc, names):
-        await request(nc, names.command("agent.register"), registration("a1"))
+        await request(nc, subject(names, "register", "a1"), registration("a1"))
         await eventually(lambda: orchestrator.agents.agents["a1"].status == "suspect",
                          timeout=SUSPECT_AFTER + 5, interval=0.01, what="suspect")
 
@@ -198,7 +200,7 @@ class TestHealth:
     async def test_heartbeat_of_a_dead_incarnation_is_told_to_reregister(
         self, orchestrator, nc, names
     ):
-        await request(nc, names.command("agent.register"), registration("a1"))
+        await request(nc, subject(names, "register", "a1"), registration("a1"))
         await eventually(lambda: orchestrator.agents.agents["a1"].status == "dead",
                          timeout=DEAD_AFTER + 5, what="dead")
         control = await nc.subscribe(names.agent_control("a1"))
@@ -214,8 +216,8 @@ class TestDeregisterAndDrain:
     async def test_deregistered_agent_has_left_and_is_never_declared_dead(
         self, orchestrator, nc, names
     ):
-        await request(nc, names.command("agent.register"), registration("a1"))
-        reply = await request(nc, names.command("agent.deregister"),
+        await request(nc, subject(names, "register", "a1"), registration("a1"))
+        reply = await request(nc, subject(names, "deregister", "a1"),
                               {"agent_id": "a1", "incarnation": 1})
         assert reply == {"ok": True, "agent_id": "a1", "status": "left",
                          "position": reply["position"]}
@@ -230,20 +232,20 @@ class TestDeregisterAndDrain:
         assert await orchestrator.store.last_position() == target
 
     async def test_deregister_of_an_old_incarnation_is_a_conflict(self, orchestrator, nc, names):
-        await request(nc, names.command("agent.register"), registration("a1"))
-        await request(nc, names.command("agent.register"), registration("a1", replace=True))
+        await request(nc, subject(names, "register", "a1"), registration("a1"))
+        await request(nc, subject(names, "register", "a1"), registration("a1", replace=True))
         before = await orchestrator.store.last_position()
 
-        reply = await request(nc, names.command("agent.deregister"),
+        reply = await request(nc, subject(names, "deregister", "a1"),
                               {"agent_id": "a1", "incarnation": 1})
 
         assert reply["ok"] is False and reply["error"]["code"] == "conflict"
         assert await orchestrator.store.last_position() == before
 
     async def test_drain_marks_the_agent_draining_once(self, orchestrator, nc, names):
-        await request(nc, names.command("agent.register"), registration("a1"))
-        first = await request(nc, names.command("agent.drain"), {"agent_id": "a1"})
-        again = await request(nc, names.command("agent.drain"), {"agent_id": "a1"})
+        await request(nc, subject(names, "register", "a1"), registration("a1"))
+        first = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "a1"})
+        again = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "a1"})
 
         assert first["ok"] and first["status"] == "draining" and "position" in first
         assert again["ok"] and again["status"] == "draining" and "position" not in again
@@ -252,5 +254,5 @@ class TestDeregisterAndDrain:
         assert [a["agent_id"] for a in body["agents"]] == ["a1"]
 
     async def test_unknown_agent_is_not_found(self, orchestrator, nc, names):
-        reply = await request(nc, names.command("agent.drain"), {"agent_id": "nobody"})
+        reply = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "nobody"})
         assert reply["error"]["code"] == "not_found"

@@ -14,17 +14,18 @@ from services.api_models import AgentWhy, TaskWhy
 from tests.conftest import DEAD_AFTER, HEARTBEAT_INTERVAL
 from tests.fuzz.world import World, build_world
 from tests.integration.test_cli import cli
-from tests.support import eventually, get_json, registration, request
+from tests.support import eventually, get_json, registration, request, subject
 
 
 async def incident(orchestrator, nc, names, nats_server) -> AgentClient:
     """doomed runs t0 and dies; rescuer gets it; doomed's late completion is refused."""
-    await request(nc, names.command("agent.register"), registration(
+    await request(nc, subject(names, "register", "doomed"), registration(
         "doomed", capacity=1, services=[{"name": "web", "address": "d", "port": 80}]))
     offers = await nc.subscribe(names.agent_tasks("doomed"))
-    await request(nc, names.command("task.submit"), {"task_id": "t0", "kind": "work"})
+    await request(nc, subject(names, "task.submit"), {"task_id": "t0", "kind": "work"})
     offer = orjson.loads((await offers.next_msg(timeout=10)).data)
-    await request(nc, names.command("task.accept"), {"task_id": "t0", "token": offer["token"]})
+    await request(nc, subject(names, "task.accept", "doomed"),
+                  {"task_id": "t0", "token": offer["token"]})
 
     async def hold(ctx: TaskContext) -> None:
         await asyncio.Event().wait()
@@ -36,7 +37,7 @@ async def incident(orchestrator, nc, names, nats_server) -> AgentClient:
                                  orjson.dumps({"incarnation": 1, "seq": 1}))
     await eventually(lambda: orchestrator.board.tasks["t0"].agent_id == "rescuer",
                      timeout=DEAD_AFTER + 10, what="t0 moved to the rescuer")
-    late = await request(nc, names.command("task.complete"),
+    late = await request(nc, subject(names, "task.complete", "doomed"),
                          {"task_id": "t0", "token": offer["token"], "result": "late"})
     assert late["error"]["code"] == "stale_token"
     return rescuer
@@ -182,15 +183,15 @@ async def test_a_task_requeued_off_a_dead_agent_is_explained_by_the_api_and_the_
     orchestrator, nc, names, nats_server
 ):
     # A raw-protocol agent, the only one with gpu, takes the task and starts it...
-    await request(nc, names.command("agent.register"),
+    await request(nc, subject(names, "register", "lonely"),
                   registration("lonely", capabilities=["gpu"], capacity=1))
     beats = Heartbeats(nc, names, "lonely")
     offers = await nc.subscribe(names.agent_tasks("lonely"))
-    await request(nc, names.command("task.submit"),
+    await request(nc, subject(names, "task.submit"),
                   {"task_id": "t-gpu", "kind": "render", "requires": ["gpu"]})
     offer = orjson.loads((await offers.next_msg(timeout=10)).data)
-    await request(nc, names.command("task.accept"), {"task_id": "t-gpu",
-                                                     "token": offer["token"]})
+    await request(nc, subject(names, "task.accept", "lonely"),
+                  {"task_id": "t-gpu", "token": offer["token"]})
     # ...then goes silent: declared dead, and with nobody else to take it the task waits.
     await beats.stop()
     await eventually(lambda: orchestrator.board.tasks["t-gpu"].status == "pending",
@@ -225,10 +226,10 @@ async def test_a_task_requeued_off_a_dead_agent_is_explained_by_the_api_and_the_
 
 
 async def test_a_task_nobody_can_take_says_why_it_waits(orchestrator, nc, names, nats_server):
-    await request(nc, names.command("agent.register"), registration("cpu-only"))
+    await request(nc, subject(names, "register", "cpu-only"), registration("cpu-only"))
     beats = Heartbeats(nc, names, "cpu-only")
     try:
-        reply = await request(nc, names.command("task.submit"),
+        reply = await request(nc, subject(names, "task.submit"),
                               {"task_id": "t-tpu", "kind": "train", "requires": ["tpu"]})
         await orchestrator.runner.position.wait_for(reply["position"], 10)
 

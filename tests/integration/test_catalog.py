@@ -6,6 +6,7 @@ import asyncio
 import random
 from dataclasses import replace
 
+import nats.errors
 import orjson
 import pytest
 
@@ -13,7 +14,7 @@ from infra.names import Names
 from sdk.catalog import query, watch
 from services.app import Orchestrator
 from tests.conftest import DEAD_AFTER, SUSPECT_AFTER
-from tests.support import eventually, get_json, request
+from tests.support import eventually, get_json, request, subject
 
 SERVICES = ("web", "db", "cache")
 ZONES = ("eu", "us")
@@ -43,7 +44,7 @@ async def fleet(orchestrator, nc, names):
         offered = [s for s in SERVICES if rng.random() < 0.6] or ["web"]
         declared = [declaration(s, i, rng.sample(["v1", "v2", "primary", "ssd"], 2))
                     for s in offered]
-        reply = await request(nc, names.command("agent.register"), {
+        reply = await request(nc, subject(names, "register", f"a{i:02d}"), {
             "agent_id": f"a{i:02d}", "capabilities": [], "capacity": 1,
             "labels": {"zone": zone}, "services": declared})
         assert reply["ok"]
@@ -89,11 +90,10 @@ class TestHealth:
     async def test_a_dying_agent_leaves_healthy_results_and_watchers_and_blocking_queries_see_it(
         self, orchestrator, nc, names
     ):
-        register = names.command("agent.register")
-        await request(nc, register, {"agent_id": "live", "services": [
+        await request(nc, subject(names, "register", "live"), {"agent_id": "live", "services": [
             declaration("web", 1, ["v1"])]})
-        reply = await request(nc, register, {"agent_id": "dying", "services": [
-            declaration("web", 2, ["v1"])]})
+        reply = await request(nc, subject(names, "register", "dying"), {
+            "agent_id": "dying", "services": [declaration("web", 2, ["v1"])]})
         await orchestrator.runner.position.wait_for(reply["position"], 10)
         index = reply["position"]
 
@@ -126,18 +126,79 @@ class TestHealth:
 
     async def test_changes_are_published_on_the_change_feed(self, orchestrator, nc, names):
         feed = await nc.subscribe(names.catalog_changes("web"))
-        await request(nc, names.command("agent.register"), {
+        await request(nc, subject(names, "register", "a1"), {
             "agent_id": "a1", "services": [declaration("web", 1, [])]})
         change = orjson.loads((await feed.next_msg(timeout=10)).data)
         assert change["service"] == "web" and change["event"] == "Registered"
         assert [i["agent_id"] for i in change["instances"]] == ["a1"]
 
 
+class TestWatch:
+    """sdk.catalog.watch needs only the protocol: the change feed and catalog.query."""
+
+    async def test_a_change_the_feed_never_published_is_found_by_asking_again(
+        self, orchestrator, nc, names
+    ):
+        reply = await request(nc, subject(names, "register", "a1"), {
+            "agent_id": "a1", "services": [declaration("web", 1, [])]})
+        await orchestrator.runner.position.wait_for(reply["position"], 10)
+        updates = watch(nc, "web", prefix=names.prefix, check_every=0.2)
+        try:
+            assert [i["agent_id"] for i in await anext(updates)] == ["a1"]
+            orchestrator.change_feed.enabled = lambda: False  # as while nobody leads
+            await request(nc, subject(names, "register", "a2"), {
+                "agent_id": "a2", "services": [declaration("web", 2, [])]})
+
+            seen = await asyncio.wait_for(anext(updates), 10)
+
+            assert [i["agent_id"] for i in seen] == ["a1", "a2"]
+        finally:
+            await updates.aclose()
+
+    async def test_with_no_orchestrator_a_query_by_identity_says_so_at_once(self, nc):
+        with pytest.raises(nats.errors.NoRespondersError):
+            await query(nc, "web", prefix="nobody-here", identity="dashboard", timeout=5)
+
+    async def test_changes_older_than_what_it_holds_are_dropped(
+        self, orchestrator, nc, names
+    ):
+        reply = await request(nc, subject(names, "register", "a1"), {
+            "agent_id": "a1", "services": [declaration("web", 1, [])]})
+        await orchestrator.runner.position.wait_for(reply["position"], 10)
+        updates = watch(nc, "web", prefix=names.prefix, check_every=60)
+        first = await anext(updates)
+        position = (await query(nc, "web", prefix=names.prefix))["position"]
+        moved = {**first[0], "address": "10.9.9.9"}
+
+        async def change(at: int, instances: list) -> None:
+            await nc.publish(names.catalog_changes("web"), orjson.dumps({
+                "service": "web", "position": at, "event": "ServicesChanged",
+                "agent_id": "a1", "instances": instances}))
+
+        async def until_moved() -> list:
+            seen = []
+            async for instances in updates:  # a1 may turn suspect meanwhile: a real change
+                seen.append(instances)
+                if instances == [moved]:
+                    return seen
+            return seen
+
+        try:
+            await change(position - 1, [])  # from before the answer it started from
+            await change(position + 1000, [moved])
+
+            seen = await asyncio.wait_for(until_moved(), 10)
+
+            assert seen[-1] == [moved] and [] not in seen
+        finally:
+            await updates.aclose()
+
+
 class TestDeclareServices:
     async def test_replaces_the_set_without_registering_again(self, orchestrator, nc, names):
-        await request(nc, names.command("agent.register"), {
+        await request(nc, subject(names, "register", "a1"), {
             "agent_id": "a1", "services": [declaration("web", 1, [])]})
-        reply = await request(nc, names.command("agent.services"), {
+        reply = await request(nc, subject(names, "services", "a1"), {
             "agent_id": "a1", "services": [declaration("db", 1, ["primary"])]})
 
         assert reply["ok"] and reply["status"] == "healthy"
@@ -145,7 +206,7 @@ class TestDeclareServices:
         assert orchestrator.catalog.instances("web") == []
         assert [i["agent_id"] for i in orchestrator.catalog.instances("db")] == ["a1"]
         assert orchestrator.agents.agents["a1"].incarnation == 1
-        again = await request(nc, names.command("agent.services"), {
+        again = await request(nc, subject(names, "services", "a1"), {
             "agent_id": "a1", "services": [declaration("db", 1, ["primary"])]})
         assert again["ok"] and "position" not in again  # unchanged: nothing written
 
@@ -162,16 +223,16 @@ class TestDeclareServices:
     async def test_invalid_declarations_are_refused_and_write_nothing(
         self, orchestrator, nc, names, services
     ):
-        await request(nc, names.command("agent.register"), {"agent_id": "a1"})
+        await request(nc, subject(names, "register", "a1"), {"agent_id": "a1"})
         before = await orchestrator.store.last_position()
-        for command, body in (("agent.services", {"agent_id": "a1", "services": services}),
-                              ("agent.register", {"agent_id": "a2", "services": services})):
-            reply = await request(nc, names.command(command), body)
+        for command, agent_id in (("services", "a1"), ("register", "a2")):
+            body = {"agent_id": agent_id, "services": services}
+            reply = await request(nc, subject(names, command, agent_id), body)
             assert reply["error"]["code"] == "invalid_request", command
         assert await orchestrator.store.last_position() == before
 
     async def test_unknown_agent_is_not_found(self, orchestrator, nc, names):
-        reply = await request(nc, names.command("agent.services"),
+        reply = await request(nc, subject(names, "services", "nobody"),
                               {"agent_id": "nobody", "services": []})
         assert reply["error"]["code"] == "not_found"
 
@@ -180,13 +241,13 @@ class TestHistory:
     async def test_the_catalog_at_a_past_position_is_reconstructed(
         self, orchestrator, nc, names
     ):
-        register = names.command("agent.register")
-        await request(nc, register, {"agent_id": "a1", "services": [declaration("web", 1, [])]})
-        past = await request(nc, register, {"agent_id": "a2",
+        await request(nc, subject(names, "register", "a1"),
+                      {"agent_id": "a1", "services": [declaration("web", 1, [])]})
+        past = await request(nc, subject(names, "register", "a2"), {"agent_id": "a2",
                                             "services": [declaration("web", 2, [])]})
-        await request(nc, names.command("agent.services"), {
+        await request(nc, subject(names, "services", "a1"), {
             "agent_id": "a1", "services": [declaration("db", 1, [])]})
-        reply = await request(nc, names.command("agent.deregister"),
+        reply = await request(nc, subject(names, "deregister", "a2"),
                               {"agent_id": "a2", "incarnation": 1})
         await orchestrator.runner.position.wait_for(reply["position"], 10)
         assert "web" not in orchestrator.catalog.by_service
@@ -206,7 +267,7 @@ async def test_dead_instances_are_deregistered_after_the_configured_period(
     orch = Orchestrator(replace(settings, deregister_dead_after=0.5))
     await orch.start()
     try:
-        await request(nc, names.command("agent.register"), {
+        await request(nc, subject(names, "register", "a1"), {
             "agent_id": "a1", "services": [declaration("web", 1, [])]})
         await eventually(lambda: "a1" in orch.agents.agents and
                          orch.agents.agents["a1"].status == "left",
@@ -224,7 +285,7 @@ async def test_success_before_passing_damps_recovery(settings, nc, names):
     orch = Orchestrator(replace(settings, success_before_passing=3))
     await orch.start()
     try:
-        await request(nc, names.command("agent.register"), {"agent_id": "a1"})
+        await request(nc, subject(names, "register", "a1"), {"agent_id": "a1"})
         await eventually(lambda: orch.agents.agents["a1"].status == "suspect",
                          timeout=SUSPECT_AFTER + 10)
         await heartbeat(nc, names, "a1", 1)

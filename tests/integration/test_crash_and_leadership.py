@@ -14,7 +14,7 @@ from infra.event_store import EventStore
 from projections.tasks import TaskBoard
 from sdk.agent import AgentClient, TaskContext
 from tests.processes import OrchestratorProcess
-from tests.support import eventually, get_json, request
+from tests.support import eventually, get_json, request, subject
 
 TASKS = 150
 
@@ -64,7 +64,7 @@ async def test_kill_9_mid_run_loses_no_task_and_completes_none_twice(
     store = EventStore(nc.jetstream(), names, create_mapper())
     try:
         for i in range(TASKS):
-            await request(nc, names.command("task.submit"), {"task_id": f"t{i}", "kind": "w"})
+            await request(nc, subject(names, "task.submit"), {"task_id": f"t{i}", "kind": "w"})
 
         async def completed() -> int:
             events = await store.read(limit=100_000, subject_filter=names.event(
@@ -116,7 +116,7 @@ async def test_two_orchestrators_have_one_leader_and_the_other_takes_over(
     workers = await start_workers(nats_server, names)
     try:
         for i in range(60):
-            await request(nc, names.command("task.submit"), {"task_id": f"t{i}", "kind": "w"})
+            await request(nc, subject(names, "task.submit"), {"task_id": f"t{i}", "kind": "w"})
         [leader] = await leaders()
         leader.kill9()
         killed = time.monotonic()
@@ -124,7 +124,7 @@ async def test_two_orchestrators_have_one_leader_and_the_other_takes_over(
                          what="the other took over")
         takeover = time.monotonic() - killed
         for i in range(60, 120):
-            await request(nc, names.command("task.submit"), {"task_id": f"t{i}", "kind": "w"})
+            await request(nc, subject(names, "task.submit"), {"task_id": f"t{i}", "kind": "w"})
         [survivor] = await leaders()
         store = EventStore(nc.jetstream(), names, create_mapper())
 

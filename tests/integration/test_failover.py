@@ -9,7 +9,7 @@ import orjson
 
 from sdk.agent import AgentClient, TaskContext
 from tests.conftest import DEAD_AFTER
-from tests.support import eventually, registration, request
+from tests.support import eventually, registration, request, subject
 
 SLACK = 1.5  # a loaded 2-core machine; the benchmark measures the real figure
 
@@ -19,15 +19,15 @@ async def test_dead_agents_tasks_move_to_a_healthy_agent_and_its_late_result_is_
 ):
     js = nc.jetstream()
     # The doomed agent speaks raw NATS, so the test controls its every message.
-    await request(nc, names.command("agent.register"), registration("doomed", capacity=3))
+    await request(nc, subject(names, "register", "doomed"), registration("doomed", capacity=3))
     offers = await nc.subscribe(names.agent_tasks("doomed"))
     for i in range(3):
-        await request(nc, names.command("task.submit"), {"task_id": f"t{i}", "kind": "work"})
+        await request(nc, subject(names, "task.submit"), {"task_id": f"t{i}", "kind": "work"})
     tokens = {}
     for _ in range(3):
         offer = orjson.loads((await offers.next_msg(timeout=10)).data)
         tokens[offer["task_id"]] = offer["token"]
-        reply = await request(nc, names.command("task.accept"),
+        reply = await request(nc, subject(names, "task.accept", "doomed"),
                               {"task_id": offer["task_id"], "token": offer["token"]})
         assert reply["ok"]
 
@@ -53,7 +53,7 @@ async def test_dead_agents_tasks_move_to_a_healthy_agent_and_its_late_result_is_
             assert DEAD_AFTER <= at - last_beat < DEAD_AFTER + SLACK, task_id
 
         # The presumed-dead agent reports late: fenced off, and the refusal is recorded.
-        late = await request(nc, names.command("task.complete"),
+        late = await request(nc, subject(names, "task.complete", "doomed"),
                              {"task_id": "t0", "token": tokens["t0"], "result": "stale"})
         assert late["ok"] is False and late["error"]["code"] == "stale_token"
         await eventually(lambda: orchestrator.board.tasks["t0"].agent_id == "rescuer")
@@ -77,9 +77,9 @@ async def test_dead_agents_tasks_move_to_a_healthy_agent_and_its_late_result_is_
 
 
 async def test_a_forged_token_is_refused_and_not_recorded(orchestrator, nc, names):
-    await request(nc, names.command("task.submit"), {"task_id": "t1", "kind": "work"})
+    await request(nc, subject(names, "task.submit"), {"task_id": "t1", "kind": "work"})
     before = await orchestrator.store.last_position()
-    reply = await request(nc, names.command("task.complete"),
+    reply = await request(nc, subject(names, "task.complete", "a1"),
                           {"task_id": "t1", "token": "forged", "result": None})
     assert reply["error"]["code"] == "stale_token"
     assert await orchestrator.store.last_position() == before
@@ -88,12 +88,12 @@ async def test_a_forged_token_is_refused_and_not_recorded(orchestrator, nc, name
 async def test_tasks_of_a_deregistered_agent_return_to_the_queue_when_nobody_can_take_them(
     orchestrator, nc, names
 ):
-    await request(nc, names.command("agent.register"), registration("solo"))
+    await request(nc, subject(names, "register", "solo"), registration("solo"))
     offers = await nc.subscribe(names.agent_tasks("solo"))
-    await request(nc, names.command("task.submit"), {"task_id": "t1", "kind": "work"})
+    await request(nc, subject(names, "task.submit"), {"task_id": "t1", "kind": "work"})
     await offers.next_msg(timeout=10)
 
-    await request(nc, names.command("agent.deregister"), {"agent_id": "solo", "incarnation": 1})
+    await request(nc, subject(names, "deregister", "solo"), {"agent_id": "solo", "incarnation": 1})
 
     await eventually(lambda: orchestrator.board.tasks["t1"].status == "pending",
                      what="requeued")

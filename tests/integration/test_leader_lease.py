@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
 
 from services.leader import KEY, LeaderLease
+from tests.support import eventually
 
 TTL = 5.0
 
@@ -60,3 +62,28 @@ async def test_another_holders_entry_deposes(nc: Client, names: Any) -> None:
     assert not mine.is_leader and hooks.calls == ["elected", "deposed"]
     await mine._step(bucket)  # and it does not take the lease back while theirs lives
     assert not mine.is_leader and hooks.calls == ["elected", "deposed"]
+
+
+async def test_an_entry_that_expired_while_renewals_were_delayed_is_taken_back(
+        nc: Client, names: Any) -> None:
+    """A stall of the bus longer than the TTL: our renewals' answers were lost, and the
+    entry expired meanwhile. Nobody else holds it, so it is not a reason to step down."""
+    hooks = Hooks()
+    mine = LeaderLease(nc.jetstream(), names, "holder-a", 1.0, hooks.elected, hooks.deposed)
+    bucket = await mine._bucket()
+    await mine._step(bucket)
+    assert mine.is_leader
+    await bucket.update(KEY, b"holder-a", mine._revision)  # written, its answer lost
+
+    async def expired() -> bool:
+        try:
+            await bucket.get(KEY)
+        except KeyNotFoundError:
+            return True
+        return False
+
+    await eventually(expired, timeout=10, what="the entry expired")
+    await mine._step(bucket)
+    assert mine.is_leader and hooks.calls == ["elected"]
+    entry = await bucket.get(KEY)
+    assert entry.value == b"holder-a" and entry.revision == mine._revision

@@ -90,10 +90,10 @@ async def test_a_catalog_watch_survives_a_nats_restart_without_missing_changes(
                                  reconnect_time_wait=0.1)
     client = await nats.connect(own_server.url, max_reconnect_attempts=-1,
                                 reconnect_time_wait=0.1)
-    register = settings.subject_prefix + ".agent.register"
     web = {"name": "web", "address": "h", "port": 80}
     try:
-        await client.request(register, orjson.dumps({"agent_id": "a1", "services": [web]}),
+        await client.request(orch.names.agent_command("a1", "register"),
+                             orjson.dumps({"agent_id": "a1", "services": [web]}),
                              timeout=5)
         updates = watch(watcher, "web", prefix=settings.subject_prefix, check_every=0.3)
         assert [i["agent_id"] for i in await anext(updates)] == ["a1"]
@@ -104,7 +104,7 @@ async def test_a_catalog_watch_survives_a_nats_restart_without_missing_changes(
 
         async def register_a2() -> bool:
             try:
-                msg = await client.request(register, orjson.dumps(
+                msg = await client.request(orch.names.agent_command("a2", "register"), orjson.dumps(
                     {"agent_id": "a2", "services": [web]}), timeout=2)
             except Exception:
                 return False

@@ -7,7 +7,7 @@ import random
 from collections import Counter
 
 from sdk.agent import AgentClient, TaskContext
-from tests.support import eventually, request
+from tests.support import eventually, request, subject
 
 CAPABILITIES = {"plain": ["cpu"], "gpu": ["cpu", "gpu"], "fpga": ["cpu", "fpga"]}
 REQUIREMENTS = [[], ["cpu"], ["gpu"], ["fpga"], ["cpu", "gpu"]]
@@ -43,7 +43,7 @@ async def test_300_mixed_tasks_complete_once_on_capable_agents_within_capacity(
         requires = {}
         for i in range(300):
             requires[f"t{i}"] = rng.choice(REQUIREMENTS)
-            reply = await request(nc, names.command("task.submit"), {
+            reply = await request(nc, subject(names, "task.submit"), {
                 "task_id": f"t{i}", "kind": "work", "requires": requires[f"t{i}"],
                 "priority": rng.randint(-5, 5)})
             assert reply["ok"]
@@ -96,7 +96,7 @@ async def test_least_loaded_spreads_work_evenly_over_equal_agents(
     agents = await start_agents(nats_server, names, equal, hold)
     try:
         for i in range(13):
-            await request(nc, names.command("task.submit"), {"task_id": f"t{i}", "kind": "w"})
+            await request(nc, subject(names, "task.submit"), {"task_id": f"t{i}", "kind": "w"})
         await eventually(lambda: sum(orchestrator.board.load(a) for a in equal) == 13,
                          what="13 tasks placed")
         loads = sorted(orchestrator.board.load(a) for a in equal)
@@ -111,7 +111,7 @@ async def test_queued_tasks_are_served_by_priority_then_age(
     orchestrator, nc, names, nats_server
 ):
     for i, priority in enumerate([0, 5, 0, 9, 5, -1]):
-        await request(nc, names.command("task.submit"),
+        await request(nc, subject(names, "task.submit"),
                       {"task_id": f"t{i}", "kind": "w", "priority": priority})
 
     async def quick(ctx: TaskContext) -> None:
@@ -138,8 +138,8 @@ async def test_a_task_goes_only_to_an_agent_that_runs_its_kind(orchestrator, nc,
                           prefix=names.prefix, handlers={"resize": resize})
     await resizer.start()
     try:
-        await request(nc, names.command("task.submit"), {"task_id": "e1", "kind": "echo"})
-        await request(nc, names.command("task.submit"), {"task_id": "r1", "kind": "resize"})
+        await request(nc, subject(names, "task.submit"), {"task_id": "e1", "kind": "echo"})
+        await request(nc, subject(names, "task.submit"), {"task_id": "r1", "kind": "resize"})
         await eventually(lambda: orchestrator.board.get("r1").status == "completed",
                          what="the resize task completed")
         assert orchestrator.board.get("e1").status == "pending"

@@ -8,13 +8,13 @@ from typing import Any
 from nats.aio.client import Client
 
 from services.app import WATCHDOG_INTERVAL_S, Orchestrator
-from tests.support import eventually, registration, request
+from tests.support import eventually, registration, request, subject
 
 
 async def test_projections_that_stop_following_are_set_to_follow_again(
         orchestrator: Orchestrator, nc: Client, names: Any) -> None:
     await orchestrator.runner.stop()  # the consumer is gone
-    reply = await request(nc, names.command("agent.register"), registration("late"))
+    reply = await request(nc, subject(names, "register", "late"), registration("late"))
     assert reply["ok"] is True
 
     await eventually(lambda: orchestrator.agents.get("late"),

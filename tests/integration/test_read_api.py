@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.support import get_json, registration, request
+from tests.support import get_json, registration, request, subject
 
 
 def url(orch, path: str) -> str:
@@ -17,11 +17,11 @@ def url(orch, path: str) -> str:
 @pytest.fixture
 async def fleet(orchestrator, nc, names):
     """Three agents: a1 (gpu, zone=eu), a2 (cpu, zone=us), a3 (gpu, zone=us, draining)."""
-    register = names.command("agent.register")
-    await request(nc, register, registration("a1", capabilities=["gpu"], labels={"zone": "eu"}))
-    await request(nc, register, registration("a2", capabilities=["cpu"], labels={"zone": "us"}))
-    await request(nc, register, registration("a3", capabilities=["gpu"], labels={"zone": "us"}))
-    reply = await request(nc, names.command("agent.drain"), {"agent_id": "a3"})
+    for agent_id, capability, zone in (("a1", "gpu", "eu"), ("a2", "cpu", "us"),
+                                       ("a3", "gpu", "us")):
+        await request(nc, subject(names, "register", agent_id), registration(
+            agent_id, capabilities=[capability], labels={"zone": zone}))
+    reply = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "a3"})
     await orchestrator.runner.position.wait_for(reply["position"], 10)
     return reply["position"]
 
@@ -70,7 +70,7 @@ class TestBlockingQueries:
         assert not query.done()  # blocked: nothing has changed yet
         started = time.monotonic()
 
-        await request(nc, names.command("agent.register"), registration("a4"))
+        await request(nc, subject(names, "register", "a4"), registration("a4"))
         status, headers, body = await query
 
         assert time.monotonic() - started < 10  # far less than wait=30
@@ -132,7 +132,7 @@ class TestOperations:
             text = await response.text()
             assert response.headers["X-Orch-Index"] == str(fleet)
         assert f"orch_projection_position {float(fleet)}" in text
-        assert 'orch_commands_total{command="agent.register",outcome="ok"} 3.0' in text
+        assert 'orch_commands_total{command="register",outcome="ok"} 3.0' in text
 
     async def test_openapi_describes_every_route(self, orchestrator):
         _, _, doc = await get_json(url(orchestrator, "/openapi.json"))

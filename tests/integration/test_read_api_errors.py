@@ -9,7 +9,7 @@ import pytest
 
 from domain.replies import AgentStatus, TaskStatus
 from services.audit.explain import Explainer
-from tests.support import get_json, registration, request
+from tests.support import get_json, registration, request, subject
 
 
 def url(orch, path: str) -> str:
@@ -31,8 +31,8 @@ class TestUnknownFilterValues:
         assert body["error"]["message"] == f"status must be one of {', '.join(allowed)}"
 
     async def test_known_values_still_filter(self, orchestrator, nc, names):
-        await request(nc, names.command("agent.register"), registration("a1"))
-        reply = await request(nc, names.command("task.submit"),
+        await request(nc, subject(names, "register", "a1"), registration("a1"))
+        reply = await request(nc, subject(names, "task.submit"),
                               {"task_id": "t1", "kind": "k", "requires": ["nobody"]})
         await orchestrator.runner.position.wait_for(reply["position"], 10)
 

@@ -21,7 +21,7 @@ import pytest
 from infra import settings as settings_module
 from infra.settings import Settings
 from services.app import Orchestrator
-from tests.support import eventually, get_json
+from tests.support import eventually, get_json, subject
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -188,16 +188,27 @@ class Session:
         self.http = f"http://127.0.0.1:{orchestrator.http_port}"
         self.tmp_path = tmp_path
         self.processes: dict[str, asyncio.subprocess.Process] = {}
+        self.extra_env: dict[str, str] = {}
 
     @property
     def env(self) -> dict[str, str]:
+        # The identity `make run`'s local operator credentials give the CLI.
         return {**os.environ, "ORCH_NATS_URL": self.nats_url,
-                "ORCH_SUBJECT_PREFIX": self.prefix}
+                "ORCH_SUBJECT_PREFIX": self.prefix, "ORCH_IDENTITY": "operator",
+                "ORCH_DATA_DIR": str(self.tmp_path / "data"), **self.extra_env}
 
     async def run(self, step: Step) -> None:
         argv = shlex.split(step.command.split(" | ")[0])
         if argv[:2] == ["make", "run"]:
             return  # the orchestrator fixture is what `make run` starts
+        if step.command == "export TOKEN=$(cat .orchestrator/auth/read.token)":
+            return  # the fixture runs with auth off: the read API wants no token
+        if argv[0] == "export" and argv[1].startswith("ORCH_ENROLLMENT_TOKEN="):
+            agent_id = argv[-1].rstrip(")")
+            _, out, _ = await self.cli(["enroll", agent_id])
+            assert out.startswith(f"oe1.{agent_id}.")
+            self.extra_env["ORCH_ENROLLMENT_TOKEN"] = out.strip()
+            return
         if argv[0] == CLI and argv[1] == "agent" and step.output[0].startswith("orchestrator:"):
             code, _, err = await self.cli(argv[1:], check=False)  # refused: it says why
             assert (code, seconds_masked(err.strip())) == (1, seconds_masked(step.output[0]))
@@ -207,7 +218,8 @@ class Session:
         elif argv == [".venv/bin/python", "resizer.py"]:
             program = self.tmp_path / "resizer.py"
             program.write_text(sdk_example())
-            await self.start("resizer-1", [sys.executable, str(program)], step)
+            await self.start("resizer-1", [sys.executable, str(program)], step,
+                             cwd=self.tmp_path)  # where it keeps its key
         elif argv[0] == CLI and argv[1] == "submit":
             _, out, _ = await self.cli(argv[1:])
             assert masked(orjson.loads(out)) == masked(orjson.loads("\n".join(step.output)))
@@ -215,8 +227,9 @@ class Session:
             await self.until_shown(step, lambda: self.explain(argv[1:]),
                                    explain_lines(step.output))
         elif argv[:2] == ["curl", "-s"]:
+            assert argv[2:4] == ["-H", "Authorization: Bearer $TOKEN"], step.command
             shown = masked(orjson.loads("\n".join(step.output))) if step.output else None
-            await self.until_shown(step, lambda: self.get(argv[2]), shown)
+            await self.until_shown(step, lambda: self.get(argv[4]), shown)
         elif argv[:3] == ["pkill", "-9", "-f"]:
             agent_id = argv[3].removeprefix("orchestrator agent ")
             self.processes[agent_id].kill()
@@ -228,11 +241,11 @@ class Session:
     def connection(self) -> list[str]:
         return ["--nats-url", self.nats_url, "--subject-prefix", self.prefix]
 
-    async def start(self, name: str, argv: list[str], step: Step) -> None:
+    async def start(self, name: str, argv: list[str], step: Step, cwd: Path = ROOT) -> None:
         log = await asyncio.to_thread(open, self.tmp_path / f"{name}.log", "wb")
         with log:  # its log, to read when a step fails
             process = await asyncio.create_subprocess_exec(
-                *argv, cwd=ROOT, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=log)
+                *argv, cwd=cwd, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=log)
         self.processes[name] = process
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), DEADLINE)).decode().rstrip()
@@ -243,7 +256,7 @@ class Session:
         """Run `orchestrator <args>`: exit code, stdout, stderr."""
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "services.cli", *args, *self.connection, cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(process.communicate(), DEADLINE)
         code = process.returncode or 0
         assert code == 0 or not check, err.decode()
@@ -292,8 +305,9 @@ async def test_console_sessions_print_what_readme_shows(orchestrator, settings, 
     """Quick start, the failover walk-through and the SDK's session, in README's order."""
     session = Session(orchestrator, settings, tmp_path)
     steps = console_steps(README)
-    assert [s.command.split()[:2] for s in steps][:4] == [
-        ["make", "run"], [CLI, "agent"], [CLI, "submit"], ["curl", "-s"]]
+    assert [s.command.split()[:2] for s in steps][:5] == [
+        ["make", "run"], [CLI, "agent"], [CLI, "submit"], ["export", "TOKEN=$(cat"],
+        ["curl", "-s"]]
     try:
         for step in steps:
             await session.run(step)
@@ -330,7 +344,7 @@ async def test_sdk_example_runs_tasks_and_stops_cleanly(orchestrator, settings, 
         for body in ({"task_id": "resize-1", "kind": "resize", "payload": {"image": "cat.png"}},
                      {"task_id": "resize-2", "kind": "resize"}):
             reply = orjson.loads((await nc.request(
-                names.command("task.submit"), orjson.dumps(body), timeout=5)).data)
+                subject(names, "task.submit"), orjson.dumps(body), timeout=5)).data)
             assert reply["ok"], reply
         done = await eventually(lambda: finished("resize-1"), timeout=DEADLINE,
                                 what="resize-1 finished")

@@ -9,7 +9,7 @@ import pytest
 
 from sdk.agent import AgentClient
 from tests.processes import OrchestratorProcess
-from tests.support import eventually, get_json, registration, request
+from tests.support import eventually, get_json, registration, request, subject
 
 HEARTBEAT_FIELDS = ("last_heartbeat_at", "load", "running")
 
@@ -37,15 +37,15 @@ async def test_kill_9_and_restart_rebuilds_an_equal_projection(process, nats_ser
 
 
 async def scenario(process: OrchestratorProcess, nc, names) -> None:
-    register = names.command("agent.register")
     # A fleet in every state: re-registered, draining, left, and (silent) dead.
     for agent_id in ("a1", "a2", "a3", "a4"):
-        await request(nc, register, registration(agent_id, labels={"n": agent_id}, services=[
+        await request(nc, names.agent_command(agent_id, "register"), registration(
+            agent_id, labels={"n": agent_id}, services=[
             {"name": "web", "address": agent_id, "port": 80, "tags": [agent_id]},
             {"name": "db", "address": agent_id, "port": 5432}]))
-    await request(nc, register, registration("a1", replace=True))
-    await request(nc, names.command("agent.drain"), {"agent_id": "a2"})
-    await request(nc, names.command("agent.deregister"), {"agent_id": "a3", "incarnation": 1})
+    await request(nc, subject(names, "register", "a1"), registration("a1", replace=True))
+    await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "a2"})
+    await request(nc, subject(names, "deregister", "a3"), {"agent_id": "a3", "incarnation": 1})
 
     async def settled() -> Any:
         _, headers, body = await get_json(process.url("/v1/agents"))

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from sdk.agent import AgentClient, CommandError
-from tests.support import eventually, request
+from tests.support import eventually, request, subject
 
 
 @pytest.fixture
@@ -61,11 +61,11 @@ class TestAgentClient:
         await agent.stop()
         await eventually(lambda: orchestrator.agents.agents["sdk1"].status == "left")
 
-    async def test_drain(self, orchestrator, make_agent):
+    async def test_an_operator_drains_it(self, orchestrator, make_agent, nc, names):
         agent = make_agent("sdk1")
         await agent.start()
         try:
-            reply = await agent.drain()
+            reply = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "sdk1"})
             assert reply["status"] == "draining"
         finally:
             await agent.stop()
@@ -75,8 +75,28 @@ class TestAgentClient:
         await agent.start()
         try:
             with pytest.raises(CommandError) as refused:
-                await agent.request("agent.deregister", {"agent_id": "sdk1", "incarnation": 9})
+                await agent.request("deregister", {"agent_id": "sdk1", "incarnation": 9})
             assert refused.value.code == "conflict"
+        finally:
+            await agent.stop()
+
+    async def test_unreadable_messages_are_ignored_and_work_goes_on(
+        self, orchestrator, make_agent, nc, names
+    ):
+        async def echo(ctx) -> object:
+            return ctx.payload
+
+        agent = make_agent("sdk1", handlers={"echo": echo})
+        await agent.start()
+        try:
+            for garbage in (b"not json", b"[]", b'{"task_id": "t0"}', b'{"type": "explode"}'):
+                await nc.publish(names.agent_tasks("sdk1"), garbage)
+                await nc.publish(names.agent_control("sdk1"), garbage)
+            await request(nc, subject(names, "task.submit"),
+                          {"task_id": "t1", "kind": "echo", "payload": {"n": 1}})
+
+            await eventually(lambda: agent.completed == ["t1"], what="t1 completed")
+            assert orchestrator.board.get("t1").result == {"n": 1}
         finally:
             await agent.stop()
 
@@ -169,7 +189,7 @@ class TestAssignedAgain:
 
         agent._report = lose_first_accept
         try:
-            await request(nc, names.command("task.submit"), {"task_id": "t1", "kind": "slow"})
+            await request(nc, subject(names, "task.submit"), {"task_id": "t1", "kind": "slow"})
             await eventually(lambda: orchestrator.board.get("t1").status == "running",
                              timeout=20, what="accepted under the second assignment")
             assert orchestrator.board.get("t1").attempt == 2

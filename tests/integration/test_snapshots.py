@@ -13,7 +13,7 @@ import pytest
 from infra.settings import Settings
 from infra.snapshot_store import SnapshotStore
 from services.app import Orchestrator
-from tests.support import eventually, registration, request
+from tests.support import eventually, registration, request, subject
 
 HEARTBEAT_FIELDS = ("last_heartbeat_at", "load", "running")
 
@@ -55,19 +55,18 @@ async def stop(started: list[Orchestrator], orch: Orchestrator) -> None:
 
 async def write_history(nc: nats.NATS, names: Any) -> None:
     """Agents registered, changed, drained and gone; tasks submitted and cancelled."""
-    command = names.command
     for i in range(6):
-        await request(nc, command("agent.register"), registration(
+        await request(nc, subject(names, "register", f"a{i}"), registration(
             f"a{i}", capabilities=["nobody-asks"], labels={"n": str(i)},
             services=[{"name": "web", "address": f"10.0.0.{i}", "port": 80, "tags": [f"t{i}"]}]))
-    await request(nc, command("agent.services"), {"agent_id": "a1", "services": [
+    await request(nc, subject(names, "services", "a1"), {"agent_id": "a1", "services": [
         {"name": "api", "address": "10.0.1.1", "port": 443}]})
-    await request(nc, command("agent.drain"), {"agent_id": "a2"})
-    await request(nc, command("agent.deregister"), {"agent_id": "a3", "incarnation": 1})
+    await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "a2"})
+    await request(nc, subject(names, "deregister", "a3"), {"agent_id": "a3", "incarnation": 1})
     for i in range(8):
-        await request(nc, command("task.submit"), {"task_id": f"t{i}", "kind": "k",
+        await request(nc, subject(names, "task.submit"), {"task_id": f"t{i}", "kind": "k",
                                                    "requires": ["gpu"], "priority": i % 3})
-    await request(nc, command("task.cancel"), {"task_id": "t0"})
+    await request(nc, subject(names, "task.cancel"), {"task_id": "t0"})
 
 
 async def test_a_restart_resumes_from_the_leaders_snapshot_and_equals_a_full_replay(
@@ -81,7 +80,7 @@ async def test_a_restart_resumes_from_the_leaders_snapshot_and_equals_a_full_rep
     await first.runner.position.wait_for(last, 10)
     # The leader wrote snapshots while the log grew.
     await eventually(lambda: first.snapshots.written > 0 or None, what="a periodic snapshot")
-    await request(nc, names.command("task.submit"), {"task_id": "late", "kind": "k",
+    await request(nc, subject(names, "task.submit"), {"task_id": "late", "kind": "k",
                                                      "requires": ["gpu"]})
     last = await first.store.last_position()
     await first.runner.position.wait_for(last, 10)
@@ -92,7 +91,7 @@ async def test_a_restart_resumes_from_the_leaders_snapshot_and_equals_a_full_rep
     assert second.snapshots.written == second.runner.started_from == last, "from the snapshot"
     assert projections(second) == before
     # It goes on from there: new events apply on top of the restored state.
-    reply = await request(nc, names.command("agent.drain"), {"agent_id": "a4"})
+    reply = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "a4"})
     await second.runner.position.wait_for(reply["position"], 10)
     view = second.agents.get("a4")
     assert view is not None and view.status == "draining"
@@ -117,7 +116,7 @@ async def test_a_snapshot_that_is_not_of_this_log_is_ignored(
     await js.delete_stream(names.events_stream)
     other = await start(started, replace(quiet, snapshot_every=0))
     for i in range(40):
-        await request(nc, names.command("agent.register"), registration(f"other{i}"))
+        await request(nc, subject(names, "register", f"other{i}"), registration(f"other{i}"))
     await stop(started, other)
 
     again = await start(started, quiet)

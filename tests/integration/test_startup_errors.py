@@ -83,7 +83,7 @@ def test_a_server_that_lost_the_race_for_its_port_is_not_taken_for_the_other(
 async def test_up_says_within_seconds_that_its_nats_is_unreachable(tmp_path: Path) -> None:
     closed = free_port()
     process = await _up(tmp_path, "--nats-url", f"nats://127.0.0.1:{closed}",
-                        "--http-port", str(free_port()))
+                        "--http-port", str(free_port()), "--auth", "off")
     assert process.stderr is not None
     seen: list[str] = []
 

@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import replace
 
 from services.app import Orchestrator
-from tests.support import get_json, request
+from tests.support import get_json, request, subject
 
 RETENTION_S = 0.5
 
@@ -18,8 +18,8 @@ async def test_a_finished_task_leaves_the_board_and_keeps_its_history(settings, 
     base = f"http://127.0.0.1:{orch.http_port}"
     try:
         submit = {"task_id": "t1", "kind": "work", "requires": ["nobody-has-this"]}
-        await request(nc, names.command("task.submit"), submit)
-        await request(nc, names.command("task.cancel"), {"task_id": "t1"})
+        await request(nc, subject(names, "task.submit"), submit)
+        await request(nc, subject(names, "task.cancel"), {"task_id": "t1"})
         status, _, body = await get_json(f"{base}/v1/tasks/t1")
         assert (status, body["status"]) == (200, "cancelled")
 
@@ -30,7 +30,8 @@ async def test_a_finished_task_leaves_the_board_and_keeps_its_history(settings, 
         while "t1" in orch.board.tasks:
             assert loop.time() < deadline, "the finished task stayed on the board"
             number += 1
-            reply = await request(nc, names.command("agent.register"), {"agent_id": f"a{number}"})
+            reply = await request(nc, subject(names, "register", f"a{number}"),
+                                  {"agent_id": f"a{number}"})
             assert await orch.runner.position.wait_past(reply["position"] - 1, 5)
 
         status, _, body = await get_json(f"{base}/v1/tasks/t1")
@@ -38,7 +39,7 @@ async def test_a_finished_task_leaves_the_board_and_keeps_its_history(settings, 
         status, _, body = await get_json(f"{base}/v1/tasks/t1/history")
         assert status == 200
         assert [e["type"] for e in body["events"]] == ["Submitted", "Cancelled"]
-        again = await request(nc, names.command("task.submit"), submit)  # still its id
+        again = await request(nc, subject(names, "task.submit"), submit)  # still its id
         assert (again["ok"], again["status"]) == (True, "cancelled")
     finally:
         await orch.stop()

@@ -9,7 +9,7 @@ import pytest
 
 from sdk.agent import AgentClient, TaskContext, TaskFailed
 from services.app import Orchestrator
-from tests.support import eventually, request
+from tests.support import eventually, request, subject
 
 
 @pytest.fixture
@@ -41,8 +41,8 @@ def submit_body(task_id: str | None = None, **extra) -> dict:
 
 class TestSubmitTask:
     async def test_is_idempotent_by_task_id(self, orchestrator, nc, names):
-        first = await request(nc, names.command("task.submit"), submit_body("t1"))
-        again = await request(nc, names.command("task.submit"), submit_body("t1"))
+        first = await request(nc, subject(names, "task.submit"), submit_body("t1"))
+        again = await request(nc, subject(names, "task.submit"), submit_body("t1"))
 
         assert first["ok"] and first["task_id"] == "t1" and first["status"] == "pending"
         assert again["ok"] and again["task_id"] == "t1" and "position" not in again
@@ -51,15 +51,15 @@ class TestSubmitTask:
     async def test_a_different_body_under_the_same_id_is_a_conflict(
         self, orchestrator, nc, names
     ):
-        await request(nc, names.command("task.submit"), submit_body("t1"))
+        await request(nc, subject(names, "task.submit"), submit_body("t1"))
         before = await orchestrator.store.last_position()
-        reply = await request(nc, names.command("task.submit"),
+        reply = await request(nc, subject(names, "task.submit"),
                               submit_body("t1", payload={"n": 2}))
         assert reply["error"]["code"] == "conflict"
         assert await orchestrator.store.last_position() == before
 
     async def test_without_an_id_gets_one(self, orchestrator, nc, names):
-        reply = await request(nc, names.command("task.submit"), submit_body())
+        reply = await request(nc, subject(names, "task.submit"), submit_body())
         assert reply["ok"] and reply["task_id"].startswith("t-")
 
 
@@ -70,7 +70,7 @@ class TestLifecycle:
         await agents("cpu1", capabilities=["cpu"], handlers={"echo": echo})
         gpu = await agents("gpu1", capabilities=["gpu"], handlers={"echo": echo})
 
-        await request(nc, names.command("task.submit"), submit_body("t1", requires=["gpu"]))
+        await request(nc, subject(names, "task.submit"), submit_body("t1", requires=["gpu"]))
 
         await eventually(lambda: (v := orchestrator.board.get("t1")) and
                          v.status == "completed", what="completed")
@@ -84,7 +84,7 @@ class TestLifecycle:
     async def test_waits_in_the_queue_until_a_capable_agent_appears(
         self, orchestrator, nc, names, agents
     ):
-        await request(nc, names.command("task.submit"), submit_body("t1", requires=["gpu"]))
+        await request(nc, subject(names, "task.submit"), submit_body("t1", requires=["gpu"]))
         await agents("cpu1", capabilities=["cpu"], handlers={"echo": echo})
         await orchestrator.runner.position.wait_for(2, 5)
         assert orchestrator.board.get("t1").status == "pending"
@@ -100,7 +100,7 @@ class TestLifecycle:
             raise TaskFailed("disk full")
 
         await agents("a1", capabilities=["cpu"], handlers={"echo": broken})
-        await request(nc, names.command("task.submit"), submit_body("t1", max_attempts=3))
+        await request(nc, subject(names, "task.submit"), submit_body("t1", max_attempts=3))
 
         await eventually(lambda: orchestrator.board.get("t1").status == "dead_lettered",
                          timeout=20, what="dead-lettered")
@@ -121,7 +121,7 @@ class TestLifecycle:
             raise TaskFailed("bad input", retryable=False)
 
         await agents("a1", capabilities=["cpu"], handlers={"echo": refuse})
-        await request(nc, names.command("task.submit"), submit_body("t1"))
+        await request(nc, subject(names, "task.submit"), submit_body("t1"))
         await eventually(lambda: orchestrator.board.get("t1").status == "dead_lettered")
         assert orchestrator.board.get("t1").failures == 1
 
@@ -133,14 +133,14 @@ class TestLifecycle:
             await asyncio.Event().wait()  # until cancelled
 
         agent = await agents("a1", capabilities=["cpu"], handlers={"echo": slow})
-        await request(nc, names.command("task.submit"), submit_body("t1"))
+        await request(nc, subject(names, "task.submit"), submit_body("t1"))
         await asyncio.wait_for(started.wait(), 10)
 
-        reply = await request(nc, names.command("task.cancel"), {"task_id": "t1"})
+        reply = await request(nc, subject(names, "task.cancel"), {"task_id": "t1"})
 
         assert reply["ok"] and reply["status"] == "cancelled"
         await eventually(lambda: "t1" not in agent.running, what="handler stopped")
-        again = await request(nc, names.command("task.cancel"), {"task_id": "t1"})
+        again = await request(nc, subject(names, "task.cancel"), {"task_id": "t1"})
         assert again["ok"] and "position" not in again
 
     async def test_an_assignment_not_accepted_in_time_goes_to_another_agent(
@@ -149,9 +149,9 @@ class TestLifecycle:
         orch = Orchestrator(replace(settings, accept_timeout=0.5))
         await orch.start()
         sleepy = await nc.subscribe(names.agent_tasks("sleepy"))  # never accepts
-        await request(nc, names.command("agent.register"),
+        await request(nc, subject(names, "register", "sleepy"),
                       {"agent_id": "sleepy", "capabilities": ["cpu"], "capacity": 5})
-        await request(nc, names.command("task.submit"), submit_body("t1"))
+        await request(nc, subject(names, "task.submit"), submit_body("t1"))
         await sleepy.next_msg(timeout=10)  # it was offered the task, and says nothing
         good = AgentClient("good", ["cpu"], nats_url=nats_server.url, prefix=names.prefix,
                            handlers={"echo": echo})
@@ -181,7 +181,7 @@ async def test_a_task_running_past_its_timeout_fails_and_is_retried(
         return "done"
 
     agent = await agents("a1", capabilities=["cpu"], handlers={"echo": slow_then_quick})
-    await request(nc, names.command("task.submit"), submit_body("t1", timeout_s=0.3))
+    await request(nc, subject(names, "task.submit"), submit_body("t1", timeout_s=0.3))
 
     await eventually(lambda: orchestrator.board.tasks["t1"].status == "completed",
                      timeout=15, what="completed on the second attempt")

@@ -253,3 +253,37 @@ class TestDockerignore:
     def test_excludes_local_state(self, pattern: str) -> None:
         lines = (ROOT / ".dockerignore").read_text().splitlines()
         assert pattern in [line.strip() for line in lines]
+
+
+class TestAuth:
+    """Compose runs with auth on: keys made once, NATS trusting the orchestrator's
+    auth callout, and no seed ever mounted into the NATS container."""
+
+    def test_the_orchestrator_runs_with_auth_on_and_keeps_its_keys(
+            self, environment: dict[str, str], orchestrator: dict[str, Any]) -> None:
+        assert environment.get("ORCH_AUTH", "on") == "on"
+        assert mounts(orchestrator)[environment["ORCH_DATA_DIR"]] == "orchestrator-data"
+
+    def test_auth_init_writes_the_server_block_before_either_starts(
+            self, compose: dict[str, Any], nats: dict[str, Any],
+            orchestrator: dict[str, Any]) -> None:
+        init = compose["services"]["auth-init"]
+        command = " ".join(as_args(init["command"]))
+        assert "orchestrator auth server-config" in command
+        for service in (nats, orchestrator):
+            assert service["depends_on"]["auth-init"]["condition"] == \
+                "service_completed_successfully"
+
+    def test_nats_includes_the_block_and_sees_no_seed(self, nats: dict[str, Any],
+                                                     compose: dict[str, Any]) -> None:
+        config = (ROOT / "deploy" / "nats.conf").read_text()
+        include = re.search(r'include\s+"([^"]+)"', config)
+        assert include is not None
+        auth_dir = str(Path("/etc/nats") / Path(include.group(1)).parent)
+        assert mounts(nats)[auth_dir] == "nats-auth"
+        assert "orchestrator-data" not in mounts(nats).values()
+        init_mounts = mounts(compose["services"]["auth-init"])
+        written = " ".join(as_args(compose["services"]["auth-init"]["command"]))
+        target = written.rsplit(">", 1)[1].strip()
+        assert init_mounts[str(Path(target).parent)] == "nats-auth"
+        assert Path(target).name == Path(include.group(1)).name

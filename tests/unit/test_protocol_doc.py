@@ -25,11 +25,13 @@ from domain.replies import (
 )
 from domain.task import Task
 from domain.task_commands import AgentAssignments, Assignment
-from infra.names import COMMANDS, Names
+from infra.names import AGENT_COMMANDS, CATALOG_QUERY, CLIENT_COMMANDS, Header, Names
 from projections.tasks import STATUS_BY_EVENT, TaskBoard
 from services import registry
 from services import tasks as task_service
+from services.auth.permissions import RoleName, permissions
 from services.command_service import parse
+from services.command_table import command_table
 from services.execute import Outcome
 from services.schemas import PROTOCOL_MODELS, schema_documents
 
@@ -37,6 +39,40 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCHEMAS = DOCS / "schemas"
 REGENERATE = "docs/schemas is out of date with the protocol models: run `make schemas`"
 T0 = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
+COMMANDS = (*AGENT_COMMANDS, *CLIENT_COMMANDS, CATALOG_QUERY)
+# The subjects as the doc writes them: the sender as a placeholder.
+AGENT_ID, IDENTITY = "<agent_id>", "<identity>"
+
+
+class _Handlers:
+    """Stands in for the services: the command table is read for its names and models."""
+
+    def __getattr__(self, name: str) -> Any:
+        return None
+
+
+_stub = cast(Any, _Handlers())
+MODELS = {c.name: c.model for c in command_table(_stub, _stub, _stub, _stub)}
+
+
+def documented_subject(command: str) -> str:
+    names = Names()
+    if command in AGENT_COMMANDS:
+        return names.agent_command(AGENT_ID, command)
+    if command in CLIENT_COMMANDS:
+        return names.client_command(command, IDENTITY)
+    return names.command(command)
+
+
+def request_schema(command: str) -> str:
+    """An agent's own commands' schemas keep their older names (agent.register.request)."""
+    name = f"{command}.request"
+    return name if name in PROTOCOL_MODELS else f"agent.{name}"
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation but - and _ dropped."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +91,69 @@ class TestSchemas:
         stale = {p.name for p in SCHEMAS.glob("*.json")} - set(schema_documents())
         assert not stale, f"{sorted(stale)} no longer generated: delete them and {REGENERATE}"
 
-    @pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("task.")]
-                             + ["agent.assignments"])
-    def test_each_task_command_has_a_request_schema(self, command: str) -> None:
-        assert f"{command}.request" in PROTOCOL_MODELS
+    def test_the_constants_are_the_command_table(self) -> None:
+        assert set(MODELS) == set(COMMANDS)
+
+    @pytest.mark.parametrize("command", COMMANDS)
+    def test_each_command_has_the_request_schema_of_its_model(self, command: str) -> None:
+        assert PROTOCOL_MODELS.get(request_schema(command)) is MODELS[command]
 
 
 class TestProtocolDoc:
     @pytest.mark.parametrize("command", COMMANDS)
     def test_documents_each_command_subject(self, protocol: str, command: str) -> None:
-        assert f"`{Names().command(command)}`" in protocol
+        """`orch.agent.<agent_id>.<command>`, `orch.<command>.<identity>`, or the catalog
+        query's: in the subject table, and a section of its own."""
+        subject = documented_subject(command)
+        assert f"| `{subject}` |" in protocol
+        assert f"\n### `{subject}`\n" in protocol
+
+    @pytest.mark.parametrize("command", COMMANDS)
+    def test_documents_each_request_schema_beside_its_subject(self, protocol: str,
+                                                              command: str) -> None:
+        row = f"| `{documented_subject(command)}` request | `{MODELS[command].__name__}` |"
+        assert f"{row} [{request_schema(command)}.json](schemas/{request_schema(command)}.json) |" \
+            in protocol
+
+    @pytest.mark.parametrize("command", COMMANDS)
+    def test_documents_each_micro_endpoint(self, protocol: str, command: str) -> None:
+        assert f"`{command.replace('.', '_')}`" in protocol
+
+    def test_no_subject_of_the_old_protocol_is_left(self, protocol: str) -> None:
+        """Before subjects named their senders: orch.agent.register, orch.task.accept..."""
+        old = {f"`orch.{c}`" for c in COMMANDS if c != CATALOG_QUERY} | {
+            f"`orch.agent.{c}`" for c in (*AGENT_COMMANDS, "drain")}
+        assert {s for s in old if s in protocol} == set()
+
+    def test_documents_the_inbox_prefix(self, protocol: str) -> None:
+        assert f"`{Names().inbox_prefix(IDENTITY)}`" in protocol
+        assert f"`{Names().inbox_prefix(AGENT_ID)}`" in protocol
+
+    def test_documents_the_unauthorized_rule(self, protocol: str) -> None:
+        [row] = [line for line in protocol.splitlines() if line.startswith("| `unauthorized` |")]
+        assert "another agent" in row
+
+    def test_documents_the_identity_of_events(self, protocol: str) -> None:
+        assert f"| `{Header.IDENTITY}` |" in protocol
+
+    def test_every_link_within_the_doc_has_its_heading(self, protocol: str) -> None:
+        headings = {slug(line.lstrip("#")) for line in protocol.splitlines()
+                    if line.startswith("#")}
+        links = set(re.findall(r"\]\(#([^)]+)\)", protocol))
+        assert links - headings == set()
+
+    @pytest.mark.parametrize("role", list(RoleName))
+    def test_the_roles_table_is_the_permissions(self, protocol: str, role: RoleName) -> None:
+        """What each role may publish and subscribe, as services/auth/permissions.py
+        grants it (besides every identity's own inbox)."""
+        names, identity = Names(), "<id>"
+        inbox = permissions(names, identity, set())
+        assert inbox.sub_allow == {f"{names.inbox_prefix(identity)}.>"}
+        assert f"`{names.inbox_prefix(identity)}.>`" in protocol
+        grant = permissions(names, identity, {role})
+        [row] = [line for line in protocol.splitlines() if line.startswith(f"| `{role}` |")]
+        cells = [set(re.findall(r"`([^`]+)`", cell)) for cell in row.split("|")[2:5]]
+        assert cells == [grant.pub_allow, grant.pub_deny, grant.sub_allow - inbox.sub_allow]
 
     @pytest.mark.parametrize("name", sorted(schema_documents()))
     def test_links_each_schema(self, protocol: str, name: str) -> None:

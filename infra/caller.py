@@ -1,0 +1,14 @@
+"""Who the work in hand is for: the identity that sent the command being handled.
+
+A context variable, so that every event appended while handling a command records its
+sender without each handler passing it along; the orchestrator's own decisions (deaths,
+placements, moves) run outside any command and record the orchestrator.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+ORCHESTRATOR = "orchestrator"
+
+current_identity: ContextVar[str] = ContextVar("orch_identity", default=ORCHESTRATOR)

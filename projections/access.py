@@ -1,0 +1,82 @@
+"""Who may connect and with what: identities by name and by public key, and API tokens.
+
+Fed only the identity events (a follower of its own, from the log's start), so that a
+projection snapshot of agents and tasks never needs to carry it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+
+from projections.log_event import LogEvent
+from projections.position import Position
+
+
+@dataclass(slots=True)
+class IdentityView:
+    name: str
+    roles: frozenset[str]
+    public_key: str | None = None
+    revoked: bool = False
+    api_tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+class Access:
+    """The identity projection. `apply` is pure state change; no I/O."""
+
+    def __init__(self) -> None:
+        self.identities: dict[str, IdentityView] = {}
+        self.by_key: dict[str, str] = {}  # public key -> identity name
+        self.position = Position()
+
+    def apply(self, event: LogEvent) -> None:
+        if event.kind == "identity":
+            self._apply(event)
+        self.position.advance(event.position)
+
+    def _apply(self, event: LogEvent) -> None:
+        data = event.data()
+        name = event.name
+        if name == "Created":
+            view = IdentityView(event.aggregate_id, frozenset(data["roles"]))
+            self.identities[event.aggregate_id] = view
+            self._set_key(view, data.get("public_key"))
+            return
+        view_or_none = self.identities.get(event.aggregate_id)
+        if view_or_none is None:
+            return
+        view = view_or_none
+        if name == "EnrollmentIssued":
+            view.roles = frozenset(data["roles"])
+        elif name == "AgentEnrolled":
+            view.revoked = False
+            self._set_key(view, data["public_key"])
+        elif name == "Revoked":
+            view.revoked = True
+            view.api_tokens = {}
+            self._set_key(view, None)
+        elif name == "ApiTokenIssued":
+            view.api_tokens[data["token_id"]] = (data["scope"], data["digest"])
+
+    def _set_key(self, view: IdentityView, public_key: str | None) -> None:
+        if view.public_key is not None and self.by_key.get(view.public_key) == view.name:
+            del self.by_key[view.public_key]
+        view.public_key = public_key
+        if public_key is not None:
+            self.by_key[public_key] = view.name
+
+    def by_public_key(self, public_key: str) -> IdentityView | None:
+        name = self.by_key.get(public_key)
+        view = self.identities.get(name) if name is not None else None
+        return view if view is not None and not view.revoked else None
+
+    def token_scope(self, name: str, token_id: str, digest: str) -> str | None:
+        """The scope of a live API token of `name` with this digest, else None."""
+        view = self.identities.get(name)
+        if view is None or view.revoked:
+            return None
+        found = view.api_tokens.get(token_id)
+        if found is None or not hmac.compare_digest(found[1].encode(), digest.encode()):
+            return None
+        return found[0]

@@ -1,0 +1,93 @@
+"""What ORCH_AUTH=on adds to an orchestrator: the identity projection, the auth callout,
+the operators' identity commands, and the first start's local credentials."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nats.aio.client import Client
+
+from domain.errors import CommandRefused, ErrorCode
+from domain.identity_commands import CreateApiToken, CreateIdentity
+from infra import names as n
+from infra.auth.credentials import Keys, read_secret, write_secret
+from infra.auth.keys import public_key
+from infra.caller import ORCHESTRATOR, current_identity
+from infra.event_store import EventStore, RecordedEvent
+from infra.names import Names
+from infra.repository import Repository
+from infra.settings import Settings
+from projections.access import Access
+from services.auth.admin import AccessAdmin
+from services.auth.callout import AuthCallout
+from services.auth.refusals import RefusalLog
+from services.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+LOCAL_OPERATOR = "operator"
+LOCAL_OPERATOR_ROLES = ["operator", "reader", "auditor"]
+
+
+class AccessControl:
+    def __init__(self, nc: Client, names: Names, store: EventStore, settings: Settings,
+                 metrics: Metrics) -> None:
+        self.names = names
+        self.store = store
+        self.settings = settings
+        self.keys = Keys.of(settings.data_dir)
+        self.access = Access()
+        self.identities = Repository(store, n.IDENTITY)
+        self.admin = AccessAdmin(self.identities)
+        self.callout: AuthCallout | None = None
+        if settings.auth_on:
+            self.callout = AuthCallout(
+                nc, names, self.access, self.identities,
+                RefusalLog(Repository(store, n.ACCESS)), self.keys.issuer_seed(),
+                settings.auth_jwt_ttl, metrics)
+        self._subscription: Any = None
+
+    async def start(self) -> None:
+        """Catch up with the identity events, follow them, and answer the callout."""
+        wanted = self.names.kind_events(n.IDENTITY)
+        async for event in self.store.iterate(0, wanted):
+            self.access.apply(event)
+        self._subscription = await self.store.tail(self.access.position.value, self._apply,
+                                                   wanted)
+        if self.callout is not None:
+            await self.callout.start()
+            await self._first_start()
+
+    async def stop(self) -> None:
+        if self.callout is not None:
+            await self.callout.stop()
+        if self._subscription is not None:
+            try:
+                await self._subscription.unsubscribe()
+            except Exception as exc:  # the connection may be gone already
+                log.debug("identity follower not unsubscribed: %r", exc)
+            self._subscription = None
+
+    async def _apply(self, event: RecordedEvent) -> None:
+        if event.position > self.access.position.value:
+            self.access.apply(event)
+
+    async def _first_start(self) -> None:
+        """The local operator's identity (its seed in the data directory) and a read
+        token for this machine, unless they exist already."""
+        current_identity.set(ORCHESTRATOR)
+        operator_key = public_key(read_secret(self.keys.operator))
+        try:
+            await self.admin.create(CreateIdentity(
+                name=LOCAL_OPERATOR, roles=LOCAL_OPERATOR_ROLES,
+                public_key=operator_key))
+            log.info("local operator identity created; its seed: %s", self.keys.operator)
+        except CommandRefused as refused:
+            if refused.code != ErrorCode.CONFLICT:
+                raise
+        if not self.keys.read_token.exists():
+            reply = await self.admin.create_api_token(
+                CreateApiToken(name=LOCAL_OPERATOR, scope="read"))
+            write_secret(self.keys.read_token, reply["token"] + "\n")
+            log.info("read API token written to %s", self.keys.read_token)

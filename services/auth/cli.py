@@ -1,0 +1,131 @@
+"""The CLI's security commands: enroll and revoke agents, identities for people and
+tools, read API tokens, and the nats-server configuration for an external NATS."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from infra import names as n
+from infra.auth.credentials import Keys, server_auth_config_for, write_secret
+from infra.auth.keys import Role, new_seed, public_key
+from services.client_connection import add_client_flags, connect_client
+
+SECURITY_COMMANDS = ("enroll", "revoke", "identity", "token", "auth")
+
+
+class CommandFailed(Exception):
+    """The orchestrator refused; the message is its code and reason."""
+
+
+def add_security_commands(commands: Any) -> None:
+    enroll = commands.add_parser(
+        "enroll", help="a one-time enrollment token for an agent id (prints it once)")
+    add_client_flags(enroll)
+    enroll.add_argument("agent_id")
+    enroll.add_argument("--ttl", type=float, default=3600.0,
+                        help="seconds the token stays usable (default 3600)")
+    enroll.add_argument("--role", action="append", default=[],
+                        choices=["submitter", "reader", "auditor", "operator"],
+                        help="a role besides agent; repeatable")
+    enroll.add_argument("--rotate", action="store_true",
+                        help="replace the key of an agent enrolled already")
+    enroll.add_argument("--json", action="store_true")
+
+    revoke = commands.add_parser(
+        "revoke", help="cut an identity off: no new connection, its current one ends "
+                       "within ORCH_AUTH_JWT_TTL")
+    add_client_flags(revoke)
+    revoke.add_argument("name", help="agent id or identity name")
+    revoke.add_argument("--reason", default="revoked by an operator")
+    revoke.add_argument("--json", action="store_true")
+
+    identity = commands.add_parser("identity", help="identities of people and tools")
+    identity_commands = identity.add_subparsers(dest="identity_command", required=True)
+    create = identity_commands.add_parser(
+        "create", help="make a key here (its seed never leaves this file) and register it")
+    add_client_flags(create)
+    create.add_argument("name")
+    create.add_argument("--role", action="append", required=True,
+                        choices=["submitter", "reader", "auditor", "operator", "agent"])
+    create.add_argument("--seed-file", type=Path, required=True,
+                        help="where to write the new seed (mode 0600; must not exist)")
+    create.add_argument("--json", action="store_true")
+
+    token = commands.add_parser("token", help="read API bearer tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    token_create = token_commands.add_parser("create", help="a bearer token (printed once)")
+    add_client_flags(token_create)
+    token_create.add_argument("--scope", choices=["read", "admin"], required=True)
+    token_create.add_argument("--name", default="",
+                              help="the identity holding it (default: the one you connect as)")
+    token_create.add_argument("--json", action="store_true")
+
+    auth = commands.add_parser("auth", help="the deployment's keys")
+    auth_commands = auth.add_subparsers(dest="auth_command", required=True)
+    server_config = auth_commands.add_parser(
+        "server-config", help="print the block for an external nats-server's configuration "
+                              "(makes the keys in the data directory if missing)")
+    server_config.add_argument("--data-dir", type=Path, default=Path("./.orchestrator"))
+
+
+async def run_security(args: argparse.Namespace) -> int:
+    if args.command == "auth":
+        keys = Keys.of(args.data_dir)
+        keys.ensure()
+        print(server_auth_config_for(keys), end="")
+        return 0
+    if args.command == "identity":
+        return await _identity_create(args)
+    connected = await connect_client(args)
+    try:
+        if args.command == "enroll":
+            body: dict[str, Any] = {"agent_id": args.agent_id, "ttl_s": args.ttl,
+                                    "roles": args.role, "rotate": args.rotate}
+            reply = await _send(connected, n.ADMIN_ENROLL, body)
+            _print(args, reply, reply["token"])
+        elif args.command == "revoke":
+            reply = await _send(connected, n.ADMIN_REVOKE,
+                                {"name": args.name, "reason": args.reason})
+            _print(args, reply, f"revoked {args.name}")
+        else:
+            reply = await _send(connected, n.ADMIN_TOKEN_CREATE,
+                                {"name": args.name or connected.identity, "scope": args.scope})
+            _print(args, reply, reply["token"])
+    finally:
+        await connected.nc.close()
+    return 0
+
+
+async def _identity_create(args: argparse.Namespace) -> int:
+    if args.seed_file.exists():
+        raise CommandFailed(f"{args.seed_file} exists; choose another --seed-file")
+    seed = new_seed(Role.USER)
+    connected = await connect_client(args)
+    try:
+        reply = await _send(connected, n.ADMIN_IDENTITY_CREATE, {
+            "name": args.name, "roles": args.role, "public_key": public_key(seed)})
+    finally:
+        await connected.nc.close()
+    write_secret(args.seed_file, seed + "\n")
+    _print(args, reply, f"identity {args.name} created; its seed is in {args.seed_file} "
+                        f"(connect with ORCH_CREDENTIALS={args.seed_file})")
+    return 0
+
+
+async def _send(connected: Any, command: str, body: dict[str, Any]) -> dict[str, Any]:
+    msg = await connected.nc.request(connected.names.client_command(command,
+                                                                    connected.identity),
+                                     orjson.dumps(body), timeout=10)
+    reply: dict[str, Any] = orjson.loads(msg.data)
+    if not reply.get("ok"):
+        error = reply.get("error", {})
+        raise CommandFailed(f"{error.get('code')}: {error.get('message')}")
+    return reply
+
+
+def _print(args: argparse.Namespace, reply: dict[str, Any], text: str) -> None:
+    print(orjson.dumps(reply).decode() if args.json else text)

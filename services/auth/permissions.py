@@ -1,0 +1,99 @@
+"""What each role may publish and subscribe: the one table the auth callout issues from
+and the forged-identity tests read (DESIGN section 8).
+
+Everything not allowed here is denied by the NATS server itself: the event stream,
+`$JS.API`, the KV buckets, other identities' subjects and inboxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from infra import names as n
+from infra.names import Names
+
+
+class RoleName(StrEnum):
+    AGENT = "agent"
+    SUBMITTER = "submitter"
+    OPERATOR = "operator"
+    READER = "reader"
+    AUDITOR = "auditor"
+
+
+@dataclass
+class Permissions:
+    """Subjects an identity may publish to and subscribe to (NATS user permissions)."""
+
+    pub_allow: set[str] = field(default_factory=set)
+    pub_deny: set[str] = field(default_factory=set)
+    sub_allow: set[str] = field(default_factory=set)
+
+    def claims(self) -> dict[str, object]:
+        """As the `nats` part of a user JWT (nats-io/jwt `Permissions`)."""
+        pub: dict[str, list[str]] = {"allow": sorted(self.pub_allow)}
+        if self.pub_deny:
+            pub["deny"] = sorted(self.pub_deny)
+        return {"pub": pub, "sub": {"allow": sorted(self.sub_allow)}}
+
+
+def _agent(names: Names, identity: str, grant: Permissions) -> None:
+    grant.pub_allow |= {names.heartbeat(identity), f"{names.prefix}.agent.{identity}.>",
+                        names.command(n.CATALOG_QUERY)}
+    # Its own assignments and control messages come from the orchestrator only.
+    grant.pub_deny |= {names.agent_tasks(identity), names.agent_control(identity)}
+    grant.sub_allow |= {names.agent_tasks(identity), names.agent_control(identity),
+                        names.catalog_changes_wildcard}
+
+
+def _submitter(names: Names, identity: str, grant: Permissions) -> None:
+    grant.pub_allow |= {names.client_command(c, identity) for c in n.SUBMITTER_COMMANDS}
+
+
+def _operator(names: Names, identity: str, grant: Permissions) -> None:
+    _submitter(names, identity, grant)
+    grant.pub_allow |= {names.client_command(c, identity) for c in n.OPERATOR_COMMANDS}
+
+
+def _reader(names: Names, identity: str, grant: Permissions) -> None:
+    grant.pub_allow.add(names.command(n.CATALOG_QUERY))
+    grant.sub_allow.add(names.catalog_changes_wildcard)
+
+
+def _reads_of(stream: str) -> set[str]:
+    """Read a stream through ephemeral consumers (ordered or pulled) and get messages.
+    Not named or durable consumers: creating one with a durable's name could change the
+    orchestrator's own, and deleting one could stop it."""
+    return {
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+        f"$JS.FC.{stream}.>",  # flow-control answers of an ordered consumer
+    }
+
+
+def _auditor(names: Names, identity: str, grant: Permissions) -> None:
+    """Read the event log (and the heartbeats, for what-if), and change nothing."""
+    grant.pub_allow |= _reads_of(names.events_stream) | _reads_of(names.heartbeats_stream)
+
+
+_GRANTS = {
+    RoleName.AGENT: _agent,
+    RoleName.SUBMITTER: _submitter,
+    RoleName.OPERATOR: _operator,
+    RoleName.READER: _reader,
+    RoleName.AUDITOR: _auditor,
+}
+
+
+def permissions(names: Names, identity: str, roles: set[RoleName]) -> Permissions:
+    """The union of the roles' grants, plus the identity's own reply inbox."""
+    grant = Permissions()
+    grant.sub_allow.add(f"{names.inbox_prefix(identity)}.>")
+    for role in sorted(roles):
+        _GRANTS[role](names, identity, grant)
+    return grant

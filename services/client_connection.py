@@ -1,0 +1,91 @@
+"""How the CLI's client commands reach the orchestrator: the same settings as `up` (flag,
+then ORCH_* variable, then default), and the identity whose credentials they use.
+
+The credentials are an nkey seed file; by default the local operator's, which the
+orchestrator writes into its data directory on first start, so that the CLI on that
+machine needs no extra step. The identity is the file's name (`operator.nk` is
+`operator`) unless ORCH_IDENTITY says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+
+from infra.auth.credentials import Keys, read_secret
+from infra.connection import redact
+from infra.names import Names
+from infra.tls import client_context
+
+log = logging.getLogger(__name__)
+
+CREDENTIALS = "ORCH_CREDENTIALS"
+IDENTITY = "ORCH_IDENTITY"
+DEFAULT_URL = "nats://127.0.0.1:4222"
+CONNECT_TIMEOUT_S = 5.0
+
+
+class Unreachable(Exception):
+    """The CLI could not connect: unreachable, or not let in."""
+
+
+def add_client_flags(parser: argparse.ArgumentParser) -> None:
+    env = os.environ
+    parser.add_argument("--nats-url", default=env.get("ORCH_NATS_URL") or DEFAULT_URL,
+                        help=f"NATS server URL (env ORCH_NATS_URL; default {DEFAULT_URL})")
+    parser.add_argument("--subject-prefix", default=env.get("ORCH_SUBJECT_PREFIX", "orch"),
+                        help="the orchestrator's prefix (env ORCH_SUBJECT_PREFIX; default orch)")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(env.get("ORCH_DATA_DIR", "./.orchestrator")),
+                        help="where the local credentials are (env ORCH_DATA_DIR; default "
+                             "./.orchestrator)")
+    parser.add_argument("--nats-tls-ca", type=Path, default=env.get("ORCH_NATS_TLS_CA"),
+                        help="CA file to verify a TLS NATS with (env ORCH_NATS_TLS_CA)")
+    parser.add_argument("--credentials", type=Path, default=env.get(CREDENTIALS),
+                        help=f"nkey seed file to connect with (env {CREDENTIALS}; default "
+                             "<data dir>/auth/operator.nk when it exists)")
+
+
+@dataclass(frozen=True)
+class Connected:
+    nc: Client
+    identity: str
+    names: Names
+
+
+def credentials_of(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(identity, seed) the command connects as; no seed when there are no credentials
+    (an orchestrator with ORCH_AUTH=off)."""
+    path: Path | None = args.credentials
+    if path is None:
+        local = Keys.of(args.data_dir).operator
+        path = local if local.exists() else None
+    identity = os.environ.get(IDENTITY) or (path.stem if path is not None else "anonymous")
+    return identity, read_secret(path) if path is not None else None
+
+
+async def connect_client(args: argparse.Namespace) -> Connected:
+    identity, seed = credentials_of(args)
+
+    async def quiet(exc: Exception) -> None:
+        log.debug("nats: %r", exc)  # one plain line is said instead, below
+
+    try:
+        nc = await nats.connect(
+            args.nats_url.split(","), name=identity, nkeys_seed_str=seed,
+            inbox_prefix=Names(args.subject_prefix).inbox_prefix(identity),
+            allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet,
+            connect_timeout=CONNECT_TIMEOUT_S, tls=client_context(args.nats_tls_ca))
+    except Exception as exc:
+        text = str(exc) or type(exc).__name__
+        hint = (f"credentials of {identity!r} refused" if "uthorization" in text
+                else "is it running? is ORCH_NATS_URL (--nats-url) right?")
+        raise Unreachable(f"cannot connect to NATS at {redact(args.nats_url)}: {hint}") \
+            from None
+    return Connected(nc, identity, Names(args.subject_prefix))
