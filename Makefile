@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit chaos fuzz schemas bench bench-quick clean js-deps
+.PHONY: run test lint typecheck unit chaos fuzz schemas bench bench-quick clean js-deps chromium \
+	promtool promtool-rules
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +26,36 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 
 js-deps: $(JS_STAMP)
 
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright; they fail,
+# not skip, without it. Playwright's own browser download is not used.
+CHROMIUM_STAMP := $(VENV)/.chromium
+$(CHROMIUM_STAMP): $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	touch $(CHROMIUM_STAMP)
+
+chromium: $(CHROMIUM_STAMP)
+
 run: $(STAMP)
 	$(BIN)/orchestrator up
 
-test: $(STAMP) $(JS_STAMP) lint typecheck
+test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) promtool-rules lint typecheck
 	$(BIN)/pytest
+
+# promtool checks and unit-tests the alerting rules in deploy/prometheus/ (and the
+# scrape of tests/integration/test_metrics.py). From Debian's `prometheus` package when
+# missing: as root, or with sudo.
+promtool:
+	@command -v promtool >/dev/null || { \
+		echo "make: promtool missing; installing Debian's prometheus package" >&2; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO apt-get install -y prometheus; } || { \
+		echo "make: promtool is needed (apt-get install prometheus) and could not be installed" >&2; \
+		exit 1; }
+	@command -v promtool >/dev/null || { echo "make: promtool still missing" >&2; exit 1; }
+
+promtool-rules: promtool
+	cd deploy/prometheus && promtool check rules orchestrator.rules.yml \
+		&& promtool test rules orchestrator.rules.test.yml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

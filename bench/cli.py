@@ -36,7 +36,8 @@ async def run_bench(args: argparse.Namespace) -> int:
     failed = False
     for name in args.scenarios or SCENARIOS:
         module = importlib.import_module(f"bench.scenarios.{name}")
-        print(f"running {name} ({size.name}) ...", file=sys.stderr, flush=True)
+        if sys.stderr.isatty():  # progress for a person; nothing in a pipe or a log
+            print(f"running {name} ({size.name}) ...", file=sys.stderr, flush=True)
         try:
             results[name] = await module.run(size)
         except Exception as exc:

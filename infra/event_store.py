@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ class EventStore:
         self.mapper = mapper
         self.timeout = timeout
         self.group_commit = group_commit
+        self.on_append: Callable[[float], None] | None = None  # told each append's seconds
 
     # --- writing ----------------------------------------------------------------
 
@@ -157,6 +159,14 @@ class EventStore:
         return positions
 
     async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> int:
+        started = time.perf_counter()
+        try:
+            return await self._publish_once(subject, data, headers)
+        finally:
+            if self.on_append is not None:
+                self.on_append(time.perf_counter() - started)
+
+    async def _publish_once(self, subject: str, data: bytes, headers: dict[str, str]) -> int:
         try:
             if self.group_commit is not None:
                 return await self.group_commit.append(subject, data, headers)

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,7 @@ class GroupCommit:
         self._queue: asyncio.Queue[_Append] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._replies = _Replies(nc)
+        self.on_batch: Callable[[int], None] | None = None  # told each batch's size
 
     async def append(self, subject: str, data: bytes, headers: dict[str, str]) -> int:
         """Store one message; returns its stream sequence, or raises APIError / NATS errors."""
@@ -112,6 +114,8 @@ class GroupCommit:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            if self.on_batch is not None:
+                self.on_batch(len(batch))
             if len(batch) == 1:
                 await self._one(batch[0])
                 continue

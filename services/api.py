@@ -30,11 +30,13 @@ from services.catalog import catalog_at
 from services.http_limits import enforce_limits
 from services.metrics import Metrics
 from services.openapi import openapi_document
+from services.ui import add_ui_routes
 
 INDEX_HEADER = "X-Orch-Index"
 MAX_WAIT_S = 600.0
 DEFAULT_WAIT_S = 60.0
 MAX_EVENTS_LIMIT = 10_000
+MAX_AGENTS_LIMIT = 10_000
 _SUBJECT_TOKEN = re.compile(r"^([A-Za-z0-9_-]+|\*|>)$")
 _ID = re.compile(ID_PATTERN)
 AGENT_STATUSES: tuple[str, ...] = get_args(AgentStatus)
@@ -157,12 +159,22 @@ def _one_of(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | 
 async def list_agents(request: web.Request) -> web.Response:
     status = _one_of(request, "status", AGENT_STATUSES)
     await _block(request)
+    # Paging by id, like /v1/tasks by position: `after` an id, at most `limit`; without a
+    # limit every match (next_after null).
+    limit = _int(request, "limit", 0, 1, MAX_AGENTS_LIMIT) if "limit" in request.query else 0
+    after = request.query.get("after")
     agents = request.app[READ_MODEL].agents.query(
         status=status,
         capability=request.query.get("capability"),
         labels=_label_filter(request),
     )
-    return _json({"agents": [a.to_json() for a in agents]})
+    if after is not None:
+        agents = [a for a in agents if a.agent_id > after]
+    cursor = None
+    if limit and len(agents) > limit:
+        agents = agents[:limit]
+        cursor = agents[-1].agent_id
+    return _json({"agents": [a.to_json() for a in agents], "next_after": cursor})
 
 
 def _path_id(request: web.Request, name: str) -> str:
@@ -327,8 +339,9 @@ async def stats(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     model = request.app[READ_MODEL]
-    for status, count in model.agents.counts().items():
-        model.metrics.agents.labels(status).set(count)
+    await model.metrics.before_scrape()
+    model.metrics.read_projections(model.agents, model.tasks)
+    model.metrics.leader.set(1 if model.is_leader() else 0)
     model.metrics.position.set(model.runner.position.value)
     body = generate_latest(model.metrics.registry)
     response = web.Response(body=body)
@@ -363,4 +376,5 @@ def create_app(model: ReadModel) -> web.Application:
     app.router.add_get("/v1/stats", stats)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
+    add_ui_routes(app)
     return app

@@ -45,6 +45,7 @@ class AgentOut(BaseModel):
 
 class AgentList(BaseModel):
     agents: list[AgentOut]
+    next_after: str | None  # the `after` of the next page; null on the last
 
 
 class EventOut(BaseModel):

@@ -179,6 +179,8 @@ class Orchestrator:
         self._stack.push_async_callback(self.group_commit.close)
         self.store = EventStore(self.js, self.names, create_mapper(),
                                 group_commit=self.group_commit)
+        self.group_commit.on_batch = self.metrics.append_batch.observe
+        self.store.on_append = self.metrics.append_latency.observe
         self.agents = AgentHealth()
         self.board = TaskBoard(settings.finished_task_retention)
         self.catalog = Catalog()
@@ -212,6 +214,8 @@ class Orchestrator:
             nc, self.js, self.names, self.agents, self.monitor, self.metrics,
             reregister_every=settings.heartbeat_interval,
         )
+        self.metrics.on_scrape(self._scrape_log_position)
+        self.metrics.on_scrape(self._scrape_heartbeat_lag)
         self.dispatcher = Dispatcher(self.board, self.fleet, self.tasks, strategy,
                                      settings.accept_timeout, self.metrics)
         self.failover = FailoverReactor(
@@ -227,6 +231,8 @@ class Orchestrator:
 
     async def _on_applied(self, event: LogEvent) -> None:
         self.metrics.events_applied.inc()
+        if event.kind == n.TASK and self.runner.ready:  # live, not a rebuild's replay
+            self.metrics.task_event(event)
         if event.name in _NEW_INCARNATIONS:
             self.monitor.look_at(event.aggregate_id)  # its deadlines start now
         if event.name in _DISPATCH_TRIGGERS:
@@ -235,7 +241,15 @@ class Orchestrator:
 
     # --- leadership -------------------------------------------------------------
 
+    async def _scrape_log_position(self) -> None:
+        self.metrics.log_position.set(await self.store.last_position())
+
+    async def _scrape_heartbeat_lag(self) -> None:
+        last = await heartbeat_stream_check(self.js, self.names)()
+        self.metrics.heartbeat_consumer_lag.set(max(0, last - self.intake.delivered))
+
     async def _lead(self) -> None:
+        self.metrics.leader_changes.labels("acquired").inc()
         self.monitor.restart_deadlines("elected")
         self.fleet.forget_unwritten()  # a new term: the last one's writes have stopped
         for name, run in self._duties().items():
@@ -247,6 +261,7 @@ class Orchestrator:
                 "failover": self.failover.run, "snapshots": self.snapshots.run}
 
     async def _follow(self) -> None:
+        self.metrics.leader_changes.labels("lost").inc()
         for name in self._duties():
             await self._cancel_job(name)
         await self.monitor.stop()

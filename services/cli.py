@@ -1,9 +1,17 @@
 """The `orchestrator` command line: run the service, a demo agent, client and security
-commands, audits, benchmarks, schemas.
+commands, the fleet's agents, tasks and services, audits, benchmarks, schemas.
 
-Exit codes: 0 done; 1 refused by the orchestrator (its code and message on stderr);
-2 bad usage or input; 3 cannot start (a port in use, keys missing, an open NATS with
-auth on); 4 cannot reach NATS or no orchestrator answered.
+Settings: each flag falls back to its ORCH_* variable, then to its default. Client
+commands connect to ORCH_NATS_URL as the identity of ORCH_CREDENTIALS (default: the
+local operator's, <data dir>/auth/operator.nk); read commands (agents, agent-status,
+tasks, task-status, services) ask the read API at --api-url (default from ORCH_HTTP_HOST
+and ORCH_HTTP_PORT) with ORCH_API_TOKEN or <data dir>/auth/read.token.
+
+Exit codes: 0 done; 1 refused by the orchestrator or the read API (its code and message
+on stderr), or an unexpected error; 2 bad usage or input; 3 cannot start (a port in use,
+keys missing, an open NATS with auth on); 4 cannot reach NATS or the read API, or no
+orchestrator answered. Errors are one or two lines on stderr; --log-level DEBUG adds the
+traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +20,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +32,9 @@ from infra import settings as settings_module
 from infra.startup import CannotStart
 from services.audit.cli import AUDIT_COMMANDS, add_audit_commands, run_audit
 from services.auth.cli import SECURITY_COMMANDS, CommandFailed, add_security_commands, run_security
+from services.cli_commands.admin import WRITE_COMMANDS, add_write_commands, run_write
+from services.cli_commands.completion import add_completion_command, run_completion
+from services.cli_commands.fleet import READ_COMMANDS, add_read_commands, run_read
 from services.client_connection import Unreachable
 from services.demo_agent import AgentRefused, add_agent_command, run_agent, until_signalled
 from services.submit import add_submit_command, run_submit
@@ -55,6 +68,13 @@ async def _up(args: argparse.Namespace) -> None:
         print(f"operator credentials: {keys.operator} (the CLI here uses them)\n"
               f"read API: curl -H \"Authorization: Bearer $(cat {keys.read_token})\" "
               f"{scheme}://{settings.http_host}:{orchestrator.http_port}/v1/agents", flush=True)
+        # The token goes in the link's fragment, which the browser never sends; the line
+        # builds the link from the file, so the token itself is never printed.
+        print(f"dashboard: echo \"{scheme}://{settings.http_host}:{orchestrator.http_port}"
+              f"/ui/#token=$(cat {keys.read_token})\"", flush=True)
+    else:
+        print(f"dashboard: {scheme}://{settings.http_host}:{orchestrator.http_port}/ui/",
+              flush=True)
     try:
         await until_signalled()
     finally:
@@ -85,12 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     settings_module.add_flags(up)
     add_agent_command(commands)
     add_submit_command(commands)
+    add_read_commands(commands)
+    add_write_commands(commands)
     add_security_commands(commands)
     add_audit_commands(commands)
     _add_bench_command(commands)
 
     schemas = commands.add_parser("schemas", help="write the protocol's JSON Schemas")
     schemas.add_argument("--out", default="docs/schemas", help="output directory")
+    add_completion_command(commands)
     return parser
 
 
@@ -106,7 +129,9 @@ async def _bench(args: argparse.Namespace) -> int:
     return await run_bench(args)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command not in ("up", "agent", "bench") and hasattr(args, "log_level"):
+        _configure_logging(args.log_level)
     if args.command == "up":
         asyncio.run(_up(args))
     elif args.command == "agent":
@@ -114,6 +139,12 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(run_agent(args))
     elif args.command == "submit":
         return asyncio.run(run_submit(args))
+    elif args.command in READ_COMMANDS:
+        return asyncio.run(run_read(args))
+    elif args.command in WRITE_COMMANDS:
+        return asyncio.run(run_write(args))
+    elif args.command == "completion":
+        return run_completion(args, parser)
     elif args.command == "bench":
         return asyncio.run(_bench(args))
     elif args.command in AUDIT_COMMANDS:
@@ -126,30 +157,50 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = getattr(args, "log_level", None) or (
+        os.environ.get("ORCH_LOG_LEVEL") if args.command == "up" else None)
+    debug = str(level or "").upper() == "DEBUG"
+    try:
+        return _run_reporting(args, parser, debug)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _say(debug: bool, text: str) -> None:
+    """A failure in one plain line; under --log-level DEBUG its traceback first."""
+    if debug:
+        traceback.print_exc()
+    print(f"orchestrator: {text}", file=sys.stderr)
+
+
+def _run_reporting(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                   debug: bool) -> int:
     failures: tuple[tuple[type[BaseException], int], ...] = (
         (AgentRefused, EXIT_REFUSED), (CommandFailed, EXIT_REFUSED),
         (CannotStart, EXIT_CANNOT_START), (Unreachable, EXIT_UNREACHABLE),
         (ValueError, EXIT_USAGE),
     )
     try:
-        return _run(args)
-    except KeyboardInterrupt:
-        return 0
+        return _run(args, parser)
     except nats.errors.NoRespondersError:
-        print("orchestrator: no orchestrator answered: is it running, with this "
-              "--subject-prefix?", file=sys.stderr)
+        _say(debug, "no orchestrator answered: is it running, with this --subject-prefix?")
         return EXIT_UNREACHABLE
     except (nats.errors.TimeoutError, TimeoutError):
-        print("orchestrator: no answer in time: is the orchestrator running, and may your "
-              "identity send this (its roles)?", file=sys.stderr)
+        _say(debug, "no answer in time: is the orchestrator running, and may your identity "
+                    "send this (its roles)?")
         return EXIT_UNREACHABLE
     except Exception as exc:
         for kind, code in failures:
             if isinstance(exc, kind):
-                print(f"orchestrator: {exc}", file=sys.stderr)
+                _say(debug, str(exc))
                 return code
-        raise
+        if debug:
+            raise
+        _say(debug, f"unexpected error: {type(exc).__name__}: {exc} (--log-level DEBUG "
+                    "shows where)")
+        return EXIT_REFUSED
 
 
 if __name__ == "__main__":

@@ -35,8 +35,15 @@ class Unreachable(Exception):
     """The CLI could not connect: unreachable, or not let in."""
 
 
-def add_client_flags(parser: argparse.ArgumentParser) -> None:
+def add_log_level_flag(parser: argparse.ArgumentParser, default: str = "WARNING") -> None:
+    parser.add_argument("--log-level", default=default,
+                        help=f"log level (default {default}); DEBUG also shows a failure's "
+                             "traceback")
+
+
+def add_client_flags(parser: argparse.ArgumentParser, log_level: str = "WARNING") -> None:
     env = os.environ
+    add_log_level_flag(parser, log_level)
     parser.add_argument("--nats-url", default=env.get("ORCH_NATS_URL") or DEFAULT_URL,
                         help=f"NATS server URL (env ORCH_NATS_URL; default {DEFAULT_URL})")
     parser.add_argument("--subject-prefix", default=env.get("ORCH_SUBJECT_PREFIX", "orch"),
@@ -80,7 +87,10 @@ async def connect_client(args: argparse.Namespace) -> Connected:
         nc = await nats.connect(
             args.nats_url.split(","), name=identity, nkeys_seed_str=seed,
             inbox_prefix=Names(args.subject_prefix).inbox_prefix(identity),
-            allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet,
+            # Each server is tried twice, then given up: nats-py reads 0 attempts as no
+            # limit, and would try an unreachable server for ever.
+            allow_reconnect=False, max_reconnect_attempts=1, reconnect_time_wait=0.2,
+            error_cb=quiet,
             connect_timeout=CONNECT_TIMEOUT_S, tls=client_context(args.nats_tls_ca))
     except Exception as exc:
         text = str(exc) or type(exc).__name__

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -169,6 +170,7 @@ def _endpoint(command: Command, names: Names,
         task.add_done_callback(lambda _: slots.release())
 
     async def handle(request: Request) -> None:
+        started = time.perf_counter()
         request_id = (request.headers or {}).get(REQUEST_ID_HEADER) or f"cmd-{uuid.uuid4()}"
         try:
             sender = command.sender_of(names, request.subject)
@@ -185,17 +187,17 @@ def _endpoint(command: Command, names: Names,
             current_identity.set(sender or "anonymous")
             reply = await command.handler(parsed, request_id)
         except CommandRefused as refused:
-            metrics.commands.labels(command.name, str(refused.code)).inc()
+            metrics.command_answered(command.name, str(refused.code), started)
             body = orjson.dumps(refused.to_reply())
             await _answer(request, body, refused)
             return
         except Exception:
             log.exception("command failed command=%s", command.name)
             internal = CommandRefused(ErrorCode.UNAVAILABLE, "internal error; retry")
-            metrics.commands.labels(command.name, "internal").inc()
+            metrics.command_answered(command.name, "internal", started)
             await _answer(request, orjson.dumps(internal.to_reply()), internal)
             return
-        metrics.commands.labels(command.name, "ok").inc()
+        metrics.command_answered(command.name, "ok", started)
         await _answer(request, orjson.dumps(reply), None)
 
     return dispatch

@@ -36,7 +36,7 @@ def add_agent_command(commands: argparse._SubParsersAction) -> None:
                        help="a capability; repeat for several")
     agent.add_argument("--capacity", type=int, default=1, help="tasks it runs at once")
     agent.add_argument("--label", action="append", default=[], help="key=value; repeatable")
-    add_client_flags(agent)
+    add_client_flags(agent, log_level="INFO")
     agent.add_argument("--nkey-seed-file", type=Path,
                        help="its own seed (default <data dir>/auth/agents/<id>.nk, made and "
                             "enrolled with the local operator's credentials when missing)")
@@ -45,7 +45,6 @@ def add_agent_command(commands: argparse._SubParsersAction) -> None:
                        help="take the id over from a live process holding it (else refused)")
     agent.add_argument("--keep-registration", action="store_true",
                        help="do not deregister on exit (the orchestrator will declare it dead)")
-    agent.add_argument("--log-level", default="INFO")
 
 
 async def _own_key(args: argparse.Namespace) -> tuple[str | None, str | None]:

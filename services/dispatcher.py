@@ -199,8 +199,9 @@ class Dispatcher:
 async def move(tasks: TaskService, fleet: Fleet, view: TaskView, from_agent: str,
                strategy: Strategy, reason: str, causation_id: str | None,
                unaccepted_token: str | None = None,
-               plan: dict[str, Candidate] | None = None) -> None:
-    """Give an open task to another agent, or back to the queue if none can take it.
+               plan: dict[str, Candidate] | None = None) -> str | None:
+    """Give an open task to another agent, or back to the queue if none can take it;
+    returns the agent it was delivered to, if it was.
 
     Moves made together share one `plan` of the fleet, so that each sees the loads the
     others add without rebuilding the candidates for every task.
@@ -227,11 +228,12 @@ async def move(tasks: TaskService, fleet: Fleet, view: TaskView, from_agent: str
     except CommandRefused as refused:
         log.debug("move refused task=%s: %s", view.task_id, refused.message)
         fleet.release(view.task_id)
-        return
+        return None
     except BaseException:
         fleet.release(view.task_id)  # cancelled mid-append: see Dispatcher._place
         raise
     if outcome.position is None:
         fleet.release(view.task_id)
-    else:
-        fleet.note(view.task_id, agent.agent_id if agent is not None else "", outcome.position)
+        return None
+    fleet.note(view.task_id, agent.agent_id if agent is not None else "", outcome.position)
+    return agent.agent_id if agent is not None else None

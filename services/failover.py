@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import nats.errors
@@ -114,10 +115,32 @@ class FailoverReactor:
             if (view.incarnation < incarnation if event.name == "Reregistered"
                 else view.incarnation <= incarnation)
         ]
+        deadline = self._dead_deadline(event)
         await asyncio.gather(*(
-            move(self.tasks, self.fleet, view, agent_id, self.strategy, reason=reason,
-                 causation_id=event.event_id, plan=plan)
+            self._move(view, agent_id, reason, event.event_id, plan, deadline)
             for view in stranded))
         self.metrics.decisions.labels("moved").inc(len(stranded))
         log.info("failover done agent=%s incarnation=%d trigger=%s", agent_id, incarnation,
                  event.name)
+
+    async def _move(self, view: Any, agent_id: str, reason: str, cause: str,
+                    plan: dict[str, Candidate], deadline: float | None) -> None:
+        moved_to = await move(self.tasks, self.fleet, view, agent_id, self.strategy,
+                              reason=reason, causation_id=cause, plan=plan)
+        if moved_to is not None and deadline is not None:
+            self.metrics.failover_time.observe(max(0.0, time.time() - deadline))
+
+    def _dead_deadline(self, event: RecordedEvent) -> float | None:
+        """A death's dead deadline (last heard + dead_after, wall clock), its lateness
+        observed; None for the other triggers."""
+        if event.name != "DeclaredDead":
+            return None
+        data = event.data()
+        recorded = event.recorded_at.timestamp()
+        view = self.fleet.agents.get(event.aggregate_id)
+        if view is not None and view.incarnation == int(data["incarnation"]):
+            deadline = view.last_heard_at.timestamp() + float(data["dead_after_s"])
+        else:  # re-registered meanwhile: the silence the monitor measured
+            deadline = recorded - (float(data["silence_s"]) - float(data["dead_after_s"]))
+        self.metrics.death_lateness.observe(max(0.0, recorded - deadline))
+        return deadline

@@ -83,6 +83,12 @@ def openapi_document() -> dict[str, Any]:
         {"name": "capability", "in": "query", "required": False, "schema": {"type": "string"}},
         {"name": "label", "in": "query", "required": False, "description": "key=value",
          "schema": {"type": "string"}},
+        {"name": "after", "in": "query", "required": False,
+         "description": "next_after of the previous page: agents whose id sorts after it",
+         "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "required": False,
+         "description": "page size; without it every matching agent",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
     ]
     events_params = [
         {"name": "after", "in": "query", "required": False,

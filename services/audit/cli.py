@@ -11,24 +11,25 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-import nats
+import nats.js.errors
 import orjson
 from nats.aio.client import Client
 
 from infra.codec import create_mapper
-from infra.event_store import EventStore, RecordedEvent
+from infra.event_store import EventStore, RecordedEvent, StoreUnavailable
 from infra.names import AGENT, TASK, Names
 from services.audit.explain import Explainer
 from services.audit.render import ProgressBar, explanation, table
 from services.audit.replay import state_at
 from services.audit.waiting import waiting
 from services.audit.what_if import what_if
+from services.client_connection import Unreachable, add_client_flags, connect_client
 
 
 def add_audit_commands(commands: Any) -> None:
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS URL")
-        parser.add_argument("--subject-prefix", default="orch", help="the orchestrator's prefix")
+        # The log is read as the CLI's identity: the local operator's has the auditor role.
+        add_client_flags(parser)
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     events = commands.add_parser("events", help="list, filter, follow or export the log")
@@ -74,15 +75,28 @@ def _time(raw: str) -> datetime:
 
 
 async def run_audit(args: argparse.Namespace) -> int:
-    nc = await nats.connect(args.nats_url, connect_timeout=5)
+    connected = await connect_client(args)
+    nc, names = connected.nc, connected.names
     try:
-        names = Names(args.subject_prefix)
         store = EventStore(nc.jetstream(), names, create_mapper())
         handler = {"events": _events, "state": _state, "explain": _explain,
                    "what-if": _what_if}[args.command]
-        return await handler(args, nc, names, store)
+        try:
+            return await handler(args, nc, names, store)
+        except (StoreUnavailable, nats.js.errors.NotFoundError) as exc:
+            raise Unreachable(_unreadable(names, connected.identity, exc)) from exc
     finally:
         await nc.close()
+
+
+def _unreadable(names: Names, identity: str, exc: Exception) -> str:
+    """One plain line for a log that could not be read."""
+    text = f"{exc!r} {exc.__cause__!r}"
+    if "NotFound" in text or "stream not found" in text:
+        return (f"no event log {names.events_stream}: has an orchestrator run with "
+                f"--subject-prefix {names.prefix} on this NATS?")
+    return (f"cannot read the event log {names.events_stream}: no answer in time; may "
+            f"{identity!r} read it (the auditor role)?")
 
 
 def _subject(names: Names, args: argparse.Namespace) -> str | None:
@@ -104,9 +118,14 @@ async def _events(args: argparse.Namespace, nc: Client, names: Names,
     subject = _subject(names, args)
     shown = 0
     rows: list[list[Any]] = []
+    # An export of a long log shows how far it is (on a terminal only, on stderr).
+    bar = None if args.follow else ProgressBar("reading")
+    end = await store.last_position() if bar is not None else 0
     async for event in _listing(store, args, subject):
         if args.limit is not None and shown >= args.limit:
             break
+        if bar is not None:
+            bar(event.position, max(end, event.position))
         shown += 1
         if args.json:
             sys.stdout.write(orjson.dumps(event.to_json()).decode() + "\n")
@@ -114,6 +133,8 @@ async def _events(args: argparse.Namespace, nc: Client, names: Names,
             print(_row_text(event), flush=True)
         else:
             rows.append(_row(event))
+    if bar is not None:
+        bar.close()
     if rows:
         print(table(rows, ["position", "recorded_at", "aggregate", "id", "type", "caused_by"]))
     return 0
@@ -189,7 +210,7 @@ async def _explain(args: argparse.Namespace, nc: Client, names: Names,
     explainer = Explainer(store, nc.jetstream(), names)
     found = await (explainer.task(args.id) if args.what == "task" else explainer.agent(args.id))
     if found is None:
-        print(f"no {args.what} {args.id} in the log", file=sys.stderr)
+        print(f"orchestrator: no {args.what} {args.id} in the log", file=sys.stderr)
         return 1
     if args.what == "task":
         found["waiting"] = await _waiting(store, found)

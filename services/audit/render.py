@@ -19,11 +19,13 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 
 class ProgressBar:
-    """A bar on stderr for replays that take more than a moment (shown after 0.5 s)."""
+    """A bar on stderr for replays that take more than a moment (shown after 0.5 s), on a
+    terminal only: piped or redirected, it says nothing."""
 
-    def __init__(self, label: str, out: TextIO = sys.stderr, delay: float = 0.5) -> None:
+    def __init__(self, label: str, out: TextIO | None = None, delay: float = 0.5) -> None:
         self.label = label
-        self.out = out
+        self.out = sys.stderr if out is None else out
+        self.enabled = _is_terminal(self.out)
         self.started = time.monotonic()
         self.delay = delay
         self.shown = False
@@ -31,7 +33,8 @@ class ProgressBar:
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
-        if now - self.started < self.delay or (now - self._last < 0.1 and done < total):
+        if not self.enabled or now - self.started < self.delay or (
+                now - self._last < 0.1 and done < total):
             return
         self._last = now
         self.shown = True
@@ -45,6 +48,13 @@ class ProgressBar:
         if self.shown:
             self.out.write("\n")
             self.out.flush()
+
+
+def _is_terminal(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def explanation(chain: list[dict[str, Any]], indent: str = "") -> list[str]:

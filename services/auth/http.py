@@ -14,6 +14,7 @@ from projections.access import Access
 from services.auth.admin import parse_api_token
 
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
+UI_ROOT = "/ui"
 # The raw log carries every payload and result: for admin tokens only.
 ADMIN_ROUTES = ("/v1/events",)
 SCOPES_REACHING = {"read": frozenset({"read", "admin"}), "admin": frozenset({"admin"})}
@@ -21,8 +22,8 @@ SCOPES_REACHING = {"read": frozenset({"read", "admin"}), "admin": frozenset({"ad
 
 def required_scope(path: str) -> str | None:
     """The scope a route needs; None for the open ones."""
-    if path in OPEN_ROUTES:
-        return None
+    if path in OPEN_ROUTES or path == UI_ROOT or path.startswith(UI_ROOT + "/"):
+        return None  # the dashboard's static files hold no data; it asks /v1 with a token
     return "admin" if path.startswith(ADMIN_ROUTES) else "read"
 
 

@@ -80,6 +80,16 @@ async def test_up_is_secure_by_default_and_says_where_the_credentials_are(up):
     assert status == 401
 
 
+async def test_up_prints_a_shell_line_that_builds_the_dashboard_link(up):
+    line = await eventually(lambda: next(x for x in up.lines if x.startswith("dashboard: ")),
+                            what="the dashboard line")
+    shell = await asyncio.create_subprocess_exec(
+        "sh", "-c", line.removeprefix("dashboard: "), cwd=ROOT, stdout=subprocess.PIPE)
+    out, _ = await shell.communicate()
+    token = read_secret(Keys.of(up.data_dir).read_token)
+    assert out.decode().strip() == f"http://127.0.0.1:{up.http_port}/ui/#token={token}"
+
+
 async def test_the_demo_agent_enrolls_itself_and_runs_a_submitted_task(up):
     agent = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.cli", "agent", "worker-1", cwd=ROOT, env=up.env(),

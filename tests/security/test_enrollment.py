@@ -103,6 +103,22 @@ class TestEnrollment:
         assert again["error"]["code"] == "conflict"  # not without --rotate
 
 
+class TestRotation:
+    async def test_a_rotated_key_replaces_the_old_one(self, secure):
+        old = await secure.enrolled_agent("w1")
+        reply = await secure.admin("admin.enroll", {"agent_id": "w1", "rotate": True})
+        assert reply["ok"]
+        new = new_seed(Role.USER)
+        await (await secure.connect("w1", new, reply["token"])).close()
+
+        await (await secure.connect("w1", new)).close()  # the new key alone now
+        await refused(secure, "w1", old)
+        enrolled = [d for _, name, d in await events_of(secure, "identity")
+                    if name == "AgentEnrolled"]
+        assert [d["public_key"] for d in enrolled] == [public_key(old), public_key(new)]
+        assert enrolled[1]["previous_key"] == public_key(old)
+
+
 class TestForgedCredentials:
     async def test_a_key_that_did_not_sign_the_nonce_is_refused(self, secure):
         victim = await secure.enrolled_agent("w1")

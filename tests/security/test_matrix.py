@@ -54,6 +54,7 @@ NEVER_SUBSCRIBE = [
     ">", "_INBOX.>", f"_INBOX.{OTHER}.>", NAMES.events_wildcard, "orch.agent.*.register",
     NAMES.agent_command_wildcard(n.TASK_COMPLETE), NAMES.client_command_wildcard(n.TASK_SUBMIT),
     NAMES.agent_tasks(OTHER), NAMES.agent_control(OTHER), n.AUTH_CALLOUT_SUBJECT, "$JS.API.>",
+    "$KV.>", "$KV.ORCH_LEADER.>", "$SYS.>",
 ]
 
 

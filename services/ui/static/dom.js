@@ -1,0 +1,84 @@
+// Small DOM helpers: elements, semantic tables, times. No framework.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key in el && typeof value !== "string") el[key] = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+export function link(href, text) {
+  return h("a", { href }, text);
+}
+
+export const agentHref = (id) => `#/agents/${encodeURIComponent(id)}`;
+export const taskHref = (id) => `#/tasks/${encodeURIComponent(id)}`;
+export const agentLink = (id) => (id ? link(agentHref(id), id) : h("span", { class: "muted" }, "none"));
+export const taskLink = (id) => link(taskHref(id), id);
+
+export function status(value) {
+  return h("span", { class: `status status-${value}` }, value);
+}
+
+// A table with a caption and column headers; `rows` are arrays of cells (nodes or text),
+// or {cells, attrs} for a row with attributes. `numeric` lists right-aligned columns.
+export function table(caption, headers, rows, { numeric = [], empty = "None.", wide = [] } = {}) {
+  const cls = (i) => [numeric.includes(i) ? "num" : "", wide.includes(i) ? "wide" : ""].join(" ").trim() || null;
+  const body = rows.length
+    ? rows.map((row) => {
+        const { cells, attrs } = Array.isArray(row) ? { cells: row, attrs: {} } : row;
+        return h("tr", attrs, cells.map((c, i) => h("td", { class: cls(i) }, c)));
+      })
+    : [h("tr", {}, h("td", { colspan: headers.length, class: "muted" }, empty))];
+  return h("div", { class: "scroll" },
+    h("table", {},
+      h("caption", {}, caption),
+      h("thead", {}, h("tr", {}, headers.map((t, i) => h("th", { scope: "col", class: cls(i) }, t)))),
+      h("tbody", {}, body)));
+}
+
+export function facts(pairs) {
+  return h("dl", { class: "facts" }, pairs.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+export function when(iso) {
+  if (!iso) return h("span", { class: "muted" }, "never");
+  const at = new Date(iso);
+  return h("time", { datetime: iso, title: iso }, `${ago(at)} (${at.toLocaleTimeString()})`);
+}
+
+export function ago(date) {
+  const s = (Date.now() - date.getTime()) / 1000;
+  if (s < 0.5) return "just now";
+  if (s < 60) return `${s.toFixed(1)} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+export function labels(map) {
+  const entries = Object.entries(map || {});
+  return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(", ") : "";
+}
+
+export function notice(text, kind = "") {
+  return h("p", { class: `notice ${kind}`.trim(), role: kind === "error" ? "alert" : null }, text);
+}
+
+export function heading(text) {
+  document.title = `${text} · Orchestrator`;
+  return h("h1", { tabindex: "-1" }, text);
+}

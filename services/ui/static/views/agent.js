@@ -1,0 +1,54 @@
+// One agent: its state, its history timeline (/history with the reasons of /why), and
+// the tasks moved off it.
+
+import { get } from "../api.js";
+import { agentLink, facts, h, heading, labels, notice, status, table, taskLink, when } from "../dom.js";
+import { detectorText, identity } from "./detail.js";
+
+export function mount(root, ctx) {
+  const id = ctx.id;
+  const marked = Number(ctx.params.get("event") || 0);
+  const enc = encodeURIComponent(id);
+  const out = h("div");
+  let scrolled = false;
+  root.append(heading(`Agent ${id}`), out);
+  return ctx.follow(async (signal) => {
+    const [view, history, why] = await Promise.all([
+      get(`/v1/agents/${enc}`, { signal }),
+      get(`/v1/agents/${enc}/history`, { signal }),
+      get(`/v1/agents/${enc}/why`, { signal }),
+    ]);
+    return { index: view.index, agent: view.body, events: history.body.events, why: why.body };
+  }, ({ agent, events, why }) => {
+    const steps = new Map(why.chain.map((s) => [s.event_id, s]));
+    const rows = events.map((e) => {
+      const step = steps.get(e.event_id) || {};
+      const details = [step.reason || "", step.detector ? h("div", { class: "muted" }, `detector: ${detectorText(step.detector)}`) : ""];
+      const attrs = e.position === marked ? { class: "highlight", "aria-current": "true", id: `event-${e.position}` } : {};
+      return { attrs, cells: [String(e.position), when(e.recorded_at), e.type, details, identity(e.identity)] };
+    });
+    out.replaceChildren(
+      facts([
+        ["Status", status(agent.status)],
+        ["Incarnation", String(agent.incarnation)],
+        ["Capabilities", agent.capabilities.join(", ") || "none"],
+        ["Task kinds", agent.kinds.length ? agent.kinds.join(", ") : "any"],
+        ["Labels", labels(agent.labels) || "none"],
+        ["Load / capacity", `${agent.load} / ${agent.capacity}`],
+        ["Last heartbeat", when(agent.last_heartbeat_at)],
+        ["Registered", when(agent.registered_at)],
+        ["Running", agent.running.length ? agent.running.map((t, i) => [i ? ", " : "", taskLink(t)]) : "nothing"],
+      ]),
+      h("h2", {}, "History"),
+      table(`History of agent ${id}`, ["Position", "Time", "Event", "Why", "By"], rows, { numeric: [0] }),
+      h("h2", {}, "Tasks moved off it"),
+      table(`Tasks moved off agent ${id}`, ["Position", "Task", "Event", "To", "Why"],
+        (why.tasks_moved || []).map((m) => [String(m.position), taskLink(m.task_id), m.type, agentLink(m.to_agent), m.reason || ""]),
+        { numeric: [0], empty: "No task was moved off this agent." }),
+    );
+    if (marked && !scrolled) {
+      scrolled = true;
+      document.getElementById(`event-${marked}`)?.scrollIntoView({ block: "center" });
+    }
+  }, { notFound: (error) => out.replaceChildren(notice(error.message)) });
+}

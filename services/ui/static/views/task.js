@@ -1,0 +1,88 @@
+// One task: its state, why it waits, and its timeline from /why, each move drawn as the
+// causal chain behind it (missed heartbeats, Suspected, DeclaredDead, the move), linked
+// to the agents and events involved.
+
+import { ApiError, get } from "../api.js";
+import { agentLink, facts, h, heading, notice, status, table, when } from "../dom.js";
+import { agentEventLink, detectorText, identity } from "./detail.js";
+
+const MOVES = new Set(["Reassigned", "Requeued"]);
+
+function moveChain(step) {
+  const cause = step.cause;
+  const items = [];
+  if (cause && cause.aggregate_id && cause.position) {
+    const agentId = cause.aggregate_id;
+    const reading = (cause.suspected || cause).detector;
+    if (reading) {
+      items.push(h("li", {}, reading.last_heartbeat_seq
+        ? `Heartbeats missed after #${reading.last_heartbeat_seq}${reading.last_heartbeat_at ? ` (sent ${reading.last_heartbeat_at})` : ""}`
+        : "No heartbeat heard", " from ", agentLink(agentId)));
+    }
+    if (cause.suspected) {
+      items.push(h("li", {}, agentEventLink(agentId, cause.suspected.position, `Suspected (event ${cause.suspected.position})`)));
+    }
+    items.push(h("li", {}, agentEventLink(agentId, cause.position, `${cause.type} (event ${cause.position})`), " of ", agentLink(agentId)));
+  } else if (cause) {
+    items.push(h("li", {}, `${cause.type}: ${cause.reason || ""}`));
+  }
+  const to = step.data.agent_id;
+  items.push(h("li", {}, `${step.type} (event ${step.position})`, to ? [" to ", agentLink(to)] : " to the queue"));
+  return h("ol", { class: "chain", "aria-label": `Causal chain of event ${step.position}` }, items);
+}
+
+function details(step) {
+  const parts = [];
+  if (step.reason) parts.push(h("div", {}, step.reason));
+  if (MOVES.has(step.type)) {
+    parts.push(moveChain(step));
+    const lines = [];
+    if (step.cause && step.cause.detector) lines.push(h("li", {}, `${step.cause.type}: ${detectorText(step.cause.detector)}`));
+    if (step.cause && step.cause.suspected && step.cause.suspected.detector) {
+      lines.push(h("li", {}, `Suspected: ${detectorText(step.cause.suspected.detector)}`));
+    }
+    if (step.placement) lines.push(h("li", {}, `placement: ${step.placement.reason}`));
+    if (lines.length) parts.push(h("ul", { class: "details" }, lines));
+  } else if (step.placement) {
+    parts.push(h("ul", { class: "details" }, h("li", {}, `placement: ${step.placement.reason}`)));
+  }
+  return parts;
+}
+
+export function mount(root, ctx) {
+  const id = ctx.id;
+  const enc = encodeURIComponent(id);
+  const out = h("div");
+  root.append(heading(`Task ${id}`), out);
+  return ctx.follow(async (signal) => {
+    const [view, why] = await Promise.all([
+      get(`/v1/tasks/${enc}`, { signal }).catch((error) => {
+        if (error instanceof ApiError && error.status === 404) return { body: null, index: error.index };
+        throw error;
+      }),
+      get(`/v1/tasks/${enc}/why`, { signal }),
+    ]);
+    return { index: view.index, task: view.body, why: why.body };
+  }, ({ task, why }) => {
+    const rows = why.chain.map((s) => [String(s.position), when(s.at), s.type,
+      details(s), identity(s.identity)]);
+    const waiting = why.waiting;
+    out.replaceChildren(
+      task ? facts([
+        ["Status", status(task.status)],
+        ["Kind", task.kind],
+        ["Agent", agentLink(task.agent_id)],
+        ["Attempt", `${task.attempt} of ${task.max_attempts}`],
+        ["Requires", task.requires.join(", ") || "nothing"],
+        ["Progress", `${Math.round(task.progress * 100)}%`],
+        ["Error", task.error || "none"],
+        ["Submitted", when(task.submitted_at)],
+      ]) : notice(`Task ${id} is no longer on the board (finished longer ago than the retention); its history follows.`),
+      waiting ? h("section", { "aria-labelledby": "waiting" }, h("h2", { id: "waiting" }, "Why it waits"),
+        h("p", {}, waiting.summary),
+        h("ul", {}, waiting.reasons.map((r) => h("li", {}, `${r.message} (${r.count})`)))) : "",
+      h("h2", {}, "Timeline"),
+      table(`Timeline of task ${id}`, ["Position", "Time", "Event", "What happened", "By"], rows, { numeric: [0] }),
+    );
+  }, { notFound: (error) => out.replaceChildren(notice(error.message)) });
+}
