@@ -155,7 +155,8 @@ class Metrics:
         )
         self.blind_resets = Counter(
             "orch_health_deadline_resets_total",
-            "Times every deadline restarted because the health evidence was not current (disconnected, a stall of NATS, the path or this process)",
+            "Times every deadline restarted because the health evidence was not current "
+            "(disconnected, a stall of NATS, of the path or of this process)",
             ["reason"], registry=self.registry,
         )
         self.heartbeat_lag = Histogram(
