@@ -56,7 +56,7 @@ class Orchestrator:
                "ORCH_HTTP_PORT": str(self.port), "ORCH_LOG_LEVEL": "WARNING",
                "ORCH_LEASE_TTL": "1.0", "ORCH_AUTH": "off", **self.env}
         started = time.monotonic()
-        self.process = subprocess.Popen([sys.executable, "-m", "services.cli", "up"], cwd=ROOT,
+        self.process = subprocess.Popen([sys.executable, "-m", "services.cli.main", "up"], cwd=ROOT,
                                         env=env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         deadline = started + timeout

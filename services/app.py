@@ -38,22 +38,22 @@ from projections.catalog import Catalog
 from projections.log_event import LogEvent
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
-from services.api import ReadModel, create_app
 from services.auth.access_control import AccessControl
 from services.auth.external import check_external_server
-from services.catalog import CatalogQueries, ChangeFeed
-from services.command_service import Command, start_command_service
-from services.command_table import command_table
-from services.dispatcher import Dispatcher, Fleet
-from services.failover import FailoverReactor
-from services.health_monitor import HealthMonitor
-from services.heartbeats import HeartbeatIntake, heartbeat_probe, heartbeat_stream_check
-from services.http_limits import JsonErrorAppRunner
-from services.leader import LeaderLease
+from services.commands.catalog import CatalogQueries, ChangeFeed
+from services.commands.registry import AgentRegistry, silence_in
+from services.commands.service import Command, start_command_service
+from services.commands.table import command_table
+from services.commands.tasks import TaskService
+from services.health.heartbeats import HeartbeatIntake, heartbeat_probe, heartbeat_stream_check
+from services.health.monitor import HealthMonitor
+from services.http.api import ReadModel, create_app
+from services.http.limits import JsonErrorAppRunner
+from services.leader.dispatcher import Dispatcher, Fleet
+from services.leader.failover import FailoverReactor
+from services.leader.lease import LeaderLease
+from services.leader.snapshots import Snapshots
 from services.metrics import Metrics
-from services.registry import AgentRegistry, silence_in
-from services.snapshots import Snapshots
-from services.tasks import TaskService
 
 log = logging.getLogger(__name__)
 

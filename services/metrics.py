@@ -2,7 +2,7 @@
 
 What each metric means, and which alert in deploy/prometheus/ uses it, is in
 docs/observability.md. Gauges read from the projections (tasks, agents, lags) are set at
-scrape time by the read API's /metrics (services.api.metrics) and the hooks registered
+scrape time by the read API's /metrics (services.http.api.metrics) and the hooks registered
 with `on_scrape`.
 """
 

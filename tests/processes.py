@@ -41,7 +41,7 @@ class OrchestratorProcess:
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "up"], cwd=ROOT, env=self.env,
+                [sys.executable, "-m", "services.cli.main", "up"], cwd=ROOT, env=self.env,
                 stdout=log, stderr=subprocess.STDOUT,
             )
 
@@ -88,7 +88,7 @@ class AgentProcess:
 
     def __init__(self, agent_id: str, nats_url: str, prefix: str, log_path: Path) -> None:
         self.agent_id = agent_id
-        self.args = [sys.executable, "-m", "services.cli", "agent", agent_id,
+        self.args = [sys.executable, "-m", "services.cli.main", "agent", agent_id,
                      "--nats-url", nats_url, "--subject-prefix", prefix,
                      "--keep-registration"]
         self.log_path = log_path

@@ -23,7 +23,7 @@ from services.audit.render import ProgressBar, explanation, table
 from services.audit.replay import state_at
 from services.audit.waiting import waiting
 from services.audit.what_if import what_if
-from services.client_connection import Unreachable, add_client_flags, connect_client
+from services.cli.connection import Unreachable, add_client_flags, connect_client
 
 
 def add_audit_commands(commands: Any) -> None:

@@ -17,7 +17,7 @@ from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.repository import Repository
 from services.auth.authorizer import ENROLLMENT_PREFIX, digest
-from services.execute import Outcome, execute
+from services.commands.execute import Outcome, execute
 
 API_TOKEN_PREFIX = "ot1"  # API tokens: ot1.<identity>.<token id>.<secret>
 RESERVED = frozenset({ORCHESTRATOR, "anonymous"})

@@ -31,7 +31,7 @@ from projections.access import Access, IdentityView
 from services.auth.authorizer import Admit, Enroll, Refusal, Request, decide, read_request
 from services.auth.permissions import RoleName, permissions
 from services.auth.refusals import RefusalLog
-from services.execute import execute
+from services.commands.execute import execute
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)

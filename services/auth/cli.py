@@ -12,7 +12,7 @@ import orjson
 from infra import names as n
 from infra.auth.credentials import Keys, server_auth_config_for, write_secret
 from infra.auth.keys import Role, new_seed, public_key
-from services.client_connection import add_client_flags, connect_client
+from services.cli.connection import add_client_flags, connect_client
 
 SECURITY_COMMANDS = ("enroll", "revoke", "identity", "token", "auth")
 

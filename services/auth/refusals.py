@@ -13,7 +13,7 @@ from domain.errors import CommandRefused
 from domain.identity import AccessLog
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.repository import Repository
-from services.execute import execute
+from services.commands.execute import execute
 
 log = logging.getLogger(__name__)
 

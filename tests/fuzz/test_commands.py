@@ -1,6 +1,6 @@
 """Hostile payloads on every command subject: a coded reply, and nothing written.
 
-About 640 generated payloads per command endpoint of services/command_table.py (agents',
+About 640 generated payloads per command endpoint of services/commands/table.py (agents',
 submitters' and operators', and the catalog query: some 11,000 in all; FUZZ_EXAMPLES to
 change it, `make fuzz` sends 3000 each):
 malformed bytes, bodies over 64 KiB, wrong types, missing and unknown fields, odd unicode,

@@ -30,7 +30,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from services.openapi import openapi_document
+from services.http.openapi import openapi_document
 from tests.fuzz.world import HTTP_STATUSES, LIVE_SERVICES, World, run_hypothesis
 
 EXAMPLES = int(os.environ.get("FUZZ_API_EXAMPLES", "40"))

@@ -48,7 +48,7 @@ from infra import names as n
 from infra.names import AGENT_COMMANDS, CLIENT_COMMANDS, Names
 from services.app import Orchestrator
 from services.auth.admin import RESERVED
-from services.command_table import command_table
+from services.commands.table import command_table
 from tests.fuzz import payloads as p
 from tests.support import TEST_IDENTITY, eventually, request
 
@@ -94,7 +94,7 @@ class _Handlers:
         return None
 
 
-# Every command endpoint the orchestrator serves, as services/command_table.py lists them.
+# Every command endpoint the orchestrator serves, as services/commands/table.py lists them.
 _stub = cast(Any, _Handlers())
 MODELS: dict[str, type[BaseModel]] = {
     c.name: c.model for c in command_table(_stub, _stub, _stub, _stub)}

@@ -10,7 +10,7 @@ import time
 import orjson
 
 from sdk.agent import AgentClient, TaskContext
-from services.api_models import AgentWhy, TaskWhy
+from services.http.models import AgentWhy, TaskWhy
 from tests.conftest import DEAD_AFTER, HEARTBEAT_INTERVAL
 from tests.fuzz.world import World, build_world
 from tests.integration.test_cli import cli

@@ -13,7 +13,7 @@ from tests.support import eventually
 
 async def cli(*args: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args, cwd=ROOT,
+        sys.executable, "-m", "services.cli.main", *args, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await process.communicate()
     return process.returncode or 0, out.decode()
@@ -69,7 +69,7 @@ async def test_a_second_demo_agent_with_a_live_id_exits_saying_why(
                          and v.last_heartbeat_at is not None, timeout=30,
                          what="the first demo agent heartbeating")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "agent", "worker-1", "--nats-url",
+            sys.executable, "-m", "services.cli.main", "agent", "worker-1", "--nats-url",
             nats_server.url, "--subject-prefix", names.prefix, "--log-level", "ERROR",
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         _, err = await asyncio.wait_for(process.communicate(), 60)

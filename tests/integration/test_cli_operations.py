@@ -15,7 +15,7 @@ import orjson
 
 from infra.embedded import free_port
 from sdk import AgentClient, TaskContext
-from services.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, build_parser
+from services.cli.main import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, build_parser
 from tests.processes import ROOT
 from tests.support import eventually, request, subject
 
@@ -26,7 +26,7 @@ BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
 
 async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args, cwd=ROOT, env={**BASE_ENV, **(env or {})},
+        sys.executable, "-m", "services.cli.main", *args, cwd=ROOT, env={**BASE_ENV, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode or 0, out.decode(), err.decode()
@@ -263,7 +263,7 @@ async def test_watch_prints_again_when_the_fleet_changes(
         orchestrator, nats_server, names, tmp_path):
     env = settings_env(orchestrator, nats_server.url, names.prefix, tmp_path)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "agents", "--watch", "--json", cwd=ROOT,
+        sys.executable, "-m", "services.cli.main", "agents", "--watch", "--json", cwd=ROOT,
         env={**BASE_ENV, **env}, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     assert process.stdout is not None

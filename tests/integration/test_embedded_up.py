@@ -24,7 +24,7 @@ async def test_up_serves_healthz_on_the_embedded_server_and_stops_cleanly(tmp_pa
     http_port, nats_port = free_port(), free_port()
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no ORCH_NATS_URL: embedded
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "up", "--http-port", str(http_port),
+        sys.executable, "-m", "services.cli.main", "up", "--http-port", str(http_port),
         "--embedded-nats-port", str(nats_port), "--data-dir", str(tmp_path / "data"),
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

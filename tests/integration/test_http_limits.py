@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from services.app import Orchestrator
-from services.http_limits import (
+from services.http.limits import (
     LIMIT_STATUSES,
     MAX_BODY_BYTES,
     MAX_HEADER_BYTES,
@@ -21,7 +21,7 @@ from services.http_limits import (
     MAX_TARGET_BYTES,
     PARSER_LINE_BYTES,
 )
-from services.openapi import openapi_document
+from services.http.openapi import openapi_document
 
 
 async def _exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:

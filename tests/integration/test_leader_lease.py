@@ -9,7 +9,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
-from services.leader import KEY, LeaderLease
+from services.leader.lease import KEY, LeaderLease
 from tests.support import eventually
 
 TTL = 5.0

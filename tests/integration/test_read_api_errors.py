@@ -51,12 +51,12 @@ async def test_a_handler_that_fails_answers_a_coded_json_500_and_logs_why(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(Explainer, "task", broken)
-    with caplog.at_level(logging.ERROR, logger="services.api"):
+    with caplog.at_level(logging.ERROR, logger="services.http.api"):
         status, headers, body = await get_json(url(orchestrator, "/v1/tasks/t1/why"))
 
     assert status == 500 and headers["Content-Type"] == "application/json"
     assert "X-Orch-Index" in headers
     assert body["ok"] is False and body["error"]["code"] == "internal"
-    failed = [r for r in caplog.records if r.name == "services.api"]
+    failed = [r for r in caplog.records if r.name == "services.http.api"]
     assert failed and failed[0].exc_info is not None
     assert "path=/v1/tasks/t1/why" in failed[0].getMessage()

@@ -213,7 +213,7 @@ class Session:
             code, _, err = await self.cli(argv[1:], check=False)  # refused: it says why
             assert (code, seconds_masked(err.strip())) == (1, seconds_masked(step.output[0]))
         elif argv[0] == CLI and argv[1] == "agent":
-            await self.start(argv[2], [sys.executable, "-m", "services.cli", *argv[1:],
+            await self.start(argv[2], [sys.executable, "-m", "services.cli.main", *argv[1:],
                                        *self.connection], step)
         elif argv == [".venv/bin/python", "resizer.py"]:
             program = self.tmp_path / "resizer.py"
@@ -255,7 +255,7 @@ class Session:
     async def cli(self, args: list[str], check: bool = True) -> tuple[int, str, str]:
         """Run `orchestrator <args>`: exit code, stdout, stderr."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", *args, *self.connection, cwd=ROOT,
+            sys.executable, "-m", "services.cli.main", *args, *self.connection, cwd=ROOT,
             env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(process.communicate(), DEADLINE)
         code = process.returncode or 0

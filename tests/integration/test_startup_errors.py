@@ -17,7 +17,7 @@ import pytest
 
 import infra.embedded
 from infra.embedded import EmbeddedNats, PortInUse, free_port
-from services.cli import EXIT_PORT_IN_USE
+from services.cli.main import EXIT_PORT_IN_USE
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 async def _up(tmp_path: Path, *flags: str) -> asyncio.subprocess.Process:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "up", "--data-dir", str(tmp_path / "data"),
+        sys.executable, "-m", "services.cli.main", "up", "--data-dir", str(tmp_path / "data"),
         *flags, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
 

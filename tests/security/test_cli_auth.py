@@ -15,7 +15,7 @@ import pytest
 
 from infra.auth.credentials import Keys, read_secret
 from infra.embedded import EmbeddedNats, free_port
-from services.cli import EXIT_CANNOT_START, EXIT_UNREACHABLE
+from services.cli.main import EXIT_CANNOT_START, EXIT_UNREACHABLE
 from tests.support import eventually, get_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ class Up:
 
 async def cli(up: Up, *args: str, **env: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", *args, cwd=ROOT, env=up.env(**env),
+        sys.executable, "-m", "services.cli.main", *args, cwd=ROOT, env=up.env(**env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode or 0, out.decode(), err.decode()
@@ -51,7 +51,7 @@ async def _read_lines(stream: asyncio.StreamReader, into: list[str]) -> None:
 async def up(tmp_path: Path) -> AsyncIterator[Up]:
     data_dir, http_port, nats_port = tmp_path / "data", free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir),
+        sys.executable, "-m", "services.cli.main", "up", "--data-dir", str(data_dir),
         "--http-port", str(http_port), "--embedded-nats-port", str(nats_port),
         "--heartbeat-interval", "0.2", "--suspect-after", "1", "--dead-after", "2",
         cwd=ROOT, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
@@ -92,7 +92,7 @@ async def test_up_prints_a_shell_line_that_builds_the_dashboard_link(up):
 
 async def test_the_demo_agent_enrolls_itself_and_runs_a_submitted_task(up):
     agent = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "agent", "worker-1", cwd=ROOT, env=up.env(),
+        sys.executable, "-m", "services.cli.main", "agent", "worker-1", cwd=ROOT, env=up.env(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[str] = []
     assert agent.stdout is not None
@@ -155,7 +155,7 @@ async def test_up_refuses_an_external_nats_that_lets_anyone_in(nats_server, tmp_
     data = tmp_path / "data"
     Keys.of(data).ensure()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "up", "--nats-url", nats_server.url,
+        sys.executable, "-m", "services.cli.main", "up", "--nats-url", nats_server.url,
         "--data-dir", str(data), "--http-port", str(free_port()), "--log-level", "ERROR",
         cwd=ROOT, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -168,7 +168,7 @@ async def test_up_refuses_an_external_nats_that_lets_anyone_in(nats_server, tmp_
 async def test_an_external_nats_configured_from_server_config_works(tmp_path):
     data = tmp_path / "data"
     printer = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "auth", "server-config", "--data-dir",
+        sys.executable, "-m", "services.cli.main", "auth", "server-config", "--data-dir",
         str(data), cwd=ROOT, stdout=subprocess.PIPE)
     block = (await asyncio.wait_for(printer.communicate(), 60))[0].decode()
     assert printer.returncode == 0 and "auth_callout" in block
@@ -177,7 +177,7 @@ async def test_an_external_nats_configured_from_server_config_works(tmp_path):
     server.start()
     http_port = free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "up", "--nats-url", server.url, "--data-dir",
+        sys.executable, "-m", "services.cli.main", "up", "--nats-url", server.url, "--data-dir",
         str(data), "--http-port", str(http_port), cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

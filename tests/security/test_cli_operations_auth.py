@@ -8,7 +8,7 @@ from __future__ import annotations
 import orjson
 
 from infra.auth.credentials import Keys, read_secret
-from services.cli import EXIT_REFUSED, EXIT_UNREACHABLE
+from services.cli.main import EXIT_REFUSED, EXIT_UNREACHABLE
 from tests.security.test_cli_auth import cli, up  # noqa: F401  (the `up` fixture)
 
 

@@ -17,7 +17,7 @@ from domain.agent_commands import (
 )
 from domain.errors import CommandRefused, ErrorCode
 from domain.fields import MAX_COMMAND_BYTES
-from services.command_service import parse
+from services.commands.service import parse
 
 
 def payload(body: Any) -> bytes:

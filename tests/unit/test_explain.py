@@ -17,9 +17,9 @@ from domain.agent import Agent
 from domain.task import Task
 from projections.agents import AgentHealth
 from projections.tasks import TaskBoard
-from services.api_models import TaskWhy
 from services.audit.chain import task_story
 from services.audit.waiting import waiting
+from services.http.models import TaskWhy
 from tests.unit.log_events import T0, FakeLogEvent
 
 NOW = 1_000.0  # the aggregates' clock in these scripts

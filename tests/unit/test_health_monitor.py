@@ -21,8 +21,8 @@ from domain.errors import CommandRefused, ErrorCode
 from domain.health import DetectorSettings
 from projections.agents import AgentHealth, AgentView
 from projections.position import Position
-from services.execute import Outcome
-from services.health_monitor import HealthMonitor
+from services.commands.execute import Outcome
+from services.health.monitor import HealthMonitor
 from services.metrics import Metrics
 from tests.support import eventually
 
@@ -179,7 +179,7 @@ async def test_a_tick_costs_the_agents_due_not_the_fleet(world: World) -> None:
 
 async def test_deadlines_falling_due_together_are_spread_over_ticks(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("services.health_monitor.MAX_LOOKS_PER_TICK", 300)
+    monkeypatch.setattr("services.health.monitor.MAX_LOOKS_PER_TICK", 300)
     await world.at(103.0)
     assert (world.looks, len(world.decisions.made)) == (300, 300)
     await world.at(103.025)

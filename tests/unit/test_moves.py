@@ -10,8 +10,8 @@ from domain.task import Task
 from projections.agents import AgentHealth
 from projections.position import Position
 from projections.tasks import TaskBoard
-from services.dispatcher import Fleet, move
-from services.execute import Outcome
+from services.commands.execute import Outcome
+from services.leader.dispatcher import Fleet, move
 from tests.unit.log_events import Log
 
 

@@ -27,12 +27,12 @@ from domain.task import Task
 from domain.task_commands import AgentAssignments, Assignment
 from infra.names import AGENT_COMMANDS, CATALOG_QUERY, CLIENT_COMMANDS, Header, Names
 from projections.tasks import STATUS_BY_EVENT, TaskBoard
-from services import registry
-from services import tasks as task_service
 from services.auth.permissions import RoleName, permissions
-from services.command_service import parse
-from services.command_table import command_table
-from services.execute import Outcome
+from services.commands import registry
+from services.commands import tasks as task_service
+from services.commands.execute import Outcome
+from services.commands.service import parse
+from services.commands.table import command_table
 from services.schemas import PROTOCOL_MODELS, schema_documents
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -278,7 +278,7 @@ async def test_catalog_replies_and_changes_fit_their_models() -> None:
     from infra.names import Names
     from projections.catalog import Catalog
     from projections.position import Position
-    from services.catalog import CatalogQueries, ChangeFeed
+    from services.commands.catalog import CatalogQueries, ChangeFeed
 
     @dataclass(frozen=True)
     class Registered:

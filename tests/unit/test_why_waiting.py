@@ -7,7 +7,7 @@ from typing import get_args
 import pytest
 
 from domain.placement import Candidate, why_waiting
-from services.api_models import WaitReason
+from services.http.models import WaitReason
 
 
 def agent(agent_id: str, caps: str = "cpu", status: str = "healthy", load: int = 0,

@@ -27,7 +27,7 @@ from domain.agent_commands import ControlMessage, Heartbeat
 from domain.fields import ID_PATTERN
 from infra.names import Names
 from projections.agents import AgentHealth
-from services.health_monitor import HealthMonitor
+from services.health.monitor import HealthMonitor
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import orjson
 
 from infra.auth.credentials import Keys, read_secret
 from services.auth.cli import CommandFailed
-from services.client_connection import Unreachable, add_log_level_flag
+from services.cli.connection import Unreachable, add_log_level_flag
 
 API_TOKEN = "ORCH_API_TOKEN"
 INDEX_HEADER = "X-Orch-Index"

@@ -7,7 +7,7 @@ import argparse
 import orjson
 
 from infra import names as n
-from services.client_connection import add_client_flags, connect_client
+from services.cli.connection import add_client_flags, connect_client
 
 
 def add_submit_command(commands: argparse._SubParsersAction) -> None:

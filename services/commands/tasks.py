@@ -27,7 +27,7 @@ from domain.task_commands import (
 from infra.names import Names
 from infra.repository import Repository
 from projections.tasks import TaskBoard
-from services.execute import Outcome, execute
+from services.commands.execute import Outcome, execute
 
 Publish = Callable[[str, bytes], Awaitable[None]]
 log = logging.getLogger(__name__)

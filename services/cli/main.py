@@ -32,12 +32,12 @@ from infra import settings as settings_module
 from infra.startup import CannotStart
 from services.audit.cli import AUDIT_COMMANDS, add_audit_commands, run_audit
 from services.auth.cli import SECURITY_COMMANDS, CommandFailed, add_security_commands, run_security
-from services.cli_commands.admin import WRITE_COMMANDS, add_write_commands, run_write
-from services.cli_commands.completion import add_completion_command, run_completion
-from services.cli_commands.fleet import READ_COMMANDS, add_read_commands, run_read
-from services.client_connection import Unreachable
-from services.demo_agent import AgentRefused, add_agent_command, run_agent, until_signalled
-from services.submit import add_submit_command, run_submit
+from services.cli.admin import WRITE_COMMANDS, add_write_commands, run_write
+from services.cli.completion import add_completion_command, run_completion
+from services.cli.connection import Unreachable
+from services.cli.demo_agent import AgentRefused, add_agent_command, run_agent, until_signalled
+from services.cli.fleet import READ_COMMANDS, add_read_commands, run_read
+from services.cli.submit import add_submit_command, run_submit
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2

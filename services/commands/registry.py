@@ -20,7 +20,7 @@ from infra.caller import current_identity
 from infra.names import Names
 from infra.repository import Repository
 from projections.agents import AgentHealth
-from services.execute import Outcome, execute
+from services.commands.execute import Outcome, execute
 
 # Seconds since an agent's given incarnation was last heard from; None if unknown here.
 SilenceOf = Callable[[str, int], float | None]

@@ -22,10 +22,10 @@ from domain.task_commands import (
 )
 from infra import names as n
 from services.auth.admin import AccessAdmin
-from services.catalog import CatalogQueries
-from services.command_service import Command, Sender
-from services.registry import AgentRegistry
-from services.tasks import TaskService
+from services.commands.catalog import CatalogQueries
+from services.commands.registry import AgentRegistry
+from services.commands.service import Command, Sender
+from services.commands.tasks import TaskService
 
 AGENT, CLIENT = Sender.AGENT, Sender.CLIENT
 

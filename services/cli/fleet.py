@@ -17,7 +17,7 @@ import orjson
 
 from services.audit.render import table
 from services.auth.cli import CommandFailed
-from services.cli_commands.read_api import Answer, ReadApi, add_api_flags
+from services.cli.read_api import Answer, ReadApi, add_api_flags
 
 READ_COMMANDS = ("agents", "agent-status", "tasks", "task-status", "services")
 AGENT_STATUSES = ("healthy", "suspect", "dead", "draining", "left")

@@ -16,8 +16,8 @@ from projections.agents import AgentHealth
 from projections.deadlines import ACCEPTING, step_of
 from projections.position import Position
 from projections.tasks import TaskBoard, TaskView
+from services.commands.tasks import TaskService
 from services.metrics import Metrics
-from services.tasks import TaskService
 
 log = logging.getLogger(__name__)
 

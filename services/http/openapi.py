@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from domain.replies import AgentStatus, TaskStatus
-from services import api_models as m
-from services.http_limits import LIMIT_STATUSES
+from services.http import models as m
+from services.http.limits import LIMIT_STATUSES
 
 _BLOCKING = [
     {"name": "index", "in": "query", "required": False,

@@ -26,11 +26,11 @@ from projections.tasks import TaskBoard
 from services.audit.explain import Explainer
 from services.audit.waiting import waiting
 from services.auth.http import bearer_auth
-from services.catalog import catalog_at
-from services.http_limits import enforce_limits
+from services.commands.catalog import catalog_at
+from services.http.limits import enforce_limits
+from services.http.openapi import openapi_document
+from services.http.ui import add_ui_routes
 from services.metrics import Metrics
-from services.openapi import openapi_document
-from services.ui import add_ui_routes
 
 INDEX_HEADER = "X-Orch-Index"
 MAX_WAIT_S = 600.0

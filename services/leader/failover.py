@@ -23,7 +23,7 @@ from infra.event_store import EventStore, RecordedEvent
 from infra.names import AGENT, Names
 from projections.position import Position
 from projections.tasks import TaskBoard
-from services.dispatcher import Fleet, move
+from services.leader.dispatcher import Fleet, move
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ from domain.health import (
 )
 from projections.agents import AgentHealth, AgentView
 from projections.position import Position
+from services.commands.registry import AgentRegistry
 from services.metrics import Metrics
-from services.registry import AgentRegistry
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Identities, the NATS auth callout, and the read API's tokens."""

@@ -1,0 +1,1 @@
+"""The command endpoints and the handlers behind them."""

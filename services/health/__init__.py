@@ -1,0 +1,1 @@
+"""Heartbeat intake and the failure detector."""

@@ -1,0 +1,1 @@
+"""The read API, its limits and its document, and the dashboard."""

@@ -1,0 +1,1 @@
+"""The leader lease and the duties of whoever holds it."""
