@@ -251,10 +251,14 @@ async def _waiting(store: EventStore, found: dict[str, Any]) -> dict[str, Any] |
 
 async def _what_if(args: argparse.Namespace, nc: Client, names: Names,
                    store: EventStore) -> int:
-    report = await what_if(
-        store, nc.jetstream(), names, args.suspect_after, args.dead_after,
-        args.start.timestamp() if args.start else None,
-        args.end.timestamp() if args.end else None, now=time.time())
+    bar = ProgressBar("replaying")
+    try:
+        report = await what_if(
+            store, nc.jetstream(), names, args.suspect_after, args.dead_after,
+            args.start.timestamp() if args.start else None,
+            args.end.timestamp() if args.end else None, now=time.time(), progress=bar)
+    finally:
+        bar.close()
     body = report.to_json()
     if args.json:
         print(orjson.dumps(body).decode())

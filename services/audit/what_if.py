@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,8 @@ class WhatIfReport:
 
 async def what_if(store: EventStore, js: JetStreamContext, names: Names,
                   suspect_after: float, dead_after: float, start: float | None = None,
-                  end: float | None = None, now: float | None = None) -> WhatIfReport:
+                  end: float | None = None, now: float | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> WhatIfReport:
     """Replay every agent's signs of life in [start, end] under `dead_after`, against the
     deaths the log recorded. Signs of life are registrations and the heartbeats the
     heartbeat stream still holds."""
@@ -58,7 +60,10 @@ async def what_if(store: EventStore, js: JetStreamContext, names: Names,
     recorded: dict[str, list[float]] = defaultdict(list)
     left: dict[str, float] = {}
     settings_in_force: list[float] = []
+    total = await store.last_position() if progress is not None else 0
     async for event in store.iterate(0, names.kind_events(AGENT)):
+        if progress is not None:
+            progress(event.position, total)
         at = event.recorded_at.timestamp()
         if event.name in ("Registered", "Reregistered", "Recovered"):
             signals[event.aggregate_id].append(at)
