@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import nats.errors
@@ -71,6 +72,16 @@ _DISPATCH_TRIGGERS = frozenset({
 })
 
 
+def _warn_of_a_log_auth_cannot_see(store: Path) -> None:
+    """A store first run with auth off keeps its streams in NATS's global account, which
+    the account auth puts everything in cannot see: say so rather than start empty."""
+    global_streams = store / "jetstream" / "jetstream" / "$G" / "streams"
+    if global_streams.is_dir() and any(global_streams.iterdir()):
+        log.warning("the embedded store %s holds streams written with ORCH_AUTH=off, which "
+                    "this start with auth on does not see (it starts a log of its own); run "
+                    "with ORCH_AUTH=off to read them, or use another ORCH_DATA_DIR", store)
+
+
 class Orchestrator:
     """One orchestrator process: commands, projections, read API, and (while it holds
     the leader lease) the health monitor, dispatcher and failover reactor."""
@@ -113,6 +124,7 @@ class Orchestrator:
         if not settings.nats_url:
             if settings.auth_on:
                 keys.ensure()
+                _warn_of_a_log_auth_cannot_see(settings.data_dir / "nats")
             self.embedded = EmbeddedNats(
                 settings.data_dir / "nats", settings.embedded_nats_port, settings.nats_sync,
                 auth_config=server_auth_config_for(keys) if settings.auth_on else "",
