@@ -288,6 +288,7 @@ class Orchestrator:
             self.metrics,
             lambda: nc.is_connected, lambda: self.is_leader,
             self.access_control.access if self.settings.auth_on else None,
+            (self.settings.suspect_after, self.settings.dead_after),
         ))
         http = JsonErrorAppRunner(app, access_log=None)
         await http.setup()

@@ -49,13 +49,20 @@ class WhatIfReport:
         }
 
 
-async def what_if(store: EventStore, js: JetStreamContext, names: Names,
-                  suspect_after: float, dead_after: float, start: float | None = None,
-                  end: float | None = None, now: float | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> WhatIfReport:
-    """Replay every agent's signs of life in [start, end] under `dead_after`, against the
-    deaths the log recorded. Signs of life are registrations and the heartbeats the
-    heartbeat stream still holds."""
+@dataclass(frozen=True)
+class Recording:
+    """What a replay reads once: every agent's signs of life, its recorded deaths and
+    leaves, and the dead_after each recorded death was declared under."""
+
+    signals: dict[str, list[float]]
+    recorded: dict[str, list[float]]
+    left: dict[str, float]
+    settings_in_force: list[float]
+
+
+async def recording(store: EventStore, js: JetStreamContext, names: Names,
+                    progress: Callable[[int, int], None] | None = None) -> Recording:
+    """Registrations and deaths from the agent log, heartbeats from the heartbeat stream."""
     signals: dict[str, list[float]] = defaultdict(list)
     recorded: dict[str, list[float]] = defaultdict(list)
     left: dict[str, float] = {}
@@ -75,18 +82,36 @@ async def what_if(store: EventStore, js: JetStreamContext, names: Names,
             left[event.aggregate_id] = at
     for beat in await recorded_heartbeats(js, names):
         signals[beat.agent_id].append(beat.at)
-    last_seen = max((t for times in signals.values() for t in times), default=0.0)
+    return Recording(dict(signals), dict(recorded), left, settings_in_force)
+
+
+def replay(found: Recording, suspect_after: float, dead_after: float,
+           start: float | None = None, end: float | None = None,
+           now: float | None = None) -> WhatIfReport:
+    """The recording replayed under `dead_after`, in [start, end]."""
+    last_seen = max((t for times in found.signals.values() for t in times), default=0.0)
     window_end = end if end is not None else (now if now is not None else last_seen)
     window_start = start if start is not None else 0.0
     outcomes: dict[str, list[Outcome]] = {}
-    for agent_id, times in signals.items():
+    for agent_id, times in found.signals.items():
         inside = sorted(t for t in times if window_start <= t <= window_end)
-        leaves = left.get(agent_id)
+        leaves = found.left.get(agent_id)
         gone = leaves is not None and (not inside or leaves >= inside[-1])
         gaps = silences(inside, min(window_end, leaves) if gone and leaves else window_end,
                         ended_by_leaving=gone)
-        found = compare(gaps, recorded.get(agent_id, []), dead_after)
-        if found:
-            outcomes[agent_id] = found
+        compared = compare(gaps, found.recorded.get(agent_id, []), dead_after)
+        if compared:
+            outcomes[agent_id] = compared
     return WhatIfReport(suspect_after, dead_after, (window_start, window_end), outcomes,
-                        settings_in_force)
+                        found.settings_in_force)
+
+
+async def what_if(store: EventStore, js: JetStreamContext, names: Names,
+                  suspect_after: float, dead_after: float, start: float | None = None,
+                  end: float | None = None, now: float | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> WhatIfReport:
+    """Replay every agent's signs of life in [start, end] under `dead_after`, against the
+    deaths the log recorded. Signs of life are registrations and the heartbeats the
+    heartbeat stream still holds."""
+    found = await recording(store, js, names, progress)
+    return replay(found, suspect_after, dead_after, start, end, now)

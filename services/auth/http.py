@@ -15,8 +15,9 @@ from services.auth.admin import parse_api_token
 
 OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
 UI_ROOT = "/ui"
-# The raw log carries every payload and result: for admin tokens only.
-ADMIN_ROUTES = ("/v1/events",)
+# The raw log carries every payload and result, and a what-if replays the whole agent log
+# and heartbeat stream: for admin tokens only.
+ADMIN_ROUTES = ("/v1/events", "/v1/what-if")
 SCOPES_REACHING = {"read": frozenset({"read", "admin"}), "admin": frozenset({"admin"})}
 
 

@@ -25,6 +25,7 @@ from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
 from services.audit.explain import Explainer
 from services.audit.waiting import waiting
+from services.audit.what_if import recording, replay
 from services.auth.http import bearer_auth
 from services.commands.catalog import catalog_at
 from services.http.limits import enforce_limits
@@ -37,6 +38,10 @@ MAX_WAIT_S = 600.0
 DEFAULT_WAIT_S = 60.0
 MAX_EVENTS_LIMIT = 10_000
 MAX_AGENTS_LIMIT = 10_000
+MAX_WHAT_IF_POINTS = 10
+MAX_DETECTOR_S = 3600.0
+# Without ?dead_after=: these multiples of the dead_after in force.
+WHAT_IF_AROUND = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 _SUBJECT_TOKEN = re.compile(r"^([A-Za-z0-9_-]+|\*|>)$")
 _ID = re.compile(ID_PATTERN)
 AGENT_STATUSES: tuple[str, ...] = get_args(AgentStatus)
@@ -60,6 +65,8 @@ class ReadModel:
     is_leader: Callable[[], bool]
     # Who holds which API token; None when auth is off (every route open).
     access: Access | None = None
+    # The failure detector in force: (suspect_after, dead_after) in seconds.
+    detector: tuple[float, float] | None = None
 
 
 READ_MODEL = web.AppKey("read_model", ReadModel)
@@ -337,6 +344,64 @@ async def stats(request: web.Request) -> web.Response:
     })
 
 
+def _seconds_list(request: web.Request, name: str) -> list[float] | None:
+    """`?name=2,4.5,8`: at most MAX_WHAT_IF_POINTS distinct seconds in (0, 3600], sorted."""
+    raw = request.query.getall(name, [])
+    if not raw:
+        return None
+    parts = [p.strip() for value in raw for p in value.split(",")]
+    if len(parts) > MAX_WHAT_IF_POINTS:
+        raise BadQuery(f"{name} takes at most {MAX_WHAT_IF_POINTS} values")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise BadQuery(f"{name} must be comma-separated numbers of seconds") from None
+        if not 0 < value <= MAX_DETECTOR_S:  # also refuses nan and inf
+            raise BadQuery(f"each {name} must be more than 0 and at most {MAX_DETECTOR_S:g}")
+        values.append(value)
+    return sorted(set(values))
+
+
+def _around(dead_after: float) -> list[float]:
+    found = {round(dead_after * k, 3) for k in WHAT_IF_AROUND}
+    return sorted(v for v in found if 0 < v <= MAX_DETECTOR_S)
+
+
+async def what_if_points(request: web.Request) -> web.Response:
+    """The recorded heartbeats replayed under each `dead_after`: the false deaths each
+    would have avoided or added (services/audit/what_if.py). Reads the whole agent log
+    and the heartbeat stream once."""
+    model = request.app[READ_MODEL]
+    in_force = model.detector
+    wanted = _seconds_list(request, "dead_after")
+    suspect = _seconds_list(request, "suspect_after")
+    if suspect is not None and len(suspect) != 1:
+        raise BadQuery("suspect_after takes one value")
+    suspect_after = suspect[0] if suspect else (in_force[0] if in_force else 0.0)
+    if wanted is None:
+        if in_force is None:
+            raise BadQuery("dead_after is required: the detector setting is unknown here")
+        wanted = _around(in_force[1])
+    found = await recording(model.store, model.store.js, model.names)
+    now = time.time()
+    points = []
+    window: dict[str, float] = {}
+    for dead_after in wanted:
+        body = replay(found, suspect_after, dead_after, now=now).to_json()
+        points.append({"dead_after": dead_after, **body["summary"]})
+        window = body["window"]
+    return _json({
+        "settings": None if in_force is None else {"suspect_after": in_force[0],
+                                                   "dead_after": in_force[1]},
+        "suspect_after": suspect_after,
+        "recorded_dead_after": sorted(set(found.settings_in_force)),
+        "window": window,
+        "points": points,
+    })
+
+
 async def metrics(request: web.Request) -> web.Response:
     model = request.app[READ_MODEL]
     await model.metrics.before_scrape()
@@ -374,6 +439,7 @@ def create_app(model: ReadModel) -> web.Application:
     app.router.add_get("/v1/tasks/{task_id}/why", task_why)
     app.router.add_get("/v1/events", list_events)
     app.router.add_get("/v1/stats", stats)
+    app.router.add_get("/v1/what-if", what_if_points)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     add_ui_routes(app)

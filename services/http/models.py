@@ -210,3 +210,28 @@ class AgentWhy(BaseModel):
     agent_id: str
     chain: list[Step]
     tasks_moved: list[MovedTask]
+
+
+class Detector(BaseModel):
+    suspect_after: float
+    dead_after: float
+
+
+class WhatIfPoint(BaseModel):
+    dead_after: float
+    recorded_deaths: int
+    false_deaths_recorded: int = Field(
+        description="recorded deaths of agents that came back: the false ones")
+    avoided: int = Field(description="recorded false deaths this dead_after would not declare")
+    added: int = Field(description="deaths this dead_after would declare that were not recorded")
+    later: int
+    earlier: int
+
+
+class WhatIf(BaseModel):
+    settings: Detector | None = Field(description="the detector in force on this orchestrator")
+    suspect_after: float
+    recorded_dead_after: list[float] = Field(
+        description="the dead_after each recorded death was declared under")
+    window: dict[str, float]
+    points: list[WhatIfPoint]

@@ -70,7 +70,7 @@ def openapi_document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         m.ErrorOut, m.Ok, m.Ready, m.AgentOut, m.AgentList, m.EventOut, m.History,
         m.EventList, m.Stats, m.TaskOut, m.TaskList, m.TaskHistory, m.ServiceList,
-        m.InstanceOut, m.ServiceInstances, m.TaskWhy, m.AgentWhy,
+        m.InstanceOut, m.ServiceInstances, m.TaskWhy, m.AgentWhy, m.WhatIf,
     ]
     _, schemas = models_json_schema(
         [(model, "serialization") for model in models],
@@ -127,6 +127,17 @@ def openapi_document() -> dict[str, Any]:
          "description": "the catalog as it was at this log position",
          "schema": {"type": "integer", "minimum": 0}},
     ]
+    what_if_params = [
+        {"name": "dead_after", "in": "query", "required": False,
+         "description": "comma-separated seconds to replay under, at most 10, each in "
+                        "(0, 3600]; without it, multiples 0.25 to 3 of the dead_after in force",
+         "style": "form", "explode": False,
+         "schema": {"type": "array", "minItems": 1, "maxItems": 10,
+                    "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}}},
+        {"name": "suspect_after", "in": "query", "required": False,
+         "description": "reported with the points; default the one in force",
+         "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}},
+    ]
     metrics = {"get": {"summary": "Prometheus metrics", "responses": _with_limits({"200": {
         "description": "text exposition format", "headers": _INDEX_HEADER,
         "content": {"text/plain": {"schema": {"type": "string"}}}}})}}
@@ -163,6 +174,10 @@ def openapi_document() -> dict[str, Any]:
             "/v1/events": _get("the log, a page at a time", m.EventList, events_params,
                                (400, 503)),
             "/v1/stats": _get("counts and positions", m.Stats, [], (503,)),
+            "/v1/what-if": _get(
+                "the recorded heartbeats replayed under other dead_after settings: the "
+                "false deaths each would avoid or add (admin scope)", m.WhatIf,
+                what_if_params, (400, 503)),
             "/metrics": metrics,
             "/openapi.json": {"get": {"summary": "this document", "responses": _with_limits({
                 "200": {"description": "OpenAPI 3.1", "headers": _INDEX_HEADER,
@@ -171,7 +186,7 @@ def openapi_document() -> dict[str, Any]:
         "components": {"schemas": schemas["$defs"], "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "orchestrator token create --scope read|admin; "
-                                      "/healthz and /readyz need none; /v1/events needs "
-                                      "admin"}}},
+                                      "/healthz and /readyz need none; /v1/events and "
+                                      "/v1/what-if need admin"}}},
         "security": [{"bearer": []}],
     }

@@ -310,3 +310,43 @@ async def test_every_history_the_fuzz_world_holds_is_explained(orchestrator, nc,
             ("not_healthy", "1 capable agent is not healthy (1 dead)")]
     assert waits["fz-retry-wait"]["retry_in_s"] == 0.0
     assert waits["fz-retry-wait"]["summary"].startswith("the retry fell due at ")
+
+
+async def test_the_what_if_route_answers_each_dead_after_and_refuses_bad_values(
+    orchestrator, nc, names, nats_server
+):
+    flappy = AgentClient("flappy", ["cpu"], nats_url=nats_server.url, prefix=names.prefix)
+    await flappy.start()
+    try:
+        await eventually(lambda: flappy.heartbeats_sent > 5)
+        flappy.heartbeats_paused = True  # a 2 s pause: longer than dead_after (1 s)
+        paused = time.monotonic()
+        await eventually(lambda: orchestrator.agents.agents["flappy"].status == "dead",
+                         timeout=10)
+        await eventually(lambda: time.monotonic() - paused >= 2.0, interval=0.01)
+        flappy.heartbeats_paused = False
+        await eventually(lambda: flappy.incarnation == 2, what="flappy re-registered")
+        base = f"http://127.0.0.1:{orchestrator.http_port}/v1/what-if"
+        status, _, body = await get_json(f"{base}?dead_after=3,{DEAD_AFTER}&suspect_after=0.5")
+        assert status == 200, body
+        assert body["recorded_dead_after"] == [DEAD_AFTER]
+        assert body["settings"] == {"suspect_after": 0.5, "dead_after": DEAD_AFTER}
+        as_recorded, longer = body["points"]
+        assert as_recorded == {"dead_after": DEAD_AFTER, "recorded_deaths": 1,
+                               "false_deaths_recorded": 1, "avoided": 0, "added": 0,
+                               "later": 0, "earlier": 0}
+        assert longer["dead_after"] == 3.0 and longer["avoided"] == 1
+        assert longer["recorded_deaths"] == 1 and longer["added"] == 0
+        # Without dead_after: multiples of the one in force.
+        status, _, body = await get_json(base)
+        assert status == 200, body
+        assert [p["dead_after"] for p in body["points"]] == [0.25, 0.5, 0.75, 1.0, 1.5, 2.0,
+                                                              3.0]
+        for bad in ("dead_after=0", "dead_after=3600.5", "dead_after=x", "dead_after=",
+                    "dead_after=nan", "dead_after=-1", "dead_after=1,2&suspect_after=1,2",
+                    "dead_after=" + ",".join(str(i) for i in range(1, 12))):
+            status, headers, body = await get_json(f"{base}?{bad}")
+            assert status == 400, bad
+            assert body["error"]["code"] == "invalid_request" and "X-Orch-Index" in headers
+    finally:
+        await flappy.stop(deregister=False)

@@ -44,12 +44,13 @@ class TestBearerTokens:
     async def test_a_read_token_reads_and_does_not_reach_the_raw_log(self, secure):
         read = await token(secure, "read")
         assert (await get(secure, "/v1/agents", read))[0] == 200
-        status, _, body = await get(secure, "/v1/events", read)
-        assert status == 403 and "admin" in body["error"]["message"]
+        for path in ("/v1/events", "/v1/what-if"):
+            status, _, body = await get(secure, path, read)
+            assert status == 403 and "admin" in body["error"]["message"], path
 
     async def test_an_admin_token_reaches_everything(self, secure):
         admin = await token(secure, "admin", name="auditor")
-        for path in ("/v1/agents", "/v1/events", "/metrics"):
+        for path in ("/v1/agents", "/v1/events", "/metrics", "/v1/what-if"):
             assert (await get(secure, path, admin))[0] == 200, path
 
     @pytest.mark.parametrize("forged", [

@@ -12,6 +12,7 @@ import * as task from "./views/task.js";
 import * as services from "./views/services.js";
 import * as service from "./views/service.js";
 import * as events from "./views/events.js";
+import * as whatif from "./views/whatif.js";
 
 const ROUTES = [
   [/^\/?$/, overview, "#/"],
@@ -22,6 +23,7 @@ const ROUTES = [
   [/^\/services$/, services, "#/services"],
   [/^\/services\/([^/]+)$/, service, "#/services"],
   [/^\/events$/, events, "#/events"],
+  [/^\/what-if$/, whatif, "#/what-if"],
 ];
 
 const main = document.getElementById("main");
