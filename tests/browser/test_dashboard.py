@@ -45,6 +45,10 @@ async def test_an_agent_registered_after_the_page_loaded_appears_without_a_reloa
         agents_table = dash.page.get_by_role("table", name="Agents by status")
         await expect(agents_table.get_by_role("row").filter(
             has=dash.page.get_by_role("link", name="healthy", exact=True))).to_contain_text("1")
+        # The log's pace: a dash until two reads of it, then events per second.
+        pace = dash.page.locator("dt", has_text="Events per second").locator(
+            "xpath=following-sibling::dd[1]")
+        await expect(pace).to_have_text(re.compile(r"^(—|\d+\.\d)$"))
     finally:
         await late.stop()
 

@@ -11,13 +11,23 @@ function byStatus(caption, all, counts, href) {
   return table(caption, ["Status", "Count"], rows, { numeric: [1] });
 }
 
+// Events per second: the log's growth between two reads of /v1/stats.
+function rateFrom(last, position, now) {
+  if (!last || now <= last.at) return "—";
+  return ((position - last.position) / ((now - last.at) / 1000)).toFixed(1);
+}
+
 export function mount(root, ctx) {
   const out = h("div", { class: "grid" });
+  let last = null;
   root.append(heading("Overview"), out);
   return ctx.follow(async (signal) => {
     const [stats, services] = await Promise.all([get("/v1/stats", { signal }), get("/v1/services", { signal })]);
     return { index: Math.min(stats.index, services.index), stats: stats.body, services: services.body.services };
   }, ({ stats, services }) => {
+    const now = Date.now();
+    const perSecond = rateFrom(last, stats.log_last_position, now);
+    last = { position: stats.log_last_position, at: now };
     const names = Object.keys(services).sort();
     const healthy = names.reduce((n, s) => n + services[s].healthy, 0);
     const instances = names.reduce((n, s) => n + services[s].instances, 0);
@@ -39,6 +49,7 @@ export function mount(root, ctx) {
         facts([
           ["Leader", stats.leader ? "this orchestrator holds the leader lease" : "another orchestrator leads (or none yet)"],
           ["Log position", `${stats.position} of ${stats.log_last_position}`],
+          ["Events per second", perSecond],
           ["Restored from", stats.started_from ? `snapshot at position ${stats.started_from}` : "a full replay of the log"],
           ["Projections", stats.ready ? "ready" : "rebuilding"],
         ])),
