@@ -190,17 +190,27 @@ async def _services(api: ReadApi, args: argparse.Namespace) -> int:
 # --- one agent, one task ----------------------------------------------------------------------
 
 
-async def _agent_status(api: ReadApi, args: argparse.Namespace) -> int:
-    agent_id = quote(args.agent_id, safe="")
-    found = await api.get(f"/v1/agents/{agent_id}", missing_ok=True)
-    history = await api.get(f"/v1/agents/{agent_id}/history", missing_ok=True)
+async def _details(api: ReadApi, args: argparse.Namespace, what: str,
+                   ident: str) -> tuple[Any, list[Any]] | None:
+    """One agent's or task's view (None once gone) and its last events; printed as JSON
+    (and None returned) with --json."""
+    quoted = quote(ident, safe="")
+    found = await api.get(f"/v1/{what}s/{quoted}", missing_ok=True)
+    history = await api.get(f"/v1/{what}s/{quoted}/history", missing_ok=True)
     if found is None and history is None:
-        raise CommandFailed(f"not_found: no agent {args.agent_id}")
+        raise CommandFailed(f"not_found: no {what} {ident}")
     events = history.body["events"][-args.history:] if history and args.history > 0 else []
     if args.json:
-        print(orjson.dumps({"agent": found.body if found else None,
-                            "history": events}).decode())
+        print(orjson.dumps({what: found.body if found else None, "history": events}).decode())
+        return None
+    return found, events
+
+
+async def _agent_status(api: ReadApi, args: argparse.Namespace) -> int:
+    details = await _details(api, args, "agent", args.agent_id)
+    if details is None:
         return 0
+    found, events = details
     if found is None:
         print(f"agent {args.agent_id}: not registered; its last events:")
     else:
@@ -223,16 +233,10 @@ async def _agent_status(api: ReadApi, args: argparse.Namespace) -> int:
 
 
 async def _task_status(api: ReadApi, args: argparse.Namespace) -> int:
-    task_id = quote(args.task_id, safe="")
-    found = await api.get(f"/v1/tasks/{task_id}", missing_ok=True)
-    history = await api.get(f"/v1/tasks/{task_id}/history", missing_ok=True)
-    if found is None and history is None:
-        raise CommandFailed(f"not_found: no task {args.task_id}")
-    events = history.body["events"][-args.history:] if history and args.history > 0 else []
-    if args.json:
-        print(orjson.dumps({"task": found.body if found else None,
-                            "history": events}).decode())
+    details = await _details(api, args, "task", args.task_id)
+    if details is None:
         return 0
+    found, events = details
     if found is None:
         print(f"task {args.task_id}: no longer on the board (finished longer ago than the "
               f"retention); its last events:")
