@@ -79,19 +79,21 @@ class Command:
         return ""
 
 
-def _own_agent(model: type[BaseModel], data: bytes, agent_id: str) -> bytes:
-    """The body of an agent's command, naming the agent its subject names: filled in
-    when left out, refused when it names another agent."""
+def _own_agent(model: type[BaseModel], data: bytes, body: Any, agent_id: str) -> bytes:
+    """The body of an agent's command (`body` is `data` parsed), naming the agent its
+    subject names: filled in when left out, refused when it names another agent."""
     if "agent_id" not in model.model_fields:
         return data
-    body = orjson.loads(data)
     if not isinstance(body, dict):
         return data  # the model's validation says what is wrong
     named = body.get("agent_id", agent_id)
     if named != agent_id:
         raise CommandRefused(
             ErrorCode.UNAUTHORIZED,
-            f"the subject is agent {agent_id}'s; the body names agent {repr(named)[:80]}")
+            # Cut short, and with no trailing blank: the message is a header value too,
+            # and NATS trims those.
+            f"the subject is agent {agent_id}'s; the body names agent "
+            f"{repr(named)[:80].rstrip()}")
     if "agent_id" in body:
         return data
     # Spliced in rather than written again: orjson.dumps refuses nesting past 254 levels
@@ -110,14 +112,14 @@ def parse(model: type[BaseModel], data: bytes, agent_id: str | None = None) -> B
     try:
         # pydantic's parser takes NaN and Infinity, which are not JSON (RFC 8259) and
         # would be stored as null: orjson holds the payload to the standard first.
-        orjson.loads(data)
+        body = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise CommandRefused(
             ErrorCode.INVALID_REQUEST, f"invalid {model.__name__}",
             [{"field": "", "problem": f"Invalid JSON: {exc.msg}", "type": "json_invalid"}],
         ) from None
     if agent_id is not None:
-        data = _own_agent(model, data, agent_id)
+        data = _own_agent(model, data, body, agent_id)
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
