@@ -2,9 +2,13 @@
 
 # With `ORCH_NATS_URL` in the application's environment, an eventsourcing Application (and
 # its projection runners) records its events, snapshots and tracking records in a stream
-# of its own, named after the application (see `names`).
+# of its own, named after the application (see `names`). `OrchestratorLog` reads the
+# orchestrator's own log, read-only, for auditors' projections (orchestrator_log).
 
 from infra.eventsourcing_jetstream.factory import JetStreamFactory
+from infra.eventsourcing_jetstream.log_errors import OrchestratorLogError, ReadOnlyLogError
+from infra.eventsourcing_jetstream.orchestrator_log import OrchestratorLog
+from infra.eventsourcing_jetstream.provenance import Provenance, provenance_of
 from infra.eventsourcing_jetstream.recorders import (
     JetStreamAggregateRecorder,
     JetStreamApplicationRecorder,
@@ -26,4 +30,9 @@ __all__ = [
     "JetStreamRecorder",
     "JetStreamSubscription",
     "JetStreamTrackingRecorder",
+    "OrchestratorLog",
+    "OrchestratorLogError",
+    "Provenance",
+    "ReadOnlyLogError",
+    "provenance_of",
 ]

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -131,7 +131,9 @@ async def _log_reconnected() -> None:
 class JetStreamClient:
     """A NATS connection driven from synchronous code."""
 
-    def __init__(self, servers: Sequence[str], name: str, timeout: float = 10.0) -> None:
+    def __init__(self, servers: Sequence[str], name: str, timeout: float = 10.0,
+                 options: Mapping[str, Any] | None = None) -> None:
+        """`options` are more of nats.connect's: credentials, inbox prefix, TLS."""
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -143,7 +145,7 @@ class JetStreamClient:
         self._closed = False
         self._closing = threading.Event()
         try:
-            self._nc: Client = self.run(self._connect(list(servers), name))
+            self._nc: Client = self.run(self._connect(list(servers), name, options or {}))
         except BaseException:
             _stop_loop(self._loop, None, self._closing)
             raise
@@ -154,7 +156,8 @@ class JetStreamClient:
             self, _stop_loop, self._loop, self._nc, self._closing
         )
 
-    async def _connect(self, servers: list[str], name: str) -> Client:
+    async def _connect(self, servers: list[str], name: str,
+                       options: Mapping[str, Any]) -> Client:
         closing = self._closing
 
         async def disconnected() -> None:
@@ -164,7 +167,7 @@ class JetStreamClient:
         nc = await nats.connect(
             servers=servers, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
             reconnect_time_wait=0.25, connect_timeout=2, error_cb=_log_error,
-            disconnected_cb=disconnected, reconnected_cb=_log_reconnected,
+            disconnected_cb=disconnected, reconnected_cb=_log_reconnected, **options,
         )
         self._reply_prefix = nc.new_inbox()
         replies = self._replies
@@ -208,6 +211,22 @@ class JetStreamClient:
             coro.close()
             raise InterfaceError("the JetStream connection is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def renew_every(self, seconds: float) -> None:
+        """Reconnect every `seconds`, for good: credentials issued by an auth callout
+        expire, the server then closes the connection, and a reconnection is how a
+        client gets fresh ones (as the SDK's agents do). Subscriptions carry over."""
+        self.submit(self._renew(seconds))
+
+    async def _renew(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await self._nc.force_reconnect()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """The connection's counters (reconnects, messages, bytes), live."""
+        return self._nc.stats
 
     @property
     def closed(self) -> bool:

@@ -25,7 +25,8 @@ from eventsourcing.persistence import (
 )
 from nats.aio.msg import Msg
 
-from infra.eventsourcing_jetstream.client import MAX_BATCH, JetStreamClient, Message
+from infra.eventsourcing_jetstream import paging
+from infra.eventsourcing_jetstream.client import JetStreamClient, Message
 from infra.eventsourcing_jetstream.names import (
     EVENTS,
     EXPECTED_LAST_SUBJECT_SEQ,
@@ -42,10 +43,6 @@ if TYPE_CHECKING:
 _TRACKING_ATTEMPTS = 5
 
 
-def _sequence(msg: Msg) -> int:
-    return int((msg.headers or {})["Nats-Sequence"])
-
-
 def _stored_event(msg: Msg) -> StoredEvent:
     subject = (msg.headers or {})["Nats-Subject"]
     originator_id, version = parse_event_subject(subject)
@@ -60,7 +57,7 @@ def _stored_event(msg: Msg) -> StoredEvent:
 def _notification(msg: Msg) -> Notification:
     event = _stored_event(msg)
     return Notification(
-        id=_sequence(msg),
+        id=paging.sequence(msg),
         originator_id=event.originator_id,
         originator_version=event.originator_version,
         topic=event.topic,
@@ -77,15 +74,7 @@ class JetStreamRecorder(Recorder):
 
     def _read_all(self, subject: str, start: int = 1) -> list[Msg]:
         """Every stored message on a subject (wildcards allowed) from `start` on."""
-        found: list[Msg] = []
-        while True:
-            batch, pending = self.client.run(
-                self.client.get_batch(self.log.stream, subject, start, MAX_BATCH)
-            )
-            found.extend(batch)
-            if not batch or pending == 0:
-                return found
-            start = _sequence(batch[-1]) + 1
+        return paging.read_all(self.client, self.log.stream, subject, start)
 
 
 class JetStreamAggregateRecorder(JetStreamRecorder, AggregateRecorder):
@@ -150,9 +139,6 @@ class JetStreamAggregateRecorder(JetStreamRecorder, AggregateRecorder):
 class JetStreamApplicationRecorder(JetStreamAggregateRecorder, ApplicationRecorder):
     """The application sequence: every event, numbered by its stream sequence."""
 
-    # Messages asked for per request when filtering notifications by topic.
-    PAGE = 500
-
     def __init__(self, client: JetStreamClient, log: LogNames) -> None:
         super().__init__(client, log, purpose=EVENTS)
 
@@ -170,42 +156,24 @@ class JetStreamApplicationRecorder(JetStreamAggregateRecorder, ApplicationRecord
         *,
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
-        position = 1 if start is None else (start if inclusive_of_start else start + 1)
-        position = max(position, 1)
-        subject = self.log.purpose_filter(EVENTS)
-        found: list[Notification] = []
-        while len(found) < limit and (stop is None or position <= stop):
-            # Topics are filtered here, so ask for more than are missing when filtering.
-            wanted = self.PAGE if topics else limit - len(found)
-            if stop is not None:
-                wanted = min(wanted, stop - position + 1)
-            batch, pending = self.client.run(
-                self.client.get_batch(self.log.stream, subject, position, min(wanted, MAX_BATCH))
-            )
-            for msg in batch:
-                notification = _notification(msg)
-                if stop is not None and notification.id > stop:
-                    return found
-                if topics and notification.topic not in topics:
-                    continue
-                found.append(notification)
-                if len(found) == limit:
-                    return found
-            if not batch or pending == 0:
-                break
-            position = _sequence(batch[-1]) + 1
-        return found
+        return paging.select_notifications(
+            self.client, self.log.stream, self.log.purpose_filter(EVENTS), _notification,
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start,
+        )
 
     def max_notification_id(self) -> int | None:
         last = self.client.run(
             self.client.last_message(self.log.stream, self.log.purpose_filter(EVENTS))
         )
-        return None if last is None else _sequence(last)
+        return None if last is None else paging.sequence(last)
 
     def subscribe(
         self, gt: int | None = None, topics: Sequence[str] = ()
     ) -> Subscription[ApplicationRecorder]:
-        return JetStreamSubscription(recorder=self, gt=gt, topics=topics)
+        return JetStreamSubscription(
+            recorder=self, client=self.client, stream=self.log.stream,
+            subject=self.log.purpose_filter(EVENTS), gt=gt, topics=topics,
+        )
 
 
 class JetStreamTrackingRecorder(JetStreamRecorder, TrackingRecorder):
@@ -229,7 +197,7 @@ class JetStreamTrackingRecorder(JetStreamRecorder, TrackingRecorder):
         )
         if last is None:
             return 0, None
-        return _sequence(last), int(last.data)
+        return paging.sequence(last), int(last.data)
 
     def _record(self, messages: list[Message], tracking: Tracking | None) -> int:
         """Publish the messages, with the tracking record last if any; its sequence."""

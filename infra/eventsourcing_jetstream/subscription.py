@@ -7,16 +7,18 @@ from collections.abc import Callable, Coroutine, Sequence
 from threading import Event
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import ListenNotifySubscription
-
-from infra.eventsourcing_jetstream.names import EVENTS
+from eventsourcing.persistence import ApplicationRecorder, ListenNotifySubscription
 
 if TYPE_CHECKING:
-    from infra.eventsourcing_jetstream.recorders import JetStreamApplicationRecorder
+    from infra.eventsourcing_jetstream.client import JetStreamClient
 
 
-class JetStreamSubscription(ListenNotifySubscription["JetStreamApplicationRecorder"]):
-    """Notifications after `gt`, then new ones as they are stored, until stopped."""
+class JetStreamSubscription(ListenNotifySubscription[ApplicationRecorder]):
+    """Notifications after `gt`, then new ones as they are stored, until stopped.
+
+    `stream` and `subject` say where the recorder's notifications are stored: an
+    application's own stream, or the orchestrator's log.
+    """
 
     # The library's listen/notify loop pulls pages with `select_notifications`, which
     # bounds what is held in memory; the wake-up comes from an ordered consumer of new
@@ -24,15 +26,18 @@ class JetStreamSubscription(ListenNotifySubscription["JetStreamApplicationRecord
 
     def __init__(
         self,
-        recorder: JetStreamApplicationRecorder,
+        recorder: ApplicationRecorder,
+        client: JetStreamClient,
+        stream: str,
+        subject: str,
         gt: int | None = None,
         topics: Sequence[str] = (),
     ) -> None:
-        client = recorder.client
+        self._client = client
         # The consumer starts before the first pull, so nothing stored between the two
         # is missed: whatever it wakes us for, the next pull reads.
         self._stop_watching: Callable[[], Coroutine[Any, Any, None]] | None = client.run(
-            client.watch(recorder.log.stream, recorder.log.purpose_filter(EVENTS), self._wake)
+            client.watch(stream, subject, self._wake)
         )
         super().__init__(recorder=recorder, gt=gt, topics=topics)
 
@@ -45,7 +50,7 @@ class JetStreamSubscription(ListenNotifySubscription["JetStreamApplicationRecord
     def stop(self) -> None:
         super().stop()
         stop_watching, self._stop_watching = self._stop_watching, None
-        client = self._recorder.client
+        client = self._client
         # A connection closed with its factory has taken its consumers with it.
         if stop_watching is not None and not client.closed:
             with contextlib.suppress(Exception):

@@ -1,0 +1,1 @@
+"""Worked examples of auditors' own projections of the orchestrator's log."""
