@@ -14,7 +14,7 @@ from bench.report import render, write
 from bench.sizes import SIZES
 
 SCENARIOS = ("heartbeats", "failover", "tasks", "commands", "rebuild", "api", "memory",
-             "eventsourcing_peers", "auth")
+             "eventsourcing_peers", "auth", "history")
 
 
 def add_bench_command(commands: Any) -> None:

@@ -1,62 +1,111 @@
-"""Replaying recorded heartbeats under other detector settings: pure functions of times."""
+"""Replaying recorded silences under other detector settings: pure functions of times.
+
+The record is a list of silences per agent (stretches with no heartbeat longer than the
+record's resolution, each measured as the detector saw it) and the spans of time it was
+kept (`watched`): outside them nothing is known, and nothing is read as silence (`holes`
+are reported as unknown coverage instead).
+"""
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+# Differences below this are the detector's own latency, not a change of outcome.
+TOLERANCE_S = 0.25
+
+VERDICTS = ("same", "earlier", "later", "avoided", "added", "pending")
+
+
+@dataclass(frozen=True)
+class Span:
+    start: float
+    end: float
 
 
 @dataclass(frozen=True)
 class Silence:
-    """A stretch without a heartbeat: from the last sign of life until the next one
-    (`resumed` True), or until the end of the recording (`resumed` False)."""
+    """A stretch without a heartbeat from `start` (last heard, or when the detector began
+    to watch) to `end` (heard again), or still silent when the record ends (`end` None)."""
 
     start: float
-    end: float
-    resumed: bool
+    end: float | None
+    incarnation: int = 0
+    recorded_death: float | None = None  # when the log says this silence killed it
+    death_position: int | None = None  # the DeclaredDead event's position in the log
 
     @property
-    def length(self) -> float:
-        return self.end - self.start
+    def resumed(self) -> bool:
+        return self.end is not None
+
+    def length(self, until: float) -> float:
+        return (until if self.end is None else min(self.end, until)) - self.start
 
 
-def silences(signals: Sequence[float], end: float, ended_by_leaving: bool) -> list[Silence]:
-    """Every gap between consecutive signs of life, and the trailing one.
+@dataclass(frozen=True)
+class Detector:
+    suspect_after: float
+    dead_after: float
+    failures_before_critical: int = 1
+    heartbeat_interval: float = 1.0
 
-    `signals` are the times the agent was heard from (registrations, heartbeats), sorted.
-    An agent that left on purpose has no trailing silence.
+    @property
+    def suspect_threshold(self) -> float:
+        extra = (self.failures_before_critical - 1) * self.heartbeat_interval
+        return min(self.suspect_after + extra, self.dead_after)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """What a replayed detector does with one silence within a window."""
+
+    at: float | None  # when it fires; None: not within the window
+    pending: bool = False  # still silent when the window ends, before the deadline
+
+
+def deadline(silence: Silence, after: float, window_end: float) -> Deadline:
+    """When a detector firing after `after` seconds of silence fires on this one.
+
+    A silence is recorded only while the detector watched (its start is the later of
+    the last heartbeat and the moment the detector last began to watch), so the replay
+    needs no more than its length. Still silent at the window's end, before the
+    deadline: `pending`, the window ended first.
     """
-    gaps = [Silence(a, b, True) for a, b in itertools.pairwise(signals)]
-    if signals and not ended_by_leaving and end > signals[-1]:
-        gaps.append(Silence(signals[-1], end, False))
-    return gaps
-
-
-def deaths(gaps: Sequence[Silence], dead_after: float) -> list[float]:
-    """When a detector with this dead_after declares the agent dead, gap by gap."""
-    return [g.start + dead_after for g in gaps if g.length >= dead_after]
+    at = silence.start + after
+    if silence.end is not None and at > silence.end:
+        return Deadline(None)  # heard again first
+    if at <= window_end:
+        return Deadline(at)
+    return Deadline(None, pending=True)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """One silence that ended in a death under either the recorded or the other settings."""
+    """One silence that ended in a death, recorded or replayed, or is still undecided."""
 
     silence: Silence
-    recorded_death: float | None
     replayed_death: float | None
-    # Differences below this are the detector's own latency, not a change of outcome.
-    tolerance_s: float = 0.25
+    pending: bool
+
+    @property
+    def recorded_death(self) -> float | None:
+        return self.silence.recorded_death
 
     @property
     def verdict(self) -> str:
-        if self.recorded_death is not None and self.replayed_death is None:
+        """`pending`: the window ends while the agent is silent, before the replayed
+        deadline: the replay cannot say yet (whatever the recording did)."""
+        recorded, replayed = self.recorded_death, self.replayed_death
+        if self.pending:
+            return "pending"
+        if recorded is not None and replayed is None:
             return "avoided"
-        if self.recorded_death is None and self.replayed_death is not None:
+        if recorded is None and replayed is not None:
             return "added"
-        assert self.recorded_death is not None and self.replayed_death is not None
-        delta = self.replayed_death - self.recorded_death
-        if abs(delta) < self.tolerance_s:
+        assert recorded is not None and replayed is not None
+        delta = replayed - recorded
+        if abs(delta) < TOLERANCE_S:
             return "same"
         return "later" if delta > 0 else "earlier"
 
@@ -73,13 +122,121 @@ class Outcome:
         return self.replayed_death - self.recorded_death
 
 
-def compare(gaps: Sequence[Silence], recorded_deaths: Sequence[float],
-            dead_after: float) -> list[Outcome]:
-    """Match the recorded deaths to silences, and say what other settings would have done."""
+def compare(silences: Iterable[Silence], detector: Detector, window: Span) -> list[Outcome]:
+    """Each silence overlapping the window that a recorded or a replayed death ends, or
+    that the window leaves undecided."""
     outcomes = []
-    for gap in gaps:
-        recorded = next((t for t in recorded_deaths if gap.start <= t <= gap.end + 1e-6), None)
-        replayed = gap.start + dead_after if gap.length >= dead_after else None
-        if recorded is not None or replayed is not None:
-            outcomes.append(Outcome(gap, recorded, replayed))
+    for silence in silences:
+        if not _overlaps(silence, window):
+            continue
+        found = deadline(silence, detector.dead_after, window.end)
+        recorded = silence.recorded_death is not None
+        if found.at is None and not recorded and not (found.pending and _suspected(
+                silence, detector, window)):
+            continue
+        outcomes.append(Outcome(silence, found.at, found.pending))
     return outcomes
+
+
+def _overlaps(silence: Silence, window: Span) -> bool:
+    return silence.start <= window.end and (silence.end is None
+                                            or silence.end >= window.start)
+
+
+def _suspected(silence: Silence, detector: Detector, window: Span) -> bool:
+    """A pending silence is worth a row once the replay has at least suspected it."""
+    return deadline(silence, detector.suspect_threshold, window.end).at is not None
+
+
+def holes(watched: Sequence[Span], within: Span) -> list[Span]:
+    """The parts of `within` that no watched span covers: unknown, not silent."""
+    found = []
+    at = within.start
+    for span in sorted(watched, key=lambda s: s.start):
+        if span.start > at:
+            found.append(Span(at, min(span.start, within.end)))
+        at = max(at, span.end)
+        if at >= within.end:
+            break
+    if at < within.end:
+        found.append(Span(at, within.end))
+    return [h for h in found if h.end > h.start]
+
+
+def merged(spans: Iterable[Span]) -> list[Span]:
+    """Overlapping or touching spans joined, in order."""
+    result: list[Span] = []
+    for span in sorted(spans, key=lambda s: s.start):
+        if result and span.start <= result[-1].end:
+            result[-1] = Span(result[-1].start, max(result[-1].end, span.end))
+        else:
+            result.append(span)
+    return result
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point of a sweep: what those settings would have done over the window."""
+
+    detector: Detector
+    counts: dict[str, int]
+    false_deaths: int  # replayed deaths of agents that came back
+    real_deaths: int  # replayed deaths of agents that did not
+    suspicions: int
+    false_suspicions: int
+    move_mean_s: float | None  # last heartbeat to work moved, over replayed deaths
+    move_p99_s: float | None
+    recorded_deaths: int = 0
+    false_deaths_recorded: int = 0  # recorded deaths of agents that came back
+
+
+def evaluate(silences_by_agent: dict[str, list[Silence]], detector: Detector,
+             window: Span) -> tuple[dict[str, list[Outcome]], Point]:
+    """The outcomes per agent, and the point's figures."""
+    outcomes: dict[str, list[Outcome]] = {}
+    counts = dict.fromkeys(VERDICTS, 0)
+    moves: list[float] = []
+    false_deaths = real_deaths = suspicions = false_suspicions = 0
+    recorded = false_recorded = 0
+    threshold = detector.suspect_threshold
+    for agent_id, silences in silences_by_agent.items():
+        found = compare(silences, detector, window)
+        if found:
+            outcomes[agent_id] = found
+        for outcome in found:
+            counts[outcome.verdict] += 1
+            if outcome.recorded_death is not None:
+                recorded += 1
+                false_recorded += outcome.silence.resumed
+            if outcome.replayed_death is not None:
+                moves.append(outcome.replayed_death - outcome.silence.start)
+                if outcome.silence.resumed:
+                    false_deaths += 1
+                else:
+                    real_deaths += 1
+        for silence in silences:
+            if (_overlaps(silence, window)
+                    and deadline(silence, threshold, window.end).at is not None):
+                suspicions += 1
+                false_suspicions += silence.resumed
+    return outcomes, Point(detector, counts, false_deaths, real_deaths, suspicions,
+                           false_suspicions, _mean(moves), _quantile(moves, 0.99),
+                           recorded, false_recorded)
+
+
+def grid(suspect_after: Sequence[float], dead_after: Sequence[float],
+         failures_before_critical: Sequence[int], heartbeat_interval: float) -> list[Detector]:
+    """Every combination, in order."""
+    return [Detector(s, d, f, heartbeat_interval)
+            for s in suspect_after for d in dead_after for f in failures_before_critical]
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]

@@ -140,6 +140,12 @@ class EmbeddedNats:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        """The server process's id (it must be running)."""
+        assert self._process is not None, "nats-server is not started"
+        return self._process.pid
+
     def start(self, timeout: float = 10.0) -> None:
         check_port_free(self.port)
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -8,12 +8,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
 from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.utils import resolve_topic
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -21,7 +21,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from infra.caller import current_identity
 from infra.group_commit import GroupCommit
-from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names
+from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names, default_topic
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +36,74 @@ class StoreUnavailable(Exception):
     """JetStream could not be reached or did not answer in time."""
 
 
-@dataclass(frozen=True)
 class RecordedEvent:
-    """An event as read back from the log, with its position and causal headers."""
+    """An event as read back from the log, with its position and causal headers.
 
-    position: int
-    subject: str
-    kind: str
-    aggregate_id: str
-    name: str
-    event_id: str
-    causation_id: str | None
-    correlation_id: str | None
-    recorded_at: datetime
-    event: Any
-    # Who sent the command that caused it ("orchestrator" for its own decisions; None in
-    # events recorded before identities were).
-    identity: str | None = None
+    The domain event object is made on first use of `event` (eventsourcing's Mapper,
+    with upcasting). Projections read `data()`, which for event classes without later
+    versions is the stored state decoded directly: building an object per event that
+    nobody calls was a measurable share of a replay.
+    """
+
+    __slots__ = (
+        "_event",
+        "_mapper",
+        "_state",
+        "_stored",
+        "aggregate_id",
+        "causation_id",
+        "correlation_id",
+        "event_id",
+        "identity",
+        "kind",
+        "name",
+        "position",
+        "recorded_at",
+        "subject",
+    )
+
+    def __init__(self, position: int, subject: str, kind: str, aggregate_id: str, name: str,
+                 event_id: str, causation_id: str | None, correlation_id: str | None,
+                 recorded_at: datetime, stored: StoredEvent, mapper: Mapper[Any],
+                 identity: str | None = None) -> None:
+        self.position = position
+        self.subject = subject
+        self.kind = kind
+        self.aggregate_id = aggregate_id
+        self.name = name
+        self.event_id = event_id
+        self.causation_id = causation_id
+        self.correlation_id = correlation_id
+        self.recorded_at = recorded_at
+        # Who sent the command that caused it ("orchestrator" for its own decisions;
+        # None in events recorded before identities were).
+        self.identity = identity
+        self._stored = stored
+        self._mapper = mapper
+        self._event: Any = None
+        self._state: dict[str, Any] | None = None
+
+    @property
+    def event(self) -> Any:
+        """The domain event, of the class the orchestrator recorded, upcast if older."""
+        if self._event is None:
+            self._event = self._mapper.to_domain_event(self._stored)
+        return self._event
 
     def data(self) -> dict[str, Any]:
-        """The event's own attributes, without the aggregate bookkeeping."""
+        """The event's own attributes, without the aggregate bookkeeping (a new dict)."""
+        if self._state is None:
+            self._state = self._own_state()
+        return dict(self._state)
+
+    def _own_state(self) -> dict[str, Any]:
+        stored = self._stored
+        if self._event is None and not _has_later_versions(stored.topic):
+            state: dict[str, Any] = self._mapper.transcoder.decode(stored.state)
+            if "class_version" not in state:  # else written by a later version: upcast
+                state.pop("originator_topic", None)
+                state["version"] = stored.originator_version
+                return state
         state = dict(vars(self.event))
         for key in ("originator_id", "originator_topic"):
             state.pop(key, None)
@@ -76,6 +124,35 @@ class RecordedEvent:
             "recorded_at": self.recorded_at.isoformat(),
             "data": self.data(),
         }
+
+
+_LATER_VERSIONS: dict[str, bool] = {}
+
+
+def _has_later_versions(topic: str) -> bool:
+    """True if the event class has a class_version above 1: its stored states may need
+    upcasting, which only the Mapper does."""
+    known = _LATER_VERSIONS.get(topic)
+    if known is None:
+        try:
+            cls = resolve_topic(topic)
+        except Exception:  # an unknown topic: the Mapper's own error says it best
+            return True
+        known = _LATER_VERSIONS[topic] = getattr(cls, "class_version", 1) > 1
+    return known
+
+
+def event_id_of(headers: dict[str, str]) -> str:
+    """An event's id: its Nats-Msg-Id (Orch-Event-Id in events written before)."""
+    return headers.get(Header.EVENT_ID) or headers.get(Header.MSG_ID, "")
+
+
+def topic_of(headers: dict[str, str], kind: str, name: str) -> str:
+    """An event's topic: its header, or the default its subject implies."""
+    topic = headers.get(Header.TOPIC) or default_topic(kind, name)
+    if topic is None:
+        raise KeyError(f"no topic for an event of kind {kind!r}")
+    return topic
 
 
 EventHandler = Callable[[RecordedEvent], Awaitable[None]]
@@ -141,10 +218,12 @@ class EventStore:
                 Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: self.names.aggregate_events(
                     kind, aggregate_id
                 ),
-                Header.EVENT_ID: event_id,
-                Header.TOPIC: stored.topic,
                 Header.VERSION: str(stored.originator_version),
             }
+            # Every header is stored with every event: what the subject already says
+            # (the topic, for the aggregates' own event classes) is left out.
+            if stored.topic != default_topic(kind, event_name):
+                headers[Header.TOPIC] = stored.topic
             headers[Header.IDENTITY] = current_identity.get()
             if causation_id:
                 headers[Header.CAUSATION_ID] = causation_id
@@ -190,7 +269,7 @@ class EventStore:
         stored = StoredEvent(
             originator_id=aggregate_id,
             originator_version=int(headers[Header.VERSION]),
-            topic=headers[Header.TOPIC],
+            topic=topic_of(headers, kind, name),
             state=msg.data,
         )
         position, recorded_at = _position_and_time(msg.reply)
@@ -200,11 +279,12 @@ class EventStore:
             kind=kind,
             aggregate_id=aggregate_id,
             name=name,
-            event_id=headers.get(Header.EVENT_ID, ""),
+            event_id=event_id_of(headers),
             causation_id=headers.get(Header.CAUSATION_ID),
             correlation_id=headers.get(Header.CORRELATION_ID),
             recorded_at=recorded_at,
-            event=self.mapper.to_domain_event(stored),
+            stored=stored,
+            mapper=self.mapper,
             identity=headers.get(Header.IDENTITY),
         )
 
@@ -255,7 +335,7 @@ class EventStore:
             return None
         except (TimeoutError, nats.errors.Error) as exc:
             raise StoreUnavailable(repr(exc)) from exc
-        return (raw.headers or {}).get(Header.EVENT_ID)
+        return event_id_of(raw.headers or {}) or None
 
     async def last_position(self) -> int:
         try:

@@ -87,6 +87,10 @@ class GroupCommit:
         self._queue: asyncio.Queue[_Append] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._replies = _Replies(nc)
+        # Batch ids: a random prefix of this writer's and a count. Stored in every batched
+        # event's headers, so short; unique among the batches in flight on the server.
+        self._batch_prefix = uuid.uuid4().hex[:12]
+        self._batch_numbers = itertools.count(1)
         self.on_batch: Callable[[int], None] | None = None  # told each batch's size
 
     async def append(self, subject: str, data: bytes, headers: dict[str, str]) -> int:
@@ -130,7 +134,7 @@ class GroupCommit:
                 await asyncio.gather(*(self._one(item) for item in batch))
 
     async def _atomic(self, batch: list[_Append]) -> None:
-        batch_id = uuid.uuid4().hex
+        batch_id = f"{self._batch_prefix}{next(self._batch_numbers):x}"
         inbox, answer = await self._replies.expect()
         for number, item in enumerate(batch, 1):
             headers = {**item.headers, "Nats-Batch-Id": batch_id,

@@ -15,10 +15,11 @@ class Header(StrEnum):
     MSG_ID = "Nats-Msg-Id"
     EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
     EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+    # Written before events were given their id as Nats-Msg-Id alone; still read.
     EVENT_ID = "Orch-Event-Id"
     CAUSATION_ID = "Orch-Causation-Id"
     CORRELATION_ID = "Orch-Correlation-Id"
-    TOPIC = "Orch-Topic"
+    TOPIC = "Orch-Topic"  # only when it is not the kind's default_topic
     VERSION = "Orch-Version"
     # Who sent the command that caused an event (the orchestrator itself for its own).
     IDENTITY = "Orch-Identity"
@@ -66,6 +67,22 @@ TASK = "task"
 IDENTITY = "identity"
 ACCESS = "access"  # refused connections, rate-limited, in hourly aggregates
 
+# The class topic of each kind's aggregate: an event's topic is `<this>.<event name>`, so
+# the log leaves it out of an event's headers when it is that (the subject has both).
+AGGREGATE_TOPICS = {
+    AGENT: "domain.agent:Agent",
+    TASK: "domain.task:Task",
+    IDENTITY: "domain.identity:Identity",
+    ACCESS: "domain.identity:AccessLog",
+}
+
+
+def default_topic(kind: str, event_name: str) -> str | None:
+    """The topic an event of this kind and name has unless its headers say otherwise."""
+    aggregate = AGGREGATE_TOPICS.get(kind)
+    return f"{aggregate}.{event_name}" if aggregate is not None else None
+
+
 # JetStream API error code for a failed expected-last-subject-sequence check.
 ERR_WRONG_LAST_SEQUENCE = 10071
 
@@ -83,6 +100,10 @@ class Names:
     @property
     def heartbeats_stream(self) -> str:
         return f"{self._stream_base}_HEARTBEATS"
+
+    @property
+    def liveness_stream(self) -> str:
+        return f"{self._stream_base}_LIVENESS"
 
     @property
     def leader_bucket(self) -> str:
@@ -103,6 +124,17 @@ class Names:
     @property
     def heartbeats_wildcard(self) -> str:
         return f"{self.prefix}.hb.>"
+
+    @property
+    def liveness_wildcard(self) -> str:
+        return f"{self.prefix}.liveness.>"
+
+    def liveness_silence(self, agent_id: str) -> str:
+        """Where the liveness record keeps an agent's silences (services/audit/liveness)."""
+        return f"{self.prefix}.liveness.silence.{agent_id}"
+
+    def liveness_watch(self, watch_id: str) -> str:
+        return f"{self.prefix}.liveness.watch.{watch_id}"
 
     def command(self, name: str) -> str:
         return f"{self.prefix}.{name}"

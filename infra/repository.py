@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from infra.event_store import EventStore
@@ -20,9 +20,14 @@ class Repository:
     (another writer got there first) fails the append's OCC check, and is evicted.
     """
 
-    def __init__(self, store: EventStore, kind: str, cache_size: int = 200_000) -> None:
+    def __init__(self, store: EventStore, kind: str, cache_size: int = 200_000,
+                 keep: Callable[[Any], bool] | None = None) -> None:
         self.store = store
         self.kind = kind
+        # Whether a saved aggregate stays cached (all do when None). A finished task is
+        # rarely commanded again, and then `execute` reads it from the log: caching it
+        # would hold about 1 KB per finished task for as long as the cache has room.
+        self._keep = keep
         # A plain dict is the LRU list too (insertion order; a use re-inserts), at about
         # half an OrderedDict's memory per entry.
         self._cache: dict[str, tuple[Any, int]] = {}
@@ -34,11 +39,17 @@ class Repository:
     async def locked(self, aggregate_id: str) -> AsyncIterator[None]:
         """One command at a time per aggregate in this process: the cached aggregate is
         shared, and a command mutates it before its events are saved."""
+        lock = self.lock_for(aggregate_id)
+        async with lock:
+            yield
+
+    def lock_for(self, aggregate_id: str) -> asyncio.Lock:
+        """The aggregate's lock (see `locked`), for a caller that holds it as long as it
+        uses it: kept only while referenced, so idle aggregates cost no lock."""
         lock = self._locks.get(aggregate_id)
         if lock is None:
             lock = self._locks[aggregate_id] = asyncio.Lock()
-        async with lock:
-            yield
+        return lock
 
     async def get(self, aggregate_id: str, fresh: bool = False) -> tuple[Any | None, int]:
         """The aggregate and its last position, from the cache.
@@ -83,6 +94,8 @@ class Repository:
 
     def _remember(self, aggregate_id: str, aggregate: Any, position: int) -> None:
         self._cache.pop(aggregate_id, None)
+        if self._keep is not None and not self._keep(aggregate):
+            return
         self._cache[aggregate_id] = (aggregate, position)
         if len(self._cache) > self._cache_size:
             # The least recently used twentieth goes in one pass: finding a dict's oldest

@@ -33,6 +33,7 @@ DEREGISTER_DEAD_AFTER = "ORCH_DEREGISTER_DEAD_AFTER"
 STREAM_REPLICAS = "ORCH_STREAM_REPLICAS"
 SNAPSHOT_EVERY = "ORCH_SNAPSHOT_EVERY"
 FINISHED_TASK_RETENTION = "ORCH_FINISHED_TASK_RETENTION"
+FINISHED_TASK_LIMIT = "ORCH_FINISHED_TASK_LIMIT"
 AUTH = "ORCH_AUTH"
 AUTH_JWT_TTL = "ORCH_AUTH_JWT_TTL"
 TLS_CERT = "ORCH_TLS_CERT"
@@ -69,6 +70,7 @@ class Settings:
     stream_replicas: int = 1
     snapshot_every: int = 100_000
     finished_task_retention: float = 86_400.0
+    finished_task_limit: int = 100_000
     auth: str = "on"
     auth_jwt_ttl: float = 300.0
     tls_cert: Path | None = None
@@ -104,6 +106,8 @@ class Settings:
             raise ValueError("snapshot_every must be >= 0 (0 = no snapshots)")
         if self.finished_task_retention < 0:
             raise ValueError("finished_task_retention must be >= 0 (0 = keep forever)")
+        if self.finished_task_limit < 0:
+            raise ValueError("finished_task_limit must be >= 0 (0 = no bound)")
         if self.deregister_dead_after < 0:
             raise ValueError("deregister_dead_after must be >= 0 (0 = never)")
         if self.auth not in ("on", "off"):
@@ -156,6 +160,9 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "events between projection snapshots (start-up resumes from the latest); 0 = none"),
     ("finished_task_retention", FINISHED_TASK_RETENTION, "--finished-task-retention",
      "seconds (of log time) a finished task stays on the task board; 0 = forever"),
+    ("finished_task_limit", FINISHED_TASK_LIMIT, "--finished-task-limit",
+     "finished tasks the task board holds at most, the earliest finished leaving first; "
+     "0 = no bound"),
     ("auth", AUTH, "--auth",
      "'on': every NATS client proves an identity (auth callout); 'off': development only"),
     ("auth_jwt_ttl", AUTH_JWT_TTL, "--auth-jwt-ttl",

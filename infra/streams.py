@@ -17,6 +17,10 @@ HEARTBEAT_MAX_AGE_S = 24 * 3600.0
 # Memory the heartbeat stream may hold: the last beats of ~100,000 agents, and more.
 HEARTBEAT_MAX_BYTES = 64 * 1024 * 1024
 MAX_EVENT_BYTES = 256 * 1024
+# How long the liveness record (what-if's history) is kept.
+LIVENESS_MAX_AGE_S = 7 * 24 * 3600.0
+# A ceiling on its disk, far above what a large fleet's silences take in that time.
+LIVENESS_MAX_BYTES = 1024 * 1024 * 1024
 # A heartbeat lists at most 1,000 running task ids of 64 characters.
 MAX_HEARTBEAT_BYTES = 128 * 1024
 
@@ -60,6 +64,24 @@ def heartbeats_config(names: Names, history: int, replicas: int = 1) -> StreamCo
     )
 
 
+def liveness_config(names: Names, replicas: int = 1,
+                    max_age: float = LIVENESS_MAX_AGE_S) -> StreamConfig:
+    """The liveness record what-if replays: silences and watch marks, on file, for
+    `max_age`. Each watch keeps its latest mark only (a rollup per subject)."""
+    return StreamConfig(
+        name=names.liveness_stream,
+        description="silences the health monitor saw, and when it watched; for what-if",
+        subjects=[names.liveness_wildcard],
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        max_age=max_age,
+        max_bytes=LIVENESS_MAX_BYTES,
+        discard=DiscardPolicy.OLD,
+        allow_rollup_hdrs=True,
+        allow_direct=True,
+    )
+
+
 async def provision(
     js: JetStreamContext, names: Names, heartbeat_history: int, replicas: int = 1
 ) -> None:
@@ -67,6 +89,7 @@ async def provision(
     for config in (
         events_config(names, replicas),
         heartbeats_config(names, heartbeat_history, replicas),
+        liveness_config(names, replicas),
     ):
         try:
             await js.add_stream(config)

@@ -134,6 +134,8 @@ class AgentHealth:
         """Record a heartbeat of a live current incarnation; False when it is not one."""
         view = self.agents.get(agent_id)
         if view is None or view.incarnation != incarnation or view.left or view.liveness == "dead":
+            if view is not None and _last_before_the_end(view, incarnation, at):
+                _take(view, seq, load, running, at)
             return False
         view.last_heartbeat_at = at
         view.last_heartbeat_seq = seq
@@ -167,3 +169,20 @@ class AgentHealth:
         for view in self.agents.values():
             totals[view.status] = totals.get(view.status, 0) + 1
         return totals
+
+
+def _take(view: AgentView, seq: int, load: float, running: list[str], at: datetime) -> None:
+    view.last_heartbeat_at = at
+    view.last_heartbeat_seq = seq
+    view.load = load
+    view.running = running or NOT_RUNNING
+
+
+def _last_before_the_end(view: AgentView, incarnation: int, at: datetime) -> bool:
+    """A heartbeat of a dead or departed incarnation, sent before its end and newer than
+    the one the view holds: the one the live view last took. A rebuild reads only the
+    newest heartbeat per agent, and must show what the lost projection showed. (The time
+    of the end is the view's updated_at: nothing changes a dead or departed view later.)"""
+    return (view.incarnation == incarnation and (view.left or view.liveness == "dead")
+            and at <= view.updated_at
+            and (view.last_heartbeat_at is None or at > view.last_heartbeat_at))

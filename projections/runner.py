@@ -3,9 +3,10 @@ then live."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from projections.log_event import LogEvent
@@ -42,6 +43,8 @@ class ProjectionRunner:
         self.last_event_id = ""  # of the event at `position`
         self.started_from = 0
         self._subscription: Any = None
+        self._resumed = asyncio.Event()  # cleared while paused
+        self._resumed.set()
 
     async def start(self, after: int = 0) -> None:
         """Start rebuilding from the log's beginning, or from `after` when the
@@ -58,7 +61,20 @@ class ProjectionRunner:
         await self.stop()
         self._subscription = await self.source.tail(self.position.value, self._apply)
 
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """No event is applied inside the block; those that arrive wait, in order (in the
+        subscription's queue), and are applied after it. For a reader that needs the
+        projections unchanged across awaits: a snapshot written in parts."""
+        self._resumed.clear()
+        try:
+            yield
+        finally:
+            self._resumed.set()
+
     async def _apply(self, event: LogEvent) -> None:
+        if not self._resumed.is_set():
+            await self._resumed.wait()
         if event.position <= self.position.value:
             return  # already applied (a redelivery after a consumer reset)
         for projection in self.projections:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import heapq
+import sys
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from domain.placement import queue_key
+from domain import shared_values
 from domain.task import OPEN, RETRY_WAIT
 from projections.deadlines import StepDeadlines, step_of
 from projections.log_event import LogEvent
+from projections.waiting import WaitingTasks
 
 STATUS_BY_EVENT = {
     "Submitted": "pending",
@@ -25,10 +28,32 @@ STATUS_BY_EVENT = {
     "Cancelled": "cancelled",
 }
 FINISHED = frozenset({"completed", "dead_lettered", "cancelled"})
+# Timeouts repeat from task to task; one float object each, not one per task.
+_shared_floats: dict[float, float] = {}
+_MAX_SHARED_FLOATS = 1_000
+
+
+def _time(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def _shared_float(value: float) -> float:
+    shared = _shared_floats.get(value)
+    if shared is None:
+        shared = value
+        if len(_shared_floats) < _MAX_SHARED_FLOATS:
+            _shared_floats[value] = value
+    return shared
 
 
 @dataclass(slots=True)
 class TaskView:
+    """A task as the board holds it. The board may hold a finished task for a day, so
+    its cost counts (issue 21: at most 512 B): times are epoch seconds (a float is half
+    a datetime; the `*_at` properties give datetimes, equal to the log's to the
+    microsecond), values that repeat are shared, and what only an open task needs (its
+    token, when its step started) is dropped when it finishes."""
+
     task_id: str
     kind: str
     payload: Any
@@ -37,26 +62,46 @@ class TaskView:
     max_attempts: int
     timeout_s: float
     submitted_position: int
-    submitted_at: datetime
-    updated_at: datetime
+    submitted_ts: float
+    updated_ts: float
     status: str = "pending"
     agent_id: str | None = None
     incarnation: int = 0
     attempt: int = 0
     token: str | None = None
-    assigned_at: datetime | None = None
-    started_at: datetime | None = None
+    assigned_ts: float | None = None
+    started_ts: float | None = None
     failures: int = 0
     retry_at: float = 0.0
     progress: float = 0.0
     result: Any = None
     error: str | None = None
     position: int = 0
-    finished_at: datetime | None = None
+    finished_ts: float | None = None
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN
+
+    @property
+    def submitted_at(self) -> datetime:
+        return datetime.fromtimestamp(self.submitted_ts, UTC)
+
+    @property
+    def updated_at(self) -> datetime:
+        return datetime.fromtimestamp(self.updated_ts, UTC)
+
+    @property
+    def assigned_at(self) -> datetime | None:
+        return _time(self.assigned_ts)
+
+    @property
+    def started_at(self) -> datetime | None:
+        return _time(self.started_ts)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return _time(self.finished_ts)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,56 +129,79 @@ class TaskView:
 class TaskBoard:
     """The task board projection. `apply` is pure state change; no I/O.
 
-    With a `retention_s`, a finished task leaves the board that long after it finished,
-    by the log's clock (the time of the latest event applied), so a board rebuilt later
-    holds the same tasks. The log keeps them: their history can still be read.
+    A finished task leaves the board `retention_s` after it finished, by the log's clock
+    (the time of the latest event applied), or when more than `finished_limit` finished
+    tasks are held, whichever comes first (0: no such bound); the ones that finished
+    first leave first. Both follow the log alone, so a board rebuilt later, or restored
+    from a snapshot (which keeps the order of `finished`), holds the same tasks. The log
+    keeps them: their history can still be read.
     """
 
-    def __init__(self, retention_s: float = 0.0) -> None:
+    def __init__(self, retention_s: float = 0.0, finished_limit: int = 0) -> None:
         self.retention_s = retention_s
+        self.finished_limit = finished_limit
         self.tasks: dict[str, TaskView] = {}
         self.open_by_agent: dict[str, set[str]] = {}
         self.queued: set[str] = set()
+        self.waiting = WaitingTasks()  # the queued tasks again, in serving order
         self.position = 0
-        self.finished: list[tuple[float, str]] = []  # a heap of (finished at, task id)
+        # The finished tasks held, in the order they finished in the log: 8 bytes each,
+        # where a heap by time took a tuple and a float. The log's clock is the stream's,
+        # which moves forward, so this is also their order by finishing time.
+        self.finished: deque[str] = deque()
         self.deadlines = StepDeadlines()
 
     def apply(self, event: LogEvent) -> None:
         if event.kind == "task":
             self._apply_task_event(event)
-        if self.finished and self.retention_s:
-            self._forget_finished_before(event.recorded_at.timestamp() - self.retention_s)
+        if self.finished and (self.retention_s or self.finished_limit):
+            self.forget_finished(event.recorded_at.timestamp())
         self.position = event.position
 
-    def _forget_finished_before(self, cutoff: float) -> None:
-        while self.finished and self.finished[0][0] < cutoff:
-            _, task_id = heapq.heappop(self.finished)
-            view = self.tasks.get(task_id)
-            if view is not None and view.status in FINISHED:
-                del self.tasks[task_id]
+    def forget_finished(self, now: float | None = None) -> None:
+        """Drop finished tasks past the count bound, and (given the log's time `now`)
+        those that finished longer than the retention before it."""
+        finished, tasks = self.finished, self.tasks
+        limit = self.finished_limit
+        while limit and len(finished) > limit:
+            self._forget(finished.popleft())
+        if now is None or not self.retention_s:
+            return
+        cutoff = now - self.retention_s
+        while finished:
+            view = tasks.get(finished[0])
+            if view is not None and view.finished_ts is not None and view.finished_ts >= cutoff:
+                return
+            self._forget(finished.popleft())
+
+    def _forget(self, task_id: str) -> None:
+        view = self.tasks.get(task_id)
+        if view is not None and view.status in FINISHED:
+            del self.tasks[task_id]
 
     def enter(self, view: TaskView) -> None:
-        """Take a view as it is (from a snapshot) with everything derived from it."""
+        """Take a view as it is (from a snapshot) with everything derived from it; the
+        caller puts `finished` in its order (the snapshot's)."""
         self.tasks[view.task_id] = view
         self.index(view)
-        self.note_finished(view)
         self.deadlines.started(view, self.tasks)
 
     def note_finished(self, view: TaskView) -> None:
-        if self.retention_s and view.finished_at is not None:
-            heapq.heappush(self.finished, (view.finished_at.timestamp(), view.task_id))
+        # Kept without a bound too: a snapshot carries the order to a board that has one.
+        self.finished.append(view.task_id)
 
     def _apply_task_event(self, event: LogEvent) -> None:
         data = event.data()
         name = event.name
         step = None
+        at = event.recorded_at.timestamp()
         if name == "Submitted":
             view = TaskView(
-                task_id=event.aggregate_id, kind=data["kind"], payload=data["payload"],
-                requires=data["requires"], priority=data["priority"],
-                max_attempts=data["max_attempts"], timeout_s=data["timeout_s"],
-                submitted_position=event.position, submitted_at=event.recorded_at,
-                updated_at=event.recorded_at,
+                task_id=event.aggregate_id, kind=sys.intern(data["kind"]),
+                payload=data["payload"], requires=shared_values.capabilities(data["requires"]),
+                priority=data["priority"], max_attempts=data["max_attempts"],
+                timeout_s=_shared_float(data["timeout_s"]),
+                submitted_position=event.position, submitted_ts=at, updated_ts=at,
             )
             self.tasks[view.task_id] = view
         else:
@@ -144,22 +212,22 @@ class TaskBoard:
             step = step_of(view)
         self._leave_indexes(view)
         if name in ("Assigned", "Reassigned"):
-            view.agent_id = data["agent_id"]
+            view.agent_id = sys.intern(data["agent_id"])  # one string per agent, not task
             view.incarnation = data["incarnation"]
             view.attempt = data["attempt"]
             view.token = data["token"]
-            view.assigned_at = event.recorded_at
-            view.started_at = None
+            view.assigned_ts = at
+            view.started_ts = None
             view.progress = 0.0
         elif name == "Requeued":
             view.agent_id = None
             view.token = None
         elif name == "Accepted":
-            view.started_at = event.recorded_at
+            view.started_ts = at
         elif name == "Progressed":
             view.progress = data["progress"]
             # Progress without an accept starts the run too, and its timeout with it.
-            view.started_at = view.started_at or event.recorded_at
+            view.started_ts = view.started_ts or at
         elif name == "Completed":
             view.result = data["result"]
             view.progress = 1.0
@@ -173,10 +241,12 @@ class TaskBoard:
             view.error = data["error"]
         was_finished = view.status in FINISHED
         view.status = STATUS_BY_EVENT.get(name, view.status)
-        view.updated_at = event.recorded_at
+        view.updated_ts = at
         view.position = event.position
         if view.status in FINISHED and not was_finished:
-            view.finished_at = event.recorded_at
+            view.finished_ts = at
+            # Only an open task is reported on with its token or timed by its step.
+            view.token = view.assigned_ts = view.started_ts = None
             self.note_finished(view)
         self.index(view)
         if step_of(view) != step:
@@ -184,6 +254,7 @@ class TaskBoard:
 
     def _leave_indexes(self, view: TaskView) -> None:
         self.queued.discard(view.task_id)
+        self.waiting.discard(view.task_id)
         if view.agent_id is not None:
             open_tasks = self.open_by_agent.get(view.agent_id)
             if open_tasks is not None:
@@ -195,6 +266,8 @@ class TaskBoard:
         """Enter a task in the queue or its agent's open tasks, as its status says."""
         if view.status in ("pending", RETRY_WAIT):
             self.queued.add(view.task_id)
+            self.waiting.add(view.task_id, view.priority, view.submitted_position,
+                             view.retry_at if view.status == RETRY_WAIT else 0.0)
         elif view.is_open and view.agent_id is not None:
             self.open_by_agent.setdefault(view.agent_id, set()).add(view.task_id)
 
@@ -209,18 +282,13 @@ class TaskBoard:
     def open_tasks_of(self, agent_id: str) -> list[TaskView]:
         return [self.tasks[t] for t in sorted(self.open_by_agent.get(agent_id, ()))]
 
-    def due(self, now: float) -> list[TaskView]:
-        """Tasks waiting for an agent, in the order they are served."""
-        ready = [
-            self.tasks[t] for t in self.queued
-            if self.tasks[t].status == "pending" or self.tasks[t].retry_at <= now
-        ]
-        return sorted(ready, key=lambda v: queue_key(v.priority, v.submitted_position))
+    def due(self, now: float) -> Iterator[TaskView]:
+        """Tasks waiting for an agent, in the order they are served, as consumed."""
+        tasks = self.tasks
+        return (tasks[task_id] for task_id in self.waiting.due(now))
 
     def next_retry_at(self) -> float | None:
-        times = [self.tasks[t].retry_at for t in self.queued
-                 if self.tasks[t].status == RETRY_WAIT]
-        return min(times) if times else None
+        return self.waiting.next_retry_at()
 
     def query(self, status: str | None = None, agent_id: str | None = None,
               kind: str | None = None, after: int = 0, limit: int = 100) -> list[TaskView]:

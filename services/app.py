@@ -22,6 +22,7 @@ from nats.js.errors import ServiceUnavailableError
 
 from domain.health import DetectorSettings
 from domain.placement import Strategy
+from domain.task import TERMINAL
 from infra import names as n
 from infra.auth.credentials import Keys, server_auth_config_for
 from infra.codec import create_mapper
@@ -194,7 +195,7 @@ class Orchestrator:
         self.group_commit.on_batch = self.metrics.append_batch.observe
         self.store.on_append = self.metrics.append_latency.observe
         self.agents = AgentHealth()
-        self.board = TaskBoard(settings.finished_task_retention)
+        self.board = TaskBoard(settings.finished_task_retention, settings.finished_task_limit)
         self.catalog = Catalog()
         self.runner = ProjectionRunner(self.store, [self.agents, self.board, self.catalog],
                                        on_applied=self._on_applied)
@@ -210,7 +211,9 @@ class Orchestrator:
             silence_in(self.agents), settings.suspect_after,
             settings.auth_jwt_ttl if settings.auth_on else None)
         self.tasks = TaskService(
-            Repository(self.store, n.TASK), self.names, self.board, nc.publish,
+            # A finished task leaves the cache: commands on it are rare, read from the log.
+            Repository(self.store, n.TASK, keep=lambda task: task.status not in TERMINAL),
+            self.names, self.board, nc.publish,
             settings.retry_backoff, settings.retry_backoff_max)
         self.fleet = Fleet(self.agents, self.board, self.runner.position)
         self.monitor = HealthMonitor(

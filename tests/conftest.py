@@ -66,8 +66,8 @@ async def prefix(nats_server: EmbeddedNats) -> AsyncIterator[str]:
     names = Names(value)
     client = await nats.connect(nats_server.url)
     js = client.jetstream()
-    for stream in (names.events_stream, names.heartbeats_stream, "KV_" + names.leader_bucket,
-                   "OBJ_" + names.snapshots_bucket):
+    for stream in (names.events_stream, names.heartbeats_stream, names.liveness_stream,
+                   "KV_" + names.leader_bucket, "OBJ_" + names.snapshots_bucket):
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(stream)
     await client.close()

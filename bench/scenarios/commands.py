@@ -34,22 +34,21 @@ async def run(size: Size) -> dict[str, float]:
         fleet = Fleet(nc, orch.names, complete=True)
         await fleet.register([f"w{i}" for i in range(4)], capacity=1000)
         await fleet.serve_assignments()
-        sent: dict[str, float] = {}
         submit = orch.names.client_command(TASK_SUBMIT, IDENTITY)
-        start = time.monotonic()
-        pending = []
-        for i in range(size.command_samples):
-            task_id = f"t{i}"
-            sent[task_id] = time.monotonic()
-            pending.append(asyncio.create_task(nc.request(
-                submit, orjson.dumps({"task_id": task_id, "kind": "k"}), timeout=10)))
-            await asyncio.sleep(max(0.0, start + (i + 1) / RATE - time.monotonic()))
-        await asyncio.gather(*pending)
-        deadline = time.monotonic() + 60
-        while len(fleet.received) < size.command_samples and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        delivering = [(at - sent[task]) * 1000 for task, _, _, at in fleet.received]
+        delivering = await paced(nc, fleet, submit, "at500-", RATE, size.command_samples)
+        # The durable capacity of this run, then the latency at fractions of it: where the
+        # curve bends is where queueing starts.
+        capacity = await burst_rate(nc, fleet, submit, "burst-", size.command_samples)
+        curve: dict[str, float] = {"capacity_tasks_per_s": capacity}
+        for percent in (25, 50, 75):
+            rate = capacity * percent / 100
+            times = await paced(nc, fleet, submit, f"at{percent}-", rate,
+                                min(size.command_samples, max(20, int(rate * 4))))
+            curve[f"deliver_p50_ms_at_{percent}pct"] = percentile(times, 0.5)
+            curve[f"deliver_p99_ms_at_{percent}pct"] = percentile(times, 0.99)
+            curve[f"rate_at_{percent}pct"] = rate
         baseline = await core_rtt(nc, size.command_samples)
+        publish_p99 = await durable_publish_p99(nc, size.command_samples)
         await nc.close()
     return {
         "register_p50_ms": percentile(registering, 0.5),
@@ -57,7 +56,63 @@ async def run(size: Size) -> dict[str, float]:
         "deliver_p50_ms": percentile(delivering, 0.5),
         "deliver_p99_ms": percentile(delivering, 0.99),
         "baseline_rtt_p99_ms": baseline,
+        # A registration is one durable append: its floor is the store's own latency.
+        "baseline_publish_p99_ms": publish_p99,
+        **curve,
     }
+
+
+async def paced(nc: Client, fleet: Fleet, submit: str, prefix: str, rate: float,
+                samples: int) -> list[float]:
+    """Submit `samples` tasks at a steady `rate`; each one's submit-to-delivery time (ms)."""
+    sent: dict[str, float] = {}
+    start = time.monotonic()
+    pending = []
+    for i in range(samples):
+        task_id = f"{prefix}{i}"
+        sent[task_id] = time.monotonic()
+        pending.append(asyncio.create_task(nc.request(
+            submit, orjson.dumps({"task_id": task_id, "kind": "k"}), timeout=30)))
+        await asyncio.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+    await asyncio.gather(*pending)
+    await _delivered(fleet, sent)
+    return [(at - sent[task]) * 1000 for task, _, _, at in fleet.received if task in sent]
+
+
+async def burst_rate(nc: Client, fleet: Fleet, submit: str, prefix: str, samples: int) -> float:
+    """Deliveries per second with submissions kept 200 in flight (the tasks scenario's
+    load), as this run measures it."""
+    sent = {f"{prefix}{i}": 0.0 for i in range(samples)}
+    started = time.monotonic()
+    for first in range(0, samples, 200):
+        await asyncio.gather(*(
+            nc.request(submit, orjson.dumps({"task_id": f"{prefix}{i}", "kind": "k"}),
+                       timeout=60)
+            for i in range(first, min(first + 200, samples))))
+    await _delivered(fleet, sent)
+    return samples / (time.monotonic() - started)
+
+
+async def _delivered(fleet: Fleet, sent: dict[str, float], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len({task for task, _, _, _ in fleet.received if task in sent}) >= len(sent):
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"{len(sent)} tasks were not all delivered in {timeout:.0f} s")
+
+
+async def durable_publish_p99(nc: Client, samples: int) -> float:
+    """The baseline for register: one JetStream publish with ack at a time, each stored
+    and synced (the server runs `sync_interval: always`) before the next."""
+    js = nc.jetstream()
+    await js.add_stream(name="BENCH_SEQUENTIAL", subjects=["bench.sequential.>"])
+    times = []
+    for i in range(samples):
+        started = time.perf_counter()
+        await js.publish(f"bench.sequential.{i}", b'{"agent_id":"r1","capacity":1}')
+        times.append((time.perf_counter() - started) * 1000)
+    return percentile(times, 0.99)
 
 
 async def core_rtt(nc: Client, samples: int) -> float:

@@ -41,6 +41,9 @@ async def run(size: Size) -> dict[str, Any]:
                 "PERSISTENCE_MODULE": "eventsourcing.postgres", **settings}))
     else:
         results["postgres_skipped"] = reason
+    if results.get("postgres_events_per_s"):
+        results["jetstream_vs_postgres"] = (results["jetstream_events_per_s"]
+                                            / results["postgres_events_per_s"])
     return results
 
 

@@ -9,6 +9,7 @@ import orjson
 
 from bench.fleet import Fleet
 from bench.harness import (
+    Orchestrator,
     connect,
     histogram_quantile,
     metric,
@@ -37,6 +38,7 @@ async def run(size: Size) -> dict[str, float]:
         after = await orch.metrics()
         applied = metric(after, *APPLIED) - metric(before, *APPLIED)
         lag_p99 = histogram_quantile(delta(after, before), LAG, 0.99)
+        saturation, steps = await find_saturation(orch, fleet, size)
         baseline = await raw_consumer_rate(nc, orch.names.heartbeats_stream)
         await nc.close()
     applied_per_s = applied / size.heartbeat_seconds
@@ -46,7 +48,51 @@ async def run(size: Size) -> dict[str, float]:
         "lag_p99_ms": lag_p99 * 1000,
         "baseline_per_s": baseline,
         "ratio": applied_per_s / baseline if baseline else 0.0,
+        "saturation_per_s": saturation,
+        "saturation_ratio": saturation / baseline if baseline else 0.0,
+        "saturation_steps": steps,
     }
+
+
+SATURATION_LAG_S = 0.25  # lag p99 allowed at a sustained rate
+GROWTH = 1.5  # each step offers this much more than the last
+
+
+async def find_saturation(orch: Orchestrator, fleet: Fleet, size: Size) -> tuple[float, int]:
+    """The highest offered rate at which every heartbeat is applied with lag p99 within
+    SATURATION_LAG_S: rising steps until one fails, then one bisection between the last
+    that held and the first that did not. Returns the rate and the steps measured."""
+    seconds = max(0.5, size.heartbeat_seconds / 6)
+    rate, ceiling = size.heartbeat_rate / 2, size.heartbeat_rate * 8
+    held, failed, steps = 0.0, 0.0, 0
+    while rate <= ceiling:
+        steps += 1
+        if await holds(orch, fleet, rate, seconds):
+            held, rate = rate, rate * GROWTH
+        else:
+            failed = rate
+            break
+    if held and failed:
+        steps += 1
+        middle = (held + failed) / 2
+        if await holds(orch, fleet, middle, seconds):
+            held = middle
+    return held, steps
+
+
+async def holds(orch: Orchestrator, fleet: Fleet, rate: float, seconds: float) -> bool:
+    """Offer `rate` for `seconds`: was every beat applied, with lag p99 in bounds?"""
+    before = await orch.metrics()
+    sent = await offer(fleet, int(rate), seconds)
+    deadline = time.monotonic() + 10.0
+    while True:  # drained: applied stops short of sent only if beats were lost or late
+        after = await orch.metrics()
+        applied = metric(after, *APPLIED) - metric(before, *APPLIED)
+        if applied >= sent or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    lag_p99 = histogram_quantile(delta(after, before), LAG, 0.99)
+    return applied >= sent and lag_p99 <= SATURATION_LAG_S
 
 
 async def offer(fleet: Fleet, rate: int, seconds: float) -> int:

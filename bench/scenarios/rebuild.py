@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aiohttp
 import orjson
 from nats.aio.client import Client
 
-from bench.harness import connect, metric, nats_server, orchestrator, raw_consumer_rate
+from bench.harness import (
+    Orchestrator,
+    connect,
+    metric,
+    nats_server,
+    orchestrator,
+    raw_consumer_rate,
+)
 from bench.sizes import Size
 from domain.agent import Agent
 from infra.codec import create_mapper
@@ -36,11 +44,18 @@ async def run(size: Size) -> dict[str, float]:
             ready = await orch.start()  # rebuilt from the whole log
             # Once leading it writes a snapshot of the whole log (ORCH_SNAPSHOT_EVERY is
             # the log's length); then it is stopped as an operator would (SIGTERM).
+            # Meanwhile a client reads /healthz back to back: its slowest answer is the
+            # longest the event loop was held, writing the snapshot included.
+            probe = asyncio.create_task(slowest_answer(orch))
             deadline = time.monotonic() + SNAPSHOT_TIMEOUT_S
             while metric(await orch.metrics(), "orch_snapshot_position") < size.rebuild_events:
                 if time.monotonic() > deadline:
                     raise TimeoutError("no snapshot of the whole log was written")
                 await asyncio.sleep(0.1)
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
+            snapshot_stall_s = PROBE.slowest
+            idle_stall_s = await idle_answer(orch)
             await asyncio.to_thread(orch.stop)
             async with orchestrator(server, **QUIET) as restarted:
                 restarted.prefix = orch.prefix
@@ -60,7 +75,36 @@ async def run(size: Size) -> dict[str, float]:
         "ready_from_snapshot_s": from_snapshot,
         "snapshot_started_from": started_from,
         "cold_start_s": cold_start,
+        "snapshot_stall_ms": snapshot_stall_s * 1000,
+        "baseline_idle_stall_ms": idle_stall_s * 1000,
     }
+
+
+class _Probe:
+    slowest = 0.0
+
+
+PROBE = _Probe()
+
+
+async def slowest_answer(orch: Orchestrator) -> None:
+    """GET /healthz back to back, keeping the slowest answer's seconds in PROBE."""
+    PROBE.slowest = 0.0
+    async with aiohttp.ClientSession() as session:
+        while True:
+            started = time.perf_counter()
+            async with session.get(orch.url("/healthz")) as response:
+                await response.read()
+            PROBE.slowest = max(PROBE.slowest, time.perf_counter() - started)
+
+
+async def idle_answer(orch: Orchestrator, seconds: float = 2.0) -> float:
+    """The same probe's slowest answer while nothing else happens: the baseline."""
+    probe = asyncio.create_task(slowest_answer(orch))
+    await asyncio.sleep(seconds)
+    probe.cancel()
+    await asyncio.gather(probe, return_exceptions=True)
+    return PROBE.slowest
 
 
 async def write_log(nc: Client, names: Names, count: int) -> None:

@@ -4,13 +4,20 @@ beside JetStream publish-with-ack of as many events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
+import uuid
+from pathlib import Path
 
 import orjson
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import StreamConfig
 
 from bench.fleet import Fleet
 from bench.harness import IDENTITY, Orchestrator, connect, nats_server, orchestrator
+from bench.profile import PROFILE_RATE_HZ, cpu_seconds, sampled
 from bench.sizes import Size
 from infra.names import TASK_SUBMIT
 
@@ -19,8 +26,10 @@ WINDOW = 200  # submissions in flight at once
 
 
 async def run(size: Size) -> dict[str, float]:
-    durable, baseline = await lifecycles(size.tasks, "always", with_baseline=True)
+    log: dict[str, float] = {}
+    durable, baseline = await lifecycles(size.tasks, "always", with_baseline=True, log=log)
     lazy, _ = await lifecycles(size.tasks, "default", with_baseline=False)
+    batched = await batched_baseline(size.tasks * EVENTS_PER_TASK)
     return {
         "tasks": size.tasks,
         "durable_tasks_per_s": durable,
@@ -28,10 +37,22 @@ async def run(size: Size) -> dict[str, float]:
         "baseline_publish_per_s": baseline,
         "baseline_tasks_per_s": baseline / EVENTS_PER_TASK,
         "ratio": durable / (baseline / EVENTS_PER_TASK) if baseline else 0.0,
+        "baseline_batched_events_per_s": batched,
+        "events_per_lifecycle": EVENTS_PER_TASK,
+        # Lifecycles' events per second against what the store takes in atomic batches.
+        "ratio_batched": durable * EVENTS_PER_TASK / batched if batched else 0.0,
+        **log,
     }
 
 
-async def lifecycles(count: int, sync: str, with_baseline: bool) -> tuple[float, float]:
+async def lifecycles(count: int, sync: str, with_baseline: bool,
+                     profile_to: Path | None = None,
+                     cpu: dict[str, float] | None = None,
+                     log: dict[str, float] | None = None) -> tuple[float, float]:
+    """Lifecycles per second and, when asked, the publish baseline; with `profile_to`,
+    py-spy samples the orchestrator for the measured window (bench/profile.py), and `cpu`
+    is filled with each process's CPU seconds in that window, `log` with what the log
+    stores per lifecycle."""
     async with nats_server(sync) as server, orchestrator(
         server, ORCH_SUSPECT_AFTER="30", ORCH_DEAD_AFTER="60", ORCH_ACCEPT_TIMEOUT="60",
     ) as orch:
@@ -50,18 +71,46 @@ async def lifecycles(count: int, sync: str, with_baseline: bool) -> tuple[float,
                 finished.set()
 
         fleet.on_assignment = on_done  # counted when delivered; completion follows below
-        started = time.monotonic()
-        subject = orch.names.client_command(TASK_SUBMIT, IDENTITY)
-        for start in range(0, count, WINDOW):
-            await asyncio.gather(*(
-                nc.request(subject, orjson.dumps({"task_id": f"t{i}", "kind": "k"}), timeout=60)
-                for i in range(start, min(start + WINDOW, count))))
-        await asyncio.wait_for(finished.wait(), 600)
-        await _all_completed(nc, orch, count)
-        rate = count / (time.monotonic() - started)
+        assert orch.process is not None
+        sampling = (sampled(orch.process.pid, profile_to, PROFILE_RATE_HZ)
+                    if profile_to is not None else contextlib.nullcontext())
+        pids = {"orchestrator": orch.process.pid, "nats_server": server.pid,
+                "load_generator": os.getpid()}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        with sampling:
+            started = time.monotonic()
+            subject = orch.names.client_command(TASK_SUBMIT, IDENTITY)
+            for start in range(0, count, WINDOW):
+                await asyncio.gather(*(
+                    nc.request(subject, orjson.dumps({"task_id": f"t{i}", "kind": "k"}),
+                               timeout=60)
+                    for i in range(start, min(start + WINDOW, count))))
+            await asyncio.wait_for(finished.wait(), 600)
+            await _all_completed(nc, orch, count)
+            rate = count / (time.monotonic() - started)
+        if log is not None:
+            log.update(await _log_size(nc, orch, count))
+        if cpu is not None:
+            cpu.update({name: cpu_seconds(pid) - before[name] for name, pid in pids.items()})
+            cpu["wall"] = count / rate
         baseline = await publish_rate(nc, count * EVENTS_PER_TASK) if with_baseline else 0.0
         await nc.close()
     return rate, baseline
+
+
+async def _log_size(nc: Client, orch: Orchestrator, count: int) -> dict[str, float]:
+    """Bytes the events stream holds per task lifecycle (its task events only: the
+    fleet's registrations are left out), as JetStream accounts them: subjects, headers and
+    bodies, before any compression of the store."""
+    js = nc.jetstream()
+    everything = await js.stream_info(orch.names.events_stream)
+    agents = await js.stream_info(orch.names.events_stream,
+                                  subjects_filter=orch.names.kind_events("agent"))
+    agent_events = sum((agents.state.subjects or {}).values())
+    task_events = everything.state.messages - agent_events
+    per_event = everything.state.bytes / max(1, everything.state.messages)
+    return {"log_bytes_per_lifecycle": per_event * task_events / count,
+            "log_bytes_per_event": per_event}
 
 
 async def _all_completed(nc: Client, orch: Orchestrator, count: int) -> None:
@@ -73,6 +122,77 @@ async def _all_completed(nc: Client, orch: Orchestrator, count: int) -> None:
         if sum((info.state.subjects or {}).values()) >= count:
             return
         await asyncio.sleep(0.01)
+
+
+# A lifecycle's events as the orchestrator stores them (bodies of the sizes it writes).
+LIFECYCLE_BODIES = (
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-30T02:30:03.465948+00:00"},'
+    b'"originator_topic":"domain.task:Task","task_id":"t1","kind":"k","payload":null,'
+    b'"requires":[],"priority":0,"max_attempts":3,"timeout_s":300.0,"fingerprint":'
+    b'"3f563615c9711512236ee6dc01c4ae18e6648fcac46e4a872ad5daf3a97c4c3d"}',
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-30T02:30:03.465707+00:00"},'
+    b'"agent_id":"w0","incarnation":1,"attempt":1,"token":"2290e33c00ea2c21","strategy":'
+    b'"least_loaded","considered":[{"agent_id":"w0","load":0,"capacity":10,"status":'
+    b'"healthy"},{"agent_id":"w1","load":0,"capacity":10,"status":"healthy"}]}',
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-30T02:30:03.466956+00:00"},'
+    b'"token":"2290e33c00ea2c21","attempt":1}',
+    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-30T02:30:03.468454+00:00"},'
+    b'"token":"2290e33c00ea2c21","attempt":1,"agent_id":"w0","result":null}',
+)
+BATCH = 256  # the orchestrator's group commit writes at most this many at once
+BATCHES_IN_FLIGHT = 4
+
+
+async def batched_baseline(events: int) -> float:
+    """The raw store's limit: the same events published in atomic batches, pipelined
+    (several batches in flight), each event with its own Nats-Msg-Id, on a server under
+    `sync_interval: always`; events stored per second."""
+    async with nats_server("always") as server:
+        nc = await connect(server.url)
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name="BENCH_BATCHED", subjects=["bench.batched.>"],
+                                         allow_atomic=True))
+        inbox = nc.new_inbox()
+        answers: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_answer(msg: Msg) -> None:
+            answers.put_nowait(msg.data)
+
+        await nc.subscribe(f"{inbox}.*", cb=on_answer)
+        slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        stored = 0
+
+        async def collect(count: int) -> None:
+            nonlocal stored
+            for _ in range(count):
+                answer = orjson.loads(await answers.get())
+                if "error" in answer:
+                    raise RuntimeError(f"batch refused: {answer['error']}")
+                stored += int(answer.get("count", 0))
+                slots.release()
+
+        batches = (events + BATCH - 1) // BATCH
+        collector = asyncio.create_task(collect(batches))
+        started = time.monotonic()
+        for number in range(batches):
+            await slots.acquire()
+            first = number * BATCH
+            size = min(BATCH, events - first)
+            for offset in range(size):
+                i = first + offset
+                headers = {"Nats-Msg-Id": str(uuid.uuid4()), "Nats-Batch-Id": f"b{number}",
+                           "Nats-Batch-Sequence": str(offset + 1)}
+                reply = ""
+                if offset == size - 1:
+                    headers["Nats-Batch-Commit"] = "1"
+                    reply = f"{inbox}.{number}"
+                await nc.publish(f"bench.batched.t{i // EVENTS_PER_TASK}",
+                                 LIFECYCLE_BODIES[i % EVENTS_PER_TASK], reply=reply,
+                                 headers=headers)
+        await asyncio.wait_for(collector, 600)
+        rate = stored / (time.monotonic() - started)
+        await nc.close()
+    return rate
 
 
 async def publish_rate(nc: Client, events: int) -> float:

@@ -15,6 +15,7 @@ import nats.js.errors
 import orjson
 from nats.aio.client import Client
 
+from domain.what_if import Detector
 from infra.codec import create_mapper
 from infra.event_store import EventStore, RecordedEvent, StoreUnavailable
 from infra.names import AGENT, TASK, Names
@@ -22,7 +23,14 @@ from services.audit.explain import Explainer
 from services.audit.render import ProgressBar, explanation, table
 from services.audit.replay import state_at
 from services.audit.waiting import waiting
-from services.audit.what_if import what_if
+from services.audit.what_if import (
+    MAX_AXIS,
+    MAX_POINTS,
+    heartbeat_interval_of,
+    recording,
+    replay,
+    sweep,
+)
 from services.cli.connection import Unreachable, add_client_flags, connect_client
 
 
@@ -56,12 +64,54 @@ def add_audit_commands(commands: Any) -> None:
     explain.add_argument("id", help="the task or agent id")
 
     whatif = commands.add_parser(
-        "what-if", help="replay recorded heartbeats under other detector settings")
+        "what-if", help="replay recorded silences under other detector settings",
+        description="Replays the silences the leader recorded (the liveness record, kept "
+                    "7 days) and the deaths in the log under other settings. One point: "
+                    "--suspect-after and --dead-after, each death with its verdict. A "
+                    "grid: --sweep with dead_after values, a table of points.")
     common(whatif)
-    whatif.add_argument("--suspect-after", type=float, required=True)
-    whatif.add_argument("--dead-after", type=float, required=True)
+    whatif.add_argument("--suspect-after", type=_seconds_list,
+                        help="seconds; with --sweep a comma-separated list (default: half "
+                             "of each dead_after)")
+    whatif.add_argument("--dead-after", type=_seconds, help="seconds (one point)")
+    whatif.add_argument("--sweep", type=_seconds_list, metavar="S1,S2,...",
+                        help=f"dead_after values of a grid, at most {MAX_AXIS}")
+    whatif.add_argument("--failures-before-critical", type=_counts, default=[1],
+                        metavar="N1,N2,...", help="flap damping values of the grid "
+                                                   "(default 1)")
     whatif.add_argument("--from", dest="start", type=_time, help="window start (ISO 8601)")
-    whatif.add_argument("--to", dest="end", type=_time, help="window end (ISO 8601)")
+    whatif.add_argument("--to", dest="end", type=_time,
+                        help="window end (ISO 8601; default now)")
+    whatif.epilog = ("Verdicts: same, earlier, later (the death moves by shift_s), avoided, "
+                     "added, pending (still silent when the window ends, before the "
+                     "replayed deadline). Time no watch covered is listed as unknown.")
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{raw!r}: give more than 0 and at most 3600 s")
+    return value
+
+
+def _seconds_list(raw: str) -> list[float]:
+    values = sorted({_seconds(part) for part in raw.split(",")})
+    if len(values) > MAX_AXIS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_AXIS} values")
+    return values
+
+
+def _counts(raw: str) -> list[int]:
+    try:
+        values = sorted({int(part) for part in raw.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a list of counts") from None
+    if not values or values[0] < 1 or len(values) > MAX_AXIS:
+        raise argparse.ArgumentTypeError(f"counts of at least 1, at most {MAX_AXIS}")
+    return values
 
 
 AUDIT_COMMANDS = ("events", "state", "explain", "what-if")
@@ -251,15 +301,30 @@ async def _waiting(store: EventStore, found: dict[str, Any]) -> dict[str, Any] |
 
 async def _what_if(args: argparse.Namespace, nc: Client, names: Names,
                    store: EventStore) -> int:
+    if args.sweep is None and (args.dead_after is None or not args.suspect_after
+                               or len(args.suspect_after) != 1):
+        print("what-if: give --suspect-after S and --dead-after S, or --sweep S1,S2,...",
+              file=sys.stderr)
+        return 2
+    if args.sweep is not None and (len(args.suspect_after or [1]) * len(args.sweep)
+                                   * len(args.failures_before_critical) > MAX_POINTS):
+        print(f"what-if: a grid of at most {MAX_POINTS} points", file=sys.stderr)
+        return 2
     bar = ProgressBar("replaying")
     try:
-        report = await what_if(
-            store, nc.jetstream(), names, args.suspect_after, args.dead_after,
-            args.start.timestamp() if args.start else None,
-            args.end.timestamp() if args.end else None, now=time.time(), progress=bar)
+        found = await recording(store, nc.jetstream(), names, time.time(), progress=bar)
     finally:
         bar.close()
-    body = report.to_json()
+    start = args.start.timestamp() if args.start else None
+    end = args.end.timestamp() if args.end else None
+    interval = heartbeat_interval_of(found)
+    if args.sweep is not None:
+        return _print_sweep(args, sweep(
+            found, args.suspect_after, args.sweep, args.failures_before_critical,
+            interval, start, end))
+    detector = Detector(args.suspect_after[0], args.dead_after,
+                        args.failures_before_critical[0], interval)
+    body = replay(found, detector, start, end).to_json()
     if args.json:
         print(orjson.dumps(body).decode())
         return 0
@@ -268,9 +333,33 @@ async def _what_if(args: argparse.Namespace, nc: Client, names: Names,
           f"{', '.join(str(d) for d in body['recorded_dead_after']) or 'no deaths'}):")
     print(f"  recorded deaths {summary['recorded_deaths']}, of which false "
           f"{summary['false_deaths_recorded']}; avoided {summary['avoided']}, added "
-          f"{summary['added']}, later {summary['later']}, earlier {summary['earlier']}")
+          f"{summary['added']}, later {summary['later']}, earlier {summary['earlier']}, "
+          f"pending {summary['pending']}")
     print(table([[d["agent_id"], d["silence_s"], "yes" if d["resumed"] else "no",
+                  "" if d["death_position"] is None else d["death_position"],
                   d["verdict"], "" if d["shift_s"] is None else f"{d['shift_s']:+.3f}s"]
                  for d in body["deaths"]],
-                ["agent", "silence_s", "came_back", "verdict", "time_to_move_shift"]))
+                ["agent", "silence_s", "came_back", "recorded_death_at", "verdict",
+                 "time_to_move_shift"]))
+    if body["unknown"]:
+        print(f"unknown coverage (no record kept): {len(body['unknown'])} span(s) over "
+              f"{len({u['agent_id'] for u in body['unknown']})} agent(s)")
+    return 0
+
+
+def _print_sweep(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    if args.json:
+        print(orjson.dumps(body).decode())
+        return 0
+    points = body["points"]
+    columns = ["suspect_after", "dead_after", "failures_before_critical", "false_deaths",
+               "real_deaths", "avoided", "added", "later", "earlier", "pending",
+               "move_mean_s", "move_p99_s"]
+    print(table([["" if p[c] is None else p[c] for c in columns] for p in points],
+                columns))
+    if any(p["below_resolution"] for p in points):
+        print(f"some points suspect sooner than the record's resolution "
+              f"({body['record']['resolution_s']}s): their suspicions may be undercounted")
+    if body["unknown_agents"]:
+        print(f"unknown coverage for {body['unknown_agents']} agent(s): see --json")
     return 0

@@ -77,8 +77,10 @@ def _reads_of(stream: str) -> set[str]:
 
 
 def _auditor(names: Names, identity: str, grant: Permissions) -> None:
-    """Read the event log (and the heartbeats, for what-if), and change nothing."""
-    grant.pub_allow |= _reads_of(names.events_stream) | _reads_of(names.heartbeats_stream)
+    """Read the event log (and the heartbeats and the liveness record, for what-if), and
+    change nothing."""
+    grant.pub_allow |= (_reads_of(names.events_stream) | _reads_of(names.heartbeats_stream)
+                        | _reads_of(names.liveness_stream))
 
 
 _GRANTS = {

@@ -27,6 +27,7 @@ from domain.agent_commands import ControlMessage, Heartbeat
 from domain.fields import ID_PATTERN
 from infra.names import Names
 from projections.agents import AgentHealth
+from services.audit.liveness import LivenessRecorder
 from services.health.monitor import HealthMonitor
 from services.metrics import Metrics
 
@@ -58,9 +59,14 @@ class HeartbeatIntake:
         self.delivered = 0  # stream sequence of the newest heartbeat taken in
         self._watchdog: asyncio.Task[None] | None = None
         self._restarting = asyncio.Lock()
+        # Silences the monitor sees, written for what-if (every replica runs one; only
+        # the leader's monitor reports silences and watches).
+        self.liveness = LivenessRecorder(nc, names, monitor,
+                                         monitor.settings.heartbeat_interval)
 
     async def start(self) -> None:
         await self._subscribe()
+        self.liveness.start()
         if self._watchdog is None:
             self._watchdog = asyncio.ensure_future(self._watch())
 
@@ -92,6 +98,7 @@ class HeartbeatIntake:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
             self._watchdog = None
+        await self.liveness.stop()
         await self._unsubscribe()
 
     async def _unsubscribe(self) -> None:

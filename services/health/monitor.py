@@ -122,6 +122,10 @@ class HealthMonitor:
         self._due: list[tuple[float, str]] = []
         self._next_look: dict[str, float] = {}
         self._running = False
+        # The liveness record what-if replays (services/audit/liveness.py): told of each
+        # silence longer than silence_after, from the leader only.
+        self.on_silence: Callable[[str, int, float, float], None] | None = None
+        self.silence_after = float("inf")
 
     @property
     def visible_since(self) -> float:
@@ -135,11 +139,26 @@ class HealthMonitor:
         streak = 1
         if previous is not None and previous.incarnation == incarnation:
             streak = streak_after(previous.streak, now - previous.at, self.settings)
+            if now - previous.at > self.silence_after and self._running:
+                self._record_silence(agent_id, incarnation, previous.at, now)
         self.seen[agent_id] = Seen(incarnation, now, heartbeat_seq, streak)
         view = self.projection.agents.get(agent_id)
         if view is not None and view.liveness != Verdict.ALIVE:
             # A suspect may recover now: a look at once (no deadline waits for evidence).
             self.look_at(agent_id, min(now, self.evidence.horizon))
+
+    def _record_silence(self, agent_id: str, incarnation: int, last: float, now: float) -> None:
+        """Tell the liveness record of a silence as the detector measured it (from the
+        later of the last heartbeat and the moment it began to see), if long enough."""
+        start = max(last, self.evidence.since)
+        if now - start > self.silence_after and self.on_silence is not None:
+            wall = self.wall_clock()
+            self.on_silence(agent_id, incarnation, wall - (now - start), wall)
+
+    @property
+    def running(self) -> bool:
+        """Leading: deciding, and watching what it decides on."""
+        return self._running
 
     def heartbeat_applied(self, stream_seq: int) -> None:
         """The intake applied (or set aside) the heartbeat at this stream sequence."""

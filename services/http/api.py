@@ -25,7 +25,7 @@ from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
 from services.audit.explain import Explainer
 from services.audit.waiting import waiting
-from services.audit.what_if import recording, replay
+from services.audit.what_if import heartbeat_interval_of, recording, sweep
 from services.auth.http import bearer_auth
 from services.commands.catalog import catalog_at
 from services.http.limits import enforce_limits
@@ -370,9 +370,10 @@ def _around(dead_after: float) -> list[float]:
 
 
 async def what_if_points(request: web.Request) -> web.Response:
-    """The recorded heartbeats replayed under each `dead_after`: the false deaths each
-    would have avoided or added (services/audit/what_if.py). Reads the whole agent log
-    and the heartbeat stream once."""
+    """The recorded silences replayed under each `dead_after` (a sweep of one
+    suspect_after): per point the false deaths avoided or added, the deaths pending, and
+    the time from last heartbeat to work moved (services/audit/what_if.py). Reads the
+    whole agent log and the liveness record once."""
     model = request.app[READ_MODEL]
     in_force = model.detector
     wanted = _seconds_list(request, "dead_after")
@@ -384,21 +385,18 @@ async def what_if_points(request: web.Request) -> web.Response:
         if in_force is None:
             raise BadQuery("dead_after is required: the detector setting is unknown here")
         wanted = _around(in_force[1])
-    found = await recording(model.store, model.store.js, model.names)
-    now = time.time()
-    points = []
-    window: dict[str, float] = {}
-    for dead_after in wanted:
-        body = replay(found, suspect_after, dead_after, now=now).to_json()
-        points.append({"dead_after": dead_after, **body["summary"]})
-        window = body["window"]
+    found = await recording(model.store, model.store.js, model.names, time.time())
+    body = sweep(found, [suspect_after], wanted, [1], heartbeat_interval_of(found))
     return _json({
         "settings": None if in_force is None else {"suspect_after": in_force[0],
                                                    "dead_after": in_force[1]},
         "suspect_after": suspect_after,
-        "recorded_dead_after": sorted(set(found.settings_in_force)),
-        "window": window,
-        "points": points,
+        "recorded_dead_after": body["recorded_dead_after"],
+        "window": body["window"],
+        "unknown_agents": body["unknown_agents"],
+        "points": [{k: v for k, v in p.items()
+                    if k not in ("suspect_after", "failures_before_critical")}
+                   for p in body["points"]],
     })
 
 

@@ -226,6 +226,21 @@ class WhatIfPoint(BaseModel):
     added: int = Field(description="deaths this dead_after would declare that were not recorded")
     later: int
     earlier: int
+    same: int = Field(description="recorded deaths this dead_after declares within 0.25 s")
+    pending: int = Field(description="agents still silent at the window's end whose replayed "
+                                     "deadline lies after it")
+    false_deaths: int = Field(description="deaths this dead_after declares of agents that "
+                                          "came back")
+    real_deaths: int = Field(description="deaths this dead_after declares of agents that "
+                                         "never came back")
+    suspicions: int
+    false_suspicions: int
+    move_mean_s: float | None = Field(description="mean time from last heartbeat to work "
+                                                  "moved, under this dead_after")
+    move_p99_s: float | None
+    below_resolution: bool = Field(description="the setting is finer than the record can "
+                                               "tell apart (silences shorter than two "
+                                               "heartbeat intervals are not recorded)")
 
 
 class WhatIf(BaseModel):
@@ -234,4 +249,6 @@ class WhatIf(BaseModel):
     recorded_dead_after: list[float] = Field(
         description="the dead_after each recorded death was declared under")
     window: dict[str, float]
+    unknown_agents: int = Field(description="agents with stretches no watch of the liveness "
+                                            "record covers (never read as silence)")
     points: list[WhatIfPoint]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -59,6 +60,11 @@ class Fleet:
 
     def in_flight(self, task_id: str) -> bool:
         self._settle()
+        return task_id in self._in_flight
+
+    def reserved(self, task_id: str) -> bool:
+        """`in_flight` as of the last settling (snapshot() settles): for a loop that
+        does not await, where settling per task would cost the in-flight count each."""
         return task_id in self._in_flight
 
     def _settle(self) -> None:
@@ -134,15 +140,19 @@ class Dispatcher:
         now = self.clock()
         await self._expire(now)
         due = self.board.due(now)
-        if not due:
+        first = next(due, None)
+        if first is None:
             return  # registrations poke too: no O(agents) plan when nothing waits
         fleet = self.fleet.snapshot()
+        free = sum(max(0, c.free) for c in fleet.values())
         writes: list[Awaitable[None]] = []
-        for view in due:
+        for view in itertools.chain((first,), due):
+            if free <= 0:
+                break  # the fleet is full: the rest of the queue waits for capacity
             if len(writes) >= MAX_CONCURRENT_PLACEMENTS:
                 self.poke()  # more to place: another round right after this one
                 break
-            if self.fleet.in_flight(view.task_id):
+            if self.fleet.reserved(view.task_id):
                 continue
             seen = list(fleet.values())
             agent = choose(seen, view.requires, self.strategy, self.fleet.cursor,
@@ -152,6 +162,7 @@ class Dispatcher:
             self.fleet.cursor = agent.agent_id
             self.fleet.reserve(view.task_id, agent.agent_id)
             fleet[agent.agent_id] = replace(agent, load=agent.load + 1)
+            free -= 1
             writes.append(self._place(view, agent, seen))
         await asyncio.gather(*writes)
 

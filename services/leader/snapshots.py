@@ -100,8 +100,14 @@ class Snapshots:
             if position <= self.written:
                 return
             started = time.perf_counter()
-            data = snapshot.encode(self.agents, self.board, position,
-                                   self.runner.last_event_id)
+            parts: list[bytes] = []
+            async with self.runner.paused():  # the projections hold still meanwhile
+                position = self.runner.position.value
+                for part in snapshot.encode_parts(self.agents, self.board, position,
+                                                  self.runner.last_event_id):
+                    parts.append(part)
+                    await asyncio.sleep(0)  # let the loop run: commands, heartbeats, reads
+            data = b"".join(parts)
             await self.store.save(data)
             self._written_at(position)
             log.info("snapshot written position=%d bytes=%d in %.3fs", position, len(data),

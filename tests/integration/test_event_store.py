@@ -36,7 +36,12 @@ class TestAppend:
         headers = raw.headers or {}
         assert headers[Header.CAUSATION_ID] == "cause-1"
         assert headers[Header.CORRELATION_ID] == "corr-1"
-        assert headers[Header.EVENT_ID] == headers[Header.MSG_ID]
+        # The id is the Nats-Msg-Id alone, and the topic is the one the subject implies:
+        # neither is stored twice.
+        assert Header.EVENT_ID not in headers and Header.TOPIC not in headers
+        [recorded] = await store.read(position - 1, 1)
+        assert recorded.event_id == headers[Header.MSG_ID]
+        assert type(recorded.event).__qualname__ == "Agent.Registered"
         assert headers[Header.VERSION] == "1"
 
     async def test_creation_is_refused_when_the_aggregate_exists(self, store):

@@ -82,8 +82,8 @@ def view(health: AgentHealth, agent_id: str = "agent-1") -> AgentView:
 
 
 def heartbeat(health: AgentHealth, agent_id: str = "agent-1", incarnation: int = 1,
-              seq: int = 1) -> bool:
-    return health.apply_heartbeat(agent_id, incarnation, seq, 0.25, ["task-1"], T0)
+              seq: int = 1, at: datetime = T0) -> bool:
+    return health.apply_heartbeat(agent_id, incarnation, seq, 0.25, ["task-1"], at)
 
 
 class TestRegistered:
@@ -296,15 +296,21 @@ class TestApplyHeartbeat:
         agent.deregister(1)
         log.record(agent)
 
-        assert heartbeat(health) is False
+        later = view(health).updated_at + timedelta(seconds=1)
+        assert heartbeat(health, at=later) is False
         assert view(health).last_heartbeat_at is None
+        # One sent before it left, read late (a rebuild reads the newest heartbeat after
+        # the log): shown, as the live view showed it, though it is not a sign of life.
+        assert heartbeat(health, seq=2) is False
+        assert view(health).last_heartbeat_at == T0 and view(health).load == 0.25
 
     def test_returns_false_for_a_dead_agent(self, health: AgentHealth, log: Log) -> None:
         agent = register(log)
         agent.declare_dead(1, 5.0, 5.0, 0)
         log.record(agent)
 
-        assert heartbeat(health) is False
+        later = view(health).updated_at + timedelta(seconds=1)
+        assert heartbeat(health, at=later) is False
         assert view(health).last_heartbeat_at is None
         assert view(health).running == []
 

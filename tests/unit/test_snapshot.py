@@ -121,6 +121,29 @@ def test_a_snapshot_at_any_position_then_the_rest_equals_a_full_replay(
             == state(*replay(LOG.events, retention_s)))
 
 
+@pytest.mark.parametrize("at", range(1, len(LOG.events) + 1))
+def test_with_a_count_bound_a_snapshot_then_the_rest_equals_a_full_replay(at: int) -> None:
+    """The incident finishes two tasks: a bound of one drops the first when the second
+    finishes, whether the board was rebuilt or restored before that."""
+    def bounded() -> tuple[AgentHealth, TaskBoard, Catalog]:
+        return AgentHealth(), TaskBoard(finished_limit=1), Catalog()
+
+    before = replay(LOG.events[:at])  # taken without a bound: restored into one
+    snapshot = decode(encode(before[0], before[1], at, LOG.events[at - 1].event_id))
+    restored = bounded()
+    restore(snapshot, *restored)
+    for event in LOG.events[at:]:
+        for projection in restored:
+            projection.apply(event)
+    replayed = bounded()
+    for event in LOG.events:
+        for projection in replayed:
+            projection.apply(event)
+    assert state(*restored) == state(*replayed)
+    assert [v.task_id for v in replayed[1].tasks.values()
+            if v.status in ("completed", "cancelled")] == ["cancelled"]
+
+
 def test_finished_tasks_leave_the_board_after_the_retention() -> None:
     _, kept, _ = replay(LOG.events)
     _, retained, _ = replay(LOG.events, RETENTION_S)
@@ -169,3 +192,17 @@ def test_the_unchanged_document_is_usable() -> None:
 def test_an_unusable_document_is_refused(data: bytes) -> None:
     with pytest.raises(SnapshotUnusable):
         decode(data)
+
+
+def test_a_snapshot_written_in_parts_is_the_one_written_at_once(monkeypatch) -> None:
+    """Parts of one row and two rows, with the views split across them: the same
+    document, restoring the same projections."""
+    import projections.snapshot as module
+
+    agents, board, _ = replay(LOG.events)
+    whole = orjson.loads(encode(agents, board, len(LOG.events), "last"))
+    for rows in (1, 2, 3):
+        monkeypatch.setattr(module, "PART_ROWS", rows)
+        parts = list(module.encode_parts(agents, board, len(LOG.events), "last"))
+        assert len(parts) > 4  # it really was cut
+        assert orjson.loads(b"".join(parts)) == whole

@@ -1,52 +1,120 @@
-"""The what-if replay of recorded heartbeats: pure functions of times."""
+"""The what-if replay of recorded silences: every verdict pinned on scripted incidents."""
 
 from __future__ import annotations
 
 import pytest
 
-from domain.what_if import Silence, compare, deaths, silences
+from domain.what_if import (
+    Detector,
+    Silence,
+    Span,
+    compare,
+    deadline,
+    evaluate,
+    grid,
+    holes,
+    merged,
+)
+
+WINDOW = Span(0.0, 100.0)
+IN_FORCE = Detector(suspect_after=3.0, dead_after=5.0)
 
 
-class TestSilences:
-    def test_gaps_between_signals_and_the_trailing_one(self):
-        gaps = silences([0.0, 1.0, 4.0], end=10.0, ended_by_leaving=False)
-        assert gaps == [Silence(0.0, 1.0, True), Silence(1.0, 4.0, True),
-                        Silence(4.0, 10.0, False)]
-
-    def test_an_agent_that_left_has_no_trailing_silence(self):
-        assert silences([0.0, 1.0], end=10.0, ended_by_leaving=True) == [
-            Silence(0.0, 1.0, True)]
-
-    def test_no_signals_no_silences(self):
-        assert silences([], end=10.0, ended_by_leaving=False) == []
+def verdicts(silences: list[Silence], detector: Detector, window: Span = WINDOW) -> list[str]:
+    return [o.verdict for o in compare(silences, detector, window)]
 
 
-class TestDeaths:
-    def test_a_death_per_silence_at_least_dead_after_long(self):
-        gaps = silences([0.0, 0.5, 3.0], end=3.2, ended_by_leaving=False)
-        assert deaths(gaps, dead_after=1.0) == [1.5]
-        assert deaths(gaps, dead_after=3.0) == []
+class TestVerdicts:
+    def test_the_settings_in_force_reproduce_the_recorded_death(self):
+        died = Silence(10.0, 30.0, recorded_death=15.02, death_position=7)
+        assert verdicts([died], IN_FORCE) == ["same"]
 
+    def test_a_shorter_dead_after_declares_earlier(self):
+        died = Silence(10.0, None, recorded_death=15.0)
+        [outcome] = compare([died], Detector(1.0, 2.0), WINDOW)
+        assert outcome.verdict == "earlier" and outcome.shift_s == pytest.approx(-3.0)
 
-class TestCompare:
-    def test_a_recorded_false_death_is_avoided_by_a_longer_dead_after(self):
-        gaps = silences([0.0, 2.1], end=2.2, ended_by_leaving=False)
-        [outcome] = compare(gaps, recorded_deaths=[1.02], dead_after=3.0)
+    def test_a_longer_dead_after_declares_a_real_death_later(self):
+        died = Silence(10.0, None, recorded_death=15.0)
+        [outcome] = compare([died], Detector(5.0, 10.0), WINDOW)
+        assert outcome.verdict == "later" and outcome.shift_s == pytest.approx(5.0)
+        assert not outcome.false_death
+
+    def test_a_longer_dead_after_avoids_a_false_death(self):
+        outage = Silence(10.0, 17.0, recorded_death=15.0)  # re-registered at 17
+        [outcome] = compare([outage], Detector(5.0, 10.0), WINDOW)
         assert outcome.verdict == "avoided" and outcome.false_death
 
-    def test_a_real_death_moves_work_later_by_the_difference(self):
-        gaps = silences([0.0], end=10.0, ended_by_leaving=False)
-        [outcome] = compare(gaps, recorded_deaths=[1.03], dead_after=3.0)
-        assert outcome.verdict == "later" and not outcome.false_death
-        assert outcome.shift_s == pytest.approx(1.97)
+    def test_a_shorter_dead_after_adds_a_death_on_a_recorded_silence(self):
+        blip = Silence(10.0, 13.0)  # recovered from suspicion, never declared dead
+        assert verdicts([blip], IN_FORCE) == []
+        assert verdicts([blip], Detector(1.0, 2.0)) == ["added"]
 
-    def test_the_settings_in_force_reproduce_the_recorded_deaths(self):
-        gaps = silences([0.0, 2.1], end=9.0, ended_by_leaving=False)
-        outcomes = compare(gaps, recorded_deaths=[1.05, 3.12], dead_after=1.0)
-        assert [o.verdict for o in outcomes] == ["same", "same"]
+    def test_still_silent_when_the_window_ends_before_the_replayed_deadline_is_pending(self):
+        # The issue's case: a final death, never came back, replayed under dead_after 20
+        # with the window ending 15 s into the silence. Not "avoided".
+        final = Silence(10.0, None, recorded_death=15.0)
+        [outcome] = compare([final], Detector(10.0, 20.0), Span(0.0, 25.0))
+        assert outcome.verdict == "pending" and outcome.replayed_death is None
+        # Once the window reaches the deadline, it is a later death.
+        assert verdicts([final], Detector(10.0, 20.0), Span(0.0, 31.0)) == ["later"]
 
-    def test_a_shorter_dead_after_adds_deaths_and_declares_earlier(self):
-        gaps = silences([0.0, 0.8, 5.0], end=5.1, ended_by_leaving=False)
-        outcomes = compare(gaps, recorded_deaths=[1.8], dead_after=0.5)
-        assert [o.verdict for o in outcomes] == ["added", "earlier"]
-        assert outcomes[1].shift_s == pytest.approx(-0.5)
+    def test_a_silence_that_ends_after_the_window_is_pending_too(self):
+        long_blip = Silence(90.0, 150.0)
+        assert verdicts([long_blip], Detector(3.0, 20.0)) == ["pending"]
+        assert verdicts([long_blip], Detector(3.0, 5.0)) == ["added"]
+
+    def test_a_quiet_silence_left_undecided_is_no_row(self):
+        assert verdicts([Silence(99.5, None)], IN_FORCE) == []
+
+    def test_each_recorded_death_is_matched_to_its_own_silence(self):
+        early = Silence(10.0, 12.5, recorded_death=11.0, death_position=5)
+        final = Silence(50.0, None, recorded_death=51.0, death_position=9)
+        outcomes = compare([early, final], Detector(2.0, 3.0), Span(0.0, 52.0))
+        assert [(o.silence.death_position, o.verdict) for o in outcomes] == [
+            (5, "avoided"), (9, "pending")]
+
+    def test_silences_outside_the_window_are_left_out(self):
+        assert verdicts([Silence(10.0, 30.0, recorded_death=15.0)], IN_FORCE,
+                        Span(40.0, 100.0)) == []
+
+
+class TestDeadline:
+    def test_heard_again_exactly_at_the_deadline_is_dead(self):
+        assert deadline(Silence(0.0, 5.0), 5.0, 100.0).at == 5.0
+        assert deadline(Silence(0.0, 4.99), 5.0, 100.0).at is None
+
+
+class TestCoverage:
+    def test_holes_are_the_parts_no_watch_covers(self):
+        watched = [Span(10.0, 20.0), Span(30.0, 40.0)]
+        assert holes(watched, Span(0.0, 50.0)) == [Span(0.0, 10.0), Span(20.0, 30.0),
+                                                   Span(40.0, 50.0)]
+        assert holes(watched, Span(12.0, 18.0)) == []
+
+    def test_overlapping_watches_merge(self):
+        assert merged([Span(5.0, 9.0), Span(0.0, 6.0), Span(20.0, 21.0)]) == [
+            Span(0.0, 9.0), Span(20.0, 21.0)]
+
+
+class TestSweep:
+    def test_figures_per_point(self):
+        silences = {
+            "flappy": [Silence(10.0, 17.0, recorded_death=15.0)],
+            "goner": [Silence(20.0, None, recorded_death=25.0)],
+            "blip": [Silence(30.0, 34.0)],
+        }
+        points = {d.dead_after: evaluate(silences, d, WINDOW)[1]
+                  for d in grid([3.0], [5.0, 10.0], [1], 1.0)}
+        in_force, longer = points[5.0], points[10.0]
+        assert in_force.counts["same"] == 2 and in_force.false_deaths == 1
+        assert in_force.real_deaths == 1 and in_force.recorded_deaths == 2
+        assert in_force.suspicions == 3 and in_force.false_suspicions == 2
+        assert in_force.move_mean_s == pytest.approx(5.0)
+        assert longer.counts["avoided"] == 1 and longer.counts["later"] == 1
+        assert longer.false_deaths == 0 and longer.move_p99_s == pytest.approx(10.0)
+
+    def test_flap_damping_delays_suspicion_never_past_death(self):
+        detector = Detector(3.0, 5.0, failures_before_critical=4, heartbeat_interval=1.0)
+        assert detector.suspect_threshold == 5.0
+        assert [d.failures_before_critical for d in grid([1.0], [2.0], [1, 2], 1.0)] == [1, 2]
