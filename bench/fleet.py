@@ -75,6 +75,12 @@ class Fleet:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def stop(self) -> None:
+        """Stop working on assignments (before the connection closes under them)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def _work(self, agent_id: str, offer: dict[str, Any]) -> None:
         token = {"task_id": offer["task_id"], "token": offer["token"]}
         await self.nc.request(self.names.agent_command(agent_id, TASK_ACCEPT),

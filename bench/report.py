@@ -22,8 +22,8 @@ TARGETS: dict[str, dict[str, str]] = {
               "log_bytes_per_lifecycle": "<= 1536"},
     "commands": {"register_p99_ms": "<= 2", "deliver_p99_ms": "<= 10"},
     "rebuild": {"ratio": ">= 0.5", "ready_from_snapshot_s": "<= 2", "snapshot_stall_ms": "<= 50"},
-    "api": {"ratio": ">= 0.5", "p99_ms": "<= 5"},
-    "memory": {"bytes_per_agent": "<= 2048"},
+    "api": {"ratio": ">= 0.5", "p99_ms": "<= 5", "p99_vs_baseline": "<= 2"},
+    "memory": {"bytes_per_agent": "<= 1024", "bytes_per_finished_task": "<= 512"},
     "eventsourcing_peers": {"jetstream_insert_us": "<= 1000",
                             "jetstream_vs_postgres": ">= 1"},
 }

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from domain.fields import STRICT, Capability, Identifier, Kind
+from domain.fields import STRICT, Capability, Identifier, Kind, StorableJson
 
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Text = Annotated[str, StringConstraints(max_length=4096)]
@@ -19,7 +19,7 @@ class SubmitTask(BaseModel):
 
     task_id: Identifier | None = None
     kind: Kind
-    payload: Any = None
+    payload: StorableJson = None
     requires: Annotated[list[Capability], Field(max_length=32)] = []
     priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
@@ -40,7 +40,7 @@ class ReportProgress(TaskToken):
 
 
 class CompleteTask(TaskToken):
-    result: Any = None
+    result: StorableJson = None
 
 
 class FailTask(TaskToken):

@@ -12,3 +12,9 @@ from contextvars import ContextVar
 ORCHESTRATOR = "orchestrator"
 
 current_identity: ContextVar[str] = ContextVar("orch_identity", default=ORCHESTRATOR)
+
+# Events the orchestrator decides in the course of another's command, recorded as its own:
+# a submit placed at once appends the submitter's Submitted and the orchestrator's
+# Assigned (services.commands.tasks.TaskService.submit).
+decided_by_orchestrator: ContextVar[frozenset[str]] = ContextVar(
+    "orch_own_decisions", default=frozenset())

@@ -95,6 +95,37 @@ class OrjsonTranscoder(Transcoder):
         return value
 
 
+# Datetimes and dataclasses go to `_default`, as registered types, not orjson's own form.
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+class EventStateTranscoder(OrjsonTranscoder):
+    """The orchestrator's own events, written in one orjson pass.
+
+    Its events hold strings, numbers, lists, dicts and datetimes (ids are strings; task
+    payloads and results come from JSON), so orjson can write all but the datetimes (and
+    other registered types) itself, in C; `_default` writes those as `_type_` objects,
+    as OrjsonTranscoder does. Not for other applications: orjson would write a UUID as a
+    plain string. The output is the same bytes (tests/unit/test_codec.py).
+    """
+
+    def encode(self, obj: Any) -> bytes:
+        try:
+            return orjson.dumps(obj, default=self._default, option=_PASSTHROUGH)
+        except orjson.JSONEncodeError as exc:
+            if isinstance(exc.__cause__, TranscodingNotRegisteredError):
+                raise exc.__cause__ from None  # the error OrjsonTranscoder raises
+            raise
+
+    def _default(self, obj: Any) -> Any:
+        transcoding = self.types.get(type(obj))
+        if transcoding is None:
+            raise TranscodingNotRegisteredError(
+                f"Object of type {type(obj)} is not serializable. Please define and "
+                "register a custom transcoding for this type.")
+        return {"_type_": transcoding.name, "_data_": self._prepare(transcoding.encode(obj))}
+
+
 def create_mapper() -> Mapper[Any]:
     """The one mapper the event store uses."""
-    return Mapper(transcoder=OrjsonTranscoder())
+    return Mapper(transcoder=EventStateTranscoder())

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
-from infra.caller import current_identity
+from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator
 from infra.group_commit import GroupCommit
 from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names, default_topic
 
@@ -164,7 +164,7 @@ _V1_TOKENS, _V1_SEQUENCE, _V1_TIME = 9, 5, 7
 _V2_SEQUENCE, _V2_TIME = Msg.Ack.StreamSeq, Msg.Ack.Timestamp
 
 
-def _position_and_time(reply: str) -> tuple[int, datetime]:
+def position_and_time(reply: str) -> tuple[int, datetime]:
     """What the event store needs of a message's metadata, without nats-py's full
     Metadata (a frozen dataclass per message, a measurable share of a replay)."""
     tokens = reply.split(".")
@@ -203,8 +203,8 @@ class EventStore:
         command are chained: each expects the position the previous one was given.
         Returns the positions written; the event ids are in the headers.
         """
-        positions: list[int] = []
-        expected = expected_position
+        messages: list[tuple[str, bytes, dict[str, str]]] = []
+        own_decisions = decided_by_orchestrator.get()
         for domain_event in events:
             stored = self.mapper.to_stored_event(domain_event)
             aggregate_id = str(stored.originator_id)
@@ -214,7 +214,6 @@ class EventStore:
                 # Nats-Msg-Id is the event id: a retried publish of this same event is
                 # absorbed as a duplicate, while a rival event still meets the OCC check.
                 Header.MSG_ID: event_id,
-                Header.EXPECTED_LAST_SUBJECT_SEQ: str(expected),
                 Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: self.names.aggregate_events(
                     kind, aggregate_id
                 ),
@@ -224,17 +223,22 @@ class EventStore:
             # (the topic, for the aggregates' own event classes) is left out.
             if stored.topic != default_topic(kind, event_name):
                 headers[Header.TOPIC] = stored.topic
-            headers[Header.IDENTITY] = current_identity.get()
+            headers[Header.IDENTITY] = (ORCHESTRATOR if event_name in own_decisions
+                                        else current_identity.get())
             if causation_id:
                 headers[Header.CAUSATION_ID] = causation_id
             if correlation_id:
                 headers[Header.CORRELATION_ID] = correlation_id
-            subject = self.names.event(kind, aggregate_id, event_name)
-            ack = await self._publish(subject, stored.state, headers)
-            positions.append(ack)
-            expected = ack
+            messages.append((self.names.event(kind, aggregate_id, event_name), stored.state,
+                             headers))
             # Later events of the same command are caused by the first.
             causation_id = causation_id or event_id
+        positions: list[int] = []
+        expected = expected_position
+        for subject, data, headers in messages:  # each expects the one before it
+            headers[Header.EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
+            expected = await self._publish(subject, data, headers)
+            positions.append(expected)
         return positions
 
     async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> int:
@@ -272,7 +276,7 @@ class EventStore:
             topic=topic_of(headers, kind, name),
             state=msg.data,
         )
-        position, recorded_at = _position_and_time(msg.reply)
+        position, recorded_at = position_and_time(msg.reply)
         return RecordedEvent(
             position=position,
             subject=msg.subject,

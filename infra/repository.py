@@ -3,13 +3,58 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from infra.event_store import EventStore
+
+
+class _Held:
+    """An aggregate's lock and how many commands hold or wait for it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class AggregateLock:
+    """`async with`: the aggregate's lock, kept in the table only while used, so idle
+    aggregates cost nothing (a plain dict and a count: a weak dictionary and a generator
+    context manager per command were a measurable cost)."""
+
+    __slots__ = ("_held", "_key", "_table")
+
+    def __init__(self, table: dict[str, _Held], key: str) -> None:
+        self._table = table
+        self._key = key
+        self._held: _Held | None = None
+
+    async def __aenter__(self) -> None:
+        held = self._table.get(self._key)
+        if held is None:
+            held = self._table[self._key] = _Held()
+        self._held = held
+        held.users += 1
+        try:
+            await held.lock.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._held is not None
+        self._held.lock.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        held = self._held
+        assert held is not None
+        held.users -= 1
+        if held.users == 0 and self._table.get(self._key) is held:
+            del self._table[self._key]
 
 
 class Repository:
@@ -32,24 +77,12 @@ class Repository:
         # half an OrderedDict's memory per entry.
         self._cache: dict[str, tuple[Any, int]] = {}
         self._cache_size = cache_size
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary())
+        self._locks: dict[str, _Held] = {}
 
-    @contextlib.asynccontextmanager
-    async def locked(self, aggregate_id: str) -> AsyncIterator[None]:
+    def locked(self, aggregate_id: str) -> AggregateLock:
         """One command at a time per aggregate in this process: the cached aggregate is
-        shared, and a command mutates it before its events are saved."""
-        lock = self.lock_for(aggregate_id)
-        async with lock:
-            yield
-
-    def lock_for(self, aggregate_id: str) -> asyncio.Lock:
-        """The aggregate's lock (see `locked`), for a caller that holds it as long as it
-        uses it: kept only while referenced, so idle aggregates cost no lock."""
-        lock = self._locks.get(aggregate_id)
-        if lock is None:
-            lock = self._locks[aggregate_id] = asyncio.Lock()
-        return lock
+        shared, and a command mutates it before its events are saved. `async with`."""
+        return AggregateLock(self._locks, aggregate_id)
 
     async def get(self, aggregate_id: str, fresh: bool = False) -> tuple[Any | None, int]:
         """The aggregate and its last position, from the cache.

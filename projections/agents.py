@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from domain import shared_values
@@ -18,6 +21,13 @@ _LIVENESS_BY_EVENT = {
 }
 
 NOT_RUNNING: list[str] = []
+# Label values and service names a fleet repeats (a zone, a version, "web"), held once;
+# past this many distinct values (a host name per agent fills it), values are kept as they
+# come.
+MAX_SHARED_STRINGS = 10_000
+_shared_strings: dict[str, str] = {}
+_NO_META: dict[str, str] = {}  # never mutated, like every shared value
+_by_id = attrgetter("agent_id")
 
 
 @dataclass(slots=True)
@@ -81,22 +91,49 @@ class AgentView:
         }
 
 
+def _shared(value: str) -> str:
+    shared = _shared_strings.get(value)
+    if shared is None:
+        shared = value
+        if len(_shared_strings) < MAX_SHARED_STRINGS:
+            _shared_strings[value] = value
+    return shared
+
+
+def share_declared(labels: dict[str, str], services: list[dict[str, Any]]) -> None:
+    """Replace, in place, the repeated values of an agent's declaration with shared ones:
+    the catalog holds the same objects (the event's), so both gain."""
+    for key, value in labels.items():
+        labels[key] = _shared(value)  # the same keys: iterating stays valid
+    for service in services:
+        service["name"] = _shared(service["name"])
+        if "tags" in service:  # keys are kept as they came: the read API shows them
+            service["tags"] = shared_values.capabilities(service["tags"])
+        if "meta" in service and not service["meta"]:
+            service["meta"] = _NO_META
+
+
 class AgentHealth:
     """The agent health projection. `apply` is pure state change; no I/O."""
 
     def __init__(self) -> None:
         self.agents: dict[str, AgentView] = {}
         self.position = 0
+        # Told the id of each agent an event changed (the dispatcher's placement index).
+        self.on_change: Callable[[str], None] | None = None
 
     def apply(self, event: LogEvent) -> None:
         if event.kind == "agent":
             self._apply_agent_event(event)
+            if self.on_change is not None:
+                self.on_change(event.aggregate_id)
         self.position = event.position
 
     def _apply_agent_event(self, event: LogEvent) -> None:
         data = event.data()
         name = event.name
         if name in ("Registered", "Reregistered"):
+            share_declared(data["labels"], data["services"])
             view = AgentView(
                 agent_id=event.aggregate_id,
                 incarnation=data.get("incarnation", 1),
@@ -118,6 +155,7 @@ class AgentHealth:
             if name == "DrainStarted":
                 view.draining = True
             elif name == "ServicesChanged":
+                share_declared({}, data["services"])
                 view.services = shared_values.services(data["services"])
             elif name == "Deregistered":
                 view.left = True
@@ -151,10 +189,16 @@ class AgentHealth:
         status: str | None = None,
         capability: str | None = None,
         labels: dict[str, str] | None = None,
+        after: str | None = None,
+        limit: int = 0,
     ) -> list[AgentView]:
-        """Agents matching every given filter, ordered by id."""
+        """Agents matching every given filter, ordered by id: those after the id `after`,
+        at most `limit` of them (0: all). A page costs a pass over the agents but sorts
+        only what it returns."""
         found = []
         for view in self.agents.values():
+            if after is not None and view.agent_id <= after:
+                continue
             if status is not None and view.status != status:
                 continue
             if capability is not None and capability not in view.capabilities:
@@ -162,7 +206,9 @@ class AgentHealth:
             if labels and any(view.labels.get(k) != v for k, v in labels.items()):
                 continue
             found.append(view)
-        return sorted(found, key=lambda v: v.agent_id)
+        if limit and len(found) > limit:
+            return heapq.nsmallest(limit, found, key=_by_id)
+        return sorted(found, key=_by_id)
 
     def counts(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -9,8 +9,8 @@ by agent, the queue, services by name) are rebuilt the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from operator import attrgetter
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import orjson
 
 from domain import shared_values
-from projections.agents import NOT_RUNNING, AgentHealth, AgentView
+from projections.agents import NOT_RUNNING, AgentHealth, AgentView, share_declared
 from projections.catalog import AgentEntry, Catalog
 from projections.tasks import TaskBoard, TaskView
 
@@ -130,6 +130,7 @@ def restore(snapshot: Snapshot, agents: AgentHealth, board: TaskBoard,
     for view in snapshot.agents:  # as applying their registrations would hold them
         view.capabilities = shared_values.capabilities(view.capabilities)
         view.kinds = shared_values.capabilities(view.kinds)
+        share_declared(view.labels, view.services)
         view.labels = shared_values.labels(view.labels)
         view.services = shared_values.services(view.services)
         view.running = view.running or NOT_RUNNING

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -150,6 +150,8 @@ class TaskBoard:
         # which moves forward, so this is also their order by finishing time.
         self.finished: deque[str] = deque()
         self.deadlines = StepDeadlines()
+        # Told each agent whose open tasks (its load) changed: the placement index.
+        self.on_load_change: Callable[[str], None] | None = None
 
     def apply(self, event: LogEvent) -> None:
         if event.kind == "task":
@@ -261,6 +263,8 @@ class TaskBoard:
                 open_tasks.discard(view.task_id)
                 if not open_tasks:  # an agent that held tasks once costs nothing after
                     del self.open_by_agent[view.agent_id]
+                if self.on_load_change is not None:
+                    self.on_load_change(view.agent_id)
 
     def index(self, view: TaskView) -> None:
         """Enter a task in the queue or its agent's open tasks, as its status says."""
@@ -270,6 +274,8 @@ class TaskBoard:
                              view.retry_at if view.status == RETRY_WAIT else 0.0)
         elif view.is_open and view.agent_id is not None:
             self.open_by_agent.setdefault(view.agent_id, set()).add(view.task_id)
+            if self.on_load_change is not None:
+                self.on_load_change(view.agent_id)
 
     # --- reads ------------------------------------------------------------------
 
@@ -282,10 +288,15 @@ class TaskBoard:
     def open_tasks_of(self, agent_id: str) -> list[TaskView]:
         return [self.tasks[t] for t in sorted(self.open_by_agent.get(agent_id, ()))]
 
-    def due(self, now: float) -> Iterator[TaskView]:
-        """Tasks waiting for an agent, in the order they are served, as consumed."""
-        tasks = self.tasks
-        return (tasks[task_id] for task_id in self.waiting.due(now))
+    def due(self, now: float) -> Generator[TaskView, None, None]:
+        """Tasks waiting for an agent, in the order they are served, as consumed; close
+        it when done (WaitingTasks.due)."""
+        waiting = self.waiting.due(now)
+        try:
+            for task_id in waiting:
+                yield self.tasks[task_id]
+        finally:
+            waiting.close()
 
     def next_retry_at(self) -> float | None:
         return self.waiting.next_retry_at()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from domain.placement import queue_key
 
@@ -48,16 +48,23 @@ class WaitingTasks:
     def discard(self, task_id: str) -> None:
         self._generation.pop(task_id, None)
 
-    def due(self, now: float) -> Iterator[str]:
+    def due(self, now: float) -> Generator[str, None, None]:
         """Task ids ready at `now`, in serving order, produced as they are consumed: a
-        round that stops after a few pays for a few."""
+        round that stops after a few pays for a few. Entries are taken off the heap as
+        they are read and put back when the consumer closes the iterator (stale ones,
+        met on the way, are dropped for good). One at a time: close it before the next."""
         self._promote(now)
-        heap = self._ready.copy()  # a flat copy: C speed, and the queue is left whole
-        generation = self._generation
-        while heap:
-            _, _, entry_generation, task_id = heapq.heappop(heap)
-            if generation.get(task_id) == entry_generation:
-                yield task_id
+        heap, generation = self._ready, self._generation
+        taken: list[ReadyEntry] = []
+        try:
+            while heap:
+                entry = heapq.heappop(heap)
+                if generation.get(entry[3]) == entry[2]:
+                    taken.append(entry)
+                    yield entry[3]
+        finally:
+            for entry in taken:
+                heapq.heappush(heap, entry)
 
     def next_retry_at(self) -> float | None:
         """When the earliest backoff still waited out ends."""

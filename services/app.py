@@ -51,8 +51,9 @@ from services.health.heartbeats import HeartbeatIntake, heartbeat_probe, heartbe
 from services.health.monitor import HealthMonitor
 from services.http.api import ReadModel, create_app
 from services.http.limits import JsonErrorAppRunner
-from services.leader.dispatcher import Dispatcher, Fleet
+from services.leader.dispatcher import Dispatcher
 from services.leader.failover import FailoverReactor
+from services.leader.fleet import Fleet
 from services.leader.lease import LeaderLease
 from services.leader.snapshots import Snapshots
 from services.metrics import Metrics
@@ -269,6 +270,7 @@ class Orchestrator:
         self.fleet.forget_unwritten()  # a new term: the last one's writes have stopped
         for name, run in self._duties().items():
             self._spawn_job(run(), name)
+        self.tasks.placer = self.dispatcher.claim  # submits placed at once, while leading
         self.dispatcher.poke()
 
     def _duties(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
@@ -277,6 +279,7 @@ class Orchestrator:
 
     async def _follow(self) -> None:
         self.metrics.leader_changes.labels("lost").inc()
+        self.tasks.placer = None
         for name in self._duties():
             await self._cancel_job(name)
         await self.monitor.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -52,6 +53,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self._scrape_hooks: list[ScrapeHook] = []
+        self._answered: dict[tuple[str, str], tuple[Any, Any]] = {}  # bound label children
         self.commands = Counter(
             "orch_commands_total", "Commands answered, by command and outcome",
             ["command", "outcome"], registry=self.registry,
@@ -213,8 +215,13 @@ class Metrics:
 
     def command_answered(self, command: str, outcome: str, started: float) -> None:
         """A command answered; `started` is its time.perf_counter() on arrival."""
-        self.commands.labels(command, outcome).inc()
-        self.command_latency.labels(command, outcome).observe(time.perf_counter() - started)
+        children = self._answered.get((command, outcome))
+        if children is None:  # a label lookup per command was a measurable cost
+            children = self._answered[(command, outcome)] = (
+                self.commands.labels(command, outcome),
+                self.command_latency.labels(command, outcome))
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
     # --- from the log ---------------------------------------------------------------
 

@@ -10,12 +10,16 @@ import sys
 
 import orjson
 
+from bench.fleet import Fleet
 from bench.harness import connect, nats_server, orchestrator
+from bench.scenarios.heartbeats import offer
 from bench.sizes import Size
 from infra.embedded import free_port
 from infra.names import REGISTER
 
 CONNECTIONS = 32
+HEARTBEATING_AGENTS = 1000
+HEARTBEAT_RATE = 10_000  # a second of each agent's beats at a 0.1 s interval
 HELLO = """
 from aiohttp import web
 async def hello(request):
@@ -36,8 +40,15 @@ async def run(size: Size) -> dict[str, float | str]:
         nc = await connect(server.url)
         await nc.request(orch.names.agent_command("a1", REGISTER),
                          orjson.dumps({"agent_id": "a1", "capabilities": ["cpu"]}), timeout=10)
-        await nc.close()
         served = await load(wrk, orch.url("/v1/agents/a1"), size.api_seconds)
+        # The same reads while the loop also takes in a fleet's heartbeats: the API shares
+        # the orchestrator's event loop with intake.
+        fleet = Fleet(nc, orch.names)
+        await fleet.register([f"h{i}" for i in range(HEARTBEATING_AGENTS)])
+        beating = asyncio.create_task(offer(fleet, HEARTBEAT_RATE, size.api_seconds + 2))
+        busy = await load(wrk, orch.url("/v1/agents/a1"), size.api_seconds)
+        await beating
+        await nc.close()
     port = free_port()
     hello = subprocess.Popen([sys.executable, "-c", HELLO, str(port)])
     try:
@@ -52,6 +63,9 @@ async def run(size: Size) -> dict[str, float | str]:
         "baseline_req_per_s": baseline[0],
         "baseline_p99_ms": baseline[1],
         "ratio": served[0] / baseline[0] if baseline[0] else 0.0,
+        "p99_vs_baseline": served[1] / baseline[1] if baseline[1] else 0.0,
+        "req_per_s_under_heartbeats": busy[0],
+        "p99_ms_under_heartbeats": busy[1],
     }
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import orjson
+from nats.aio.client import Client
 
 from bench.fleet import Fleet
 from bench.harness import (
@@ -17,6 +18,7 @@ from bench.harness import (
     orchestrator,
     raw_consumer_rate,
 )
+from bench.profile import cpu_seconds
 from bench.sizes import Size
 from infra.connection import flush_subscriptions
 
@@ -34,12 +36,17 @@ async def run(size: Size) -> dict[str, float]:
         fleet = Fleet(nc, orch.names)
         await fleet.register([f"h{i}" for i in range(size.heartbeat_agents)])
         before = await orch.metrics()
+        assert orch.process is not None
+        cpu_before = cpu_seconds(orch.process.pid)
         sent = await offer(fleet, size.heartbeat_rate, size.heartbeat_seconds)
+        cpu_used = cpu_seconds(orch.process.pid) - cpu_before
         after = await orch.metrics()
         applied = metric(after, *APPLIED) - metric(before, *APPLIED)
         lag_p99 = histogram_quantile(delta(after, before), LAG, 0.99)
         saturation, steps = await find_saturation(orch, fleet, size)
+        raw_cpu_before, raw_messages = time.process_time(), await stream_messages(nc, orch)
         baseline = await raw_consumer_rate(nc, orch.names.heartbeats_stream)
+        raw_cpu_us = (time.process_time() - raw_cpu_before) / max(1, raw_messages) * 1e6
         await nc.close()
     applied_per_s = applied / size.heartbeat_seconds
     return {
@@ -51,7 +58,17 @@ async def run(size: Size) -> dict[str, float]:
         "saturation_per_s": saturation,
         "saturation_ratio": saturation / baseline if baseline else 0.0,
         "saturation_steps": steps,
+        # The work per heartbeat, which the shared cores do not blur as much: the
+        # orchestrator's CPU per heartbeat applied at the offered rate, and the raw
+        # consumer's (this process's) per message read.
+        "cpu_us_per_heartbeat": cpu_used / max(1.0, applied) * 1e6,
+        "baseline_cpu_us_per_message": raw_cpu_us,
     }
+
+
+async def stream_messages(nc: Client, orch: Orchestrator) -> int:
+    info = await nc.jetstream().stream_info(orch.names.heartbeats_stream)
+    return int(info.state.messages)
 
 
 SATURATION_LAG_S = 0.25  # lag p99 allowed at a sustained rate

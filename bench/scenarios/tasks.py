@@ -90,10 +90,13 @@ async def lifecycles(count: int, sync: str, with_baseline: bool,
             rate = count / (time.monotonic() - started)
         if log is not None:
             log.update(await _log_size(nc, orch, count))
+            log["disk_bytes_per_lifecycle"] = (
+                _disk_bytes(server.data_dir, orch.names.events_stream) / count)
         if cpu is not None:
             cpu.update({name: cpu_seconds(pid) - before[name] for name, pid in pids.items()})
             cpu["wall"] = count / rate
         baseline = await publish_rate(nc, count * EVENTS_PER_TASK) if with_baseline else 0.0
+        await fleet.stop()
         await nc.close()
     return rate, baseline
 
@@ -111,6 +114,13 @@ async def _log_size(nc: Client, orch: Orchestrator, count: int) -> dict[str, flo
     per_event = everything.state.bytes / max(1, everything.state.messages)
     return {"log_bytes_per_lifecycle": per_event * task_events / count,
             "log_bytes_per_event": per_event}
+
+
+def _disk_bytes(data_dir: Path, stream: str) -> int:
+    """The events stream's files on disk (compressed blocks, and the open one not yet),
+    registrations included."""
+    return sum(f.stat().st_size for d in data_dir.rglob(stream) if d.is_dir()
+               for f in d.rglob("*") if f.is_file())
 
 
 async def _all_completed(nc: Client, orch: Orchestrator, count: int) -> None:

@@ -24,6 +24,7 @@ AGENT_STATUSES = ("healthy", "suspect", "dead", "draining", "left")
 TASK_STATUSES = ("pending", "assigned", "running", "retry_wait", "completed", "dead_lettered",
                  "cancelled")
 WATCH_WAIT_S = 30.0
+AGENTS_PAGE = "1000"  # agents per request when listing them all
 
 
 def add_read_commands(commands: Any) -> None:
@@ -123,8 +124,15 @@ async def _agents(api: ReadApi, args: argparse.Namespace) -> int:
             raise ValueError(f"--label {label}: give key=value")
 
     async def fetch(index: int | None) -> tuple[Any, int]:
-        answer = await _get(api, "/v1/agents", params, index)
-        return answer.body, answer.index
+        # The route answers a page at a time: follow next_after to the last.
+        answer = await _get(api, "/v1/agents", [*params, ("limit", AGENTS_PAGE)], index)
+        first_index = answer.index
+        found = answer.body["agents"]
+        while answer.body["next_after"] is not None:
+            answer = await _get(api, "/v1/agents", [
+                *params, ("limit", AGENTS_PAGE), ("after", answer.body["next_after"])], None)
+            found += answer.body["agents"]
+        return {"agents": found}, first_index
 
     return await _listing(args, fetch, lambda body: _agents_table(body["agents"]))
 

@@ -40,7 +40,7 @@ async def execute(
     given the state read from the log and decides again, so neither a stale cache nor a
     presumed-new aggregate can make it write wrongly or refuse wrongly.
     """
-    async with repository.lock_for(aggregate_id):  # held by this frame while it waits
+    async with repository.locked(aggregate_id):
         return await _attempts(repository, aggregate_id, decide, causation_id, correlation_id)
 
 

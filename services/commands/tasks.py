@@ -8,7 +8,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from domain.agent_commands import ControlMessage
 from domain.errors import CommandRefused, ErrorCode
@@ -24,6 +24,7 @@ from domain.task_commands import (
     SubmitTask,
     TaskToken,
 )
+from infra.caller import decided_by_orchestrator
 from infra.names import Names
 from infra.repository import Repository
 from projections.tasks import TaskBoard
@@ -31,6 +32,23 @@ from services.commands.execute import Outcome, execute
 
 Publish = Callable[[str, bytes], Awaitable[None]]
 log = logging.getLogger(__name__)
+PLACEMENTS = frozenset({"Assigned"})
+
+
+class Claim(Protocol):
+    """An agent set aside for a new task by the leader's dispatcher (Dispatcher.claim)."""
+
+    agent: Candidate
+    seen: list[Candidate]
+    strategy: str
+
+    def settle(self, position: int) -> None: ...
+    def release(self) -> None: ...
+
+
+# The leader's offer of an agent for a task just submitted, when one has room and no
+# task waits before it; None otherwise (and on every orchestrator but the leader).
+Placer = Callable[[str, list[str], str], "Claim | None"]
 
 
 def new_token() -> str:
@@ -69,24 +87,52 @@ class TaskService:
         self.publish = publish
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.placer: Placer | None = None  # set while this orchestrator leads
 
     # --- clients ------------------------------------------------------------------
 
     async def submit(self, cmd: SubmitTask, causation_id: str | None = None) -> dict[str, Any]:
+        """Record the task; on the leader, when an agent has room and nothing waits
+        before it, place it in the same append (Submitted and Assigned in one atomic
+        batch: one sync where a submit and its placement took two, and no dispatcher
+        round between them)."""
         task_id = cmd.task_id or f"t-{uuid.uuid4().hex}"
         body = cmd.model_dump(exclude={"task_id"})
         digest = fingerprint(body)
+        claim = self.placer(task_id, list(cmd.requires), cmd.kind) if self.placer else None
 
         def decide(task: Task | None) -> Task:
             if task is None:
-                return Task(task_id, cmd.kind, cmd.payload, list(cmd.requires), cmd.priority,
+                task = Task(task_id, cmd.kind, cmd.payload, list(cmd.requires), cmd.priority,
                             cmd.max_attempts, cmd.timeout_s, digest)
+                if claim is not None:
+                    task.assign(claim.agent.agent_id, claim.agent.incarnation, new_token(),
+                                claim.strategy, considered(claim.seen), time.time())
+                return task
             if task.fingerprint != digest:
                 raise CommandRefused(
                     ErrorCode.CONFLICT, f"task {task_id} exists with a different body")
             return task  # the same submission again: answered, not repeated
 
-        outcome = await execute(self.repository, task_id, decide, causation_id, causation_id)
+        # The placement is the orchestrator's decision, not the submitter's: its event
+        # says so.
+        own = decided_by_orchestrator.set(PLACEMENTS)
+        try:
+            outcome = await execute(self.repository, task_id, decide, causation_id,
+                                    causation_id)
+        except BaseException:
+            if claim is not None:
+                claim.release()
+            raise
+        finally:
+            decided_by_orchestrator.reset(own)
+        if claim is not None:
+            placed = outcome.aggregate.agent_id == claim.agent.agent_id
+            if placed and len(outcome.positions) > 1 and outcome.position is not None:
+                claim.settle(outcome.position)
+                await self._deliver(outcome)
+            else:  # the task existed already: the claim was not used
+                claim.release()
         return _reply(outcome, status=outcome.aggregate.status)
 
     async def cancel(self, cmd: CancelTask, causation_id: str | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from domain.agent_commands import ControlMessage, Heartbeat
 from domain.fields import ID_PATTERN
+from infra.event_store import position_and_time
 from infra.names import Names
 from projections.agents import AgentHealth
 from services.audit.liveness import LivenessRecorder
@@ -54,6 +56,10 @@ class HeartbeatIntake:
         self.metrics = metrics
         self.reregister_every = reregister_every
         self._told: dict[str, float] = {}
+        # Bound once: a label lookup per heartbeat was a measurable share of intake.
+        self._applied = metrics.heartbeats.labels("applied")
+        self._invalid = metrics.heartbeats.labels("invalid")
+        self._unknown = metrics.heartbeats.labels("unknown")
         self._subscription: Any = None
         self._generation = 0  # of the subscription: a replaced one's messages are ignored
         self.delivered = 0  # stream sequence of the newest heartbeat taken in
@@ -139,35 +145,36 @@ class HeartbeatIntake:
             previous = self.delivered
 
     async def _on_message(self, msg: Msg) -> None:
-        sequence = int(msg.metadata.sequence.stream)
+        # The sequence and time from the reply subject, without nats-py's Metadata object
+        # per message (a tenth of the intake's time at saturation).
+        sequence, at = position_and_time(msg.reply)
         try:
-            await self._take(msg, sequence)
+            await self._take(msg, sequence, at)
         finally:
             # Applied or set aside (invalid, unknown agent): either way taken in.
             if sequence > self.delivered:
                 self.delivered = sequence
             self.monitor.heartbeat_applied(sequence)
 
-    async def _take(self, msg: Msg, sequence: int) -> None:
+    async def _take(self, msg: Msg, sequence: int, at: datetime) -> None:
         agent_id = self.names.agent_id_of_heartbeat(msg.subject)
         if not _AGENT_ID.match(agent_id):
-            self.metrics.heartbeats.labels("invalid").inc()
+            self._invalid.inc()
             return
         try:
             beat = Heartbeat.model_validate_json(msg.data)
         except ValidationError:
-            self.metrics.heartbeats.labels("invalid").inc()
+            self._invalid.inc()
             return
-        meta = msg.metadata
         applied = self.projection.apply_heartbeat(
-            agent_id, beat.incarnation, beat.seq, beat.load, list(beat.running), meta.timestamp
+            agent_id, beat.incarnation, beat.seq, beat.load, list(beat.running), at
         )
         if applied:
-            self.metrics.heartbeats.labels("applied").inc()
-            self.metrics.heartbeat_lag.observe(time.time() - meta.timestamp.timestamp())
+            self._applied.inc()
+            self.metrics.heartbeat_lag.observe(time.time() - at.timestamp())
             self.monitor.saw(agent_id, beat.incarnation, sequence)
             return
-        self.metrics.heartbeats.labels("unknown").inc()
+        self._unknown.inc()
         await self._tell_to_reregister(agent_id, beat.incarnation)
 
     async def _tell_to_reregister(self, agent_id: str, incarnation: int) -> None:

@@ -18,7 +18,7 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from domain.errors import CommandRefused, ErrorCode
@@ -41,6 +41,8 @@ from services.commands.registry import AgentRegistry
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+ENROL_PART = 5_000  # agents enrolled between two turns of the event loop
 
 # Agents looked at in one tick at most, when many deadlines fall due together.
 MAX_LOOKS_PER_TICK = 5000
@@ -214,13 +216,15 @@ class HealthMonitor:
         if self.bus_check is None:
             raise RuntimeError("the health monitor needs a bus check to see the bus")
         self._running = True
-        self._enrol()
-        looking = asyncio.ensure_future(self._look_at_bus(self.bus_check))
+        looking: asyncio.Future[None] | None = None
         try:
+            await self._enrol()
+            looking = asyncio.ensure_future(self._look_at_bus(self.bus_check))
             await self._run()
         finally:
-            looking.cancel()
-            await asyncio.gather(looking, return_exceptions=True)
+            if looking is not None:
+                looking.cancel()
+                await asyncio.gather(looking, return_exceptions=True)
             self._look_sent = None
             self._running = False
             self._due.clear()
@@ -285,18 +289,31 @@ class HealthMonitor:
                 await asyncio.wait_for(self._look_wanted.wait(), self.look_every)
             self._look_wanted.clear()
 
-    def _enrol(self) -> None:
-        """Schedule a first look at every agent, at its next deadline."""
+    async def _enrol(self) -> None:
+        """Schedule a first look at every agent, at its next deadline.
+
+        In parts, letting the loop run between them: at 500,000 agents one pass held the
+        loop for seconds just as the lease, the snapshot and the first commands of a new
+        leader needed it. A look asked for meanwhile (look_at) is kept when earlier.
+        """
+        for _ in self.enrolment():
+            await asyncio.sleep(0)
+
+    def enrolment(self) -> Iterator[None]:
+        """The enrolment, one part per step."""
         now = self.clock()
-        for agent_id, view in self.projection.agents.items():
-            if view.left:
-                continue
-            seen = self._seen(view, now)
-            if view.liveness == Verdict.DEAD:
-                self._next_look[agent_id] = now
-            else:
-                self._next_look[agent_id] = next_deadline(
+        agents = list(self.projection.agents.items())
+        for start in range(0, len(agents), ENROL_PART):
+            for agent_id, view in agents[start:start + ENROL_PART]:
+                if view.left:
+                    continue
+                seen = self._seen(view, now)
+                when = now if view.liveness == Verdict.DEAD else next_deadline(
                     seen.at, self.visible_since, self.settings, view.liveness)
+                scheduled = self._next_look.get(agent_id)
+                if scheduled is None or when < scheduled:
+                    self._next_look[agent_id] = when
+            yield
         # One heapify rather than a push per agent: a large fleet is enrolled at once.
         self._due = [(when, agent_id) for agent_id, when in self._next_look.items()]
         heapq.heapify(self._due)

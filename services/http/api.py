@@ -37,6 +37,8 @@ INDEX_HEADER = "X-Orch-Index"
 MAX_WAIT_S = 600.0
 DEFAULT_WAIT_S = 60.0
 MAX_EVENTS_LIMIT = 10_000
+# List routes answer a page at a time: no request serializes the whole fleet.
+DEFAULT_AGENTS_LIMIT = 500
 MAX_AGENTS_LIMIT = 10_000
 MAX_WHAT_IF_POINTS = 10
 MAX_DETECTOR_S = 3600.0
@@ -166,19 +168,18 @@ def _one_of(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | 
 async def list_agents(request: web.Request) -> web.Response:
     status = _one_of(request, "status", AGENT_STATUSES)
     await _block(request)
-    # Paging by id, like /v1/tasks by position: `after` an id, at most `limit`; without a
-    # limit every match (next_after null).
-    limit = _int(request, "limit", 0, 1, MAX_AGENTS_LIMIT) if "limit" in request.query else 0
-    after = request.query.get("after")
+    # Paging by id, like /v1/tasks by position: `after` an id, at most `limit`
+    # (DEFAULT_AGENTS_LIMIT without one); `next_after` is null on the last page.
+    limit = _int(request, "limit", DEFAULT_AGENTS_LIMIT, 1, MAX_AGENTS_LIMIT)
     agents = request.app[READ_MODEL].agents.query(
         status=status,
         capability=request.query.get("capability"),
         labels=_label_filter(request),
+        after=request.query.get("after"),
+        limit=limit + 1,  # one more tells whether another page follows
     )
-    if after is not None:
-        agents = [a for a in agents if a.agent_id > after]
     cursor = None
-    if limit and len(agents) > limit:
+    if len(agents) > limit:
         agents = agents[:limit]
         cursor = agents[-1].agent_id
     return _json({"agents": [a.to_json() for a in agents], "next_after": cursor})
@@ -232,7 +233,8 @@ async def get_task(request: web.Request) -> web.Response:
     if view is None:
         return error_response(
             404, ErrorCode.NOT_FOUND, f"task {task_id} is not on the board: unknown, or "
-            f"finished longer ago than the retention (its history stays in the log)")
+            f"finished longer ago than the retention or past the limit of finished tasks held "
+            f"(its history stays in the log)")
     return _json(view.to_json())
 
 

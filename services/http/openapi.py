@@ -87,8 +87,9 @@ def openapi_document() -> dict[str, Any]:
          "description": "next_after of the previous page: agents whose id sorts after it",
          "schema": {"type": "string"}},
         {"name": "limit", "in": "query", "required": False,
-         "description": "page size; without it every matching agent",
-         "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+         "description": "page size: 500 without it, at most 10000; next_after is set "
+                        "while more agents match",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 500}},
     ]
     events_params = [
         {"name": "after", "in": "query", "required": False,
@@ -109,7 +110,8 @@ def openapi_document() -> dict[str, Any]:
          "description": "next_after of the previous page",
          "schema": {"type": "integer", "minimum": 0}},
         {"name": "limit", "in": "query", "required": False,
-         "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+         "description": "page size: 100 without it, at most 1000",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
     ]
     task_id = {"name": "task_id", "in": "path", "required": True,
                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}

@@ -8,85 +8,41 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
 
 from domain.errors import CommandRefused
 from domain.placement import Candidate, Strategy, choose
-from projections.agents import AgentHealth
+from domain.plan import Plan
 from projections.deadlines import ACCEPTING, step_of
-from projections.position import Position
 from projections.tasks import TaskBoard, TaskView
 from services.commands.tasks import TaskService
+from services.leader.fleet import Fleet
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-_UNWRITTEN = 2**63  # the position of a placement whose append has not returned yet
 # Placements written at once per round: appends overlap, each still checked by OCC.
 MAX_CONCURRENT_PLACEMENTS = 64
 
 
-class Fleet:
-    """Placement's view of the agents: the projections plus assignments still in flight.
+@dataclass
+class Placement:
+    """An agent set aside for a new task (TaskService.submit's Claim)."""
 
-    An assignment this process made counts against its agent at once, before the
-    projection has applied it, so a burst of placements cannot overfill an agent.
-    """
+    fleet: Fleet
+    task_id: str
+    agent: Candidate
+    seen: list[Candidate]
+    strategy: str
+    metrics: Metrics
 
-    def __init__(self, agents: AgentHealth, board: TaskBoard, position: Position) -> None:
-        self.agents = agents
-        self.board = board
-        self.position = position
-        self._in_flight: dict[str, tuple[str, int]] = {}  # task id -> (agent id, position)
-        # round_robin's cursor, the agent chosen last: placements and moves share it.
-        self.cursor = ""
+    def settle(self, position: int) -> None:
+        self.fleet.note(self.task_id, self.agent.agent_id, position)
+        self.metrics.decisions.labels("assigned").inc()
 
-    def note(self, task_id: str, agent_id: str, position: int) -> None:
-        self._in_flight[task_id] = (agent_id, position)
-
-    def reserve(self, task_id: str, agent_id: str) -> None:
-        """Count a placement being written against its agent until it is settled."""
-        self._in_flight[task_id] = (agent_id, _UNWRITTEN)
-
-    def release(self, task_id: str) -> None:
-        self._in_flight.pop(task_id, None)
-
-    def forget_unwritten(self) -> None:
-        """Drop reservations whose writes will never report back: those of a leadership
-        term that ended while they were being written."""
-        for task_id in [t for t, (_, p) in self._in_flight.items() if p == _UNWRITTEN]:
-            del self._in_flight[task_id]
-
-    def in_flight(self, task_id: str) -> bool:
-        self._settle()
-        return task_id in self._in_flight
-
-    def reserved(self, task_id: str) -> bool:
-        """`in_flight` as of the last settling (snapshot() settles): for a loop that
-        does not await, where settling per task would cost the in-flight count each."""
-        return task_id in self._in_flight
-
-    def _settle(self) -> None:
-        applied = self.position.value
-        for task_id in [t for t, (_, p) in self._in_flight.items() if p <= applied]:
-            del self._in_flight[task_id]
-
-    def snapshot(self) -> dict[str, Candidate]:
-        """The candidates by id: a plan that placements made in one go update."""
-        return {c.agent_id: c for c in self.candidates()}
-
-    def candidates(self) -> list[Candidate]:
-        self._settle()
-        extra: dict[str, int] = {}
-        for agent_id, _ in self._in_flight.values():
-            extra[agent_id] = extra.get(agent_id, 0) + 1
-        return [
-            Candidate(v.agent_id, v.incarnation, frozenset(v.capabilities), v.capacity,
-                      self.board.load(v.agent_id) + extra.get(v.agent_id, 0), v.status,
-                      frozenset(v.kinds))
-            for v in self.agents.agents.values() if v.status == "healthy"
-        ]
+    def release(self) -> None:
+        self.fleet.release(self.task_id)
 
 
 class Dispatcher:
@@ -101,6 +57,22 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.wake = asyncio.Event()
+
+    def claim(self, task_id: str, requires: list[str], kind: str) -> Placement | None:
+        """An agent for a task being submitted, set aside (counted against it) until the
+        submit's append settles or releases it: only when no task waits before this one
+        (the queue keeps its order) and an agent has room."""
+        if len(self.board.waiting):
+            return None
+        plan = self.fleet.plan(self.strategy)
+        agent = plan.choose(requires, kind, self.fleet.cursor)
+        if agent is None:
+            return None
+        seen = plan.considered()
+        self.fleet.cursor = agent.agent_id
+        self.fleet.reserve(task_id, agent.agent_id)
+        plan.take(agent.agent_id)
+        return Placement(self.fleet, task_id, agent, seen, self.strategy, self.metrics)
 
     def poke(self) -> None:
         """Something changed (a task, a result, an agent): look again."""
@@ -143,10 +115,20 @@ class Dispatcher:
         first = next(due, None)
         if first is None:
             return  # registrations poke too: no O(agents) plan when nothing waits
-        fleet = self.fleet.snapshot()
-        free = sum(max(0, c.free) for c in fleet.values())
+        plan = self.fleet.plan(self.strategy)
+        free = self.fleet.free
         writes: list[Awaitable[None]] = []
-        for view in itertools.chain((first,), due):
+        try:
+            self._plan(itertools.chain((first,), due), plan, free, writes)
+        finally:
+            due.close()  # the queue is whole again before anything else reads it
+        await asyncio.gather(*writes)
+
+    def _plan(self, due: Iterator[TaskView], plan: Plan, free: int,
+              writes: list[Awaitable[None]]) -> None:
+        """Choose agents for the tasks in queue order while capacity lasts; each choice
+        sees the loads the ones before it add."""
+        for view in due:
             if free <= 0:
                 break  # the fleet is full: the rest of the queue waits for capacity
             if len(writes) >= MAX_CONCURRENT_PLACEMENTS:
@@ -154,17 +136,16 @@ class Dispatcher:
                 break
             if self.fleet.reserved(view.task_id):
                 continue
-            seen = list(fleet.values())
-            agent = choose(seen, view.requires, self.strategy, self.fleet.cursor,
-                           kind=view.kind)
+            agent = plan.choose(view.requires, view.kind, self.fleet.cursor)
             if agent is None:
                 continue  # a later task may need less; this one waits for capacity
+            # What the placement records it looked at: the least loaded, before it.
+            seen = plan.considered()
             self.fleet.cursor = agent.agent_id
             self.fleet.reserve(view.task_id, agent.agent_id)
-            fleet[agent.agent_id] = replace(agent, load=agent.load + 1)
+            plan.take(agent.agent_id)
             free -= 1
             writes.append(self._place(view, agent, seen))
-        await asyncio.gather(*writes)
 
     async def _place(self, view: TaskView, agent: Candidate, seen: list[Candidate]) -> None:
         try:

@@ -23,7 +23,8 @@ from infra.event_store import EventStore, RecordedEvent
 from infra.names import AGENT, Names
 from projections.position import Position
 from projections.tasks import TaskBoard
-from services.leader.dispatcher import Fleet, move
+from services.leader.dispatcher import move
+from services.leader.fleet import Fleet
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)

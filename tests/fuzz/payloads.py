@@ -383,7 +383,11 @@ token = Field("token", pattern_text(ID_CHARS, 64), wrong_for_str() | invalid_id,
               required=True)
 text_4096 = st.text(alphabet=any_char, max_size=50)
 text_wrong = wrong_for_str() | too_long(4096)
-any_json = small_json | deep(150) | HUGE_INTS
+# JSON the log can keep (a payload, a result): integers in orjson's 64 bits, signed or not.
+any_json = small_json | deep(150) | st.sampled_from([2**63, 2**64 - 1, -(2**63)])
+# ...and integers past them, refused when the command is read (domain.fields.StorableJson).
+beyond_64_bits = st.sampled_from([-(2**63) - 1, 2**64, 10**100]) | st.integers(
+    min_value=2**64).map(lambda n: Raw(str(n)))
 any_noise = NON_FINITE | deep() | lone_surrogate() | odd_text.map(lambda s: Raw(f"'{s}'"))
 
 role = st.sampled_from(sorted(ROLES))
@@ -434,7 +438,7 @@ SPECS: dict[str, Spec] = {s.command: s for s in (
         task_id, token,
         Field("progress", st.floats(0, 1), wrong_for_float(0, 1), required=True),
     )),
-    Spec(n.TASK_COMPLETE, (task_id, token, Field("result", any_json, None,
+    Spec(n.TASK_COMPLETE, (task_id, token, Field("result", any_json, beyond_64_bits,
                                                   noise=any_noise))),
     Spec(n.TASK_FAIL, (
         task_id, token, Field("error", text_4096, text_wrong, required=True),
@@ -445,8 +449,9 @@ SPECS: dict[str, Spec] = {s.command: s for s in (
         Field("task_id", valid_id | st.none(), wrong_for_str(nullable=True) | invalid_id),
         Field("kind", pattern_text(CAPABILITY_CHARS, 30), wrong_for_str() | invalid_kind,
               required=True),
-        # `payload` takes any JSON; the hostile values ride along with another mutation.
-        Field("payload", any_json, None, noise=any_noise),
+        # `payload` takes any JSON the log can keep; the hostile values ride along with
+        # another mutation.
+        Field("payload", any_json, beyond_64_bits, noise=any_noise),
         Field("requires", capabilities_valid,
               wrong_for_list(wrong_for_str() | invalid_capability,
                              pattern_text(CAPABILITY_CHARS, 20), 32)),

@@ -28,7 +28,7 @@ async def test_demo_agent_runs_submitted_tasks(orchestrator, nats_server, names,
                               "--task-id", "t1", "--nats-url", nats_server.url,
                               "--subject-prefix", names.prefix)
         assert code == 0 and orjson.loads(out) == {
-            "ok": True, "task_id": "t1", "status": "pending",
+            "ok": True, "task_id": "t1", "status": "assigned",
             "position": orjson.loads(out)["position"]}
         code, _ = await cli("submit", "sleep", "--payload", '{"seconds": 0.2}', "--task-id",
                             "t2", "--nats-url", nats_server.url, "--subject-prefix", names.prefix)

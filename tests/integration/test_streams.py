@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from nats.js.api import StorageType
+from nats.js.api import StorageType, StoreCompression
 
-from infra.streams import provision
+from infra.streams import events_config, provision
 
 
 class TestProvision:
@@ -27,6 +27,17 @@ class TestProvision:
         heartbeats = await js.stream_info(names.heartbeats_stream)
         assert heartbeats.config.max_msgs_per_subject == 25
         assert heartbeats.config.storage == StorageType.MEMORY
+
+    async def test_an_uncompressed_log_of_an_earlier_version_is_compressed_from_now_on(
+            self, nc, names):
+        js = nc.jetstream()
+        earlier = events_config(names)
+        earlier.compression = StoreCompression.NONE
+        await js.add_stream(earlier)
+        await provision(js, names, heartbeat_history=10)
+
+        events = await js.stream_info(names.events_stream)
+        assert events.config.compression == StoreCompression.S2
 
     async def test_streams_of_two_prefixes_do_not_overlap(self, nc, names):
         from infra.names import Names

@@ -15,7 +15,8 @@ from domain.task import Task
 from projections.agents import AgentHealth
 from projections.position import Position
 from projections.tasks import TaskBoard
-from services.leader.dispatcher import Dispatcher, Fleet
+from services.leader.dispatcher import Dispatcher
+from services.leader.fleet import Fleet
 from services.metrics import Metrics
 from tests.unit.log_events import Log
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from nats.aio.msg import Msg
 
-from infra.event_store import _position_and_time
+from infra.event_store import position_and_time
 
 REPLIES = [
     pytest.param("$JS.ACK.ORCH_EVENTS.c1.1.4711.12.1764052800123456789.0", id="v1"),
@@ -18,6 +18,6 @@ REPLIES = [
 
 
 @pytest.mark.parametrize("reply", REPLIES)
-def test_position_and_time_agree_with_nats_py(reply: str) -> None:
+def testposition_and_time_agree_with_nats_py(reply: str) -> None:
     metadata = Msg.Metadata._from_reply(reply)
-    assert _position_and_time(reply) == (metadata.sequence.stream, metadata.timestamp)
+    assert position_and_time(reply) == (metadata.sequence.stream, metadata.timestamp)

@@ -97,7 +97,8 @@ class World:
     def enrol(self) -> None:
         """What run() does first: every agent is scheduled at its next deadline."""
         self.monitor._running = True
-        self.monitor._enrol()
+        for _ in self.monitor.enrolment():
+            pass
 
     async def at(self, now: float) -> None:
         """Advance the clock, look at the bus (a prompt answer, unless it is stalled) and
@@ -391,3 +392,20 @@ async def test_a_deadline_beyond_the_evidence_asks_for_a_look_at_once(small: Wor
     small.monitor._look_wanted.clear()
     await small.at(103.0)  # that look: it covers the deadline
     assert len(small.decisions.made) == 3
+
+
+def test_enrolment_is_in_parts_and_keeps_a_look_asked_for_meanwhile() -> None:
+    import services.health.monitor as module
+
+    world = World(agents=3 * module.ENROL_PART + 1)
+    world.monitor._running = True
+    parts = world.monitor.enrolment()
+    next(parts)  # the first part scheduled; the loop would run here
+    world.monitor.look_at("a0", at=0.5)  # enrolled already: an earlier look asked for
+    world.monitor.look_at(f"a{3 * module.ENROL_PART}", at=0.25)  # not enrolled yet
+    steps = 1 + sum(1 for _ in parts)
+    assert steps == 4
+    due = dict((agent, when) for when, agent in world.monitor._due)
+    assert len(due) == 3 * module.ENROL_PART + 1
+    assert due["a0"] == 0.5 and due[f"a{3 * module.ENROL_PART}"] == 0.25
+    assert due["a1"] > 0.5  # the others at their first deadline

@@ -11,7 +11,8 @@ from projections.agents import AgentHealth
 from projections.position import Position
 from projections.tasks import TaskBoard
 from services.commands.execute import Outcome
-from services.leader.dispatcher import Fleet, move
+from services.leader.dispatcher import move
+from services.leader.fleet import Fleet
 from tests.unit.log_events import Log
 
 

@@ -42,8 +42,20 @@ def test_a_partly_consumed_round_leaves_the_queue_whole() -> None:
     waiting = WaitingTasks()
     for i in range(5):
         waiting.add(f"t{i}", 0, i)
-    assert next(waiting.due(now=0.0)) == "t0"
+    round_ = waiting.due(now=0.0)
+    assert next(round_) == "t0" and next(round_) == "t1"
+    round_.close()
     assert list(waiting.due(now=0.0)) == [f"t{i}" for i in range(5)]
+
+
+def test_entries_of_tasks_that_left_are_dropped_as_a_round_meets_them() -> None:
+    waiting = WaitingTasks()
+    for i in range(5):
+        waiting.add(f"t{i}", 0, i)
+    for i in range(3):
+        waiting.discard(f"t{i}")
+    assert list(waiting.due(now=0.0)) == ["t3", "t4"]
+    assert len(waiting._ready) == 2
 
 
 def test_random_histories_match_a_full_sort() -> None:
