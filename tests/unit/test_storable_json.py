@@ -14,7 +14,7 @@ def test_integers_beyond_64_bits_are_refused(value: object) -> None:
     with pytest.raises(pydantic.ValidationError, match="beyond 64 bits"):
         SubmitTask(kind="k", payload=value)
     with pytest.raises(pydantic.ValidationError, match="beyond 64 bits"):
-        CompleteTask(token="t", result=value)
+        CompleteTask(task_id="t1", token="t", result=value)
 
 
 @pytest.mark.parametrize("value", [2**64 - 1, -(2**63), {"n": [0, -1, 1.5, "x", None]}])
