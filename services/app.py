@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import itertools
 import logging
 import os
@@ -154,6 +155,10 @@ class Orchestrator:
         await self.runner.start(after=await self.snapshots.restore())
         self._stack.push_async_callback(self.runner.stop)
         await self.runner.wait_ready(REBUILD_TIMEOUT_S)
+        # What the rebuild built lives as long as the process: out of the cyclic
+        # collector's reach, so that its full collections (set off by a snapshot's rows,
+        # say) do not walk millions of views and hold the loop for most of a second.
+        gc.freeze()
         await self.intake.start()
         self._stack.push_async_callback(self.intake.stop)
         await self.access_control.start()

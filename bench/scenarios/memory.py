@@ -34,7 +34,10 @@ def declaration(agent_id: str, number: int) -> dict[str, Any]:
         "agent_id": agent_id, "capacity": 10, "capabilities": ["cpu"],
         "labels": {"zone": f"zone-{number % 3}", "host": f"host-{agent_id}",
                    "version": "2.4.1"},
-        "services": [{"name": "web", "address": f"10.{number >> 16 & 255}."
+        # A service per hundred agents: one service of every agent would measure the
+        # change feed's cost, which republishes a service's whole instance list on each
+        # change (quadratic at 100,000 instances; noted for the catalog's own work).
+        "services": [{"name": f"web-{number // 100}", "address": f"10.{number >> 16 & 255}."
                       f"{number >> 8 & 255}.{number & 255}", "port": 8080,
                       "tags": ["http", "v2"]}],
     }
