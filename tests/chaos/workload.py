@@ -140,9 +140,14 @@ class Workload:
 def check_log(events: list[Any], workload: Workload) -> TaskBoard:
     """No acknowledged submission lost, every task completed once, one assignment per
     attempt. Returns the task board replayed from the whole log."""
-    submitted_at = {e.position: e.aggregate_id for e in events if e.name == "Submitted"}
+    # A submit's reply names the position of the last event it wrote: its `Submitted`, or
+    # the `Assigned` written with it when the leader placed it at once.
+    at = {e.position: e for e in events}
+    submitted = {e.aggregate_id for e in events if e.name == "Submitted"}
     for position, task_id in workload.acknowledged.items():
-        assert submitted_at.get(position) == task_id, f"acknowledged {position} lost"
+        event = at.get(position)
+        assert event is not None and event.aggregate_id == task_id and event.name in (
+            "Submitted", "Assigned") and task_id in submitted, f"acknowledged {position} lost"
     done = Counter(e.aggregate_id for e in events if e.name == "Completed")
     never = set(workload.submitted) - set(done)
     twice = [t for t, n in done.items() if n > 1]
