@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
-import nats.errors
 import orjson
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from infra.names import Names
-
-_BATCH = 1000
+from services.audit.stream_read import stored_messages
 
 
 @dataclass(frozen=True)
@@ -26,27 +22,8 @@ async def recorded_heartbeats(js: JetStreamContext, names: Names,
                               agent_id: str | None = None) -> list[RecordedBeat]:
     """Every heartbeat the stream still holds (the last ORCH_HEARTBEAT_HISTORY per agent)."""
     subject = names.heartbeat(agent_id) if agent_id else names.heartbeats_wildcard
-    stream = names.heartbeats_stream
-    info = await js.add_consumer(stream, ConsumerConfig(
-        filter_subject=subject, deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.NONE, mem_storage=True, inactive_threshold=30.0))
-    beats: list[RecordedBeat] = []
-    remaining = info.num_pending or 0
-    try:
-        if remaining:
-            sub = await js.pull_subscribe_bind(consumer=info.name, stream=stream)
-            try:
-                while remaining > 0:
-                    msgs = await sub.fetch(min(remaining, _BATCH), timeout=5)
-                    remaining -= len(msgs)
-                    beats += [_beat(names, m.subject, m.data, m.metadata.timestamp.timestamp())
-                              for m in msgs]
-            finally:
-                await sub.unsubscribe()
-    finally:
-        with contextlib.suppress(nats.errors.Error, TimeoutError):
-            await js.delete_consumer(stream, info.name)
-    return beats
+    return [_beat(names, m.subject, m.data, m.metadata.timestamp.timestamp())
+            async for m in stored_messages(js, names.heartbeats_stream, subject)]
 
 
 def _beat(names: Names, subject: str, data: bytes, at: float) -> RecordedBeat:

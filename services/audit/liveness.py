@@ -13,23 +13,21 @@ reports that as unknown coverage, never as silence.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import nats.errors
 import orjson
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from domain.what_if import Span, merged
 from infra.names import Names
+from services.audit.stream_read import stored_messages
 from services.health.monitor import HealthMonitor
 
 log = logging.getLogger(__name__)
@@ -142,7 +140,8 @@ async def read_record(js: JetStreamContext, names: Names, now: float,
     watches: list[Span] = []
     silence_prefix = names.liveness_silence("")
     done = 0
-    async for subject, data in _messages(js, stream, names.liveness_wildcard):
+    async for msg in stored_messages(js, stream, names.liveness_wildcard):
+        subject, data = msg.subject, msg.data
         done += 1
         if progress is not None:
             progress(done, record.messages)
@@ -173,26 +172,3 @@ def _clipped(watches: list[Span], kept_since: float, now: float) -> list[Span]:
         if end > start:
             spans.append(Span(start, end))
     return spans
-
-
-async def _messages(js: JetStreamContext, stream: str,
-                    subject: str) -> AsyncIterator[tuple[str, bytes]]:
-    """(subject, data) of every message on `subject`, through an ephemeral consumer."""
-    info = await js.add_consumer(stream, ConsumerConfig(
-        filter_subject=subject, deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.NONE, mem_storage=True, inactive_threshold=30.0))
-    remaining = info.num_pending or 0
-    try:
-        if remaining:
-            sub = await js.pull_subscribe_bind(consumer=info.name, stream=stream)
-            try:
-                while remaining > 0:
-                    msgs = await sub.fetch(min(remaining, _BATCH), timeout=5)
-                    remaining -= len(msgs)
-                    for msg in msgs:
-                        yield msg.subject, msg.data
-            finally:
-                await sub.unsubscribe()
-    finally:
-        with contextlib.suppress(nats.errors.Error, TimeoutError):
-            await js.delete_consumer(stream, info.name)

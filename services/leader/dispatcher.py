@@ -64,7 +64,16 @@ class Dispatcher:
         (the queue keeps its order) and an agent has room."""
         if len(self.board.waiting):
             return None
-        plan = self.fleet.plan(self.strategy)
+        chosen = self._set_aside(self.fleet.plan(self.strategy), task_id, requires, kind)
+        if chosen is None:
+            return None
+        agent, seen = chosen
+        return Placement(self.fleet, task_id, agent, seen, self.strategy, self.metrics)
+
+    def _set_aside(self, plan: Plan, task_id: str, requires: list[str],
+                   kind: str) -> tuple[Candidate, list[Candidate]] | None:
+        """The agent the plan gives the task, counted against it from now on, with the
+        candidates the placement records it looked at (the least loaded, before it)."""
         agent = plan.choose(requires, kind, self.fleet.cursor)
         if agent is None:
             return None
@@ -72,7 +81,7 @@ class Dispatcher:
         self.fleet.cursor = agent.agent_id
         self.fleet.reserve(task_id, agent.agent_id)
         plan.take(agent.agent_id)
-        return Placement(self.fleet, task_id, agent, seen, self.strategy, self.metrics)
+        return agent, seen
 
     def poke(self) -> None:
         """Something changed (a task, a result, an agent): look again."""
@@ -136,16 +145,11 @@ class Dispatcher:
                 break
             if self.fleet.reserved(view.task_id):
                 continue
-            agent = plan.choose(view.requires, view.kind, self.fleet.cursor)
-            if agent is None:
+            chosen = self._set_aside(plan, view.task_id, view.requires, view.kind)
+            if chosen is None:
                 continue  # a later task may need less; this one waits for capacity
-            # What the placement records it looked at: the least loaded, before it.
-            seen = plan.considered()
-            self.fleet.cursor = agent.agent_id
-            self.fleet.reserve(view.task_id, agent.agent_id)
-            plan.take(agent.agent_id)
             free -= 1
-            writes.append(self._place(view, agent, seen))
+            writes.append(self._place(view, *chosen))
 
     async def _place(self, view: TaskView, agent: Candidate, seen: list[Candidate]) -> None:
         try:
