@@ -48,7 +48,7 @@ from services.commands.registry import AgentRegistry, silence_in
 from services.commands.service import Command, start_command_service
 from services.commands.table import command_table
 from services.commands.tasks import TaskService
-from services.health.heartbeats import HeartbeatIntake, heartbeat_probe, heartbeat_stream_check
+from services.health.heartbeats import HeartbeatIntake, heartbeat_stream_check
 from services.health.monitor import HealthMonitor
 from services.http.api import ReadModel, create_app
 from services.http.limits import JsonErrorAppRunner
@@ -227,7 +227,7 @@ class Orchestrator:
             DetectorSettings(
                 settings.suspect_after, settings.dead_after, settings.heartbeat_interval,
                 settings.failures_before_critical, settings.success_before_passing),
-            heartbeat_probe(self.js, self.names), lambda: nc.is_connected, self.metrics,
+            lambda: nc.is_connected, self.metrics,
             deregister_dead_after=settings.deregister_dead_after,
             bus_check=heartbeat_stream_check(self.js, self.names),
         )

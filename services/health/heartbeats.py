@@ -16,12 +16,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
-from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from domain.agent_commands import ControlMessage, Heartbeat
@@ -209,22 +207,3 @@ def heartbeat_stream_check(js: JetStreamContext, names: Names) -> Callable[[], A
         return int(state.last_seq or 0) if state.messages else 0
 
     return last_sequence
-
-
-def heartbeat_probe(js: JetStreamContext, names: Names) -> Any:
-    """The monitor's check of the newest heartbeat of one agent, read from the stream."""
-
-    async def probe(agent_id: str) -> tuple[int, int] | None:
-        try:
-            raw = await js.get_last_msg(
-                names.heartbeats_stream, names.heartbeat(agent_id), direct=True
-            )
-        except NotFoundError:
-            return None
-        try:
-            incarnation = int(orjson.loads(raw.data or b"{}").get("incarnation", 0))
-        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-            incarnation = 0
-        return int(raw.seq or 0), incarnation
-
-    return probe

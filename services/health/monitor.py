@@ -2,13 +2,13 @@
 
 It never counts time it could not see against an agent, and never lets a deadline expire
 on evidence it cannot see (`domain.health.Evidence`). It looks at the bus continually (the
-heartbeat stream's last sequence); while a look is overdue or answered late, an append or
-probe fails, NATS is disconnected, or this process was stalled, liveness evidence is
-unknown and nothing expires. Once a prompt look is answered again and the heartbeat
-consumer has applied everything the stream held then, every deadline restarts from that
-moment. A decision refused or interrupted meanwhile is not retried: the agent is looked
-at again on the fresh evidence. Before declaring a death it also asks the heartbeat
-stream itself whether it missed a heartbeat.
+heartbeat stream's last sequence); while a look is overdue or answered late, an append
+fails, NATS is disconnected, or this process was stalled, liveness evidence is unknown
+and nothing expires. Once a prompt look is answered again and the heartbeat consumer has
+applied everything the stream held then, every deadline restarts from that moment. A
+decision refused or interrupted meanwhile is not retried: the agent is looked at again on
+the fresh evidence. A deadline expires only within what the evidence covers (every
+heartbeat the stream held at a look applied), so a death needs no probe of the stream.
 """
 
 from __future__ import annotations
@@ -49,8 +49,6 @@ MAX_LOOKS_PER_TICK = 5000
 # Looks at the bus are at least this far apart, even when deadlines ask for them.
 MIN_LOOK_GAP_S = 0.005
 
-# (stream sequence, incarnation) of the newest heartbeat on the agent's subject, or None.
-HeartbeatProbe = Callable[[str], Awaitable[tuple[int, int] | None]]
 # The heartbeat stream's last sequence (0 when it holds nothing): a look at the bus.
 BusCheck = Callable[[], Awaitable[int]]
 
@@ -75,7 +73,6 @@ class HealthMonitor:
         position: Position,
         registry: AgentRegistry,
         settings: DetectorSettings,
-        probe: HeartbeatProbe,
         is_connected: Callable[[], bool],
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
@@ -87,7 +84,6 @@ class HealthMonitor:
         self.position = position
         self.registry = registry
         self.settings = settings
-        self.probe = probe
         self.is_connected = is_connected
         self.metrics = metrics
         self.clock = clock
@@ -97,8 +93,9 @@ class HealthMonitor:
         # suspect_after): the failover target is work moved within 100 ms of a deadline.
         self.interval = min(0.025, settings.suspect_after / 20)
         # A late tick this much past its time means we were not running (paused,
-        # starved): deadlines restart. Smaller lags are left to the probe before a death,
-        # so that a busy machine does not postpone deaths indefinitely.
+        # starved): deadlines restart. Smaller lags are covered by the evidence's horizon
+        # (heartbeats waiting in this process are not applied yet, so no deadline passes
+        # them), and a busy machine does not postpone deaths indefinitely.
         self.stall_tolerance = max(0.5, settings.suspect_after / 2)
         # Looks at the bus: how often, and how late an answer may be before it is a stall.
         self.bus_check = bus_check
@@ -428,10 +425,8 @@ class HealthMonitor:
             if not self._still_current(epoch, agent_id, wanted):
                 return
             if wanted == Verdict.DEAD:
-                if await self._missed_a_heartbeat(view, seen):
-                    return
-                if not self._still_current(epoch, agent_id, wanted):
-                    return
+                # No probe of the stream first: the deadline is within the evidence's
+                # horizon, so every heartbeat stored before it has been applied.
                 outcome = await self.registry.declare_dead(
                     agent_id, view.incarnation, round(silent_for, 3), self.settings.dead_after,
                     seen.heartbeat_seq, causation_id=self._cause(view, seen),
@@ -480,23 +475,6 @@ class HealthMonitor:
         if view.liveness == Verdict.SUSPECT:
             return view.last_event_id  # DeclaredDead follows from the suspicion
         return f"hb-{seen.heartbeat_seq}" if seen.heartbeat_seq else view.last_event_id
-
-    async def _missed_a_heartbeat(self, view: AgentView, seen: Seen) -> bool:
-        """True if the stream holds a newer heartbeat than we applied (or cannot say)."""
-        try:
-            newest = await self.probe(view.agent_id)
-        except Exception as exc:  # cannot see NATS: never a reason to declare a death
-            log.warning("heartbeat probe failed agent=%s: %r", view.agent_id, exc)
-            self._lose("probe-failed")
-            return True
-        if newest is None:
-            return False
-        sequence, incarnation = newest
-        if sequence > seen.heartbeat_seq and incarnation == view.incarnation:
-            log.warning("heartbeat consumer lagging agent=%s", view.agent_id)
-            self.saw(view.agent_id, incarnation, sequence)
-            return True
-        return False
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -18,7 +18,7 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from domain.placement import Candidate, Strategy
+from domain.placement import Strategy
 from infra.event_store import EventStore, RecordedEvent
 from infra.names import AGENT, Names
 from projections.position import Position
@@ -53,6 +53,7 @@ class FailoverReactor:
         self.position = position
         self.strategy = strategy
         self.metrics = metrics
+        self._reacting: dict[str, asyncio.Future[None]] = {}  # the latest reaction per agent
 
     async def _subscribe(self) -> Any:
         config = ConsumerConfig(
@@ -68,28 +69,49 @@ class FailoverReactor:
 
     async def run(self) -> None:
         subscription = None
-        while True:
-            try:
-                if subscription is None:
-                    subscription = await self._subscribe()
-                msgs = await self._next_batch(subscription)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except nats.errors.Error as exc:
-                log.warning("failover consumer unavailable: %r", exc)
-                subscription = None
-                await asyncio.sleep(0.5)
-                continue
-            # Different agents' tasks are independent; each agent's events keep log order.
-            events = [self.store.decode(msg) for msg in msgs]
-            # The board must know every assignment made before these events.
-            await self.position.wait_for(events[-1].position, 30.0)
-            plan = self.fleet.snapshot()
-            by_agent: dict[str, list[tuple[Any, RecordedEvent]]] = {}
-            for msg, event in zip(msgs, events, strict=True):
-                by_agent.setdefault(event.aggregate_id, []).append((msg, event))
-            await asyncio.gather(*(self._react_in_order(group, plan)
-                                   for group in by_agent.values()))
+        try:
+            while True:
+                try:
+                    if subscription is None:
+                        subscription = await self._subscribe()
+                    msgs = await self._next_batch(subscription)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                except nats.errors.Error as exc:
+                    log.warning("failover consumer unavailable: %r", exc)
+                    subscription = None
+                    await asyncio.sleep(0.5)
+                    continue
+                events = [self.store.decode(msg) for msg in msgs]
+                # The board must know every assignment made before these events.
+                await self.position.wait_for(events[-1].position, 30.0)
+                by_agent: dict[str, list[tuple[Any, RecordedEvent]]] = {}
+                for msg, event in zip(msgs, events, strict=True):
+                    by_agent.setdefault(event.aggregate_id, []).append((msg, event))
+                for agent_id, group in by_agent.items():
+                    self._react_after(agent_id, group)
+        finally:
+            for reaction in list(self._reacting.values()):
+                reaction.cancel()
+            await asyncio.gather(*self._reacting.values(), return_exceptions=True)
+            self._reacting.clear()
+
+    def _react_after(self, agent_id: str, group: list[tuple[Any, RecordedEvent]]) -> None:
+        """React to an agent's events once its earlier ones are done, without holding
+        up other agents': deaths that come while an earlier batch's tasks are still
+        moving move at once (the consumer's max_ack_pending bounds how many at a time)."""
+        earlier = self._reacting.get(agent_id)
+        reaction = asyncio.ensure_future(self._react_in_order(group, earlier))
+        self._reacting[agent_id] = reaction
+
+        def done(finished: asyncio.Future[None]) -> None:
+            if self._reacting.get(agent_id) is finished:
+                del self._reacting[agent_id]
+            if not finished.cancelled() and finished.exception() is not None:
+                # Unacknowledged: the consumer gives the event again after ack_wait.
+                log.error("failover of agent %s failed: %r", agent_id, finished.exception())
+
+        reaction.add_done_callback(done)
 
     @staticmethod
     async def _next_batch(subscription: Any) -> list[Any]:
@@ -101,13 +123,15 @@ class FailoverReactor:
         return msgs
 
     async def _react_in_order(self, group: list[tuple[Any, RecordedEvent]],
-                              plan: dict[str, Candidate]) -> None:
+                              earlier: asyncio.Future[None] | None) -> None:
+        if earlier is not None:
+            await asyncio.wait({earlier})  # its failure is its own (logged, redelivered)
         for msg, event in group:
-            await self.react(event, plan)
+            await self.react(event)
             with contextlib.suppress(nats.errors.Error):
                 await msg.ack()
 
-    async def react(self, event: RecordedEvent, plan: dict[str, Candidate]) -> None:
+    async def react(self, event: RecordedEvent) -> None:
         agent_id = event.aggregate_id
         incarnation = int(event.data()["incarnation"])
         reason = _REASONS[event.name]
@@ -118,16 +142,16 @@ class FailoverReactor:
         ]
         deadline = self._dead_deadline(event)
         await asyncio.gather(*(
-            self._move(view, agent_id, reason, event.event_id, plan, deadline)
+            self._move(view, agent_id, reason, event.event_id, deadline)
             for view in stranded))
         self.metrics.decisions.labels("moved").inc(len(stranded))
         log.info("failover done agent=%s incarnation=%d trigger=%s", agent_id, incarnation,
                  event.name)
 
     async def _move(self, view: Any, agent_id: str, reason: str, cause: str,
-                    plan: dict[str, Candidate], deadline: float | None) -> None:
+                    deadline: float | None) -> None:
         moved_to = await move(self.tasks, self.fleet, view, agent_id, self.strategy,
-                              reason=reason, causation_id=cause, plan=plan)
+                              reason=reason, causation_id=cause)
         if moved_to is not None and deadline is not None:
             self.metrics.failover_time.observe(max(0.0, time.time() - deadline))
 

@@ -134,11 +134,6 @@ class Fleet:
             plan = self._plans[strategy] = Plan(dict(self._candidates), strategy)
         return plan
 
-    def snapshot(self) -> dict[str, Candidate]:
-        """The candidates by id: a plan that placements made in one go update."""
-        self.refresh()
-        return dict(self._candidates)
-
     def candidates(self) -> list[Candidate]:
         self.refresh()
         return list(self._candidates.values())

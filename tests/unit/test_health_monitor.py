@@ -63,10 +63,6 @@ class Decisions:
         return decide
 
 
-async def no_newer_heartbeat(agent_id: str) -> None:
-    return None
-
-
 class World:
     def __init__(self, agents: int) -> None:
         self.clock = Clock()
@@ -75,10 +71,9 @@ class World:
         for i in range(agents):
             self.projection.agents[f"a{i}"] = AgentView(f"a{i}", 1, [], 1, {}, [], at, at)
         self.decisions = Decisions(self.projection)
-        self.probe: Any = no_newer_heartbeat
         self.monitor = HealthMonitor(
             self.projection, Position(), self.decisions, SETTINGS,  # type: ignore[arg-type]
-            lambda agent_id: self.probe(agent_id), lambda: True, Metrics(), clock=self.clock)
+            lambda: True, Metrics(), clock=self.clock)
         # The heartbeat stream: its last sequence, and the heartbeats stored but not yet
         # delivered to the intake (a consumer behind the stream).
         self.stream_seq = 0
@@ -287,28 +282,6 @@ async def test_a_decision_refused_as_unavailable_is_decided_again_on_fresh_evide
     assert small.decisions.made == [("suspect", "a0"), ("suspect", "a2")]
 
 
-async def test_a_death_waiting_on_its_probe_is_dropped_if_evidence_is_lost_meanwhile(
-        small: World) -> None:
-    await small.at(100.0)
-    await small.at(103.0)
-    assert len(small.decisions.made) == 3
-    release = asyncio.Event()
-
-    async def slow_probe(agent_id: str) -> None:
-        await release.wait()
-
-    small.probe = slow_probe
-    small.clock.now = 105.0
-    small.monitor.evidence.looked(105.0, 105.0, small.stream_seq)
-    small.monitor.tick(105.0)  # a0..a2 due to die: each asks the stream first
-    await asyncio.sleep(0)
-    small.monitor.restart_deadlines("disconnected")  # and the bus goes away
-    release.set()
-    for task in list(small.monitor._tasks):
-        await task
-    assert [d for d, _ in small.decisions.made] == ["suspect"] * 3  # no death written
-
-
 async def test_deadlines_wait_for_the_consumer_to_catch_up(small: World) -> None:
     await small.at(100.0)
     for step in range(1, 20):  # from 102.5 the intake falls behind the stream
@@ -371,7 +344,7 @@ async def test_a_look_owed_on_the_old_connection_is_given_up_at_a_reconnect() ->
 
     monitor = HealthMonitor(
         AgentHealth(), Position(), Decisions(AgentHealth()), SETTINGS,  # type: ignore[arg-type]
-        no_newer_heartbeat, lambda: True, Metrics(), bus_check=check)
+        lambda: True, Metrics(), bus_check=check)
     monitor.look_timeout = 60.0
     looking = asyncio.ensure_future(monitor._look_at_bus(check))
     try:

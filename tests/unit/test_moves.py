@@ -41,10 +41,38 @@ async def test_round_robin_moves_take_turns() -> None:
         board.apply(event)
     fleet = Fleet(agents, board, position)
     moves = RecordedMoves()
-    plan = {c.agent_id: c for c in fleet.candidates() if c.agent_id != "dead"}
 
     for view in board.open_tasks_of("dead"):
         await move(moves, fleet, view, "dead", Strategy.ROUND_ROBIN,  # type: ignore[arg-type]
-                   reason="agent_dead", causation_id="ev", plan=plan)
+                   reason="agent_dead", causation_id="ev")
 
+    # "dead" is still healthy in the projection here: the move leaves it out itself.
     assert [moves.to[f"t{n}"] for n in range(6)] == ["b", "c", "d", "b", "c", "d"]
+
+
+async def test_a_move_never_goes_back_to_the_agent_it_leaves_even_the_least_loaded() -> None:
+    # An accept timeout moves a task off a live agent, which may be the least loaded:
+    # the kept plan would choose it again, so the move sets it aside for that choice.
+    log = Log()
+    for agent_id in ("slow", "busy"):
+        log.record("agent", Agent(agent_id, [], 10, {}, []))
+    for number in range(3):
+        task = Task(f"b{number}", "work", None, [], 0, 3, 30.0, "fp")
+        task.assign("busy", 1, f"tok-b{number}", "least_loaded", [], 0.0)
+        log.record("task", task)
+    stuck = Task("t", "work", None, [], 0, 3, 30.0, "fp")
+    stuck.assign("slow", 1, "tok-t", "least_loaded", [], 0.0)
+    log.record("task", stuck)
+    agents, board, position = AgentHealth(), TaskBoard(), Position()
+    for event in log.events:
+        agents.apply(event)
+        board.apply(event)
+    fleet = Fleet(agents, board, position)
+    moves = RecordedMoves()
+
+    await move(moves, fleet, board.tasks["t"], "slow",  # type: ignore[arg-type]
+               Strategy.LEAST_LOADED, reason="accept_timeout", causation_id="ev")
+
+    assert moves.to == {"t": "busy"}
+    # and "slow" is still a candidate for other tasks afterwards
+    assert "slow" in fleet.plan(Strategy.LEAST_LOADED).candidates
