@@ -122,6 +122,9 @@ class Repository:
             self._remember(aggregate.id, aggregate, positions[-1])
         return positions
 
+    def cached(self, aggregate_id: str) -> bool:
+        return aggregate_id in self._cache
+
     def evict(self, aggregate_id: str) -> None:
         self._cache.pop(aggregate_id, None)
 

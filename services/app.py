@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.js.errors import ServiceUnavailableError
 
+from domain.agent import ALIVE
 from domain.health import DetectorSettings
 from domain.placement import Strategy
 from domain.task import TERMINAL
@@ -213,9 +214,14 @@ class Orchestrator:
         self.change_feed = ChangeFeed(self.catalog, self.names, nc.publish,
                                       enabled=lambda: self.is_leader and self.runner.ready)
         self.registry = AgentRegistry(
-            Repository(self.store, n.AGENT), self.names, settings.heartbeat_interval,
+            # Only agents whose health is in question stay cached: a decision on them is
+            # near. A healthy agent's aggregate (about 400 B) is read from the log when it
+            # is next commanded (re-registration, drain, a suspicion), which is rare.
+            Repository(self.store, n.AGENT, keep=lambda agent: agent.liveness != ALIVE),
+            self.names, settings.heartbeat_interval,
             silence_in(self.agents), settings.suspect_after,
-            settings.auth_jwt_ttl if settings.auth_on else None)
+            settings.auth_jwt_ttl if settings.auth_on else None,
+            known=lambda agent_id: self.agents.get(agent_id) is not None)
         self.tasks = TaskService(
             # A finished task leaves the cache: commands on it are rare, read from the log.
             Repository(self.store, n.TASK, keep=lambda task: task.status not in TERMINAL),

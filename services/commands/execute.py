@@ -31,6 +31,7 @@ async def execute(
     decide: Decision,
     causation_id: str | None = None,
     correlation_id: str | None = None,
+    fresh: bool = False,
 ) -> Outcome:
     """Apply `decide` to the current aggregate and append what it recorded.
 
@@ -38,10 +39,12 @@ async def execute(
     method and returns the aggregate; it raises CommandRefused to refuse. It is first
     given the cached state (None when not cached); on an OCC conflict, or a refusal, it is
     given the state read from the log and decides again, so neither a stale cache nor a
-    presumed-new aggregate can make it write wrongly or refuse wrongly.
+    presumed-new aggregate can make it write wrongly or refuse wrongly. With `fresh`, it is
+    read from the log at once (the caller knows it exists and is not cached).
     """
     async with repository.locked(aggregate_id):
-        return await _attempts(repository, aggregate_id, decide, causation_id, correlation_id)
+        return await _attempts(repository, aggregate_id, decide, causation_id, correlation_id,
+                               fresh)
 
 
 async def _attempts(
@@ -50,8 +53,8 @@ async def _attempts(
     decide: Decision,
     causation_id: str | None,
     correlation_id: str | None,
+    fresh: bool,
 ) -> Outcome:
-    fresh = False
     for _ in range(MAX_ATTEMPTS):
         try:
             aggregate, position = await repository.get(aggregate_id, fresh)

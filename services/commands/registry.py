@@ -51,8 +51,13 @@ class AgentRegistry:
 
     def __init__(self, repository: Repository, names: Names, heartbeat_interval: float,
                  silence_of: SilenceOf = lambda agent_id, incarnation: None,
-                 suspect_after: float = 3.0, credentials_ttl_s: float | None = None) -> None:
+                 suspect_after: float = 3.0, credentials_ttl_s: float | None = None,
+                 known: Callable[[str], bool] = lambda agent_id: False) -> None:
         self.repository = repository
+        # Whether the agent has registered before, as the projection says: a healthy
+        # agent's aggregate is not cached (services.app), and its re-registration then
+        # reads it from the log at once rather than after a refused creation.
+        self.known = known
         self.credentials_ttl_s = credentials_ttl_s
         self.names = names
         self.heartbeat_interval = heartbeat_interval
@@ -77,7 +82,9 @@ class AgentRegistry:
                              cmd.instance_id)
             return agent
 
-        outcome = await execute(self.repository, cmd.agent_id, decide, causation_id, causation_id)
+        fresh = self.known(cmd.agent_id) and not self.repository.cached(cmd.agent_id)
+        outcome = await execute(self.repository, cmd.agent_id, decide, causation_id, causation_id,
+                                fresh)
         return RegisterReply(
             ok=True,
             agent_id=cmd.agent_id,

@@ -56,6 +56,22 @@ class TestRegisterAgent:
         assert agent["status"] == "healthy"
         assert agent["labels"] == {"zone": "eu"}
 
+    async def test_a_healthy_agent_is_not_cached_and_still_re_registers_and_drains(
+            self, orchestrator, nc, names):
+        # Only agents whose health is in question keep their aggregate in memory; the
+        # others are read from the log when next commanded, and answered the same.
+        first = await request(nc, subject(names, "register", "a1"), registration("a1"))
+        assert not orchestrator.registry.repository.cached("a1")
+        await eventually(lambda: orchestrator.agents.get("a1") is not None)
+
+        again = await request(nc, subject(names, "register", "a1"),
+                              {**registration("a1"), "replace": True})
+        drained = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "a1"})
+
+        assert (first["incarnation"], again["incarnation"]) == (1, 2)
+        assert drained["ok"] is True
+        assert not orchestrator.registry.repository.cached("a1")
+
     async def test_registering_again_with_replace_starts_a_new_incarnation(
             self, orchestrator, nc, names):
         first = await request(nc, subject(names, "register", "a1"), registration("a1"))
