@@ -1,19 +1,28 @@
-"""Serialization of events: eventsourcing's Mapper with an orjson transcoder."""
+"""Serialization of events: eventsourcing's Mapper with an orjson transcoder, and the
+compact forms the log stores an event's state in."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Hashable
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import orjson
+from eventsourcing.domain import CanInitAggregate, DomainEventProtocol
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,
     Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
     Transcoder,
     Transcoding,
     TranscodingNotRegisteredError,
     UUIDAsHex,
+    find_id_convertor,
 )
+from eventsourcing.utils import get_topic, resolve_topic
 
 _NATIVE = (str, int, float, bool, type(None))
 _CONTAINERS = (dict, list)  # all that orjson.loads makes besides scalars
@@ -126,6 +135,133 @@ class EventStateTranscoder(OrjsonTranscoder):
         return {"_type_": transcoding.name, "_data_": self._prepare(transcoding.encode(obj))}
 
 
+# --- the log's compact forms of an event's state -------------------------------------
+#
+# Every event is stored forever and a lifecycle writes four, so the fields every event
+# (or every placement) carries are written shorter than the generic `_type_` objects;
+# the long forms, in events written before, are still read (docs/protocol.md, Events).
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# A placement's candidates (services.commands.tasks.considered), written as rows.
+CANDIDATE_COLUMNS = ("agent_id", "load", "capacity", "status")
+_DEFAULT_STATUS = "healthy"  # the status of nearly every candidate: left out of a row
+# A submission's `fingerprint`, a SHA-256: 64 hex digits, or in URL-safe base64 43.
+_FINGERPRINT_B64 = 43
+_HEX_DIGITS = "0123456789abcdef"
+
+
+def aggregate_topic(event_topic: str) -> str | None:
+    """The topic of the aggregate an event class is nested in: `domain.task:Task` for
+    `domain.task:Task.Submitted`; None for a class that is not nested."""
+    module, _, qualname = event_topic.partition(":")
+    outer, dot, _ = qualname.rpartition(".")
+    return f"{module}:{outer}" if dot else None
+
+
+def compact_state(state: dict[str, Any], topic: str) -> dict[str, Any]:
+    """An event's state (the mapper's own copy) with its compact forms, in place:
+    `timestamp` in UTC as integer microseconds since 1970; `originator_topic` left out
+    when it is the class the event is nested in; `considered` as rows
+    `[agent_id, load, capacity(, status when not healthy)]`; a `fingerprint` of 64 hex
+    digits in URL-safe base64 (43 characters, no padding). Anything else, and any value
+    not of the expected shape, is written as before."""
+    timestamp = state.get("timestamp")
+    if type(timestamp) is datetime and timestamp.tzinfo is UTC:
+        state["timestamp"] = (timestamp - EPOCH) // _MICROSECOND
+    if "originator_topic" in state and state["originator_topic"] == aggregate_topic(topic):
+        del state["originator_topic"]
+    considered = state.get("considered")
+    if type(considered) is list and considered:
+        rows = _candidate_rows(considered)
+        if rows is not None:
+            state["considered"] = rows
+    fingerprint = state.get("fingerprint")
+    if type(fingerprint) is str and _is_sha256_hex(fingerprint):
+        state["fingerprint"] = base64.urlsafe_b64encode(bytes.fromhex(fingerprint)).decode()[
+            :_FINGERPRINT_B64]
+    return state
+
+
+def _is_sha256_hex(value: str) -> bool:
+    """64 lowercase hex digits, as hashlib's hexdigest writes a SHA-256 (so the short
+    form reads back as the same text)."""
+    return len(value) == 64 and value.strip(_HEX_DIGITS) == ""
+
+
+def _candidate_rows(considered: list[Any]) -> list[list[Any]] | None:
+    rows = []
+    for candidate in considered:
+        if type(candidate) is not dict or tuple(candidate) != CANDIDATE_COLUMNS:
+            return None  # another shape: kept as it is
+        row = [candidate["agent_id"], candidate["load"], candidate["capacity"]]
+        if candidate["status"] != _DEFAULT_STATUS:
+            row.append(candidate["status"])
+        rows.append(row)
+    return rows
+
+
+def expand_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A decoded state with compact forms replaced by the values they stand for, in place
+    (`originator_topic` is put back by LogMapper, which knows the class)."""
+    timestamp = state.get("timestamp")
+    if type(timestamp) is int:  # a datetime's long form decodes to a datetime
+        state["timestamp"] = EPOCH + timestamp * _MICROSECOND
+    fingerprint = state.get("fingerprint")
+    if type(fingerprint) is str and len(fingerprint) == _FINGERPRINT_B64:
+        state["fingerprint"] = base64.urlsafe_b64decode(fingerprint + "=").hex()
+    considered = state.get("considered")
+    if type(considered) is list and considered and type(considered[0]) is list:
+        state["considered"] = [
+            dict(zip(CANDIDATE_COLUMNS, row if len(row) == 4 else (*row, _DEFAULT_STATUS),
+                     strict=True))
+            for row in considered
+        ]
+    return state
+
+
+class LogMapper(Mapper[Any]):
+    """eventsourcing's Mapper (without a compressor or cipher: the log has neither),
+    writing the log's compact forms and reading both them and the long ones."""
+
+    def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
+        topic = get_topic(domain_event.__class__)
+        event_state = dict(vars(domain_event))
+        originator_id = event_state.pop("originator_id")
+        originator_version = event_state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            event_state["class_version"] = class_version
+        state = self.transcoder.encode(compact_state(event_state, topic))
+        return StoredEvent(originator_id=originator_id,
+                           originator_version=originator_version, topic=topic, state=state)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[Any]:
+        cls = resolve_topic(stored_event.topic)
+        try:
+            event_state: dict[str, Any] = expand_state(
+                self.transcoder.decode(stored_event.state))
+        except Exception as exc:
+            raise MapperDeserialisationError(
+                f"Failed to deserialise state of stored event with topic "
+                f"'{stored_event.topic}', originator_id '{stored_event.originator_id}' "
+                f"and originator_version {stored_event.originator_version}: {exc}"
+            ) from exc
+        if "originator_topic" not in event_state and issubclass(cls, CanInitAggregate):
+            event_state["originator_topic"] = aggregate_topic(stored_event.topic)
+        id_convertor = find_id_convertor(cls, cast(Hashable, type(stored_event.originator_id)))
+        event_state["originator_id"] = id_convertor(stored_event.originator_id)
+        event_state["originator_version"] = stored_event.originator_version
+        class_version = getattr(cls, "class_version", 1)
+        from_version = event_state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(event_state)
+            from_version += 1
+        domain_event = object.__new__(cls)
+        object.__setattr__(domain_event, "__dict__", event_state)
+        return cast(DomainEventProtocol[Any], domain_event)
+
+
 def create_mapper() -> Mapper[Any]:
     """The one mapper the event store uses."""
-    return Mapper(transcoder=EventStateTranscoder())
+    return LogMapper(transcoder=EventStateTranscoder())

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +18,10 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
+from infra import event_headers
 from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator
+from infra.codec import expand_state
+from infra.event_headers import new_event_id
 from infra.group_commit import GroupCommit
 from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names, default_topic
 
@@ -99,7 +101,7 @@ class RecordedEvent:
     def _own_state(self) -> dict[str, Any]:
         stored = self._stored
         if self._event is None and not _has_later_versions(stored.topic):
-            state: dict[str, Any] = self._mapper.transcoder.decode(stored.state)
+            state: dict[str, Any] = expand_state(self._mapper.transcoder.decode(stored.state))
             if "class_version" not in state:  # else written by a later version: upcast
                 state.pop("originator_topic", None)
                 state["version"] = stored.originator_version
@@ -209,7 +211,9 @@ class EventStore:
             stored = self.mapper.to_stored_event(domain_event)
             aggregate_id = str(stored.originator_id)
             event_name = type(domain_event).__name__
-            event_id = str(uuid.uuid4())
+            event_id = new_event_id()
+            identity = (ORCHESTRATOR if event_name in own_decisions
+                        else current_identity.get())
             headers: dict[str, str] = {
                 # Nats-Msg-Id is the event id: a retried publish of this same event is
                 # absorbed as a duplicate, while a rival event still meets the OCC check.
@@ -217,18 +221,14 @@ class EventStore:
                 Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: self.names.aggregate_events(
                     kind, aggregate_id
                 ),
-                Header.VERSION: str(stored.originator_version),
+                # Every header is stored with every event: what the log knows of it is
+                # one header, and what the subject already says (the topic, for the
+                # aggregates' own event classes) is left out.
+                Header.EVENT: event_headers.pack(stored.originator_version, identity,
+                                                 causation_id, correlation_id),
             }
-            # Every header is stored with every event: what the subject already says
-            # (the topic, for the aggregates' own event classes) is left out.
             if stored.topic != default_topic(kind, event_name):
                 headers[Header.TOPIC] = stored.topic
-            headers[Header.IDENTITY] = (ORCHESTRATOR if event_name in own_decisions
-                                        else current_identity.get())
-            if causation_id:
-                headers[Header.CAUSATION_ID] = causation_id
-            if correlation_id:
-                headers[Header.CORRELATION_ID] = correlation_id
             messages.append((self.names.event(kind, aggregate_id, event_name), stored.state,
                              headers))
             # Later events of the same command are caused by the first.
@@ -253,16 +253,18 @@ class EventStore:
         try:
             if self.group_commit is not None:
                 return await self.group_commit.append(subject, data, headers)
-            ack = await self.js.publish(
-                subject, data, timeout=self.timeout, headers=headers,
-                stream=self.names.events_stream,
-            )
+            # No Nats-Expected-Stream (it would be stored with the event): the subject
+            # maps to this stream alone, and the answer names the stream that stored it.
+            ack = await self.js.publish(subject, data, timeout=self.timeout, headers=headers)
         except APIError as exc:
             if exc.err_code == ERR_WRONG_LAST_SEQUENCE:
                 raise ConcurrencyConflict(subject) from exc
             raise StoreUnavailable(str(exc)) from exc
         except (TimeoutError, nats.errors.Error) as exc:
             raise StoreUnavailable(repr(exc)) from exc
+        if ack.stream != self.names.events_stream:
+            raise StoreUnavailable(f"{subject} was stored by stream {ack.stream}, "
+                                   f"not {self.names.events_stream}")
         return int(ack.seq)
 
     # --- reading ----------------------------------------------------------------
@@ -270,9 +272,10 @@ class EventStore:
     def decode(self, msg: Msg) -> RecordedEvent:
         headers = msg.headers or {}
         kind, aggregate_id, name = self.names.parse_event_subject(msg.subject)
+        known = event_headers.read(headers)
         stored = StoredEvent(
             originator_id=aggregate_id,
-            originator_version=int(headers[Header.VERSION]),
+            originator_version=known.version,
             topic=topic_of(headers, kind, name),
             state=msg.data,
         )
@@ -284,12 +287,12 @@ class EventStore:
             aggregate_id=aggregate_id,
             name=name,
             event_id=event_id_of(headers),
-            causation_id=headers.get(Header.CAUSATION_ID),
-            correlation_id=headers.get(Header.CORRELATION_ID),
+            causation_id=known.causation_id,
+            correlation_id=known.correlation_id,
             recorded_at=recorded_at,
             stored=stored,
             mapper=self.mapper,
-            identity=headers.get(Header.IDENTITY),
+            identity=known.identity,
         )
 
     async def read(

@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 5.0
 MAX_BATCH = 256  # the server accepts up to 1,000 messages in a batch
 # Appends written as separate publishes rather than one atomic batch, when no more wait.
-# Measured here (nats-server 2.15, sync always): a publish is stored in 0.36 ms, an atomic
-# batch of 2 to 50 in 2.1 to 2.9 ms (the server stages and syncs it before the commit).
-# Up to 4 separately halved the median submit-to-delivery at a quarter of capacity (2 ms
-# against 12) but cost an eighth of the capacity under bursts, and the p99 not at all:
-# only a lone append goes alone (docs/performance.md).
-SEPARATELY_UP_TO = 1
+# An atomic batch on a single-replica file stream costs the server a staging file store
+# of its own, made and removed per batch (nats-server jetstream_batching.go,
+# newBatchStore): measured here (nats-server 2.15, sync always) 2.3 to 2.9 ms for 1 to
+# 64 messages, against 0.15 ms per message for publishes sent at once (each synced):
+# separately is sooner up to about 14 (docs/performance.md has the table).
+SEPARATELY_UP_TO = 12
 
 
 @dataclass
@@ -154,7 +154,7 @@ class GroupCommit:
                 await self.nc.publish(item.subject, item.data, reply=inbox, headers=headers)
             else:
                 await self.nc.publish(item.subject, item.data, headers=headers)
-        last = _stored(await self._replies.wait(inbox, answer, self.timeout))
+        last = _stored(await self._replies.wait(inbox, answer, self.timeout), self.stream)
         first = last - len(batch) + 1
         for offset, item in enumerate(batch):
             if not item.done.done():
@@ -173,9 +173,11 @@ class GroupCommit:
         try (only when not `last_try`)."""
         try:
             inbox, answer = await self._replies.expect()
-            await self.nc.publish(item.subject, item.data, reply=inbox,
-                                  headers={**item.headers, "Nats-Expected-Stream": self.stream})
-            sequence = _stored(await self._replies.wait(inbox, answer, self.timeout))
+            # No Nats-Expected-Stream, as in a batch: it would be stored with the event,
+            # the subject maps to one stream alone, and `_stored` checks the answer's.
+            await self.nc.publish(item.subject, item.data, reply=inbox, headers=item.headers)
+            sequence = _stored(await self._replies.wait(inbox, answer, self.timeout),
+                               self.stream)
         except Exception as exc:
             # Refused, or not answered in time: that is its answer. Lost with the
             # connection: worth another try.
@@ -189,11 +191,15 @@ class GroupCommit:
         return False
 
 
-def _stored(msg: Msg) -> int:
-    """The stream sequence an answer reports, or the server's refusal raised."""
+def _stored(msg: Msg, stream: str) -> int:
+    """The stream sequence an answer reports, or the server's refusal raised; an error
+    too when another stream than `stream` stored it (no stream could while `stream`
+    exists: JetStream refuses streams whose subjects overlap)."""
     answer = _answer(msg)
     if "error" in answer:
         raise APIError.from_error(answer["error"])
+    if answer.get("stream") != stream:
+        raise nats.errors.Error(f"stored by stream {answer.get('stream')!r}, not {stream!r}")
     return int(answer["seq"])
 
 

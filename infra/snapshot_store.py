@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -23,6 +26,33 @@ TIMEOUT_S = 10.0
 
 class SnapshotUnreadable(Exception):
     pass
+
+
+class _Parts(io.BufferedIOBase):
+    """Parts read as one stream. ObjectStore.put calls `readinto` in a worker thread, a
+    chunk at a time; the parts do not change meanwhile."""
+
+    def __init__(self, parts: Sequence[bytes]) -> None:
+        super().__init__()
+        self._parts = [memoryview(part) for part in parts if part]
+        self._at = 0  # the part being read
+        self._offset = 0  # in it
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(target) and self._at < len(self._parts):
+            part = self._parts[self._at]
+            taken = min(len(target) - filled, len(part) - self._offset)
+            target[filled:filled + taken] = part[self._offset:self._offset + taken]
+            filled += taken
+            self._offset += taken
+            if self._offset == len(part):
+                self._at, self._offset = self._at + 1, 0
+        return filled
 
 
 class SnapshotStore:
@@ -45,9 +75,12 @@ class SnapshotStore:
                                       storage=StorageType.FILE, replicas=self.replicas))
         return self._bucket
 
-    async def save(self, data: bytes) -> None:
+    async def save(self, data: bytes | Sequence[bytes]) -> None:
+        """Replace the snapshot with `data`, or with its parts one after the other: a
+        ~100 MB document is sent in chunks as it is, never joined (that copy held the
+        event loop for 60 ms)."""
         store = await self._store()
-        await store.put(OBJECT_NAME, data)
+        await store.put(OBJECT_NAME, data if isinstance(data, bytes) else _Parts(data))
 
     async def load(self) -> bytes | None:
         """The latest snapshot, or None when there is none (or it cannot be read now)."""

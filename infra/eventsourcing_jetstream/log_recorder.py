@@ -3,7 +3,7 @@
 Its notifications are the log's messages, numbered by their stream sequence (the
 `position` the orchestrator's API and CLI show), with the topic and state the
 orchestrator's mapper wrote, read from the headers as the orchestrator's own event store
-reads them; every write is refused.
+reads them (in the form written now and in the older one); every write is refused.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, Notification, StoredEvent
 from nats.aio.msg import Msg
 
+from infra import event_headers
 from infra.event_store import event_id_of, topic_of
 from infra.eventsourcing_jetstream import paging
 from infra.eventsourcing_jetstream.client import JetStreamClient
 from infra.eventsourcing_jetstream.log_errors import AggregateIdError, read_only
 from infra.eventsourcing_jetstream.provenance import LogNotification, Provenance
 from infra.eventsourcing_jetstream.subscription import JetStreamSubscription
-from infra.names import Header, Names
+from infra.names import Names
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Subscription
@@ -123,19 +124,20 @@ class OrchestratorLogRecorder(ApplicationRecorder):
         subject = headers[_SUBJECT]
         kind, aggregate_id, name = self.names.parse_event_subject(subject)
         position = paging.sequence(msg)
+        known = event_headers.read(headers)  # either form: Orch, or a header each
         return LogNotification(
             id=position,
             originator_id=aggregate_id,
-            originator_version=int(headers[Header.VERSION]),
+            originator_version=known.version,
             topic=topic_of(headers, kind, name),
             state=msg.data,
             provenance=Provenance(
                 position=position,
                 subject=subject,
                 event_id=event_id_of(headers),
-                causation_id=headers.get(Header.CAUSATION_ID),
-                correlation_id=headers.get(Header.CORRELATION_ID),
-                identity=headers.get(Header.IDENTITY),
+                causation_id=known.causation_id,
+                correlation_id=known.correlation_id,
+                identity=known.identity,
                 recorded_at=recorded_at(headers[_TIME_STAMP]),
             ),
         )

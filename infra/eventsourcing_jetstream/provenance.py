@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import Mapper, Notification, StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
+
+from infra.codec import LogMapper
 
 # The attribute the mapper sets on each event read from the log. No event of domain/ has
 # a field of this name; the library keeps an event's attributes in its __dict__, as here.
@@ -41,12 +43,13 @@ class LogNotification(Notification):
     provenance: Provenance
 
 
-class ProvenanceMapper(Mapper[str]):
+class ProvenanceMapper(LogMapper):
     """The orchestrator's mapper, which also sets each logged event's provenance."""
 
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[str]:
-        # Decoding (and upcasting, by class_version) is the library's own, unchanged.
-        domain_event = super().to_domain_event(stored_event)
+        # Decoding (the log's compact forms and the long ones, whatever the transcoder)
+        # and upcasting, by class_version, are the orchestrator's event store's own.
+        domain_event: DomainEventProtocol[str] = super().to_domain_event(stored_event)
         if isinstance(stored_event, LogNotification):
             vars(domain_event)[PROVENANCE] = stored_event.provenance
         return domain_event

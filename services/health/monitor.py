@@ -43,7 +43,7 @@ from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-ENROL_PART = 5_000  # agents enrolled between two turns of the event loop
+ENROL_PART = 1_000  # agents enrolled between two turns of the event loop (2 ms here)
 
 # Agents looked at in one tick at most, when many deadlines fall due together.
 MAX_LOOKS_PER_TICK = 5000
@@ -317,6 +317,7 @@ class HealthMonitor:
         """
         now = self.clock()
         views = list(self.projection.agents.values())  # no tuple per agent to collect
+        gc.freeze()  # nor the list itself to walk (500,000 views): 30 ms a collection
         for start in range(0, len(views), ENROL_PART):
             for view in views[start:start + ENROL_PART]:
                 if view.left:

@@ -107,11 +107,10 @@ class Snapshots:
                                                   self.runner.last_event_id):
                     parts.append(part)
                     await asyncio.sleep(0)  # let the loop run: commands, heartbeats, reads
-            data = b"".join(parts)
-            await self.store.save(data)
+            await self.store.save(parts)  # as parts: joining ~100 MB held the loop 60 ms
             self._written_at(position)
-            log.info("snapshot written position=%d bytes=%d in %.3fs", position, len(data),
-                     time.perf_counter() - started)
+            log.info("snapshot written position=%d bytes=%d in %.3fs", position,
+                     sum(map(len, parts)), time.perf_counter() - started)
 
     def _written_at(self, position: int) -> None:
         self.written = position

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import orjson
 from nats.aio.client import Client
@@ -55,22 +56,6 @@ class TestRegisterAgent:
         assert agent["agent_id"] == "a1"
         assert agent["status"] == "healthy"
         assert agent["labels"] == {"zone": "eu"}
-
-    async def test_a_healthy_agent_is_not_cached_and_still_re_registers_and_drains(
-            self, orchestrator, nc, names):
-        # Only agents whose health is in question keep their aggregate in memory; the
-        # others are read from the log when next commanded, and answered the same.
-        first = await request(nc, subject(names, "register", "a1"), registration("a1"))
-        assert not orchestrator.registry.repository.cached("a1")
-        await eventually(lambda: orchestrator.agents.get("a1") is not None)
-
-        again = await request(nc, subject(names, "register", "a1"),
-                              {**registration("a1"), "replace": True})
-        drained = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "a1"})
-
-        assert (first["incarnation"], again["incarnation"]) == (1, 2)
-        assert drained["ok"] is True
-        assert not orchestrator.registry.repository.cached("a1")
 
     async def test_registering_again_with_replace_starts_a_new_incarnation(
             self, orchestrator, nc, names):
@@ -272,3 +257,26 @@ class TestDeregisterAndDrain:
     async def test_unknown_agent_is_not_found(self, orchestrator, nc, names):
         reply = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "nobody"})
         assert reply["error"]["code"] == "not_found"
+
+
+async def test_a_healthy_agent_is_not_cached_and_still_re_registers_and_drains(
+        settings, nc, names):
+    # Only agents whose health is in question keep their aggregate in memory; the others
+    # are read from the log when next commanded, and answered the same. The agent never
+    # heartbeats here: suspicion is put out of reach so that it stays healthy throughout.
+    orch = Orchestrator(replace(settings, suspect_after=600.0, dead_after=1200.0))
+    await orch.start()
+    try:
+        first = await request(nc, subject(names, "register", "a1"), registration("a1"))
+        assert not orch.registry.repository.cached("a1")
+        await eventually(lambda: orch.agents.get("a1") is not None)
+
+        again = await request(nc, subject(names, "register", "a1"),
+                              {**registration("a1"), "replace": True})
+        drained = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "a1"})
+
+        assert (first["incarnation"], again["incarnation"]) == (1, 2)
+        assert drained["ok"] is True
+        assert not orch.registry.repository.cached("a1")
+    finally:
+        await orch.stop()

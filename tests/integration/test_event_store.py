@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 from nats.aio.client import Client
 
@@ -34,15 +35,17 @@ class TestAppend:
 
         assert raw.subject == names.event("agent", "a1", "Registered")
         headers = raw.headers or {}
-        assert headers[Header.CAUSATION_ID] == "cause-1"
-        assert headers[Header.CORRELATION_ID] == "corr-1"
+        # Version, identity, causation and correlation in one header.
+        assert orjson.loads(headers[Header.EVENT]) == [1, "orchestrator", "cause-1", "corr-1"]
         # The id is the Nats-Msg-Id alone, and the topic is the one the subject implies:
-        # neither is stored twice.
-        assert Header.EVENT_ID not in headers and Header.TOPIC not in headers
+        # neither is stored twice. Nor is the stream's name.
+        assert set(headers) == {Header.MSG_ID, Header.EVENT, Header.EXPECTED_LAST_SUBJECT_SEQ,
+                                Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT}
         [recorded] = await store.read(position - 1, 1)
         assert recorded.event_id == headers[Header.MSG_ID]
+        assert (recorded.causation_id, recorded.correlation_id) == ("cause-1", "corr-1")
+        assert recorded.identity == "orchestrator"
         assert type(recorded.event).__qualname__ == "Agent.Registered"
-        assert headers[Header.VERSION] == "1"
 
     async def test_creation_is_refused_when_the_aggregate_exists(self, store):
         await store.append("agent", new_agent().collect_events(), 0)

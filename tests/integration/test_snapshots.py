@@ -3,15 +3,19 @@ and ignored when they do not belong to the log."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable
+from dataclasses import fields, replace
 from typing import Any
 
 import nats
+import orjson
 import pytest
 
 from infra.settings import Settings
 from infra.snapshot_store import SnapshotStore
+from projections import snapshot
+from projections.agents import AgentView
+from projections.tasks import TaskView
 from services.app import Orchestrator
 from tests.support import eventually, registration, request, subject
 
@@ -126,14 +130,41 @@ async def test_a_snapshot_that_is_not_of_this_log_is_ignored(
     assert again.catalog.instances() == []
 
 
-async def test_an_unreadable_snapshot_is_ignored(
-        settings: Settings, started: list[Orchestrator], nc: nats.NATS, names: Any) -> None:
+def _flipped_in_the_middle(data: bytes) -> bytes:
+    return data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 1]) + data[len(data) // 2 + 1:]
+
+
+# Documents naming the log's last position and the event there, that must not be used.
+UNUSABLE: dict[str, Callable[[Orchestrator, int, str], bytes]] = {
+    "cut-short": lambda orch, position, event_id: b'{"version": 1, "position": 3',
+    # What version 2 wrote (JSON rows); had it been used, the projections would be empty.
+    "version-2": lambda orch, position, event_id: orjson.dumps({
+        "version": 2, "position": position, "event_id": event_id,
+        "agent_fields": [f.name for f in fields(AgentView)],
+        "task_fields": [f.name for f in fields(TaskView)],
+        "agents": [], "tasks": [], "finished": []}),
+    # Stored with the object store's digest of it (the store reads it back intact): the
+    # document's own digest tells, before marshal reads a byte of it.
+    "corrupt": lambda orch, position, event_id: _flipped_in_the_middle(
+        snapshot.encode(orch.agents, orch.board, position, event_id)),
+}
+
+
+@pytest.mark.parametrize("document", UNUSABLE.values(), ids=UNUSABLE.keys())
+async def test_an_unusable_snapshot_is_ignored_and_the_log_replayed(
+        settings: Settings, started: list[Orchestrator], nc: nats.NATS, names: Any,
+        document: Callable[[Orchestrator, int, str], bytes]) -> None:
     quiet = replace(settings, suspect_after=300.0, dead_after=300.0, snapshot_every=0)
     first = await start(started, quiet)
     await write_history(nc, names)
+    last = await first.store.last_position()
+    await first.runner.position.wait_for(last, 10)
     before = projections(first)
+    event_id = await first.store.event_id_at(last)
+    assert event_id is not None
+    data = document(first, last, event_id)
     await stop(started, first)
-    await SnapshotStore(nc.jetstream(), names).save(b'{"version": 1, "position": 3')
+    await SnapshotStore(nc.jetstream(), names).save(data)
 
     again = await start(started, replace(quiet, snapshot_every=5))
     assert again.runner.started_from == 0

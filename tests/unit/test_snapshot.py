@@ -3,14 +3,18 @@ projections as applying the whole log."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 
+import projections.snapshot as module
+from domain import shared_values
 from domain.agent import Agent
 from domain.task import Task
-from projections.agents import AgentHealth
+from projections.agents import NOT_RUNNING, AgentHealth
 from projections.catalog import Catalog
 from projections.snapshot import SNAPSHOT_VERSION, SnapshotUnusable, decode, encode, restore
 from projections.tasks import TaskBoard
@@ -169,40 +173,92 @@ def test_a_snapshot_names_its_position_and_the_event_there() -> None:
     assert [v.agent_id for v in snapshot.agents] == ["a1", "a2", "a3", "a4"]
 
 
-def snapshot_of(**changes: Any) -> bytes:
-    """A valid snapshot of the incident's first 7 events, with `changes`."""
+def document(*frames: tuple[bytes, Any], prefix: bytes = module._PREFIX) -> bytes:
+    """A document of these frames, with the digest it should have."""
+    body = prefix + b"".join(module._frame(kind, value) for kind, value in frames)
+    return body + hashlib.sha256(body).digest()
+
+
+def frames_of_the_incident() -> list[tuple[bytes, Any]]:
+    """The frames of a valid snapshot of the incident's first 7 events, read back."""
     agents, board, _ = replay(LOG.events[:7])
-    return orjson.dumps({**orjson.loads(encode(agents, board, 7, "ev-7")), **changes})
+    data = encode(agents, board, 7, "ev-7")
+    return list(module._frames_in(memoryview(data)[:-32]))
 
 
-def test_the_unchanged_document_is_usable() -> None:
-    assert decode(snapshot_of()).position == 7
+def with_frame(kind: bytes, change: Callable[[Any], Any]) -> bytes:
+    return document(*((k, change(v) if k == kind else v) for k, v in frames_of_the_incident()))
+
+
+def flipped(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
+
+
+VALID = document(*frames_of_the_incident())
+# What version 2 wrote: one JSON document of rows.
+V2 = orjson.dumps({"version": 2, "position": 7, "event_id": "ev-7",
+                   "agent_fields": module._AGENT_FIELDS, "task_fields": module._TASK_FIELDS,
+                   "agents": [], "tasks": [], "finished": []})
+
+
+def test_the_document_as_written_is_usable() -> None:
+    assert decode(VALID).position == 7
 
 
 @pytest.mark.parametrize("data", [
-    pytest.param(b"not json", id="not-json"),
-    pytest.param(b"[]", id="not-an-object"),
-    pytest.param(orjson.dumps({"version": SNAPSHOT_VERSION + 1, "position": 1}), id="version"),
-    pytest.param(orjson.dumps({"version": SNAPSHOT_VERSION, "position": 1}), id="missing"),
-    pytest.param(snapshot_of(agent_fields=["agent_id", "incarnation"]), id="other-fields"),
-    pytest.param(snapshot_of(agents=[["a", 1]]), id="short-row"),
-    pytest.param(snapshot_of(agents=[{"agent_id": "a"}]), id="object-row"),
-    pytest.param(snapshot_of(tasks=[[None] * 30]), id="long-row"),
+    pytest.param(b"", id="empty"),
+    pytest.param(b"not a snapshot", id="not-a-snapshot"),
+    pytest.param(V2, id="version-2-json"),
+    pytest.param(document(*frames_of_the_incident(), prefix=module.MAGIC + (
+        (SNAPSHOT_VERSION + 1).to_bytes(2, "big") + module._PYTHON)), id="other-version"),
+    pytest.param(document(*frames_of_the_incident(), prefix=module.MAGIC + (
+        SNAPSHOT_VERSION.to_bytes(2, "big") + bytes([3, 99]))), id="other-python"),
+    pytest.param(module._PREFIX, id="prefix-only"),
+    pytest.param(flipped(VALID, len(VALID) // 2), id="corrupt"),
+    pytest.param(flipped(VALID, len(VALID) - 1), id="corrupt-digest"),
+    pytest.param(VALID[:-100], id="cut-short"),
+    pytest.param(document(), id="no-frames"),
+    pytest.param(document(*frames_of_the_incident()[:-1]), id="no-last-frame"),
+    pytest.param(document(*frames_of_the_incident(), (b"F", [])), id="after-the-last"),
+    pytest.param(document(*frames_of_the_incident()[1:]), id="no-head"),
+    pytest.param(with_frame(b"H", lambda h: {**h, "agent_fields": ["agent_id"]}),
+                 id="other-fields"),
+    pytest.param(with_frame(b"H", lambda h: {"position": 7}), id="head-missing"),
+    pytest.param(with_frame(b"A", lambda c: [c[0][:1], *c[1:]]), id="short-column"),
+    pytest.param(with_frame(b"A", lambda c: c[:-1]), id="a-column-missing"),
+    pytest.param(with_frame(b"A", lambda c: {"agent_id": c[0]}), id="not-columns"),
+    pytest.param(with_frame(b"A", lambda c: [*c[:6], [1] * len(c[0]), *c[7:]]),
+                 id="times-not-json"),
+    pytest.param(with_frame(b"F", lambda f: None), id="finished-not-a-list"),
+    pytest.param(document(*frames_of_the_incident()[:1], (b"X", [])), id="unknown-frame"),
+    pytest.param(document(prefix=module._PREFIX + b"A\x00\x00\xff\xff"), id="long-frame"),
 ])
 def test_an_unusable_document_is_refused(data: bytes) -> None:
     with pytest.raises(SnapshotUnusable):
         decode(data)
 
 
-def test_a_snapshot_written_in_parts_is_the_one_written_at_once(monkeypatch) -> None:
-    """Parts of one row and two rows, with the views split across them: the same
-    document, restoring the same projections."""
-    import projections.snapshot as module
-
+def test_views_share_what_the_log_would_have_them_share(monkeypatch: Any) -> None:
+    """Across parts too: each view is in a part of its own."""
+    monkeypatch.setattr(module, "PART_ROWS", 1)
     agents, board, _ = replay(LOG.events)
-    whole = orjson.loads(encode(agents, board, len(LOG.events), "last"))
+    restored = AgentHealth(), TaskBoard(), Catalog()
+    restore(decode(encode(agents, board, len(LOG.events), "last")), *restored)
+    a1, a4 = restored[0].agents["a1"], restored[0].agents["a4"]
+    assert a1.capabilities is a4.capabilities is agents.agents["a1"].capabilities
+    assert a1.running is a4.running is NOT_RUNNING
+    assert a4.labels is shared_values.labels({}) and a4.services is shared_values.services([])
+    assert restored[2].agents["a1"].labels is a1.labels  # the catalog's are the views'
+    tasks = restored[1].tasks
+    assert tasks["done"].requires is tasks["running"].requires
+
+
+def test_a_snapshot_written_in_parts_is_the_one_written_at_once(monkeypatch: Any) -> None:
+    """Parts of one view, two and three: the same snapshot."""
+    agents, board, _ = replay(LOG.events)
+    whole = decode(encode(agents, board, len(LOG.events), "last"))
     for rows in (1, 2, 3):
         monkeypatch.setattr(module, "PART_ROWS", rows)
         parts = list(module.encode_parts(agents, board, len(LOG.events), "last"))
-        assert len(parts) > 4  # it really was cut
-        assert orjson.loads(b"".join(parts)) == whole
+        assert len(parts) > 6  # it really was cut (at once: prefix, head, A, T, F, digest)
+        assert decode(b"".join(parts)) == whole

@@ -1,0 +1,68 @@
+"""What the log knows about an event besides its state, in its headers: written in one
+header, read in that form or the older one of a header each (docs/protocol.md, Events).
+
+`Orch: [version, identity, causation_id, correlation_id]`, a JSON array: the
+correlation id is `true` when it is the causation id (a command's events: the same
+request id twice); trailing fields that are absent (null) are left out, so an event
+with no correlation id has three. JSON, because a causation id is whatever a client sent
+as its request id.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import orjson
+
+from infra.names import Header
+
+SAME_AS_CAUSATION = True
+
+
+class EventHeaders(NamedTuple):
+    version: int
+    identity: str | None  # None in events recorded before identities were
+    causation_id: str | None
+    correlation_id: str | None
+
+
+def new_event_id() -> str:
+    """A random event id, 128 bits in URL-safe base64 (22 characters): it is stored with
+    every event as its Nats-Msg-Id, and as the causation id of what the event caused.
+    Events written before have the UUID's 36-character text; ids are opaque strings."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def pack(version: int, identity: str | None, causation_id: str | None,
+         correlation_id: str | None) -> str:
+    """The value of the `Orch` header. An empty id is no id, as it was no header."""
+    causation_id, correlation_id = causation_id or None, correlation_id or None
+    correlation: Any = correlation_id
+    if correlation_id is not None and correlation_id == causation_id:
+        correlation = SAME_AS_CAUSATION
+    fields: list[Any] = [version, identity, causation_id, correlation]
+    while fields[-1] is None:
+        fields.pop()
+    return orjson.dumps(fields).decode()
+
+
+def read(headers: Mapping[str, str]) -> EventHeaders:
+    """An event's version, identity, causation and correlation ids, from `Orch` or, in
+    events written before it, from Orch-Version, Orch-Identity, Orch-Causation-Id and
+    Orch-Correlation-Id (each absent when it had none)."""
+    packed = headers.get(Header.EVENT)
+    if packed is None:
+        return EventHeaders(int(headers[Header.VERSION]), headers.get(Header.IDENTITY),
+                            headers.get(Header.CAUSATION_ID),
+                            headers.get(Header.CORRELATION_ID))
+    fields = orjson.loads(packed)
+    count = len(fields)
+    causation = fields[2] if count > 2 else None
+    correlation = fields[3] if count > 3 else None
+    if correlation is SAME_AS_CAUSATION:
+        correlation = causation
+    return EventHeaders(int(fields[0]), fields[1] if count > 1 else None, causation,
+                        correlation)
