@@ -11,6 +11,7 @@ from typing import Any
 
 from domain import shared_values
 from projections.log_event import LogEvent
+from projections.status_counts import StatusCounts
 
 _LIVENESS_BY_EVENT = {
     "Registered": "alive",
@@ -121,10 +122,16 @@ class AgentHealth:
         self.position = 0
         # Told the id of each agent an event changed (the dispatcher's placement index).
         self.on_change: Callable[[str], None] | None = None
+        self._counts = StatusCounts(_status)
 
     def apply(self, event: LogEvent) -> None:
         if event.kind == "agent":
+            agents = self.agents
+            found = agents.get(event.aggregate_id)
+            before = found.status if found is not None else None
             self._apply_agent_event(event)
+            found = agents.get(event.aggregate_id)
+            self._counts.moved(agents, before, found.status if found is not None else None)
             if self.on_change is not None:
                 self.on_change(event.aggregate_id)
         self.position = event.position
@@ -211,10 +218,11 @@ class AgentHealth:
         return sorted(found, key=_by_id)
 
     def counts(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for view in self.agents.values():
-            totals[view.status] = totals.get(view.status, 0) + 1
-        return totals
+        return self._counts.totals(self.agents)
+
+
+def _status(view: AgentView) -> str:
+    return view.status
 
 
 def _take(view: AgentView, seq: int, load: float, running: list[str], at: datetime) -> None:

@@ -13,6 +13,7 @@ from domain import shared_values
 from domain.task import OPEN, RETRY_WAIT
 from projections.deadlines import StepDeadlines, step_of
 from projections.log_event import LogEvent
+from projections.status_counts import StatusCounts
 from projections.waiting import WaitingTasks
 
 STATUS_BY_EVENT = {
@@ -152,10 +153,16 @@ class TaskBoard:
         self.deadlines = StepDeadlines()
         # Told each agent whose open tasks (its load) changed: the placement index.
         self.on_load_change: Callable[[str], None] | None = None
+        self._counts = StatusCounts(_status)
 
     def apply(self, event: LogEvent) -> None:
         if event.kind == "task":
+            tasks = self.tasks
+            found = tasks.get(event.aggregate_id)
+            before = found.status if found is not None else None
             self._apply_task_event(event)
+            found = tasks.get(event.aggregate_id)
+            self._counts.moved(tasks, before, found.status if found is not None else None)
         if self.finished and (self.retention_s or self.finished_limit):
             self.forget_finished(event.recorded_at.timestamp())
         self.position = event.position
@@ -180,6 +187,7 @@ class TaskBoard:
         view = self.tasks.get(task_id)
         if view is not None and view.status in FINISHED:
             del self.tasks[task_id]
+            self._counts.moved(self.tasks, view.status, None)
 
     def enter(self, view: TaskView) -> None:
         """Take a view as it is (from a snapshot) with everything derived from it; the
@@ -315,7 +323,8 @@ class TaskBoard:
         return found[:limit]
 
     def counts(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for view in self.tasks.values():
-            totals[view.status] = totals.get(view.status, 0) + 1
-        return totals
+        return self._counts.totals(self.tasks)
+
+
+def _status(view: TaskView) -> str:
+    return view.status
