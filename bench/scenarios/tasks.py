@@ -172,20 +172,17 @@ async def _all_completed(nc: Client, orch: Orchestrator, count: int) -> None:
         await asyncio.sleep(0.01)
 
 
-# A lifecycle's events as the orchestrator stores them (bodies of the sizes it writes).
+# A lifecycle's events as the orchestrator stores them (docs/protocol.md, Events).
 LIFECYCLE_BODIES = (
-    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-30T02:30:03.465948+00:00"},'
-    b'"originator_topic":"domain.task:Task","task_id":"t1","kind":"k","payload":null,'
-    b'"requires":[],"priority":0,"max_attempts":3,"timeout_s":300.0,"fingerprint":'
-    b'"3f563615c9711512236ee6dc01c4ae18e6648fcac46e4a872ad5daf3a97c4c3d"}',
-    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-30T02:30:03.465707+00:00"},'
-    b'"agent_id":"w0","incarnation":1,"attempt":1,"token":"2290e33c00ea2c21","strategy":'
-    b'"least_loaded","considered":[{"agent_id":"w0","load":0,"capacity":10,"status":'
-    b'"healthy"},{"agent_id":"w1","load":0,"capacity":10,"status":"healthy"}]}',
-    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-30T02:30:03.466956+00:00"},'
-    b'"token":"2290e33c00ea2c21","attempt":1}',
-    b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-11-30T02:30:03.468454+00:00"},'
-    b'"token":"2290e33c00ea2c21","attempt":1,"agent_id":"w0","result":null}',
+    b'{"timestamp":1796017394378399,"task_id":"t1","kind":"k","payload":null,"requires":[],'
+    b'"priority":0,"max_attempts":3,"timeout_s":300.0,'
+    b'"fingerprint":"8yco9S0Bf0mKH8BJw3mmH29T6WFCAMUS5CXxKkZw--Y"}',
+    b'{"timestamp":1796017394378502,"agent_id":"w0","incarnation":1,"attempt":1,'
+    b'"token":"b954a4b16860307a","strategy":"least_loaded","considered":[["w0",0,10],'
+    b'["w1",0,10]]}',
+    b'{"timestamp":1796017394380686,"token":"b954a4b16860307a","attempt":1}',
+    b'{"timestamp":1796017394381893,"token":"b954a4b16860307a","attempt":1,"agent_id":"w0",'
+    b'"result":null}',
 )
 BATCH = 256  # the orchestrator's group commit writes at most this many at once
 BATCHES_IN_FLIGHT = 4
