@@ -75,6 +75,13 @@ class Fleet:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def settled(self, timeout: float = 120.0) -> None:
+        """Every assignment received so far accepted (and completed) and answered: the
+        work one measurement left behind does not queue in front of the next one's."""
+        if self._tasks:
+            await asyncio.wait_for(asyncio.gather(*list(self._tasks), return_exceptions=True),
+                                   timeout)
+
     async def stop(self) -> None:
         """Stop working on assignments (before the connection closes under them)."""
         for task in list(self._tasks):

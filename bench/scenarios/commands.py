@@ -42,11 +42,15 @@ async def run(size: Size) -> dict[str, float]:
         await fleet.serve_assignments()
         submit = orch.names.client_command(TASK_SUBMIT, IDENTITY)
         delivering = await paced(nc, fleet, submit, "at500-", RATE, size.command_samples)
+        await fleet.settled()
         # The durable capacity of this run, then the latency at fractions of it: where the
         # curve bends is where queueing starts.
         capacity = await burst_rate(nc, fleet, submit, "burst-", size.command_samples)
         curve: dict[str, float] = {"capacity_tasks_per_s": capacity}
         for percent in (25, 50, 75):
+            # The previous phase's tasks finish first: a burst's accepts and completions
+            # still being handled would be measured as this rate's queueing.
+            await fleet.settled()
             rate = capacity * percent / 100
             times = await paced(nc, fleet, submit, f"at{percent}-", rate,
                                 min(size.command_samples, max(20, int(rate * 4))))
@@ -93,16 +97,19 @@ async def paced(nc: Client, fleet: Fleet, submit: str, prefix: str, rate: float,
 
 
 async def burst_rate(nc: Client, fleet: Fleet, submit: str, prefix: str, samples: int) -> float:
-    """Deliveries per second with submissions kept 200 in flight (the tasks scenario's
-    load), as this run measures it."""
+    """Deliveries per second with submissions kept 200 in flight (a new one as each is
+    answered), as this run measures it."""
     sent = {f"{prefix}{i}": 0.0 for i in range(samples)}
     arrived = _Arrivals(fleet, sent)
+    window = asyncio.Semaphore(200)
+
+    async def one(i: int) -> None:
+        async with window:
+            await nc.request(submit, orjson.dumps({"task_id": f"{prefix}{i}", "kind": "k"}),
+                             timeout=60)
+
     started = time.monotonic()
-    for first in range(0, samples, 200):
-        await asyncio.gather(*(
-            nc.request(submit, orjson.dumps({"task_id": f"{prefix}{i}", "kind": "k"}),
-                       timeout=60)
-            for i in range(first, min(first + 200, samples))))
+    await asyncio.gather(*(one(i) for i in range(samples)))
     await arrived.all()
     return samples / (time.monotonic() - started)
 
