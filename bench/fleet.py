@@ -11,7 +11,7 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from infra.connection import flush_subscriptions
+from infra.bus.connection import flush_subscriptions
 from infra.names import REGISTER, TASK_ACCEPT, TASK_COMPLETE, Names
 
 

@@ -24,7 +24,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from infra.embedded import EmbeddedNats, free_port
+from infra.bus.embedded import EmbeddedNats, free_port
 from infra.names import Names
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 
-from infra.embedded import free_port
+from infra.bus.embedded import free_port
 
 
 def unavailable() -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from infra.embedded import server_binary
+from infra.bus.embedded import server_binary
 
 TARGETS: dict[str, dict[str, str]] = {
     "heartbeats": {"applied_per_s": ">= 20000", "lag_p99_ms": "<= 250",

@@ -22,7 +22,7 @@ async def flush_subscriptions(nc: Client) -> None:
     straight to the socket, ahead of SUBs still waiting in the client's pending buffer,
     so the PONG can come back before the server has seen them. Pushing the buffer out
     first keeps the PING behind them. (The server has the same trick in
-    infra/connection.py; the SDK keeps its own copy so as to need none of its code.)
+    infra/bus/connection.py; the SDK keeps its own copy so as to need none of its code.)
     """
     await nc._flush_pending(force_flush=True)  # private: see the docstring
     await nc.flush()

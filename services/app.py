@@ -27,16 +27,16 @@ from domain.placement import Strategy
 from domain.task import TERMINAL
 from infra import names as n
 from infra.auth.credentials import Keys, server_auth_config_for
-from infra.codec import create_mapper
-from infra.connection import connect, flush_subscriptions, redact
-from infra.embedded import EmbeddedNats, PortInUse
-from infra.event_store import EventStore, StoreUnavailable
-from infra.group_commit import GroupCommit
-from infra.repository import Repository
+from infra.bus.connection import connect, flush_subscriptions, redact
+from infra.bus.embedded import EmbeddedNats, PortInUse
+from infra.bus.tls import client_context, server_context
+from infra.log.codec import create_mapper
+from infra.log.event_store import EventStore, StoreUnavailable
+from infra.log.group_commit import GroupCommit
+from infra.log.repository import Repository
+from infra.log.snapshot_store import SnapshotStore
+from infra.log.streams import provision
 from infra.settings import Settings
-from infra.snapshot_store import SnapshotStore
-from infra.streams import provision
-from infra.tls import client_context, server_context
 from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.log_event import LogEvent

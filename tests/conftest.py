@@ -14,7 +14,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 from nats.aio.client import Client
 
-from infra.embedded import EmbeddedNats, free_port
+from infra.bus.embedded import EmbeddedNats, free_port
 from infra.names import Names
 from infra.settings import Settings
 from services.app import Orchestrator

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.embedded import free_port
+from infra.bus.embedded import free_port
 from tests.support import get_json
 
 ROOT = Path(__file__).resolve().parents[1]

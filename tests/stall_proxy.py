@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from infra.embedded import free_port
+from infra.bus.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 64 * 1024

@@ -26,7 +26,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
-from infra.embedded import EmbeddedNats
+from infra.bus.embedded import EmbeddedNats
 from infra.names import Names
 from infra.settings import Settings
 from sdk.agent import AgentClient, TaskContext

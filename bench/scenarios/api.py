@@ -14,7 +14,7 @@ from bench.fleet import Fleet
 from bench.harness import connect, nats_server, orchestrator
 from bench.scenarios.heartbeats import offer
 from bench.sizes import Size
-from infra.embedded import free_port
+from infra.bus.embedded import free_port
 from infra.names import REGISTER
 
 CONNECTIONS = 32

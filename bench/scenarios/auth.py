@@ -15,7 +15,7 @@ from bench.harness import percentile
 from bench.sizes import Size
 from infra.auth.credentials import read_secret
 from infra.auth.keys import Role, new_seed
-from infra.embedded import free_port
+from infra.bus.embedded import free_port
 from infra.names import TASK_SUBMIT
 from infra.settings import Settings
 from services.app import Orchestrator

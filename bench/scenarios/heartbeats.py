@@ -20,7 +20,7 @@ from bench.harness import (
 )
 from bench.profile import cpu_seconds
 from bench.sizes import Size
-from infra.connection import flush_subscriptions
+from infra.bus.connection import flush_subscriptions
 
 LAG = "orch_heartbeat_lag_seconds"
 APPLIED = ("orch_heartbeats_total", 'outcome="applied"')

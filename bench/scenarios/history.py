@@ -14,8 +14,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from bench.harness import connect, nats_server
 from bench.sizes import Size
 from domain.what_if import Silence
+from infra.log.streams import provision
 from infra.names import Names
-from infra.streams import provision
 from services.audit.liveness import RESOLUTION_INTERVALS, read_record
 from services.audit.what_if import Recording, sweep
 

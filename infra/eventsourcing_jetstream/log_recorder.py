@@ -16,13 +16,13 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, Notification, StoredEvent
 from nats.aio.msg import Msg
 
-from infra import event_headers
-from infra.event_store import event_id_of, topic_of
 from infra.eventsourcing_jetstream import paging
 from infra.eventsourcing_jetstream.client import JetStreamClient
 from infra.eventsourcing_jetstream.log_errors import AggregateIdError, read_only
 from infra.eventsourcing_jetstream.provenance import LogNotification, Provenance
 from infra.eventsourcing_jetstream.subscription import JetStreamSubscription
+from infra.log import event_headers
+from infra.log.event_store import event_id_of, topic_of
 from infra.names import Names
 
 if TYPE_CHECKING:

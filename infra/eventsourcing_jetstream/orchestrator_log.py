@@ -34,7 +34,7 @@ from eventsourcing.utils import Environment, EnvType
 
 from infra import settings
 from infra.auth.credentials import read_secret
-from infra.codec import OrjsonTranscoder
+from infra.bus.tls import client_context
 from infra.eventsourcing_jetstream.client import JetStreamClient
 from infra.eventsourcing_jetstream.log_errors import (
     LogNotFoundError,
@@ -43,8 +43,8 @@ from infra.eventsourcing_jetstream.log_errors import (
 )
 from infra.eventsourcing_jetstream.log_recorder import OrchestratorLogRecorder
 from infra.eventsourcing_jetstream.provenance import ProvenanceMapper
+from infra.log.codec import OrjsonTranscoder
 from infra.names import Names
-from infra.tls import client_context
 
 # The same variables as the CLI's (services/cli/connection.py).
 CREDENTIALS = "ORCH_CREDENTIALS"

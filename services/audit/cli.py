@@ -16,8 +16,8 @@ import orjson
 from nats.aio.client import Client
 
 from domain.what_if import Detector
-from infra.codec import create_mapper
-from infra.event_store import EventStore, RecordedEvent, StoreUnavailable
+from infra.log.codec import create_mapper
+from infra.log.event_store import EventStore, RecordedEvent, StoreUnavailable
 from infra.names import AGENT, TASK, Names
 from services.audit.explain import Explainer
 from services.audit.render import ProgressBar, explanation, table

@@ -9,7 +9,7 @@ from typing import Any
 import nats.errors
 from nats.js import JetStreamContext
 
-from infra.event_store import EventStore, RecordedEvent
+from infra.log.event_store import EventStore, RecordedEvent
 from infra.names import AGENT, TASK, Names
 from services.audit.chain import MOVES, agent_step, detector_readings, movers, step, task_story
 from services.audit.reasons import move_cause

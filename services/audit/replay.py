@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from infra.event_store import EventStore
+from infra.log.event_store import EventStore
 from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.tasks import TaskBoard

@@ -17,7 +17,7 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from domain.what_if import Detector, Outcome, Point, Silence, Span, evaluate, grid, holes
-from infra.event_store import EventStore
+from infra.log.event_store import EventStore
 from infra.names import AGENT, Names
 from services.audit.liveness import RESOLUTION_INTERVALS, LivenessRecord, read_record
 

@@ -14,9 +14,9 @@ from infra import names as n
 from infra.auth.credentials import Keys, read_secret, write_secret
 from infra.auth.keys import public_key
 from infra.caller import ORCHESTRATOR, current_identity
-from infra.event_store import EventStore, RecordedEvent
+from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.repository import Repository
 from infra.names import Names
-from infra.repository import Repository
 from infra.settings import Settings
 from projections.access import Access
 from services.auth.admin import AccessAdmin

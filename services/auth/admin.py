@@ -15,7 +15,7 @@ from domain.errors import CommandRefused, ErrorCode
 from domain.identity import Identity
 from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
 from infra.caller import ORCHESTRATOR, current_identity
-from infra.repository import Repository
+from infra.log.repository import Repository
 from services.auth.authorizer import ENROLLMENT_PREFIX, digest
 from services.commands.execute import Outcome, execute
 

@@ -25,8 +25,8 @@ from domain.identity import Identity
 from infra.auth import jwt
 from infra.auth.keys import Role
 from infra.caller import current_identity
+from infra.log.repository import Repository
 from infra.names import AUTH_CALLOUT_SUBJECT, Names
-from infra.repository import Repository
 from projections.access import Access, IdentityView
 from services.auth.authorizer import Admit, Enroll, Refusal, Request, decide, read_request
 from services.auth.permissions import RoleName, permissions

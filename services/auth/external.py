@@ -10,7 +10,7 @@ import nats
 import nats.errors
 
 from infra.auth.credentials import Keys
-from infra.connection import redact
+from infra.bus.connection import redact
 from infra.startup import CannotStart
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import Any
 from domain.errors import CommandRefused
 from domain.identity import AccessLog
 from infra.caller import ORCHESTRATOR, current_identity
-from infra.repository import Repository
+from infra.log.repository import Repository
 from services.commands.execute import execute
 
 log = logging.getLogger(__name__)

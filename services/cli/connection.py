@@ -19,9 +19,9 @@ import nats
 from nats.aio.client import Client
 
 from infra.auth.credentials import Keys, read_secret
-from infra.connection import redact
+from infra.bus.connection import redact
+from infra.bus.tls import client_context
 from infra.names import Names
-from infra.tls import client_context
 
 log = logging.getLogger(__name__)
 

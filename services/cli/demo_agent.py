@@ -18,7 +18,7 @@ import orjson
 from infra import names as n
 from infra.auth.credentials import Keys, read_secret, write_secret
 from infra.auth.keys import Role, new_seed
-from infra.tls import client_context
+from infra.bus.tls import client_context
 from sdk.agent import AgentClient, CommandError
 from services.cli.connection import add_client_flags, connect_client
 from services.cli.demo import DEMO_HANDLERS

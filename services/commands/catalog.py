@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from domain.agent_commands import CatalogQuery
-from infra.event_store import EventStore
+from infra.log.event_store import EventStore
 from infra.names import AGENT, Names
 from projections.catalog import Catalog
 from projections.log_event import LogEvent

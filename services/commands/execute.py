@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.errors import CommandRefused, ErrorCode
-from infra.event_store import ConcurrencyConflict, StoreUnavailable
-from infra.repository import Repository
+from infra.log.event_store import ConcurrencyConflict, StoreUnavailable
+from infra.log.repository import Repository
 
 MAX_ATTEMPTS = 5
 

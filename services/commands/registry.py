@@ -17,8 +17,8 @@ from domain.agent_commands import (
 )
 from domain.errors import CommandRefused, ErrorCode
 from infra.caller import current_identity
+from infra.log.repository import Repository
 from infra.names import Names
-from infra.repository import Repository
 from projections.agents import AgentHealth
 from services.commands.execute import Outcome, execute
 

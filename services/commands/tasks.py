@@ -25,8 +25,8 @@ from domain.task_commands import (
     TaskToken,
 )
 from infra.caller import decided_by_orchestrator
+from infra.log.repository import Repository
 from infra.names import Names
-from infra.repository import Repository
 from projections.tasks import TaskBoard
 from services.commands.execute import Outcome, execute
 

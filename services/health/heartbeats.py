@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from domain.agent_commands import ControlMessage, Heartbeat
 from domain.fields import ID_PATTERN
-from infra.event_store import position_and_time
+from infra.log.event_store import position_and_time
 from infra.names import Names
 from projections.agents import AgentHealth
 from services.audit.liveness import LivenessRecorder

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from domain.errors import ErrorCode
 from domain.fields import ID_PATTERN
 from domain.replies import AgentStatus, TaskStatus
-from infra.event_store import EventStore, StoreUnavailable
+from infra.log.event_store import EventStore, StoreUnavailable
 from infra.names import AGENT, TASK, Names
 from projections.access import Access
 from projections.agents import AgentHealth

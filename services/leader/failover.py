@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from domain.placement import Strategy
-from infra.event_store import EventStore, RecordedEvent
+from infra.log.event_store import EventStore, RecordedEvent
 from infra.names import AGENT, Names
 from projections.position import Position
 from projections.tasks import TaskBoard

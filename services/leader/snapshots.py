@@ -9,8 +9,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from infra.event_store import EventStore
-from infra.snapshot_store import SnapshotStore
+from infra.log.event_store import EventStore
+from infra.log.snapshot_store import SnapshotStore
 from projections import snapshot
 from projections.agents import AgentHealth
 from projections.catalog import Catalog

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.embedded import cluster_of
+from infra.bus.embedded import cluster_of
 from tests.chaos.workload import Workload, check_log
 from tests.processes import OrchestratorProcess
 from tests.support import eventually, get_json

@@ -13,8 +13,8 @@ import nats
 import orjson
 from nats.aio.client import Client
 
-from infra.codec import create_mapper
-from infra.event_store import EventStore, StoreUnavailable
+from infra.log.codec import create_mapper
+from infra.log.event_store import EventStore, StoreUnavailable
 from infra.names import Names
 from projections.tasks import TaskBoard
 from sdk.agent import AgentClient, TaskContext

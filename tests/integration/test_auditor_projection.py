@@ -21,8 +21,6 @@ from nats.aio.client import Client
 
 from domain.agent import Agent
 from domain.base import StrIdAggregate
-from infra.codec import OrjsonTranscoder
-from infra.event_store import EventStore, RecordedEvent
 from infra.eventsourcing_jetstream import (
     JetStreamTrackingRecorder,
     OrchestratorLog,
@@ -30,9 +28,11 @@ from infra.eventsourcing_jetstream import (
     provenance_of,
 )
 from infra.eventsourcing_jetstream.log_errors import AggregateIdError
+from infra.log.codec import OrjsonTranscoder
+from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.streams import provision
 from infra.names import AGENT, Header, Names
 from infra.settings import Settings
-from infra.streams import provision
 from services.app import Orchestrator
 from services.audit.examples import deaths_per_day
 from services.audit.examples.deaths_per_day import DeathsView

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from infra.embedded import free_port
+from infra.bus.embedded import free_port
 from sdk import AgentClient, TaskContext
 from services.cli.main import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, build_parser
 from tests.processes import ROOT

@@ -8,8 +8,8 @@ import nats
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 
-from infra.connection import flush_subscriptions
-from infra.embedded import EmbeddedNats
+from infra.bus.connection import flush_subscriptions
+from infra.bus.embedded import EmbeddedNats
 
 # Plain Client.flush() lost this race a few times per thousand rounds on this machine.
 ROUNDS = 1_000

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.codec import create_mapper
-from infra.event_store import EventStore
+from infra.log.codec import create_mapper
+from infra.log.event_store import EventStore
 from projections.tasks import TaskBoard
 from sdk.agent import AgentClient, TaskContext
 from tests.processes import OrchestratorProcess

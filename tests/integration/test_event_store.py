@@ -9,10 +9,10 @@ import pytest
 from nats.aio.client import Client
 
 from domain.agent import Agent
-from infra.codec import create_mapper
-from infra.event_store import ConcurrencyConflict, EventStore, RecordedEvent
+from infra.log.codec import create_mapper
+from infra.log.event_store import ConcurrencyConflict, EventStore, RecordedEvent
+from infra.log.streams import provision
 from infra.names import Header, Names
-from infra.streams import provision
 from tests.support import eventually
 
 

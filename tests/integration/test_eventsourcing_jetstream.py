@@ -38,7 +38,7 @@ from eventsourcing.persistence import (
 from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.utils import Environment, get_topic
 
-from infra.embedded import EmbeddedNats
+from infra.bus.embedded import EmbeddedNats
 from infra.eventsourcing_jetstream import (
     JetStreamAggregateRecorder,
     JetStreamApplicationRecorder,

@@ -9,11 +9,11 @@ import uuid
 import pytest
 from nats.js.errors import APIError
 
-from infra.connection import connect
-from infra.embedded import EmbeddedNats
-from infra.group_commit import GroupCommit
+from infra.bus.connection import connect
+from infra.bus.embedded import EmbeddedNats
+from infra.log.group_commit import GroupCommit
+from infra.log.streams import provision
 from infra.names import ERR_WRONG_LAST_SEQUENCE, Names
-from infra.streams import provision
 
 # Long enough that an append failing fast can only be the lost connection's doing.
 ANSWER_TIMEOUT_S = 60.0

@@ -13,12 +13,12 @@ from nats.aio.client import Client
 
 from bench.scenarios.tasks import stored_bytes
 from infra.caller import current_identity, decided_by_orchestrator
-from infra.codec import create_mapper
-from infra.event_store import EventStore, RecordedEvent
 from infra.eventsourcing_jetstream import OrchestratorLog, provenance_of
+from infra.log.codec import create_mapper
+from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.streams import provision
 from infra.names import TASK, Header, Names
 from infra.settings import Settings
-from infra.streams import provision
 from tests.unit.test_log_forms import lifecycle, long_form
 
 # Who caused each event of the lifecycle, as the orchestrator records it: (identity,

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.codec import create_mapper
-from infra.event_store import EventStore
+from infra.log.codec import create_mapper
+from infra.log.event_store import EventStore
 from tests.processes import AgentProcess, OrchestratorProcess
 from tests.support import eventually, get_json
 

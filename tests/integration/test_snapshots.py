@@ -11,8 +11,8 @@ import nats
 import orjson
 import pytest
 
+from infra.log.snapshot_store import SnapshotStore
 from infra.settings import Settings
-from infra.snapshot_store import SnapshotStore
 from projections import snapshot
 from projections.agents import AgentView
 from projections.tasks import TaskView

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-import infra.embedded
-from infra.embedded import EmbeddedNats, PortInUse, free_port
+import infra.bus.embedded
+from infra.bus.embedded import EmbeddedNats, PortInUse, free_port
 from services.cli.main import EXIT_PORT_IN_USE
 from tests.support import eventually
 
@@ -73,7 +73,7 @@ def test_a_server_that_lost_the_race_for_its_port_is_not_taken_for_the_other(
         nats_server: EmbeddedNats, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The port is taken between the check and the start: the answering server is the
     # other one, and only our own server's ports file would prove it is ours.
-    monkeypatch.setattr(infra.embedded, "check_port_free", lambda port: None)
+    monkeypatch.setattr(infra.bus.embedded, "check_port_free", lambda port: None)
     second = EmbeddedNats(tmp_path / "second", port=nats_server.port, sync="default")
     with pytest.raises(PortInUse):
         second.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nats.js.api import StorageType, StoreCompression
 
-from infra.streams import events_config, provision
+from infra.log.streams import events_config, provision
 
 
 class TestProvision:

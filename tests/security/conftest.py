@@ -15,7 +15,7 @@ from nats.aio.client import Client
 
 from infra.auth.credentials import read_secret
 from infra.auth.keys import Role, new_seed, public_key
-from infra.embedded import free_port
+from infra.bus.embedded import free_port
 from infra.names import Names
 from infra.settings import Settings
 from services.app import Orchestrator

@@ -12,8 +12,8 @@ from eventsourcing.projection import ProjectionRunner
 
 from infra import names as n
 from infra.auth.credentials import write_secret
-from infra.event_store import RecordedEvent
 from infra.eventsourcing_jetstream import OrchestratorLog, provenance_of
+from infra.log.event_store import RecordedEvent
 from services.audit.examples import deaths_per_day
 from services.audit.examples.deaths_per_day import DeathsView
 from tests.security.conftest import JWT_TTL_S, Secure

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from infra.auth.credentials import Keys, read_secret
-from infra.embedded import EmbeddedNats, free_port
+from infra.bus.embedded import EmbeddedNats, free_port
 from services.cli.main import EXIT_CANNOT_START, EXIT_UNREACHABLE
 from tests.support import eventually, get_json
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from infra.embedded import free_port
+from infra.bus.embedded import free_port
 from infra.settings import Settings
 from services.app import Orchestrator
 

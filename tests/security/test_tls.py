@@ -14,9 +14,9 @@ import orjson
 import pytest
 import trustme
 
-from infra.embedded import EmbeddedNats, free_port
+from infra.bus.embedded import EmbeddedNats, free_port
+from infra.bus.tls import client_context
 from infra.settings import Settings
-from infra.tls import client_context
 from services.app import Orchestrator
 
 

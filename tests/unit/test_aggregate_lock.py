@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from infra.repository import AggregateLock, _Held
+from infra.log.repository import AggregateLock, _Held
 
 
 async def test_commands_on_one_aggregate_take_turns_and_leave_no_lock_behind() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from nats.aio.msg import Msg
 
-from infra.event_store import position_and_time
+from infra.log.event_store import position_and_time
 
 REPLIES = [
     pytest.param("$JS.ACK.ORCH_EVENTS.c1.1.4711.12.1764052800123456789.0", id="v1"),

@@ -10,7 +10,7 @@ import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
-from infra.group_commit import _answer
+from infra.log.group_commit import _answer
 
 
 def message(data: bytes, headers: dict[str, str] | None = None) -> Msg:

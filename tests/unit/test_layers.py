@@ -51,7 +51,7 @@ def test_the_import_finder_sees_every_kind_of_import(tmp_path: Path) -> None:
     source.write_text(
         "import nats.js\n"
         "import os, aiohttp as http\n"
-        "from infra.codec import create_mapper\n"
+        "from infra.log.codec import create_mapper\n"
         "from . import sibling\n"
         "def f():\n"
         "    import orjson\n"

@@ -13,9 +13,9 @@ from nats.aio.msg import Msg
 
 from domain.agent import Agent
 from domain.task import Task, fingerprint
-from infra import event_headers
-from infra.codec import OrjsonTranscoder, compact_state, create_mapper, expand_state
-from infra.group_commit import _stored
+from infra.log import event_headers
+from infra.log.codec import OrjsonTranscoder, compact_state, create_mapper, expand_state
+from infra.log.group_commit import _stored
 from infra.names import Header
 
 CONSIDERED = [

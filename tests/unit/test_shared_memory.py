@@ -9,7 +9,7 @@ import pytest
 
 from domain import shared_values
 from domain.agent import Agent
-from infra.repository import Repository
+from infra.log.repository import Repository
 from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from tests.unit.log_events import Log

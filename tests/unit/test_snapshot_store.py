@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.snapshot_store import _Parts
+from infra.log.snapshot_store import _Parts
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 4, 7, 100])

@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from infra.event_store import EventStore
+from infra.log.event_store import EventStore
 
 
 class _Held:

@@ -18,11 +18,11 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
-from infra import event_headers
 from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator
-from infra.codec import expand_state
-from infra.event_headers import new_event_id
-from infra.group_commit import GroupCommit
+from infra.log import event_headers
+from infra.log.codec import expand_state
+from infra.log.event_headers import new_event_id
+from infra.log.group_commit import GroupCommit
 from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names, default_topic
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""NATS itself: the embedded nats-server, connections that reconnect, and TLS."""
