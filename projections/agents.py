@@ -123,6 +123,7 @@ class AgentHealth:
         # Told the id of each agent an event changed (the dispatcher's placement index).
         self.on_change: Callable[[str], None] | None = None
         self._counts = StatusCounts(_status)
+        self.counts()  # counted from the start: events move the counts from here on
 
     def apply(self, event: LogEvent) -> None:
         if event.kind == "agent":

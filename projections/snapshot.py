@@ -286,6 +286,10 @@ def restore(snapshot: Snapshot, agents: AgentHealth, board: TaskBoard,
         catalog.add(entry)  # the instances of its services
     catalog.position = snapshot.position
     catalog.changed = set()
+    # Counted now, while starting, so that events keep the counts from here on and the
+    # first /metrics scrape does not count every view with the loop held.
+    agents.counts()
+    board.counts()
 
 
 _agent_id = attrgetter("agent_id")

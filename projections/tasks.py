@@ -154,6 +154,7 @@ class TaskBoard:
         # Told each agent whose open tasks (its load) changed: the placement index.
         self.on_load_change: Callable[[str], None] | None = None
         self._counts = StatusCounts(_status)
+        self.counts()  # counted from the start: events move the counts from here on
 
     def apply(self, event: LogEvent) -> None:
         if event.kind == "task":

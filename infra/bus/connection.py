@@ -8,8 +8,9 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable
 
-import nats
 from nats.aio.client import Client
+
+from infra.bus.headers import connect as nats_connect
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ async def _warn_while_unreachable(urls: list[str], last_error: list[Exception]) 
 async def _connect(urls: list[str], name: str, disconnected: Listener, reconnected: Listener,
                    error: Callable[[Exception], Awaitable[None]],
                    nkey_seed: str | None, tls: ssl.SSLContext | None) -> Client:
-    return await nats.connect(
+    return await nats_connect(
         nkeys_seed_str=nkey_seed,
         tls=tls,
         servers=urls,

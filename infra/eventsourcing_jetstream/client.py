@@ -34,6 +34,8 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy, StreamConfig
 from nats.js.client import JetStreamContext
 
+from infra.bus.headers import connect as nats_connect
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -164,7 +166,7 @@ class JetStreamClient:
             if not closing.is_set():
                 log.warning("eventsourcing JetStream connection lost; reconnecting")
 
-        nc = await nats.connect(
+        nc = await nats_connect(
             servers=servers, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
             reconnect_time_wait=0.25, connect_timeout=2, error_cb=_log_error,
             disconnected_cb=disconnected, reconnected_cb=_log_reconnected, **options,

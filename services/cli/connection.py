@@ -15,11 +15,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import nats
 from nats.aio.client import Client
 
 from infra.auth.credentials import Keys, read_secret
 from infra.bus.connection import redact
+from infra.bus.headers import connect as nats_connect
 from infra.bus.tls import client_context
 from infra.names import Names
 
@@ -84,8 +84,8 @@ async def connect_client(args: argparse.Namespace) -> Connected:
         log.debug("nats: %r", exc)  # one plain line is said instead, below
 
     try:
-        nc = await nats.connect(
-            args.nats_url.split(","), name=identity, nkeys_seed_str=seed,
+        nc = await nats_connect(
+            servers=args.nats_url.split(","), name=identity, nkeys_seed_str=seed,
             inbox_prefix=Names(args.subject_prefix).inbox_prefix(identity),
             # Each server is tried twice, then given up: nats-py reads 0 attempts as no
             # limit, and would try an unreachable server for ever.
