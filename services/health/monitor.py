@@ -438,6 +438,8 @@ class HealthMonitor:
             outcome = None
             if not self._still_current(epoch, agent_id, wanted):
                 return
+            if wanted != Verdict.ALIVE and self.seen.get(agent_id) is not seen:
+                return  # heard from since it was looked at (a heartbeat applied meanwhile)
             if wanted == Verdict.DEAD:
                 # No probe of the stream first: the deadline is within the evidence's
                 # horizon, so every heartbeat stored before it has been applied.

@@ -54,6 +54,7 @@ class FailoverReactor:
         self.strategy = strategy
         self.metrics = metrics
         self._reacting: dict[str, asyncio.Future[None]] = {}  # the latest reaction per agent
+        self._running: set[asyncio.Future[None]] = set()  # every reaction not finished
 
     async def _subscribe(self) -> Any:
         config = ConsumerConfig(
@@ -91,10 +92,17 @@ class FailoverReactor:
                 for agent_id, group in by_agent.items():
                     self._react_after(agent_id, group)
         finally:
-            for reaction in list(self._reacting.values()):
-                reaction.cancel()
-            await asyncio.gather(*self._reacting.values(), return_exceptions=True)
-            self._reacting.clear()
+            await self._stop_reactions()
+
+    async def _stop_reactions(self) -> None:
+        """Cancel every reaction, not only each agent's latest: cancelling one that waits
+        on an earlier one does not cancel that one, and a lost lead must stop moving."""
+        running = list(self._running)
+        for reaction in running:
+            reaction.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        self._running.clear()
+        self._reacting.clear()
 
     def _react_after(self, agent_id: str, group: list[tuple[Any, RecordedEvent]]) -> None:
         """React to an agent's events once its earlier ones are done, without holding
@@ -103,8 +111,10 @@ class FailoverReactor:
         earlier = self._reacting.get(agent_id)
         reaction = asyncio.ensure_future(self._react_in_order(group, earlier))
         self._reacting[agent_id] = reaction
+        self._running.add(reaction)
 
         def done(finished: asyncio.Future[None]) -> None:
+            self._running.discard(finished)
             if self._reacting.get(agent_id) is finished:
                 del self._reacting[agent_id]
             if not finished.cancelled() and finished.exception() is not None:

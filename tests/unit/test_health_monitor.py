@@ -282,6 +282,20 @@ async def test_a_decision_refused_as_unavailable_is_decided_again_on_fresh_evide
     assert small.decisions.made == [("suspect", "a0"), ("suspect", "a2")]
 
 
+async def test_a_heartbeat_applied_between_the_look_and_the_decision_saves_the_agent(
+        small: World) -> None:
+    await small.at(100.0)
+    await small.at(103.0)
+    assert len(small.decisions.made) == 3  # all three suspected
+    small.clock.now = 105.0
+    small.monitor.evidence.looked(105.0, 105.0, small.stream_seq)
+    small.monitor.tick(105.0)  # a0..a2 due to die: their decisions are started
+    small.heartbeat("a0")  # before they run, a0 is heard from
+    for task in list(small.monitor._tasks):
+        await task
+    assert small.decisions.made[3:] == [("declare_dead", "a1"), ("declare_dead", "a2")]
+
+
 async def test_deadlines_wait_for_the_consumer_to_catch_up(small: World) -> None:
     await small.at(100.0)
     for step in range(1, 20):  # from 102.5 the intake falls behind the stream
