@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -12,6 +13,14 @@ from tests.support import get_json, registration, request, subject
 
 def url(orch, path: str) -> str:
     return f"http://127.0.0.1:{orch.http_port}{path}"
+
+
+@pytest.fixture
+def settings(settings):
+    """The test fleet never heartbeats: suspicion is put out of reach, so that the
+    agents' status and the log's index stay as the fixture left them (a 0.5 s blocking
+    query outlasted the tests' 0.5 s suspect_after on a loaded machine)."""
+    return replace(settings, suspect_after=600.0, dead_after=1200.0)
 
 
 @pytest.fixture
