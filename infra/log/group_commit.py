@@ -1,10 +1,12 @@
-"""Group commit: appends that arrive together are written as one atomic JetStream batch.
+"""Group commit: appends that arrive together are written together, one group in flight.
 
 Under `sync_interval: always` the server fsyncs every message it stores, so appends
 written one by one are capped by the disk's fsync rate. An atomic batch (`Nats-Batch-Id`,
-nats-server 2.12+, stream `allow_atomic`) is stored, and synced, as one write. Each message
-keeps its own OCC and `Nats-Msg-Id` headers; if any check fails the server stores nothing
-of the batch, and its messages are then written one by one, each meeting its own fate.
+nats-server 2.12+, stream `allow_atomic`) is stored, and synced, as one write, but costs
+the server a staging store of its own; a small group is sooner written as separate
+publishes sent at once (SEPARATELY_UP_TO, below). Each message keeps its own OCC and
+`Nats-Msg-Id` headers; if any check fails the server stores nothing of a batch, and its
+messages are then written one by one, each meeting its own fate.
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ class _Replies:
 
 
 class GroupCommit:
-    """Queues appends and writes them in atomic batches, one batch in flight at a time."""
+    """Queues appends and writes each group of them, one group in flight at a time: up to
+    SEPARATELY_UP_TO as separate publishes, more as one atomic batch."""
 
     def __init__(self, nc: Client, stream: str, timeout: float = 5.0) -> None:
         self.nc = nc

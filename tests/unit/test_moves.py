@@ -27,6 +27,15 @@ class RecordedMoves:
         return Outcome(None, [])
 
 
+def projected(log: Log) -> tuple[TaskBoard, Fleet]:
+    """The task board and placement's fleet as the log's events make them."""
+    agents, board = AgentHealth(), TaskBoard()
+    for event in log.events:
+        agents.apply(event)
+        board.apply(event)
+    return board, Fleet(agents, board, Position())
+
+
 async def test_round_robin_moves_take_turns() -> None:
     log = Log()
     for agent_id in ("dead", "b", "c", "d"):
@@ -35,11 +44,7 @@ async def test_round_robin_moves_take_turns() -> None:
         task = Task(f"t{number}", "work", None, [], 0, 3, 30.0, "fp")
         task.assign("dead", 1, f"tok-{number}", "round_robin", [], 0.0)
         log.record("task", task)
-    agents, board, position = AgentHealth(), TaskBoard(), Position()
-    for event in log.events:
-        agents.apply(event)
-        board.apply(event)
-    fleet = Fleet(agents, board, position)
+    board, fleet = projected(log)
     moves = RecordedMoves()
 
     for view in board.open_tasks_of("dead"):
@@ -63,11 +68,7 @@ async def test_a_move_never_goes_back_to_the_agent_it_leaves_even_the_least_load
     stuck = Task("t", "work", None, [], 0, 3, 30.0, "fp")
     stuck.assign("slow", 1, "tok-t", "least_loaded", [], 0.0)
     log.record("task", stuck)
-    agents, board, position = AgentHealth(), TaskBoard(), Position()
-    for event in log.events:
-        agents.apply(event)
-        board.apply(event)
-    fleet = Fleet(agents, board, position)
+    board, fleet = projected(log)
     moves = RecordedMoves()
 
     await move(moves, fleet, board.tasks["t"], "slow",  # type: ignore[arg-type]
