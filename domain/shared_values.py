@@ -7,8 +7,10 @@ Holders never mutate a shared value: a change of declaration replaces it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Hashable, Iterable
+from typing import Any, TypeVar
+
+H = TypeVar("H", bound=Hashable)
 
 # Distinct capability lists kept; past this, values are copied as usual.
 MAX_SHARED_CAPABILITIES = 10_000
@@ -25,6 +27,17 @@ def capabilities(value: Iterable[str]) -> list[str]:
         shared = list(key)
         if len(_capabilities) < MAX_SHARED_CAPABILITIES:
             _capabilities[key] = shared
+    return shared
+
+
+def one_of(table: dict[H, H], value: H, limit: int) -> H:
+    """The equal value `table` holds already, else `value` (kept while the table is
+    under `limit`, so that values never seen twice cannot grow it without end)."""
+    shared = table.get(value)
+    if shared is None:
+        shared = value
+        if len(table) < limit:
+            table[value] = value
     return shared
 
 

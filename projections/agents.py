@@ -93,12 +93,7 @@ class AgentView:
 
 
 def _shared(value: str) -> str:
-    shared = _shared_strings.get(value)
-    if shared is None:
-        shared = value
-        if len(_shared_strings) < MAX_SHARED_STRINGS:
-            _shared_strings[value] = value
-    return shared
+    return shared_values.one_of(_shared_strings, value, MAX_SHARED_STRINGS)
 
 
 def share_declared(labels: dict[str, str], services: list[dict[str, Any]]) -> None:

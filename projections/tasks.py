@@ -39,12 +39,7 @@ def _time(seconds: float | None) -> datetime | None:
 
 
 def _shared_float(value: float) -> float:
-    shared = _shared_floats.get(value)
-    if shared is None:
-        shared = value
-        if len(_shared_floats) < _MAX_SHARED_FLOATS:
-            _shared_floats[value] = value
-    return shared
+    return shared_values.one_of(_shared_floats, value, _MAX_SHARED_FLOATS)
 
 
 @dataclass(slots=True)
