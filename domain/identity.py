@@ -39,6 +39,10 @@ class Identity(StrIdAggregate):
         self.enrollment_expires_at = 0.0
         self.api_tokens: dict[str, tuple[str, str]] = {}  # token id -> (scope, digest)
 
+    def restored(self) -> None:
+        self.api_tokens = {token_id: (scope, digest)
+                           for token_id, (scope, digest) in self.api_tokens.items()}
+
     # --- guards -----------------------------------------------------------------
 
     def check_enrollable(self, rotate: bool) -> None:

@@ -34,6 +34,7 @@ STREAM_REPLICAS = "ORCH_STREAM_REPLICAS"
 SNAPSHOT_EVERY = "ORCH_SNAPSHOT_EVERY"
 FINISHED_TASK_RETENTION = "ORCH_FINISHED_TASK_RETENTION"
 FINISHED_TASK_LIMIT = "ORCH_FINISHED_TASK_LIMIT"
+LOG_MAX_AGE = "ORCH_LOG_MAX_AGE"
 AUTH = "ORCH_AUTH"
 AUTH_JWT_TTL = "ORCH_AUTH_JWT_TTL"
 TLS_CERT = "ORCH_TLS_CERT"
@@ -71,6 +72,7 @@ class Settings:
     snapshot_every: int = 100_000
     finished_task_retention: float = 86_400.0
     finished_task_limit: int = 100_000
+    log_max_age: float = 0.0
     auth: str = "on"
     auth_jwt_ttl: float = 300.0
     tls_cert: Path | None = None
@@ -108,6 +110,11 @@ class Settings:
             raise ValueError("finished_task_retention must be >= 0 (0 = keep forever)")
         if self.finished_task_limit < 0:
             raise ValueError("finished_task_limit must be >= 0 (0 = no bound)")
+        if self.log_max_age < 0:
+            raise ValueError("log_max_age must be >= 0 (0 = the log is kept forever)")
+        if self.log_max_age and not self.snapshot_every:
+            raise ValueError("log_max_age needs snapshots (snapshot_every > 0): they stand "
+                             "for the events it cuts")
         if self.deregister_dead_after < 0:
             raise ValueError("deregister_dead_after must be >= 0 (0 = never)")
         if self.auth not in ("on", "off"):
@@ -163,6 +170,10 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("finished_task_limit", FINISHED_TASK_LIMIT, "--finished-task-limit",
      "finished tasks the task board holds at most, the earliest finished leaving first; "
      "0 = no bound"),
+    ("log_max_age", LOG_MAX_AGE, "--log-max-age",
+     "seconds an event stays in the log; older ones are cut, what is still needed carried "
+     "forward and covered by a snapshot (export first: `orchestrator events --json`); "
+     "0 = forever"),
     ("auth", AUTH, "--auth",
      "'on': every NATS client proves an identity (auth callout); 'off': development only"),
     ("auth_jwt_ttl", AUTH_JWT_TTL, "--auth-jwt-ttl",

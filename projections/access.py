@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
+from typing import Any
 
 from projections.log_event import LogEvent
 from projections.position import Position
@@ -43,6 +44,10 @@ class Access:
             self.identities[event.aggregate_id] = view
             self._set_key(view, data.get("public_key"))
             return
+        if name == "CarriedForward":
+            # The identity restated whole: a bounded log may have cut all before it.
+            self._restate(event.aggregate_id, data["state"])
+            return
         view_or_none = self.identities.get(event.aggregate_id)
         if view_or_none is None:
             return
@@ -58,6 +63,16 @@ class Access:
             self._set_key(view, None)
         elif name == "ApiTokenIssued":
             view.api_tokens[data["token_id"]] = (data["scope"], data["digest"])
+
+    def _restate(self, name: str, state: dict[str, Any]) -> None:
+        view = self.identities.get(name)
+        if view is None:
+            view = self.identities[name] = IdentityView(name, frozenset(state["roles"]))
+        view.roles = frozenset(state["roles"])
+        view.revoked = state["revoked"]
+        view.api_tokens = {token_id: (scope, digest)
+                           for token_id, (scope, digest) in state["api_tokens"].items()}
+        self._set_key(view, state["public_key"])
 
     def _set_key(self, view: IdentityView, public_key: str | None) -> None:
         if view.public_key is not None and self.by_key.get(view.public_key) == view.name:

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from domain.base import CARRIED_FORWARD
 from projections.log_event import LogEvent
 from projections.position import Position
 
@@ -77,8 +78,9 @@ class ProjectionRunner:
             await self._resumed.wait()
         if event.position <= self.position.value:
             return  # already applied (a redelivery after a consumer reset)
-        for projection in self.projections:
-            projection.apply(event)
+        if event.name != CARRIED_FORWARD:  # a restatement: no projection changes
+            for projection in self.projections:
+                projection.apply(event)
         self.last_event_id = event.event_id
         self.position.advance(event.position)
         if self.on_applied:

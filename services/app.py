@@ -57,6 +57,7 @@ from services.leader.dispatcher import Dispatcher
 from services.leader.failover import FailoverReactor
 from services.leader.fleet import Fleet
 from services.leader.lease import LeaderLease
+from services.leader.log_keeper import LogKeeper
 from services.leader.snapshots import Snapshots
 from services.metrics import Metrics
 
@@ -110,6 +111,11 @@ def _no_full_collections() -> Iterator[None]:
 _NEVER = 2**30  # middle-generation collections before a full one: none in a rebuild
 _rebuilding = 0  # orchestrators of this process rebuilding now
 _full_threshold = 10  # the full generation's threshold to put back
+
+
+class LogNotCovered(Exception):
+    """The log's beginning was cut and no snapshot stands for it: the projections
+    rebuilt from what is left would be wrong, so the orchestrator does not start."""
 
 
 class Orchestrator:
@@ -180,7 +186,9 @@ class Orchestrator:
         self._build(nc)
 
         with _no_full_collections():
-            await self.runner.start(after=await self.snapshots.restore())
+            restored = await self.snapshots.restore()
+            await self._check_log_covered(restored)
+            await self.runner.start(after=restored)
             self._stack.push_async_callback(self.runner.stop)
             await self.runner.wait_ready(REBUILD_TIMEOUT_S)
         # What the rebuild built lives as long as the process: out of the cyclic
@@ -202,6 +210,17 @@ class Orchestrator:
         log.info("orchestrator up nats=%s http=%s:%d prefix=%s holder=%s", redact(self.nats_url),
                  settings.http_host, self.http_port, self.names.prefix, self.holder)
 
+    async def _check_log_covered(self, restored: int) -> None:
+        """Refuse to serve projections rebuilt from a log whose beginning was cut
+        (ORCH_LOG_MAX_AGE) unless a snapshot stands for what was cut."""
+        first, _ = await self.store.bounds()
+        if first > restored + 1:
+            raise LogNotCovered(
+                f"the log now begins at position {first} (older events were cut by its "
+                f"max age) and no usable snapshot covers positions before it (the latest "
+                f"usable one is at {restored}); restore the snapshot bucket, or rebuild "
+                f"the log from an export")
+
     async def _provision(self) -> None:
         """Create or update the streams, waiting for JetStream to be able to answer: a
         cluster that starts with us may not have elected its meta leader yet."""
@@ -210,7 +229,7 @@ class Orchestrator:
         for attempt in itertools.count(1):
             try:
                 await provision(self.js, self.names, self.settings.heartbeat_history,
-                                self.settings.stream_replicas)
+                                self.settings.stream_replicas, self.settings.log_max_age)
                 return
             except (TimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
                 if loop.time() > deadline:
@@ -312,8 +331,14 @@ class Orchestrator:
         self.dispatcher.poke()
 
     def _duties(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
-        return {"health-monitor": self.monitor.run, "dispatcher": self.dispatcher.run,
-                "failover": self.failover.run, "snapshots": self.snapshots.run}
+        duties = {"health-monitor": self.monitor.run, "dispatcher": self.dispatcher.run,
+                  "failover": self.failover.run, "snapshots": self.snapshots.run}
+        if self.settings.log_max_age:
+            duties["log-keeper"] = LogKeeper(
+                self.store, {n.AGENT: self.registry.repository, n.TASK: self.tasks.repository,
+                             n.IDENTITY: self.access_control.identities},
+                self.snapshots, self.settings.log_max_age).run
+        return duties
 
     async def _follow(self) -> None:
         self.metrics.leader_changes.labels("lost").inc()
@@ -407,7 +432,7 @@ class Orchestrator:
         for attempt in range(1, 61):
             try:
                 await provision(self.js, self.names, self.settings.heartbeat_history,
-                                self.settings.stream_replicas)
+                                self.settings.stream_replicas, self.settings.log_max_age)
                 await self.runner.resume()
                 await self.intake.restart()
             except Exception as exc:

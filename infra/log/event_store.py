@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
+from eventsourcing.domain import CanInitAggregate
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import resolve_topic
 from nats.aio.msg import Msg
@@ -18,6 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
+from domain.base import StrIdCarriedForward
 from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator
 from infra.log import event_headers
 from infra.log.codec import expand_state
@@ -36,6 +38,15 @@ class ConcurrencyConflict(Exception):
 
 class StoreUnavailable(Exception):
     """JetStream could not be reached or did not answer in time."""
+
+
+class HistoryCut(Exception):
+    """An aggregate's history begins after its creation, and not with its state carried
+    forward: the log's bound cut what made it."""
+
+    def __init__(self, kind: str, aggregate_id: str, first_position: int) -> None:
+        super().__init__(f"the history of {kind} {aggregate_id} now begins at position "
+                         f"{first_position}, after its beginning was cut from the log")
 
 
 class RecordedEvent:
@@ -330,7 +341,12 @@ class EventStore:
         aggregate = None
         position = 0
         for recorded in await self.history(kind, aggregate_id):
-            aggregate = recorded.event.mutate(aggregate)
+            event = recorded.event
+            if aggregate is None and not isinstance(event, CanInitAggregate | StrIdCarriedForward):
+                # A bounded log cut this aggregate's beginning without carrying it forward
+                # (services/leader/log_keeper.py): what is left cannot make it.
+                raise HistoryCut(kind, aggregate_id, recorded.position)
+            aggregate = event.mutate(aggregate)
             position = recorded.position
         return aggregate, position
 
@@ -345,11 +361,17 @@ class EventStore:
         return event_id_of(raw.headers or {}) or None
 
     async def last_position(self) -> int:
+        return (await self.bounds())[1]
+
+    async def bounds(self) -> tuple[int, int]:
+        """The positions of the log's first and last events. The first is above 1 once
+        a bounded log (ORCH_LOG_MAX_AGE) has cut its beginning; with every event cut it
+        is one past the last."""
         try:
             info = await self.js.stream_info(self.names.events_stream)
         except (TimeoutError, nats.errors.Error) as exc:
             raise StoreUnavailable(repr(exc)) from exc
-        return int(info.state.last_seq)
+        return max(1, int(info.state.first_seq)), int(info.state.last_seq)  # 0: never written
 
     async def _fetch(self, subject_filter: str, after: int, limit: int) -> list[Msg]:
         stream = self.names.events_stream

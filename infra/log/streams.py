@@ -25,20 +25,25 @@ LIVENESS_MAX_BYTES = 1024 * 1024 * 1024
 MAX_HEARTBEAT_BYTES = 128 * 1024
 
 
-def events_config(names: Names, replicas: int = 1) -> StreamConfig:
-    """The log of decisions: file storage, kept forever, never edited."""
+def events_config(names: Names, replicas: int = 1, max_age: float = 0.0) -> StreamConfig:
+    """The log of decisions: file storage, never edited; kept forever, or `max_age`
+    seconds when bounded (services/leader/log_keeper.py carries forward what is still
+    needed before the server cuts it)."""
     return StreamConfig(
         name=names.events_stream,
         description="orchestrator decisions; the source of truth",
         subjects=[names.events_wildcard],
         storage=StorageType.FILE,
         num_replicas=replicas,
-        duplicate_window=DUPLICATE_WINDOW_S,
+        # The server wants the window within the age bound (it is a bound's lower end).
+        duplicate_window=min(DUPLICATE_WINDOW_S, max_age) if max_age else DUPLICATE_WINDOW_S,
         max_msg_size=MAX_EVENT_BYTES,
         allow_direct=True,
         allow_atomic=True,  # group commit writes concurrent appends as one batch
         deny_delete=True,
         deny_purge=True,
+        max_age=max_age,
+        discard=DiscardPolicy.OLD,
         # Sealed blocks are compressed (S2): events repeat their header names and field
         # names, and the log keeps about a quarter of its bytes on disk (docs/performance.md).
         compression=StoreCompression.S2,
@@ -86,11 +91,12 @@ def liveness_config(names: Names, replicas: int = 1,
 
 
 async def provision(
-    js: JetStreamContext, names: Names, heartbeat_history: int, replicas: int = 1
+    js: JetStreamContext, names: Names, heartbeat_history: int, replicas: int = 1,
+    log_max_age: float = 0.0,
 ) -> None:
     """Create the streams, or bring an existing one's settings up to date."""
     for config in (
-        events_config(names, replicas),
+        events_config(names, replicas, log_max_age),
         heartbeats_config(names, heartbeat_history, replicas),
         liveness_config(names, replicas),
     ):

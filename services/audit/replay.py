@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from domain.base import CARRIED_FORWARD
 from infra.log.event_store import EventStore
 from projections.agents import AgentHealth
 from projections.catalog import Catalog
@@ -41,8 +42,9 @@ async def state_at(store: EventStore, position: int | None = None,
     async for event in store.iterate(0, until=until):
         if time is not None and event.recorded_at > time:
             break
-        for projection in (snapshot.agents, snapshot.tasks, snapshot.catalog):
-            projection.apply(event)
+        if event.name != CARRIED_FORWARD:  # a restatement changes no view
+            for projection in (snapshot.agents, snapshot.tasks, snapshot.catalog):
+                projection.apply(event)
         snapshot.position = event.position
         snapshot.at = event.recorded_at
         if progress is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from domain.agent_commands import CatalogQuery
+from domain.base import CARRIED_FORWARD
 from infra.log.event_store import EventStore
 from infra.names import AGENT, Names
 from projections.catalog import Catalog
@@ -45,7 +46,8 @@ async def catalog_at(store: EventStore, names: Names, position: int) -> Catalog:
         for event in page:
             if event.position > position:
                 return catalog
-            catalog.apply(event)
+            if event.name != CARRIED_FORWARD:  # a restatement changes no instance
+                catalog.apply(event)
         if len(page) < _PAGE:
             return catalog
         after = page[-1].position

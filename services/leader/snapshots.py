@@ -77,7 +77,7 @@ class Snapshots:
             except snapshot.SnapshotUnusable as exc:
                 log.warning("snapshot ignored: %s", exc)
                 return 0
-            if await self.events.event_id_at(found.position) != found.event_id:
+            if not await self._of_this_log(found.position, found.event_id):
                 log.warning("snapshot ignored: it is of another log (position %d)",
                             found.position)
                 return 0
@@ -88,6 +88,16 @@ class Snapshots:
                  found.position, len(found.agents), len(found.tasks), len(data),
                  time.perf_counter() - started)
         return found.position
+
+    async def _of_this_log(self, position: int, event_id: str) -> bool:
+        """The log holds the event the snapshot names at its position; or, the log being
+        bounded, its beginning was cut just after that event, which the snapshot then
+        stands for exactly."""
+        found = await self.events.event_id_at(position)
+        if found is not None:
+            return found == event_id
+        first, _ = await self.events.bounds()
+        return position == first - 1
 
     async def write(self) -> None:
         """A snapshot of the projections as they are now, unless the latest is of now.
