@@ -4,6 +4,7 @@ identity projection takes it as the identity it restates."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -45,7 +46,7 @@ def state(aggregate: Any) -> dict[str, Any]:
             if k not in ("_pending_events", "_carried_on")}
 
 
-def through_the_log(events: list[Any]) -> list[Any]:
+def through_the_log(events: Sequence[Any]) -> list[Any]:
     mapper = create_mapper()
     return [mapper.to_domain_event(mapper.to_stored_event(e)) for e in events]
 
@@ -64,7 +65,7 @@ def test_the_carried_state_makes_the_same_aggregate(make: Any) -> None:
     assert alone.version == aggregate.version == len(history) + 1
     assert anchored_on(alone) == carried[0].timestamp
 
-    replayed = None
+    replayed: Any = None
     for event in through_the_log(history) + carried:  # the whole history
         replayed = event.mutate(replayed)
     assert state(replayed) == state(aggregate)
