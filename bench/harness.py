@@ -148,8 +148,11 @@ async def nats_server(sync: str = "always") -> AsyncIterator[EmbeddedNats]:
 
 
 @contextlib.asynccontextmanager
-async def orchestrator(server: EmbeddedNats, **env: str) -> AsyncIterator[Orchestrator]:
-    orch = Orchestrator(server.url, "b" + uuid.uuid4().hex[:8], dict(env))
+async def orchestrator(server: EmbeddedNats, prefix: str | None = None,
+                       **env: str) -> AsyncIterator[Orchestrator]:
+    """An orchestrator on `server` with its own subject prefix: random (`b` and 8 hex
+    digits) unless given, so that several can share a server."""
+    orch = Orchestrator(server.url, prefix or "b" + uuid.uuid4().hex[:8], dict(env))
     try:
         yield orch
     finally:

@@ -20,6 +20,7 @@ from bench.harness import IDENTITY, Orchestrator, connect, nats_server, orchestr
 from bench.profile import PROFILE_RATE_HZ, cpu_seconds, sampled
 from bench.sizes import Size
 from infra.names import TASK_SUBMIT
+from infra.settings import Settings
 
 EVENTS_PER_TASK = 4  # Submitted, Assigned, Accepted, Completed
 WINDOW = 600  # submissions in flight at once
@@ -53,8 +54,11 @@ async def lifecycles(count: int, sync: str, with_baseline: bool,
     py-spy samples the orchestrator for the measured window (bench/profile.py), and `cpu`
     is filled with each process's CPU seconds in that window, `log` with what the log
     stores per lifecycle."""
+    # The default prefix (`orch`): the server is this orchestrator's alone, and the log's
+    # bytes are then those of a deployment with the defaults (subjects hold the prefix).
     async with nats_server(sync) as server, orchestrator(
-        server, ORCH_SUSPECT_AFTER="30", ORCH_DEAD_AFTER="60", ORCH_ACCEPT_TIMEOUT="60",
+        server, Settings().subject_prefix, ORCH_SUSPECT_AFTER="30", ORCH_DEAD_AFTER="60",
+        ORCH_ACCEPT_TIMEOUT="60",
     ) as orch:
         await orch.start()
         nc = await connect(server.url)
@@ -115,7 +119,10 @@ async def _log_size(nc: Client, orch: Orchestrator, count: int) -> dict[str, flo
     event are left out. Each task event is read back from the stream (a pull consumer on
     the task subjects) and its header block counted as the server keeps it: `NATS/1.0`
     and a `Key: Value` line per header (`_stored_size`; tests/integration/
-    test_log_forms.py checks the sum over a whole stream against the server's count)."""
+    test_log_forms.py checks the sum over a whole stream against the server's count).
+    With the default subject prefix, `orch`, as `lifecycles` runs the orchestrator (a
+    deployment's bytes): the subject and the optimistic-concurrency header hold it, so
+    each character more costs 2 bytes an event."""
     task_bytes, task_events = await stored_bytes(nc, orch.names.events_stream,
                                                  orch.names.kind_events("task"))
     return {"log_bytes_per_lifecycle": task_bytes / count,
@@ -174,15 +181,10 @@ async def _all_completed(nc: Client, orch: Orchestrator, count: int) -> None:
 
 # A lifecycle's events as the orchestrator stores them (docs/protocol.md, Events).
 LIFECYCLE_BODIES = (
-    b'{"timestamp":1796017394378399,"task_id":"t1","kind":"k","payload":null,"requires":[],'
-    b'"priority":0,"max_attempts":3,"timeout_s":300.0,'
-    b'"fingerprint":"8yco9S0Bf0mKH8BJw3mmH29T6WFCAMUS5CXxKkZw--Y"}',
-    b'{"timestamp":1796017394378502,"agent_id":"w0","incarnation":1,"attempt":1,'
-    b'"token":"b954a4b16860307a","strategy":"least_loaded","considered":[["w0",0,10],'
-    b'["w1",0,10]]}',
-    b'{"timestamp":1796017394380686,"token":"b954a4b16860307a","attempt":1}',
-    b'{"timestamp":1796017394381893,"token":"b954a4b16860307a","attempt":1,"agent_id":"w0",'
-    b'"result":null}',
+    b'[1796017394378399,"k","8yco9S0Bf0mKH8BJw3mmH29T6WFCAMUS5CXxKkZw--Y"]',
+    b'[1796017394378502,"w0","~uVSksWhgMHo",[["w0",0,10],"w1"]]',
+    b'[1796017394380686,"~uVSksWhgMHo"]',
+    b'[1796017394381893,"~uVSksWhgMHo","w0"]',
 )
 BATCH = 256  # the orchestrator's group commit writes at most this many at once
 BATCHES_IN_FLIGHT = 4

@@ -1,7 +1,8 @@
 """What the log knows about an event besides its state, in its headers: written in one
 header, read in that form or the older one of a header each (docs/protocol.md, Events).
 
-`Orch: [version, identity, causation_id, correlation_id]`, a JSON array: the
+`Orch: [version, identity, causation_id, correlation_id]`, a JSON array: the identity is
+`0` for the orchestrator's own decisions (`"orchestrator"` in events written before); the
 correlation id is `true` when it is the causation id (a command's events: the same
 request id twice); trailing fields that are absent (null) are left out, so an event
 with no correlation id has three. JSON, because a causation id is whatever a client sent
@@ -17,9 +18,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from infra.caller import ORCHESTRATOR
 from infra.names import Header
 
 SAME_AS_CAUSATION = True
+# The orchestrator's identity, written as a number: no identity is one (identities are
+# names, `^[A-Za-z0-9_-]{1,64}$`). Part of the log's format: never another value.
+ORCHESTRATOR_IDENTITY = 0
 
 
 class EventHeaders(NamedTuple):
@@ -43,7 +48,8 @@ def pack(version: int, identity: str | None, causation_id: str | None,
     correlation: Any = correlation_id
     if correlation_id is not None and correlation_id == causation_id:
         correlation = SAME_AS_CAUSATION
-    fields: list[Any] = [version, identity, causation_id, correlation]
+    who: Any = ORCHESTRATOR_IDENTITY if identity == ORCHESTRATOR else identity
+    fields: list[Any] = [version, who, causation_id, correlation]
     while fields[-1] is None:
         fields.pop()
     return orjson.dumps(fields).decode()
@@ -64,5 +70,7 @@ def read(headers: Mapping[str, str]) -> EventHeaders:
     correlation = fields[3] if count > 3 else None
     if correlation is SAME_AS_CAUSATION:
         correlation = causation
-    return EventHeaders(int(fields[0]), fields[1] if count > 1 else None, causation,
-                        correlation)
+    identity = fields[1] if count > 1 else None
+    if type(identity) is int and identity == ORCHESTRATOR_IDENTITY:
+        identity = ORCHESTRATOR
+    return EventHeaders(int(fields[0]), identity, causation, correlation)

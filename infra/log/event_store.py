@@ -112,7 +112,8 @@ class RecordedEvent:
     def _own_state(self) -> dict[str, Any]:
         stored = self._stored
         if self._event is None and not _has_later_versions(stored.topic):
-            state: dict[str, Any] = expand_state(self._mapper.transcoder.decode(stored.state))
+            state = expand_state(self._mapper.transcoder.decode(stored.state), stored.topic,
+                                 stored.originator_id)
             if "class_version" not in state:  # else written by a later version: upcast
                 state.pop("originator_topic", None)
                 state["version"] = stored.originator_version

@@ -12,9 +12,11 @@ messages are then written one by one, each meeting its own fate.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import logging
-import uuid
+import secrets
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,32 @@ MAX_BATCH = 256  # the server accepts up to 1,000 messages in a batch
 # 64 messages, against 0.15 ms per message for publishes sent at once (each synced):
 # separately is sooner up to about 14 (docs/performance.md has the table).
 SEPARATELY_UP_TO = 12
+
+
+# Batch ids: a random prefix of the writer's and a count, in URL-safe base64's alphabet.
+# The server stores the id with every message of the batch, so it is short. It needs the
+# id unique only among the stream's batches in flight (nats-server keeps them by id, at
+# most 50 a stream, until committed, refused or 10 s idle; an id is at most 64
+# characters: jetstream_batching.go, stream.go processJetStreamAtomicBatchMsg). A writer
+# has one in flight at a time and counts up, so only two writers with the same prefix
+# could meet: 4 characters are 24 random bits, and even then, while one batch is in
+# flight, the other's sequence 1 is a gap to the server, which refuses both: each
+# message is then written on its own (tests/integration/test_group_commit.py).
+BATCH_PREFIX_CHARS = 4
+_BASE64 = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+
+
+def new_batch_prefix() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(BATCH_PREFIX_CHARS * 3 // 4)).decode()
+
+
+def base64_count(number: int) -> str:
+    """`number` (>= 0) in base 64, URL-safe base64's digits, most significant first."""
+    digits = _BASE64[number % 64]
+    while number >= 64:
+        number //= 64
+        digits = _BASE64[number % 64] + digits
+    return digits
 
 
 @dataclass
@@ -97,9 +125,7 @@ class GroupCommit:
         self._queue: asyncio.Queue[_Append] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._replies = _Replies(nc)
-        # Batch ids: a random prefix of this writer's and a count. Stored in every batched
-        # event's headers, so short; unique among the batches in flight on the server.
-        self._batch_prefix = uuid.uuid4().hex[:12]
+        self._batch_prefix = new_batch_prefix()
         self._batch_numbers = itertools.count(1)
         self.on_batch: Callable[[int], None] | None = None  # told each batch's size
 
@@ -147,7 +173,7 @@ class GroupCommit:
                 await asyncio.gather(*(self._one(item) for item in batch))
 
     async def _atomic(self, batch: list[_Append]) -> None:
-        batch_id = f"{self._batch_prefix}{next(self._batch_numbers):x}"
+        batch_id = self._batch_prefix + base64_count(next(self._batch_numbers))
         inbox, answer = await self._replies.expect()
         for number, item in enumerate(batch, 1):
             headers = {**item.headers, "Nats-Batch-Id": batch_id,

@@ -35,8 +35,8 @@ class TestAppend:
 
         assert raw.subject == names.event("agent", "a1", "Registered")
         headers = raw.headers or {}
-        # Version, identity, causation and correlation in one header.
-        assert orjson.loads(headers[Header.EVENT]) == [1, "orchestrator", "cause-1", "corr-1"]
+        # Version, identity (0: the orchestrator), causation and correlation in one header.
+        assert orjson.loads(headers[Header.EVENT]) == [1, 0, "cause-1", "corr-1"]
         # The id is the Nats-Msg-Id alone, and the topic is the one the subject implies:
         # neither is stored twice. Nor is the stream's name.
         assert set(headers) == {Header.MSG_ID, Header.EVENT, Header.EXPECTED_LAST_SUBJECT_SEQ,

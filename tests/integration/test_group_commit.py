@@ -11,7 +11,7 @@ from nats.js.errors import APIError
 
 from infra.bus.connection import connect
 from infra.bus.embedded import EmbeddedNats
-from infra.log.group_commit import GroupCommit
+from infra.log.group_commit import BATCH_PREFIX_CHARS, SEPARATELY_UP_TO, GroupCommit
 from infra.log.streams import provision
 from infra.names import ERR_WRONG_LAST_SEQUENCE, Names
 
@@ -79,3 +79,50 @@ async def test_a_lost_connection_ends_the_wait_for_an_answer(own_server: Embedde
     finally:
         await commit.close()
         await nc.close()
+
+
+async def test_batch_ids_are_short_and_stored_with_each_message(nats_server: EmbeddedNats,
+                                                                names: Names) -> None:
+    nc = await connect(nats_server.url)
+    await provision(nc.jetstream(), names, heartbeat_history=10)
+    commit = GroupCommit(nc, names.events_stream)
+    try:
+        sent = [message(names, f"a{i}") for i in range(2 * (SEPARATELY_UP_TO + 1))]
+        sequences = await asyncio.gather(*(commit.append(*m) for m in sent))
+        stored = [await nc.jetstream().get_msg(names.events_stream, s) for s in sequences]
+        batch_ids = {(m.headers or {}).get("Nats-Batch-Id", "") for m in stored} - {""}
+        assert batch_ids, "appends that wait together go as an atomic batch"
+        assert all(len(b) <= BATCH_PREFIX_CHARS + 2 for b in batch_ids)
+    finally:
+        await commit.close()
+        await nc.close()
+
+
+async def test_two_writers_with_the_same_batch_ids_still_store_each_append_once(
+    nats_server: EmbeddedNats, names: Names
+) -> None:
+    """Batch ids are unique only by chance across writers: when two writers' batches meet
+    under one id, the server refuses them, and each append is written on its own."""
+    connections = [await connect(nats_server.url) for _ in range(2)]
+    await provision(connections[0].jetstream(), names, heartbeat_history=10)
+    commits = [GroupCommit(nc, names.events_stream) for nc in connections]
+    for commit in commits:
+        commit._batch_prefix = "SAME"
+    try:
+        for _ in range(5):
+            sent = [(commit, message(names, f"{n}-{uuid.uuid4().hex[:6]}"))
+                    for n, commit in enumerate(commits) for _ in range(40)]
+            sequences = await asyncio.gather(*(c.append(*m) for c, m in sent))
+            assert len(set(sequences)) == len(sent)
+            for (_, (subject, _, headers)), sequence in zip(sent, sequences, strict=True):
+                stored = await connections[0].jetstream().get_msg(names.events_stream,
+                                                                  sequence)
+                assert stored.subject == subject
+                assert (stored.headers or {})["Nats-Msg-Id"] == headers["Nats-Msg-Id"]
+        info = await connections[0].jetstream().stream_info(names.events_stream)
+        assert info.state.messages == 5 * 80
+    finally:
+        for commit in commits:
+            await commit.close()
+        for nc in connections:
+            await nc.close()

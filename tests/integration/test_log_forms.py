@@ -8,18 +8,20 @@ import asyncio
 import uuid
 from typing import Any
 
+import orjson
 from eventsourcing.persistence import Notification
 from nats.aio.client import Client
 
 from bench.scenarios.tasks import stored_bytes
 from infra.caller import current_identity, decided_by_orchestrator
 from infra.eventsourcing_jetstream import OrchestratorLog, provenance_of
+from infra.log import event_headers
 from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore, RecordedEvent
 from infra.log.streams import provision
 from infra.names import TASK, Header, Names
 from infra.settings import Settings
-from tests.unit.test_log_forms import lifecycle, long_form
+from tests.unit.test_log_forms import lifecycle, long_form, previous_form
 
 # Who caused each event of the lifecycle, as the orchestrator records it: (identity,
 # causation, correlation). An agent's accept and complete carry no correlation id.
@@ -48,6 +50,25 @@ async def write_old_form(nc: Client, names: Names, events: list[Any]) -> list[st
         expected = ack.seq
         ids.append(event_id)
     return ids
+
+
+async def write_previous_form(nc: Client, names: Names, events: list[Any]) -> None:
+    """A lifecycle as the orchestrator wrote it before rows: one `Orch` header naming the
+    orchestrator in full, the state an object of every field."""
+    js = nc.jetstream()
+    expected = 0
+    task_id = events[0].originator_id
+    for version, (domain_event, (identity, cause, correlation)) in enumerate(
+            zip(events, CAUSES, strict=True), 1):
+        fields = [version, identity, cause] + ([True] if correlation else [])
+        headers: dict[str, Any] = {
+            Header.MSG_ID: event_headers.new_event_id(),
+            Header.EVENT: orjson.dumps(fields).decode(),
+            Header.EXPECTED_LAST_SUBJECT_SEQ: str(expected),
+            Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: names.aggregate_events(TASK, task_id)}
+        ack = await js.publish(names.event(TASK, task_id, type(domain_event).__name__),
+                               previous_form(domain_event), headers=headers)
+        expected = ack.seq
 
 
 async def write_new_form(store: EventStore, task_id: str) -> None:
@@ -83,11 +104,20 @@ async def test_an_old_lifecycle_reads_as_the_same_one_written_now(
     store = EventStore(nc.jetstream(), names, create_mapper())
     originals = lifecycle("t-old")
     old_ids = await write_old_form(nc, names, originals)
+    await write_previous_form(nc, names, lifecycle("t-previous"))
     await write_new_form(store, "t-new")
 
     old, new = await store.history(TASK, "t-old"), await store.history(TASK, "t-new")
+    previous = await store.history(TASK, "t-previous")
 
-    assert [seen(e) for e in old] == [seen(e) for e in new]
+    assert [seen(e) for e in old] == [seen(e) for e in new] == [seen(e) for e in previous]
+    assert [e[0].data()["task_id"] for e in (old, previous, new)] == [
+        "t-old", "t-previous", "t-new"]
+    # Written now: rows, and the orchestrator named by a number.
+    stored = await raw(nc, names, "t-new")
+    assert all(m.data.startswith(b"[") for m in stored)
+    assert [orjson.loads((m.headers or {})[Header.EVENT])[1] for m in stored] == [
+        "bench", 0, "w0", "w0"]
     # The Assigned written with its submit: caused by the submit, not by the Submitted.
     assert new[1].causation_id == "cmd-1" and new[1].identity == "orchestrator"
     assert [e.event_id for e in old] == old_ids
@@ -105,11 +135,12 @@ async def test_an_old_lifecycle_reads_as_the_same_one_written_now(
         audited = [app.mapper.to_domain_event(n) for n in notifications]
     finally:
         app.close()
-    by_task: dict[str, list[Any]] = {"t-old": [], "t-new": []}
+    by_task: dict[str, list[Any]] = {"t-old": [], "t-previous": [], "t-new": []}
     for domain_event in audited:
         by_task[domain_event.originator_id].append(domain_event)
-    for recorded, domain_event in zip(old + new, by_task["t-old"] + by_task["t-new"],
-                                      strict=True):
+    for recorded, domain_event in zip(
+            old + previous + new, by_task["t-old"] + by_task["t-previous"] + by_task["t-new"],
+            strict=True):
         provenance = provenance_of(domain_event)
         assert (provenance.position, provenance.event_id, provenance.causation_id,
                 provenance.correlation_id, provenance.identity) == (
