@@ -94,7 +94,11 @@ class Heartbeat(BaseModel):
     incarnation: Incarnation
     seq: Annotated[int, Field(ge=0)]
     load: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    running: Annotated[list[Identifier], Field(max_length=1_000)] = []
+    # A factory, not `= []`: pydantic deep-copies a list default into every heartbeat
+    # that leaves `running` out (half the cost of validating one). The schema still
+    # says the default.
+    running: Annotated[list[Identifier], Field(default_factory=list, max_length=1_000,
+                                               json_schema_extra={"default": []})]
 
 
 class RegisterReply(BaseModel):

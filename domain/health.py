@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ class DetectorSettings:
     failures_before_critical: int = 1
     success_before_passing: int = 1
 
-    @property
+    @functools.cached_property  # read on every heartbeat
     def suspect_threshold(self) -> float:
         """Silence before suspicion: suspect_after, plus a heartbeat interval for every
         further miss that damping asks for, never past dead_after."""

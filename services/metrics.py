@@ -8,6 +8,7 @@ with `on_scrape`.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -44,6 +45,37 @@ _APPEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 ScrapeHook = Callable[[], Awaitable[None]]
+
+
+class Tally:
+    """A counter and a histogram fed in plain Python and handed to prometheus at scrape
+    time: for an event as frequent as a heartbeat, prometheus's locked increment of
+    each, per event, was a twentieth of the intake's time (py-spy). Values read by a
+    scrape are the same as if each had been observed at once (tests/unit/test_tally.py)."""
+
+    def __init__(self, counter: Counter, histogram: Histogram) -> None:
+        self._counter = counter
+        self._histogram = histogram
+        self._bounds = list(histogram._upper_bounds)  # the last is +Inf
+        self._count = 0
+        self._sum = 0.0
+        self._buckets = [0] * len(self._bounds)
+
+    def observe(self, value: float) -> None:
+        self._count += 1
+        self._sum += value
+        # Prometheus counts a value in the first bucket whose bound it does not exceed.
+        self._buckets[bisect.bisect_left(self._bounds, value)] += 1
+
+    async def flush(self) -> None:
+        count, total, buckets = self._count, self._sum, self._buckets
+        self._count, self._sum, self._buckets = 0, 0.0, [0] * len(self._bounds)
+        if count:
+            self._counter.inc(count)
+            self._histogram._sum.inc(total)
+            for bucket, n in zip(self._histogram._buckets, buckets, strict=True):
+                if n:
+                    bucket.inc(n)
 
 
 class Metrics:

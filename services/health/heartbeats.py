@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -29,7 +30,7 @@ from infra.names import Names
 from projections.agents import AgentHealth
 from services.audit.liveness import LivenessRecorder
 from services.health.monitor import HealthMonitor
-from services.metrics import Metrics
+from services.metrics import Metrics, Tally
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,9 @@ class HeartbeatIntake:
         self.reregister_every = reregister_every
         self._told: dict[str, float] = {}
         # Bound once: a label lookup per heartbeat was a measurable share of intake.
-        self._applied = metrics.heartbeats.labels("applied")
+        # Applied beats and their lag, handed to prometheus at scrape time.
+        self._applied = Tally(metrics.heartbeats.labels("applied"), metrics.heartbeat_lag)
+        metrics.on_scrape(self._applied.flush)
         self._invalid = metrics.heartbeats.labels("invalid")
         self._unknown = metrics.heartbeats.labels("unknown")
         self._subscription: Any = None
@@ -80,16 +83,13 @@ class HeartbeatIntake:
         self.delivered = 0
         self.monitor.heartbeat_consumer_replaced()
 
-        async def on_message(msg: Msg) -> None:
-            if generation == self._generation:
-                await self._on_message(msg)
-
         # The last heartbeat per agent first, then live: start-up cost grows with
         # agents, not with history.
         self._subscription = await self.js.subscribe(
             self.names.heartbeats_wildcard,
             stream=self.names.heartbeats_stream,
-            cb=on_message,
+            # One coroutine per heartbeat, not a closure's and a method's.
+            cb=functools.partial(self._on_message, generation),
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
             idle_heartbeat=1.0,
@@ -142,38 +142,43 @@ class HeartbeatIntake:
                 continue
             previous = self.delivered
 
-    async def _on_message(self, msg: Msg) -> None:
+    async def _on_message(self, generation: int, msg: Msg) -> None:
+        if generation != self._generation:
+            return  # a replaced subscription's
         # The sequence and time from the reply subject, without nats-py's Metadata object
         # per message (a tenth of the intake's time at saturation).
         sequence, at = position_and_time(msg.reply)
         try:
-            await self._take(msg, sequence, at)
+            unknown = self._take(msg, sequence, at)
+            if unknown is not None:
+                await self._tell_to_reregister(*unknown)
         finally:
             # Applied or set aside (invalid, unknown agent): either way taken in.
             if sequence > self.delivered:
                 self.delivered = sequence
             self.monitor.heartbeat_applied(sequence)
 
-    async def _take(self, msg: Msg, sequence: int, at: datetime) -> None:
+    def _take(self, msg: Msg, sequence: int, at: datetime) -> tuple[str, int] | None:
+        """Apply one heartbeat; the agent and incarnation when no agent we know sent it.
+        Not a coroutine: one per heartbeat was a measurable share of intake."""
         agent_id = self.names.agent_id_of_heartbeat(msg.subject)
         if not _AGENT_ID.match(agent_id):
             self._invalid.inc()
-            return
+            return None
         try:
             beat = Heartbeat.model_validate_json(msg.data)
         except ValidationError:
             self._invalid.inc()
-            return
+            return None
         applied = self.projection.apply_heartbeat(
             agent_id, beat.incarnation, beat.seq, beat.load, list(beat.running), at
         )
         if applied:
-            self._applied.inc()
-            self.metrics.heartbeat_lag.observe(time.time() - at.timestamp())
+            self._applied.observe(time.time() - at.timestamp())
             self.monitor.saw(agent_id, beat.incarnation, sequence)
-            return
+            return None
         self._unknown.inc()
-        await self._tell_to_reregister(agent_id, beat.incarnation)
+        return agent_id, beat.incarnation
 
     async def _tell_to_reregister(self, agent_id: str, incarnation: int) -> None:
         view = self.projection.get(agent_id)
