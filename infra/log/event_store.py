@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import nats.errors
@@ -20,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
 from domain.base import StrIdCarriedForward
+from infra.bus.direct import position_and_time_of
 from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator
 from infra.log import event_headers
 from infra.log.codec import expand_state
@@ -171,22 +172,10 @@ def topic_of(headers: dict[str, str], kind: str, name: str) -> str:
 
 EventHandler = Callable[[RecordedEvent], Awaitable[None]]
 
-# Where the stream sequence and the time are among the tokens of a JetStream message's
-# reply subject: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>, or
-# with <domain>.<account hash> after $JS.ACK (v2).
-_V1_TOKENS, _V1_SEQUENCE, _V1_TIME = 9, 5, 7
-_V2_SEQUENCE, _V2_TIME = Msg.Ack.StreamSeq, Msg.Ack.Timestamp
-
-
 def position_and_time(reply: str) -> tuple[int, datetime]:
     """What the event store needs of a message's metadata, without nats-py's full
     Metadata (a frozen dataclass per message, a measurable share of a replay)."""
-    tokens = reply.split(".")
-    if len(tokens) == _V1_TOKENS:
-        sequence, nanos = tokens[_V1_SEQUENCE], tokens[_V1_TIME]
-    else:
-        sequence, nanos = tokens[_V2_SEQUENCE], tokens[_V2_TIME]
-    return int(sequence), datetime.fromtimestamp(int(nanos) / 1e9, UTC)
+    return position_and_time_of(reply.split("."))
 
 
 class EventStore:

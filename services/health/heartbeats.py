@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from domain.agent_commands import ControlMessage, Heartbeat
 from domain.fields import ID_PATTERN
+from infra.bus.direct import deliver_directly
 from infra.log.event_store import position_and_time
 from infra.names import Names
 from projections.agents import AgentHealth
@@ -96,6 +97,10 @@ class HeartbeatIntake:
             pending_msgs_limit=0,  # flow control of the ordered consumer bounds it
             pending_bytes_limit=0,
         )
+        # Data messages straight from the read loop, without nats-py's Msg, queue and
+        # task per heartbeat (half the intake's time at saturation).
+        deliver_directly(self._subscription,
+                         functools.partial(self._direct, generation))
 
     async def stop(self) -> None:
         if self._watchdog is not None:
@@ -143,30 +148,46 @@ class HeartbeatIntake:
             previous = self.delivered
 
     async def _on_message(self, generation: int, msg: Msg) -> None:
+        """A heartbeat delivered the usual way (the first of a subscription, and any
+        with headers): see `_direct` for the others."""
         if generation != self._generation:
             return  # a replaced subscription's
         # The sequence and time from the reply subject, without nats-py's Metadata object
         # per message (a tenth of the intake's time at saturation).
         sequence, at = position_and_time(msg.reply)
+        pending = self._take(msg.subject, sequence, at, msg.data)
+        if pending is not None:
+            await pending
+
+    def _direct(self, generation: int, subject: bytes, sequence: int, at: datetime,
+                data: bytes) -> Awaitable[None] | None:
+        """A heartbeat handed over in the connection's read loop (infra.bus.direct)."""
+        if generation != self._generation:
+            return None
+        return self._take(subject.decode(), sequence, at, data)
+
+    def _take(self, subject: str, sequence: int, at: datetime,
+              data: bytes) -> Awaitable[None] | None:
+        """Apply one heartbeat, or set it aside; what is left to await when an agent we
+        do not know sent it (telling it to register again). Not a coroutine: one per
+        heartbeat was a measurable share of intake."""
         try:
-            unknown = self._take(msg, sequence, at)
-            if unknown is not None:
-                await self._tell_to_reregister(*unknown)
+            unknown = self._apply(subject, at, data, sequence)
         finally:
             # Applied or set aside (invalid, unknown agent): either way taken in.
             if sequence > self.delivered:
                 self.delivered = sequence
             self.monitor.heartbeat_applied(sequence)
+        return None if unknown is None else self._tell_to_reregister(*unknown)
 
-    def _take(self, msg: Msg, sequence: int, at: datetime) -> tuple[str, int] | None:
-        """Apply one heartbeat; the agent and incarnation when no agent we know sent it.
-        Not a coroutine: one per heartbeat was a measurable share of intake."""
-        agent_id = self.names.agent_id_of_heartbeat(msg.subject)
+    def _apply(self, subject: str, at: datetime, data: bytes,
+               sequence: int) -> tuple[str, int] | None:
+        agent_id = self.names.agent_id_of_heartbeat(subject)
         if not _AGENT_ID.match(agent_id):
             self._invalid.inc()
             return None
         try:
-            beat = Heartbeat.model_validate_json(msg.data)
+            beat = Heartbeat.model_validate_json(data)
         except ValidationError:
             self._invalid.inc()
             return None

@@ -1,0 +1,91 @@
+"""Data messages of an ordered JetStream push subscription handed straight to a function.
+
+nats-py makes a Msg object of every message, puts it on the subscription's queue and
+calls the callback from a task of its own: at 75,000 heartbeats a second that machinery
+was about half of the orchestrator's time (py-spy, docs/performance.md). A subscription
+given a direct handler (`deliver_directly`) has its plain data messages handed, in the
+connection's read loop, to the handler as (subject, stream sequence, time, data), with
+nats-py's own ordered-consumer bookkeeping done here as nats-py does it: the consumer
+sequence checked (a gap recreates the consumer from the last stream sequence taken), the
+consumer marked active, and the sequences tracked for flow control and idle heartbeats.
+Anything else (status messages, messages with headers, and any message while the queue
+still holds some delivered the usual way) goes through nats-py unchanged, in order.
+
+The handler runs in the read loop: it must be quick, and it returns an awaitable only
+when it has I/O to do (awaited there, in order).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.msg import Msg
+
+log = logging.getLogger(__name__)
+
+# (subject, stream sequence, time stored, data) -> None, or an awaitable to await
+DirectHandler = Callable[[bytes, int, datetime, bytes], Awaitable[None] | None]
+
+_ATTRIBUTE = "_orch_direct_handler"
+
+# The tokens of a JetStream message's reply subject: $JS.ACK.<stream>.<consumer>.
+# <delivered>.<sseq>.<cseq>.<ns>.<pending>, or with <domain>.<account hash> after $JS.ACK.
+_V1_TOKENS, _V1_SEQUENCE, _V1_TIME = 9, 5, 7
+_V2_SEQUENCE, _V2_TIME = Msg.Ack.StreamSeq, Msg.Ack.Timestamp
+# Where nats-py's ordered consumer reads the stream and consumer sequences, in either form
+# (nats.aio.client.Client._process_msg): done the same here, so that both paths agree.
+_ORDERED_STREAM_SEQ, _ORDERED_CONSUMER_SEQ = 5, 6
+
+
+def position_and_time_of(tokens: list[str]) -> tuple[int, datetime]:
+    """A JetStream message's stream sequence and time, from its reply subject's tokens."""
+    if len(tokens) == _V1_TOKENS:
+        sequence, nanos = tokens[_V1_SEQUENCE], tokens[_V1_TIME]
+    else:
+        sequence, nanos = tokens[_V2_SEQUENCE], tokens[_V2_TIME]
+    return int(sequence), datetime.fromtimestamp(int(nanos) / 1e9, UTC)
+
+
+def deliver_directly(subscription: Any, handler: DirectHandler) -> None:
+    """Hand the plain data messages of this ordered push subscription (as `js.subscribe`
+    returned it) to `handler`, on a connection made with infra.bus.headers.Client."""
+    setattr(subscription._sub, _ATTRIBUTE, handler)
+
+
+def handler_of(sub: Any) -> DirectHandler | None:
+    """The direct handler of a nats-py subscription, if it has one and nothing it was
+    given the usual way still waits (so that messages are taken in order)."""
+    handler: DirectHandler | None = getattr(sub, _ATTRIBUTE, None)
+    if handler is None or sub._pending_queue.qsize():
+        return None
+    return handler
+
+
+async def deliver(sub: Any, handler: DirectHandler, subject: bytes, reply: bytes,
+                  data: bytes) -> None:
+    """One data message of `sub`, as nats-py's ordered consumer would take it, to the
+    handler."""
+    jsi = sub._jsi
+    sub._received += 1
+    jsi._active = True
+    reply_text = reply.decode()
+    tokens = reply_text.split(".")
+    consumer_seq = int(tokens[_ORDERED_CONSUMER_SEQ])
+    if consumer_seq != jsi._dseq:
+        # A message was missed: the consumer starts again after the last one taken.
+        if await jsi.reset_ordered_consumer(jsi._sseq + 1):
+            return
+    else:
+        jsi._dseq = consumer_seq + 1
+        jsi._sseq = int(tokens[_ORDERED_STREAM_SEQ])
+    jsi.track_sequences(reply_text)
+    sequence, at = position_and_time_of(tokens)
+    try:
+        pending = handler(subject, sequence, at, data)
+        if pending is not None:
+            await pending
+    except Exception:  # the read loop must go on: nats-py reports a callback's the same way
+        log.exception("direct handler failed on %s", subject.decode(errors="replace"))
