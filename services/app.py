@@ -337,8 +337,16 @@ class Orchestrator:
             duties["log-keeper"] = LogKeeper(
                 self.store, {n.AGENT: self.registry.repository, n.TASK: self.tasks.repository,
                              n.IDENTITY: self.access_control.identities},
-                self.snapshots, self.settings.log_max_age).run
+                self.snapshots, self.settings.log_max_age, self._may_need).run
         return duties
+
+    def _may_need(self, kind: str, aggregate_id: str) -> bool:
+        """Whether the log keeper should read an aggregate: not a task the board holds
+        as finished, or no longer holds at all."""
+        if kind != n.TASK:
+            return True
+        view = self.board.get(aggregate_id)
+        return view is not None and view.status not in TERMINAL
 
     async def _follow(self) -> None:
         self.metrics.leader_changes.labels("lost").inc()

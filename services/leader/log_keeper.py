@@ -43,10 +43,14 @@ ROUNDS_PER_HALF_BOUND = 4
 class LogKeeper:
     def __init__(self, store: EventStore, repositories: Mapping[str, Repository],
                  snapshots: Snapshots, max_age: float,
+                 may_need: Callable[[str, str], bool] = lambda kind, aggregate_id: True,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         # The aggregates carried forward, by kind; kinds not here are let go.
         self.repositories = repositories
+        # Whether an aggregate may still be needed, as the projections see it: false for
+        # a task finished (or forgotten by the board), which is then not read at all.
+        self.may_need = may_need
         self.snapshots = snapshots
         self.max_age = max_age
         self.clock = clock
@@ -73,7 +77,8 @@ class LogKeeper:
         async for event in self.store.iterate(self.scanned):
             if event.recorded_at.timestamp() > horizon:
                 break
-            if event.kind in self.repositories:
+            if event.kind in self.repositories and self.may_need(event.kind,
+                                                                 event.aggregate_id):
                 touched[event.kind, event.aggregate_id] = None
             last = event.position
         if last == self.scanned:
