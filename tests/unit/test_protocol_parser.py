@@ -50,10 +50,12 @@ def frames(draws: random.Random, count: int) -> bytes:
             if kind == 3:  # odd spacing: nats-py's expressions take it too
                 line = line.replace(b" ", b"  \t", 2)
             out += line + payload + b"\r\n"
-        elif kind == 4:
-            header = b"NATS/1.0\r\nA: b\r\n\r\n"
-            out += b"HMSG %s %d %d %d\r\n" % (subject, sid, len(header),
-                                              len(header) + len(payload))
+        elif kind == 4:  # with headers, a reply or not; a status alone (an idle heartbeat)
+            header = draws.choice([b"NATS/1.0\r\nA: b\r\n\r\n",
+                                   b"NATS/1.0 100 Idle Heartbeat\r\n\r\n"])
+            reply = draws.choice([b"", b"$JS.ACK.S.c.1.2.3.1700000000000000000.0 "])
+            out += b"HMSG %s %d %s%d %d\r\n" % (subject, sid, reply, len(header),
+                                                len(header) + len(payload))
             out += header + payload + b"\r\n"
         elif kind == 5:
             out += b"PING\r\n"
