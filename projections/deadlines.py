@@ -7,10 +7,11 @@ are due, not every open task on each round.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from projections.tasks import TaskView
+    from projections.tasks import HeldTask, TaskView
 
 ACCEPTING = "accepting"
 RUNNING = "running"
@@ -20,7 +21,7 @@ Step = tuple[str, float]  # (which heap, key)
 Entry = tuple[float, str]  # (key, task id)
 
 
-def step_of(view: TaskView) -> Step | None:
+def step_of(view: HeldTask) -> Step | None:
     """The step a task is in and its key: when it was assigned (the accept timeout is the
     dispatcher's to add), or when its run must end."""
     if view.status == "assigned" and view.assigned_at is not None:
@@ -39,7 +40,7 @@ class StepDeadlines:
         self.heaps: dict[str, list[Entry]] = {ACCEPTING: [], RUNNING: []}
         self._compact_above = _FIRST_COMPACTION
 
-    def started(self, view: TaskView, tasks: dict[str, TaskView]) -> None:
+    def started(self, view: TaskView, tasks: Mapping[str, HeldTask]) -> None:
         step = step_of(view)
         if step is None:
             return
@@ -48,7 +49,7 @@ class StepDeadlines:
         if sum(len(heap) for heap in self.heaps.values()) > self._compact_above:
             self._compact(tasks)
 
-    def next_due(self, tasks: dict[str, TaskView], accept_timeout: float) -> float | None:
+    def next_due(self, tasks: Mapping[str, HeldTask], accept_timeout: float) -> float | None:
         """The earliest deadline of an open task, or None."""
         times = []
         for which, offset in ((ACCEPTING, accept_timeout), (RUNNING, 0.0)):
@@ -59,11 +60,11 @@ class StepDeadlines:
                 times.append(heap[0][0] + offset)
         return min(times, default=None)
 
-    def overdue(self, tasks: dict[str, TaskView], now: float,
-                accept_timeout: float) -> list[TaskView]:
+    def overdue(self, tasks: Mapping[str, HeldTask], now: float,
+                accept_timeout: float) -> list[HeldTask]:
         """Open tasks whose step ran out by `now`, earliest first. They stay listed until
         an event moves them on, so a refused move is tried again."""
-        found: list[tuple[float, TaskView]] = []
+        found: list[tuple[float, HeldTask]] = []
         for which, offset in ((ACCEPTING, accept_timeout), (RUNNING, 0.0)):
             heap = self.heaps[which]
             pending = [0] if heap else []
@@ -76,7 +77,7 @@ class StepDeadlines:
                 pending += (2 * index + 1, 2 * index + 2)
         return [view for _, view in sorted(found, key=lambda pair: pair[0])]
 
-    def _compact(self, tasks: dict[str, TaskView]) -> None:
+    def _compact(self, tasks: Mapping[str, HeldTask]) -> None:
         for which, heap in self.heaps.items():
             live = [entry for entry in heap if _current(which, entry, tasks)]
             heapq.heapify(live)
@@ -85,6 +86,6 @@ class StepDeadlines:
         self._compact_above = max(_FIRST_COMPACTION, 2 * kept)
 
 
-def _current(which: str, entry: Entry, tasks: dict[str, TaskView]) -> bool:
+def _current(which: str, entry: Entry, tasks: Mapping[str, HeldTask]) -> bool:
     view = tasks.get(entry[1])
     return view is not None and step_of(view) == (which, entry[0])

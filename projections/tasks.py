@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from operator import attrgetter
+from typing import cast
 
 from domain import shared_values
-from domain.task import OPEN, RETRY_WAIT
+from domain.task import RETRY_WAIT
 from projections.deadlines import StepDeadlines, step_of
+from projections.finished_task import FinishedTask
 from projections.log_event import LogEvent
 from projections.status_counts import StatusCounts
+from projections.task_view import TaskView
 from projections.waiting import WaitingTasks
 
 STATUS_BY_EVENT = {
@@ -29,97 +30,15 @@ STATUS_BY_EVENT = {
     "Cancelled": "cancelled",
 }
 FINISHED = frozenset({"completed", "dead_lettered", "cancelled"})
+# How the board holds a task: a view while it is open or waiting, packed once finished.
+HeldTask = TaskView | FinishedTask
 # Timeouts repeat from task to task; one float object each, not one per task.
 _shared_floats: dict[float, float] = {}
 _MAX_SHARED_FLOATS = 1_000
 
 
-def _time(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
-
-
 def _shared_float(value: float) -> float:
     return shared_values.one_of(_shared_floats, value, _MAX_SHARED_FLOATS)
-
-
-@dataclass(slots=True)
-class TaskView:
-    """A task as the board holds it. The board may hold a finished task for a day, so
-    its cost counts (issue 21: at most 512 B): times are epoch seconds (a float is half
-    a datetime; the `*_at` properties give datetimes, equal to the log's to the
-    microsecond), values that repeat are shared, and what only an open task needs (its
-    token, when its step started) is dropped when it finishes."""
-
-    task_id: str
-    kind: str
-    payload: Any
-    requires: list[str]
-    priority: int
-    max_attempts: int
-    timeout_s: float
-    submitted_position: int
-    submitted_ts: float
-    updated_ts: float
-    status: str = "pending"
-    agent_id: str | None = None
-    incarnation: int = 0
-    attempt: int = 0
-    token: str | None = None
-    assigned_ts: float | None = None
-    started_ts: float | None = None
-    failures: int = 0
-    retry_at: float = 0.0
-    progress: float = 0.0
-    result: Any = None
-    error: str | None = None
-    position: int = 0
-    finished_ts: float | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN
-
-    @property
-    def submitted_at(self) -> datetime:
-        return datetime.fromtimestamp(self.submitted_ts, UTC)
-
-    @property
-    def updated_at(self) -> datetime:
-        return datetime.fromtimestamp(self.updated_ts, UTC)
-
-    @property
-    def assigned_at(self) -> datetime | None:
-        return _time(self.assigned_ts)
-
-    @property
-    def started_at(self) -> datetime | None:
-        return _time(self.started_ts)
-
-    @property
-    def finished_at(self) -> datetime | None:
-        return _time(self.finished_ts)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "task_id": self.task_id,
-            "kind": self.kind,
-            "status": self.status,
-            "payload": self.payload,
-            "requires": self.requires,
-            "priority": self.priority,
-            "max_attempts": self.max_attempts,
-            "timeout_s": self.timeout_s,
-            "agent_id": self.agent_id,
-            "attempt": self.attempt,
-            "failures": self.failures,
-            "retry_at": self.retry_at or None,
-            "progress": self.progress,
-            "result": self.result,
-            "error": self.error,
-            "submitted_at": self.submitted_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "position": self.position,
-        }
 
 
 class TaskBoard:
@@ -136,7 +55,7 @@ class TaskBoard:
     def __init__(self, retention_s: float = 0.0, finished_limit: int = 0) -> None:
         self.retention_s = retention_s
         self.finished_limit = finished_limit
-        self.tasks: dict[str, TaskView] = {}
+        self.tasks: dict[str, HeldTask] = {}
         self.open_by_agent: dict[str, set[str]] = {}
         self.queued: set[str] = set()
         self.waiting = WaitingTasks()  # the queued tasks again, in serving order
@@ -188,7 +107,7 @@ class TaskBoard:
     def enter(self, view: TaskView) -> None:
         """Take a view as it is (from a snapshot) with everything derived from it; the
         caller puts `finished` in its order (the snapshot's)."""
-        self.tasks[view.task_id] = view
+        self.tasks[view.task_id] = _held(view)
         self.index(view)
         self.deadlines.started(view, self.tasks)
 
@@ -214,7 +133,8 @@ class TaskBoard:
             found = self.tasks.get(event.aggregate_id)
             if found is None:
                 return
-            view = found
+            # An event after the end (a late report) changes the view: unpacked for it.
+            view = found.thaw() if type(found) is FinishedTask else cast(TaskView, found)
             step = step_of(view)
         self._leave_indexes(view)
         if name in ("Assigned", "Reassigned"):
@@ -257,6 +177,7 @@ class TaskBoard:
         self.index(view)
         if step_of(view) != step:
             self.deadlines.started(view, self.tasks)
+        self.tasks[view.task_id] = _held(view)
 
     def _leave_indexes(self, view: TaskView) -> None:
         self.queued.discard(view.task_id)
@@ -283,14 +204,14 @@ class TaskBoard:
 
     # --- reads ------------------------------------------------------------------
 
-    def get(self, task_id: str) -> TaskView | None:
+    def get(self, task_id: str) -> HeldTask | None:
         return self.tasks.get(task_id)
 
     def load(self, agent_id: str) -> int:
         return len(self.open_by_agent.get(agent_id, ()))
 
     def open_tasks_of(self, agent_id: str) -> list[TaskView]:
-        return [self.tasks[t] for t in sorted(self.open_by_agent.get(agent_id, ()))]
+        return [_open(self.tasks[t]) for t in sorted(self.open_by_agent.get(agent_id, ()))]
 
     def due(self, now: float) -> Generator[TaskView, None, None]:
         """Tasks waiting for an agent, in the order they are served, as consumed; close
@@ -298,7 +219,7 @@ class TaskBoard:
         waiting = self.waiting.due(now)
         try:
             for task_id in waiting:
-                yield self.tasks[task_id]
+                yield _open(self.tasks[task_id])
         finally:
             waiting.close()
 
@@ -306,21 +227,37 @@ class TaskBoard:
         return self.waiting.next_retry_at()
 
     def query(self, status: str | None = None, agent_id: str | None = None,
-              kind: str | None = None, after: int = 0, limit: int = 100) -> list[TaskView]:
+              kind: str | None = None, after: int = 0, limit: int = 100) -> list[HeldTask]:
         """Tasks matching the filters, by submission order, after a submission position."""
+        # The position last: a finished task unpacks it, where the others are references.
         found = [
             v for v in self.tasks.values()
-            if v.submitted_position > after
-            and (status is None or v.status == status)
+            if (status is None or v.status == status)
             and (agent_id is None or v.agent_id == agent_id)
             and (kind is None or v.kind == kind)
+            and v.submitted_position > after
         ]
-        found.sort(key=lambda v: v.submitted_position)
+        found.sort(key=_submitted_position)
         return found[:limit]
 
     def counts(self) -> dict[str, int]:
         return self._counts.totals(self.tasks)
 
 
-def _status(view: TaskView) -> str:
+_submitted_position = attrgetter("submitted_position")
+
+
+def _status(view: HeldTask) -> str:
     return view.status
+
+
+def _held(view: TaskView) -> HeldTask:
+    """How the board keeps a task: packed once finished, if it can be."""
+    if view.status in FINISHED:
+        return FinishedTask.of(view) or view
+    return view
+
+
+def _open(held: HeldTask) -> TaskView:
+    """A queued or open task's view: only finished tasks are packed."""
+    return cast(TaskView, held)

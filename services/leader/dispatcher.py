@@ -15,7 +15,7 @@ from domain.errors import CommandRefused
 from domain.placement import Candidate, Strategy
 from domain.plan import Plan
 from projections.deadlines import ACCEPTING, step_of
-from projections.tasks import TaskBoard, TaskView
+from projections.tasks import HeldTask, TaskBoard, TaskView
 from services.commands.tasks import TaskService
 from services.leader.fleet import Fleet
 from services.metrics import Metrics
@@ -98,7 +98,7 @@ class Dispatcher:
                 log.exception("dispatch round failed")
                 await asyncio.sleep(0.1)
 
-    def _deadline(self, view: TaskView) -> float | None:
+    def _deadline(self, view: HeldTask) -> float | None:
         """When an open task's current step runs out: accepting it, or running it."""
         step = step_of(view)
         if step is None:
@@ -192,7 +192,7 @@ class Dispatcher:
                 self.fleet.note(view.task_id, "", outcome.position)
 
 
-async def move(tasks: TaskService, fleet: Fleet, view: TaskView, from_agent: str,
+async def move(tasks: TaskService, fleet: Fleet, view: HeldTask, from_agent: str,
                strategy: Strategy, reason: str, causation_id: str | None,
                unaccepted_token: str | None = None) -> str | None:
     """Give an open task to another agent, or back to the queue if none can take it;

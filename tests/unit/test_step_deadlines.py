@@ -9,13 +9,13 @@ import pytest
 
 from domain.task import Task
 from projections.deadlines import ACCEPTING, step_of
-from projections.tasks import TaskBoard, TaskView
+from projections.tasks import HeldTask, TaskBoard
 from tests.unit.log_events import T0, Log
 
 ACCEPT_S = 2.0
 
 
-def deadline(view: TaskView) -> float | None:
+def deadline(view: HeldTask) -> float | None:
     """The rule, written out: what the heaps must agree with."""
     step = step_of(view)
     if step is None:
