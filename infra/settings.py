@@ -59,7 +59,7 @@ class Settings:
     accept_timeout: float = 5.0
     embedded_nats_port: int = 4222
     nats_sync: str = "always"
-    heartbeat_history: int = 100
+    heartbeat_history: int = 1
     log_level: str = "INFO"
     placement_strategy: str = "least_loaded"
     lease_ttl: float = 5.0
@@ -146,7 +146,8 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("nats_sync", NATS_SYNC, "--nats-sync",
      "embedded server fsync: 'always' (durable, default) or 'default' (every 2 min)"),
     ("heartbeat_history", HEARTBEAT_HISTORY, "--heartbeat-history",
-     "heartbeats kept per agent in the heartbeat stream"),
+     "heartbeats kept per agent in the heartbeat stream (the orchestrator reads only the "
+     "latest; with more, nats-server spends far more CPU per heartbeat in a large fleet)"),
     ("log_level", LOG_LEVEL, "--log-level", "DEBUG, INFO, WARNING or ERROR"),
     ("placement_strategy", PLACEMENT_STRATEGY, "--placement-strategy",
      "least_loaded, round_robin or bin_pack"),
