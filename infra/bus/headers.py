@@ -18,6 +18,7 @@ from infra.bus import direct
 from infra.bus.parser import FastParser
 
 _CRLF = b"\r\n"
+_HEADER_LINE = b"NATS/1.0\r\n"
 _UNSEEN = " "  # never a key: a name is stripped, and one with whitespace inside is skipped
 _NAMES_KEPT = 256  # distinct raw names remembered; more are parsed each time
 _names: dict[bytes, str | None] = {}
@@ -68,13 +69,16 @@ class Client(nats.aio.client.Client):
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes,
                            headers: bytes) -> None:
         sub = self._subs.get(sid)
-        handler = direct.handler_of(sub) if sub is not None else None
-        if handler is None or headers or not reply:
+        handler = direct.handler_of(sub, reply, headers) if sub is not None else None
+        if handler is None:
             await super()._process_msg(sid, subject, reply, data, headers)
             return
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
-        await direct.deliver(sub, handler, subject, reply, data)
+        # A data message's block is `NATS/1.0` and header lines (no status): as nats-py's
+        # _process_headers reads it.
+        parsed = parse_header_lines(headers[len(_HEADER_LINE):]) if headers else None
+        await direct.deliver(sub, handler, subject, reply, data, parsed or None)
 
 
 async def connect(**options: Any) -> Client:

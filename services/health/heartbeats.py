@@ -149,8 +149,8 @@ class HeartbeatIntake:
             previous = self.delivered
 
     async def _on_message(self, generation: int, msg: Msg) -> None:
-        """A heartbeat delivered the usual way (the first of a subscription, and any
-        with headers): see `_direct` for the others."""
+        """A heartbeat delivered the usual way (the first of a subscription): see
+        `_direct` for the others."""
         if generation != self._generation:
             return  # a replaced subscription's
         # The sequence and time from the reply subject, without nats-py's Metadata object
@@ -161,8 +161,9 @@ class HeartbeatIntake:
             await pending
 
     def _direct(self, generation: int, subject: bytes, sequence: int, at: datetime,
-                data: bytes) -> Awaitable[None] | None:
-        """A heartbeat handed over in the connection's read loop (infra.bus.direct)."""
+                data: bytes, headers: dict[str, str] | None) -> Awaitable[None] | None:
+        """A heartbeat handed over in the connection's read loop (infra.bus.direct); its
+        headers, if any, say nothing the intake reads."""
         if generation != self._generation:
             return None
         return self._take(subject.decode(), sequence, at, data)
