@@ -97,6 +97,16 @@ def settings(nats_server: EmbeddedNats, prefix: str, tmp_path: Path) -> Settings
 
 
 @pytest.fixture
+async def started() -> AsyncIterator[list[Orchestrator]]:
+    """Orchestrators a test starts itself (tests/integration/test_snapshots.start),
+    stopped afterwards if it did not stop them."""
+    running: list[Orchestrator] = []
+    yield running
+    for orch in running:
+        await orch.stop()
+
+
+@pytest.fixture
 async def orchestrator(settings: Settings) -> AsyncIterator[Orchestrator]:
     orch = Orchestrator(settings)
     await orch.start()

@@ -5,7 +5,6 @@ and without one it refuses to start rather than serve a wrong fleet."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -14,26 +13,10 @@ import pytest
 
 from infra.settings import Settings
 from services.app import LogNotCovered, Orchestrator
-from tests.integration.test_snapshots import projections, write_history
+from tests.integration.test_snapshots import projections, start, write_history
 from tests.support import eventually, registration, request, subject
 
 MAX_AGE_S = 4.0
-
-
-@pytest.fixture
-async def started() -> AsyncIterator[list[Orchestrator]]:
-    running: list[Orchestrator] = []
-    yield running
-    for orch in running:
-        await orch.stop()
-
-
-async def start(started: list[Orchestrator], settings: Settings) -> Orchestrator:
-    orch = Orchestrator(settings)
-    await orch.start()
-    started.append(orch)
-    await eventually(lambda: orch.is_leader, what="leader lease acquired")
-    return orch
 
 
 def bounded(settings: Settings) -> Settings:

@@ -3,7 +3,7 @@ and ignored when they do not belong to the log."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
@@ -33,15 +33,6 @@ def projections(orch: Orchestrator) -> dict[str, Any]:
         "queued": sorted(orch.board.queued),
         "catalog": orch.catalog.instances(),
     }
-
-
-@pytest.fixture
-async def started(settings: Settings) -> AsyncIterator[list[Orchestrator]]:
-    """Orchestrators started by the test, stopped afterwards if it did not."""
-    running: list[Orchestrator] = []
-    yield running
-    for orch in running:
-        await orch.stop()
 
 
 async def start(started: list[Orchestrator], settings: Settings) -> Orchestrator:
