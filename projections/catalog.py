@@ -59,7 +59,8 @@ class Catalog:
         self.changed: set[str] = set()
 
     def apply(self, event: LogEvent) -> None:
-        self.changed = set()
+        if self.changed:  # a new set only when the last event changed something
+            self.changed = set()
         if event.kind == "agent":
             self._apply_agent_event(event)
         self.position = event.position

@@ -11,13 +11,18 @@ class Position:
 
     def __init__(self) -> None:
         self.value = 0
-        self._changed = asyncio.Event()
+        # Made when a reader waits, and set and dropped at the next advance: a replay
+        # advances a million times with nobody waiting, and an Event each time was a
+        # measurable share of it.
+        self._changed: asyncio.Event | None = None
 
     def advance(self, position: int) -> None:
         if position > self.value:
             self.value = position
-            self._changed.set()
-            self._changed = asyncio.Event()
+            changed = self._changed
+            if changed is not None:
+                self._changed = None
+                changed.set()
 
     async def wait_past(self, index: int, timeout: float) -> bool:
         """Wait until the position is greater than `index`; False after `timeout`."""
@@ -28,9 +33,15 @@ class Position:
             if remaining <= 0:
                 return False
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                await asyncio.wait_for(self._change().wait(), remaining)
         return True
 
     async def wait_for(self, position: int, timeout: float) -> bool:
         """Wait until the position has reached `position`."""
         return await self.wait_past(position - 1, timeout)
+
+    def _change(self) -> asyncio.Event:
+        """Set at the next advance."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed

@@ -42,6 +42,7 @@ class ProjectionRunner:
         self.position = Position()
         self.rebuild_target = 0
         self.last_event_id = ""  # of the event at `position`
+        self.applied = 0  # events applied since start (a metric's source)
         self.started_from = 0
         self._subscription: Any = None
         self._resumed = asyncio.Event()  # cleared while paused
@@ -83,6 +84,7 @@ class ProjectionRunner:
                 projection.apply(event)
         self.last_event_id = event.event_id
         self.position.advance(event.position)
+        self.applied += 1
         if self.on_applied:
             await self.on_applied(event)
 

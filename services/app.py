@@ -288,6 +288,8 @@ class Orchestrator:
             reregister_every=settings.heartbeat_interval,
         )
         self.metrics.on_scrape(self._scrape_log_position)
+        self._events_applied_reported = 0
+        self.metrics.on_scrape(self._scrape_events_applied)
         self.metrics.on_scrape(self._scrape_heartbeat_lag)
         self.dispatcher = Dispatcher(self.board, self.fleet, self.tasks, strategy,
                                      settings.accept_timeout, self.metrics)
@@ -303,16 +305,23 @@ class Orchestrator:
                              self.access_control.admin)
 
     async def _on_applied(self, event: LogEvent) -> None:
-        self.metrics.events_applied.inc()
         if event.kind == n.TASK and self.runner.ready:  # live, not a rebuild's replay
             self.metrics.task_event(event)
         if event.name in _NEW_INCARNATIONS:
             self.monitor.look_at(event.aggregate_id)  # its deadlines start now
         if event.name in _DISPATCH_TRIGGERS:
             self.dispatcher.poke()
-        await self.change_feed.on_event(event)
+        if self.catalog.changed:  # else nothing to publish: no call per replayed event
+            await self.change_feed.on_event(event)
 
     # --- leadership -------------------------------------------------------------
+
+    async def _scrape_events_applied(self) -> None:
+        """Counted by the runner, handed to prometheus here: a locked increment per
+        event was a share of a replay."""
+        applied = self.runner.applied
+        self.metrics.events_applied.inc(applied - self._events_applied_reported)
+        self._events_applied_reported = applied
 
     async def _scrape_log_position(self) -> None:
         self.metrics.log_position.set(await self.store.last_position())

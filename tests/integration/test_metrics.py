@@ -172,6 +172,8 @@ async def test_metrics_follow_a_small_workload(orchestrator, nc, names, nats_ser
     # The log: appends timed, batches counted, the projections at the log's end.
     events = value(after, "orch_log_last_position")
     assert events == value(after, "orch_projection_position") > 0
+    # Every event of the log, each once (the count is handed over at scrape time).
+    assert value(after, "orch_events_applied_total") == events
     appended = value(after, "orch_event_append_seconds_count")
     assert appended >= events - value(before, "orch_log_last_position")
     assert value(after, "orch_event_append_batch_messages_sum") >= appended

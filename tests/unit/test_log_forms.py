@@ -405,7 +405,8 @@ class TestRows:
             stored = mapper.to_stored_event(domain_event)
             recorded = RecordedEvent(1, "orch.evt.task.x.y", "task", str(stored.originator_id),
                                      type(domain_event).__name__, "e1", None, None,
-                                     datetime.now(UTC), stored, mapper)
+                                     datetime.now(UTC), stored.topic,
+                                     stored.originator_version, stored.state, mapper)
             expected = {key: value for key, value in vars(domain_event).items()
                         if key not in ("originator_id", "originator_version",
                                        "originator_topic")}
