@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 
 import pytest
 from nats.js.errors import APIError
 
 from infra.bus.connection import connect
 from infra.bus.embedded import EmbeddedNats
-from infra.log.group_commit import BATCH_PREFIX_CHARS, SEPARATELY_UP_TO, GroupCommit
+from infra.log.group_commit import (
+    BATCH_PREFIX_CHARS,
+    GROUPS_IN_FLIGHT,
+    SEPARATELY_UP_TO,
+    GroupCommit,
+)
 from infra.log.streams import provision
 from infra.names import ERR_WRONG_LAST_SEQUENCE, Names
+from tests.support import eventually
 
 # Long enough that an append failing fast can only be the lost connection's doing.
 ANSWER_TIMEOUT_S = 60.0
@@ -76,6 +83,42 @@ async def test_a_lost_connection_ends_the_wait_for_an_answer(own_server: Embedde
         assert done == set(waiting)
         assert sorted(w.result() for w in waiting) == [2, 3, 4]
         assert await commit.append(*message(names, "after")) == 5
+    finally:
+        await commit.close()
+        await nc.close()
+
+
+async def test_later_groups_are_sent_while_earlier_ones_await_their_answers(
+        own_server: EmbeddedNats, names: Names) -> None:
+    nc = await connect(own_server.url)
+    await provision(nc.jetstream(), names, heartbeat_history=10)
+    commit = GroupCommit(nc, names.events_stream, timeout=ANSWER_TIMEOUT_S)
+    groups: list[int] = []
+    commit.on_batch = groups.append
+
+    def groups_sent(count: int) -> Callable[[], bool]:
+        return lambda: len(groups) == count
+
+    try:
+        own_server.pause()  # nothing is answered meanwhile
+        waves = []
+        for wave in range(GROUPS_IN_FLIGHT + 1):
+            waves.append([asyncio.create_task(commit.append(*message(names, f"w{wave}-{i}")))
+                          for i in range(wave + 1)])
+            if wave < GROUPS_IN_FLIGHT:  # the writer takes the wave as a group of its own
+                await eventually(groups_sent(wave + 1), what=f"group {wave}")
+        for _ in range(20):  # the writer runs again and again: the last wave still waits
+            await asyncio.sleep(0)
+        # The groups in flight were all sent unanswered; the next waits for a slot.
+        assert groups == list(range(1, GROUPS_IN_FLIGHT + 1))
+        assert not any(task.done() for wave in waves for task in wave)
+
+        own_server.resume()
+        stored = [await asyncio.gather(*wave) for wave in waves]
+        assert groups == list(range(1, GROUPS_IN_FLIGHT + 2))
+        # Stored in the order the groups were sent, each append once.
+        flat = [sequence for wave in stored for sequence in sorted(wave)]
+        assert flat == list(range(1, len(flat) + 1))
     finally:
         await commit.close()
         await nc.close()
