@@ -18,14 +18,22 @@ WINDOW = 200  # commands in flight at once
 WORKERS = 8
 # The orchestrator's memory settles between measurements: RSS is read once it stops moving.
 SETTLE_S = 0.5
+# Paced lifecycles: a window is submitted when at most this many minus a window are
+# unfinished.
+PACED_UNFINISHED = 2 * WINDOW
+POLL_S = 0.02
 
 
 async def run(size: Size) -> dict[str, float]:
     bare = await _agents(size.memory_agents, declared=False)
     declared = await _agents(size.memory_agents, declared=True)
     # Half as many tasks as agents: a size of its own in bench/sizes.py would do as well.
-    tasks = await _finished_tasks(max(1, size.memory_agents // 2))
-    return {**bare, "bytes_per_agent_declared": declared["bytes_per_agent"], **tasks}
+    count = max(1, size.memory_agents // 2)
+    held = await _finished_tasks(count, paced=True)
+    burst = await _finished_tasks(count, paced=False)
+    return {**bare, "bytes_per_agent_declared": declared["bytes_per_agent"], **held,
+            "bytes_per_finished_task_burst": burst["bytes_per_finished_task"],
+            "burst_peak_unfinished": burst["peak_unfinished"]}
 
 
 def declaration(agent_id: str, number: int) -> dict[str, Any]:
@@ -76,9 +84,16 @@ async def _register(nc: Client, orch: Orchestrator, agent_ids: list[str],
             for offset, agent_id in enumerate(agent_ids[start:start + WINDOW])))
 
 
-async def _finished_tasks(count: int) -> dict[str, float]:
+async def _finished_tasks(count: int, paced: bool) -> dict[str, float]:
     """Lifecycles to completion with the fake fleet; the growth once they all finished,
-    minus a warm-up's, so that buffers which grow once are not charged to the tasks."""
+    minus a warm-up's, so that buffers which grow once are not charged to the tasks.
+
+    Paced, a window is submitted once at most PACED_UNFINISHED tasks are unfinished, as in
+    a steady flow: what is measured is what the board holds per finished task. Not paced
+    (a burst), all are submitted as fast as the orchestrator answers, the fleet falls
+    behind, and the growth also holds the heap's high-water mark of the unfinished tasks
+    at the peak (`peak_unfinished`): Python's allocator cannot give back memory where
+    finished tasks made meanwhile are interleaved with theirs."""
     async with nats_server("default") as server, orchestrator(
         server, ORCH_SUSPECT_AFTER="600", ORCH_DEAD_AFTER="1200", ORCH_ACCEPT_TIMEOUT="600",
         ORCH_FINISHED_TASK_LIMIT="0",  # every finished task stays: it is what is measured
@@ -89,25 +104,55 @@ async def _finished_tasks(count: int) -> dict[str, float]:
         await fleet.register([f"w{i}" for i in range(WORKERS)], capacity=WINDOW)
         await fleet.serve_assignments()
         warm_up = min(count, 2000)
-        await _lifecycles(nc, orch, "warm", warm_up, warm_up)
+        await _lifecycles(nc, orch, "warm", warm_up, warm_up, paced)
         before = await _settled_rss(orch)
-        await _lifecycles(nc, orch, "t", count, warm_up + count)
+        peak = await _lifecycles(nc, orch, "t", count, warm_up + count, paced)
         after = await _settled_rss(orch)
         await nc.close()
     return {
         "finished_tasks": count,
         "bytes_per_finished_task": (after - before) / count,
+        "peak_unfinished": peak,
     }
 
 
 async def _lifecycles(nc: Client, orch: Orchestrator, prefix: str, count: int,
-                      completed_then: int) -> None:
+                      completed_then: int, paced: bool) -> int:
+    """Submit `count` tasks and wait until `completed_then` are completed; the most
+    tasks seen unfinished at once (sampled every POLL_S)."""
     subject = orch.names.client_command(TASK_SUBMIT, IDENTITY)
-    for start in range(0, count, WINDOW):
-        await asyncio.gather(*(
-            nc.request(subject, orjson.dumps({"task_id": f"{prefix}{i:07d}", "kind": "k"}),
-                       timeout=60)
-            for i in range(start, min(start + WINDOW, count))))
+    peak = 0
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, await _unfinished(orch))
+            await asyncio.sleep(POLL_S)
+
+    watching = asyncio.create_task(watch())
+    try:
+        for start in range(0, count, WINDOW):
+            while paced and await _unfinished(orch) > PACED_UNFINISHED - WINDOW:
+                await asyncio.sleep(POLL_S)
+            await asyncio.gather(*(
+                nc.request(subject, orjson.dumps({"task_id": f"{prefix}{i:07d}", "kind": "k"}),
+                           timeout=60)
+                for i in range(start, min(start + WINDOW, count))))
+        await _completed(orch, completed_then)
+    finally:
+        watching.cancel()
+    return peak
+
+
+async def _unfinished(orch: Orchestrator) -> int:
+    tasks = (await orch.stats())["tasks"]
+    finished = sum(tasks["by_status"].get(status, 0)
+                   for status in ("completed", "dead_lettered", "cancelled"))
+    return int(tasks["total"]) - finished
+
+
+async def _completed(orch: Orchestrator, completed_then: int) -> None:
+    """Until `completed_then` tasks are completed and the projections hold the log."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 600
     while (await orch.stats())["tasks"]["by_status"].get("completed", 0) < completed_then:

@@ -158,27 +158,21 @@ class GroupCommit:
             await asyncio.wait({self._writer}, timeout=CLOSE_TIMEOUT_S)
 
     async def _write_forever(self) -> None:
-        """Take each group as the ones before it are sent, and write it while up to
-        GROUPS_IN_FLIGHT - 1 earlier groups still wait for their answers."""
-        in_flight = asyncio.Semaphore(GROUPS_IN_FLIGHT)
-        groups: set[asyncio.Task[None]] = set()
-
-        def written(group: asyncio.Task[None]) -> None:
-            groups.discard(group)
-            in_flight.release()
-
+        """GROUPS_IN_FLIGHT writers, each taking the appends waiting when it is free and
+        writing them as a group."""
+        writers = [asyncio.create_task(self._write_groups()) for _ in range(GROUPS_IN_FLIGHT)]
         try:
-            while True:
-                batch = [await self._queue.get()]
-                await in_flight.acquire()
-                while len(batch) < MAX_BATCH and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                group = asyncio.create_task(self._write_group(batch))
-                groups.add(group)
-                group.add_done_callback(written)
+            await asyncio.gather(*writers)
         finally:
-            for group in groups:
-                group.cancel()
+            for writer in writers:
+                writer.cancel()
+
+    async def _write_groups(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write_group(batch)
 
     async def _write_group(self, batch: list[_Append]) -> None:
         if self.on_batch is not None:
