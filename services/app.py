@@ -191,6 +191,7 @@ class Orchestrator:
             await self.runner.start(after=restored)
             self._stack.push_async_callback(self.runner.stop)
             await self.runner.wait_ready(REBUILD_TIMEOUT_S)
+            self.monitor.notice_fleet()
         # What the rebuild built lives as long as the process: out of the cyclic
         # collector's reach, so that its full collections (set off by a snapshot's rows,
         # say) do not walk millions of views and hold the loop for most of a second.
@@ -308,7 +309,7 @@ class Orchestrator:
         if event.kind == n.TASK and self.runner.ready:  # live, not a rebuild's replay
             self.metrics.task_event(event)
         if event.name in _NEW_INCARNATIONS:
-            self.monitor.look_at(event.aggregate_id)  # its deadlines start now
+            self.monitor.noticed(event.aggregate_id)  # its deadlines start now
         if event.name in _DISPATCH_TRIGGERS:
             self.dispatcher.poke()
         if self.catalog.changed:  # else nothing to publish: no call per replayed event

@@ -16,11 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 
 from domain.errors import CommandRefused, ErrorCode
 from domain.health import (
@@ -39,6 +37,7 @@ from domain.health import (
 from projections.agents import AgentHealth, AgentView
 from projections.position import Position
 from services.commands.registry import AgentRegistry
+from services.health.schedule import LookSchedule, Seen
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -57,14 +56,6 @@ BusCheck = Callable[[], Awaitable[int]]
 # the consumer (the app restarts it after every reconnect: NATS may have restarted, with
 # a new heartbeat stream whose sequences start again at 1).
 _CONSUMER_REPLACED_AFTER = frozenset({"reconnected"})
-
-
-@dataclass(slots=True)
-class Seen:
-    incarnation: int
-    at: float
-    heartbeat_seq: int = 0  # stream sequence of the last heartbeat applied
-    streak: int = 0  # heartbeats in a row, for success_before_passing
 
 
 class HealthMonitor:
@@ -111,16 +102,11 @@ class HealthMonitor:
         # A look unanswered this long is given up and another sent (the answer may have
         # been owed on a connection since replaced).
         self.look_timeout = min(2.0, max(0.5, 2 * self.evidence.tolerance))
-        self.seen: dict[str, Seen] = {}
+        self.schedule = LookSchedule()
+        self.seen = self.schedule.seen  # what was last heard of each agent
         self.ticks = 0  # how many times it has looked at the fleet (tests wait on it)
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        # When each agent is to be looked at next, as a heap: a tick costs the agents
-        # that are due, not the fleet. A deadline only ever moves later (a heartbeat, a
-        # restart of deadlines), so an agent looked at early is simply put back at its
-        # new time; heartbeats of healthy agents never touch the heap.
-        self._due: list[tuple[float, str]] = []
-        self._next_look: dict[str, float] = {}
         self._running = False
         # The liveness record what-if replays (services/audit/liveness.py): told of each
         # silence longer than silence_after, from the leader only.
@@ -135,13 +121,17 @@ class HealthMonitor:
     def saw(self, agent_id: str, incarnation: int, heartbeat_seq: int) -> None:
         """A heartbeat of the agent's current incarnation was received just now."""
         now = self.clock()
-        previous = self.seen.get(agent_id)
-        streak = 1
-        if previous is not None and previous.incarnation == incarnation:
-            streak = streak_after(previous.streak, now - previous.at, self.settings)
-            if now - previous.at > self.silence_after and self._running:
-                self._record_silence(agent_id, incarnation, previous.at, now)
-        self.seen[agent_id] = Seen(incarnation, now, heartbeat_seq, streak)
+        seen = self.seen.get(agent_id)
+        if seen is not None and seen.incarnation == incarnation:
+            # Updated in place: no record made and dropped per heartbeat.
+            if now - seen.at > self.silence_after and self._running:
+                self._record_silence(agent_id, incarnation, seen.at, now)
+            seen.streak = streak_after(seen.streak, now - seen.at, self.settings)
+        else:
+            seen = self.schedule.heard(agent_id, incarnation, now)
+            seen.streak = 1
+        seen.at = now
+        seen.heartbeat_seq = heartbeat_seq
         view = self.projection.agents.get(agent_id)
         if view is not None and view.liveness != Verdict.ALIVE:
             # A suspect may recover now: a look at once (no deadline waits for evidence).
@@ -170,16 +160,22 @@ class HealthMonitor:
         if self.evidence.consumer_replaced(self.clock()):
             self._report_lost("heartbeat-consumer-replaced")
 
+    def noticed(self, agent_id: str) -> None:
+        """A new incarnation of the agent was applied: its deadlines start now."""
+        self.schedule.notice(agent_id)  # made now if new, not by a new leader's enrolment
+        self.look_at(agent_id)
+
+    def notice_fleet(self) -> None:
+        """A record for every agent the projections hold (restored from a snapshot, say):
+        made at start-up, before serving, so that a new leader's enrolment allocates
+        nothing fleet-sized in the turns it holds the loop for."""
+        self.schedule.notice_all(self.projection.agents)
+
     def look_at(self, agent_id: str, at: float | None = None) -> None:
         """Look at an agent at `at` (now by default) or earlier: something changed."""
         if not self._running:
             return  # not leading: the fleet is enrolled when the monitor starts
-        when = self.clock() if at is None else at
-        scheduled = self._next_look.get(agent_id)
-        if scheduled is not None and scheduled <= when:
-            return
-        self._next_look[agent_id] = when
-        heapq.heappush(self._due, (when, agent_id))
+        self.schedule.look_at(agent_id, self.clock() if at is None else at)
 
     def restart_deadlines(self, reason: str) -> None:
         """We could not see, or cannot now: liveness evidence is unknown until a prompt
@@ -225,8 +221,7 @@ class HealthMonitor:
                 await asyncio.gather(looking, return_exceptions=True)
             self._look_sent = None
             self._running = False
-            self._due.clear()
-            self._next_look.clear()
+            self.schedule.end_term()
 
     async def _run(self) -> None:
         previous = self.clock()
@@ -246,8 +241,9 @@ class HealthMonitor:
         """Until the next deadline when it comes before the next regular tick: a death
         then waits for a look's round trip, not for up to a tick (25 ms) as well."""
         wait = self.interval
-        if self._due and now < self._due[0][0] < now + wait:
-            wait = self._due[0][0] - now
+        due = self.schedule.first_due
+        if due is not None and now < due < now + wait:
+            wait = due - now
         return wait
 
     def check_overdue(self, now: float) -> None:
@@ -310,10 +306,13 @@ class HealthMonitor:
 
         Each part pushes its agents on the heap (a heapify of the fleet at the end held the
         loop for 100 ms at 500,000 agents) and then freezes what the collector tracks:
-        the part's new Seen records live as long as the lead, and left in its reach they
-        set off full collections that walked all of them again and again (up to 130 ms
-        each). The cost is that garbage cycles of other tasks alive at that instant are
-        never collected: a few, once per term.
+        the part's heap entries and records (of agents not heard from yet) live as long
+        as the lead, and left in its reach they set off full collections that walked all
+        of them again and again (up to 130 ms each). The cost is that garbage cycles of
+        other tasks alive at that instant are never collected: a few, once per term.
+        Each agent's place among the records exists already (`notice_fleet`,
+        `noticed`): made here, the growth of their dict held the loop for 25 to 50 ms in
+        one part.
         """
         now = self.clock()
         views = list(self.projection.agents.values())  # no tuple per agent to collect
@@ -337,25 +336,17 @@ class HealthMonitor:
         # the bus whose heartbeats the consumer has applied.
         horizon = min(now, self.evidence.horizon)
         self._look_now_if_due(now, horizon)
-        now = horizon
-        looked = 0
-        while self._due and self._due[0][0] <= now:
-            if looked >= MAX_LOOKS_PER_TICK:
-                break  # the rest at the next tick: the loop has other work (leases too)
-            looked += 1
-            when, agent_id = heapq.heappop(self._due)
-            if self._next_look.get(agent_id) != when:
-                continue  # superseded by an earlier look
-            del self._next_look[agent_id]
-            self._look(agent_id, now)
+        # At most MAX_LOOKS_PER_TICK: the rest at the next tick (the loop has other
+        # work, leases too).
+        for agent_id in self.schedule.due(horizon, MAX_LOOKS_PER_TICK):
+            self._look(agent_id, horizon)
 
     def _look_now_if_due(self, now: float, horizon: float) -> None:
         """A deadline has come that the evidence does not reach yet, and no look was sent
         since it came: ask for one at once."""
-        if self._due:
-            due = self._due[0][0]
-            if horizon < due <= now and self._last_look_sent < due:
-                self._look_wanted.set()
+        due = self.schedule.first_due
+        if due is not None and horizon < due <= now and self._last_look_sent < due:
+            self._look_wanted.set()
 
     def _look(self, agent_id: str, now: float) -> None:
         view = self.projection.agents.get(agent_id)
@@ -375,15 +366,13 @@ class HealthMonitor:
             self.look_at(agent_id, next_deadline(seen.at, self.visible_since, self.settings,
                                                  view.liveness))
             return
-        self._spawn(self._decide(view, seen, wanted, silent_for, self.evidence.epoch))
+        self._spawn(self._decide(view, seen, seen.at, wanted, silent_for,
+                                 self.evidence.epoch))
 
     def _seen(self, view: AgentView, now: float) -> Seen:
         """What was last heard of the agent's current incarnation; first noticed now (a
         registration), its deadlines start here."""
-        seen = self.seen.get(view.agent_id)
-        if seen is None or seen.incarnation != view.incarnation:
-            seen = self.seen[view.agent_id] = Seen(view.incarnation, now)
-        return seen
+        return self.schedule.heard(view.agent_id, view.incarnation, now)
 
     def _look_again(self, agent_id: str, seen: Seen) -> None:
         """After a decision (or its refusal): at the next deadline of the agent as the
@@ -428,17 +417,18 @@ class HealthMonitor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _decide(self, view: AgentView, seen: Seen, wanted: str, silent_for: float,
-                      epoch: int) -> None:
-        """Record a verdict taken on evidence of `epoch`; dropped if that evidence was
-        lost before it could be written (the agent is looked at again on fresh evidence)."""
+    async def _decide(self, view: AgentView, seen: Seen, heard_at: float, wanted: str,
+                      silent_for: float, epoch: int) -> None:
+        """Record a verdict taken on evidence of `epoch` when the agent was last heard
+        `heard_at`; dropped if that evidence was lost before it could be written (the
+        agent is looked at again on fresh evidence)."""
         agent_id = view.agent_id
         self._in_flight.add(agent_id)
         try:
             outcome = None
             if not self._still_current(epoch, agent_id, wanted):
                 return
-            if wanted != Verdict.ALIVE and self.seen.get(agent_id) is not seen:
+            if wanted != Verdict.ALIVE and seen.at != heard_at:
                 return  # heard from since it was looked at (a heartbeat applied meanwhile)
             if wanted == Verdict.DEAD:
                 # No probe of the stream first: the deadline is within the evidence's
@@ -477,7 +467,7 @@ class HealthMonitor:
                 self._lose("append-failed")
         finally:
             self._in_flight.discard(agent_id)
-            self._look_again(agent_id, self.seen.get(agent_id, seen))
+            self._look_again(agent_id, seen)
 
     def _still_current(self, epoch: int, agent_id: str, wanted: str) -> bool:
         if self.evidence.current and self.evidence.epoch == epoch:

@@ -212,7 +212,7 @@ async def test_an_agent_registered_later_is_looked_at_once_told(world: World) ->
     await world.at(100.0)
     at = datetime.now(UTC)
     world.projection.agents["late"] = AgentView("late", 1, [], 1, {}, [], at, at)
-    world.monitor.look_at("late")  # as the app does for every applied agent event
+    world.monitor.noticed("late")  # as the app does for each new incarnation applied
     await world.at(101.0)
     await world.at(104.0)
     assert ("suspect", "late") in world.decisions.made
@@ -392,10 +392,28 @@ def test_enrolment_is_in_parts_and_keeps_a_look_asked_for_meanwhile() -> None:
     world.monitor.look_at(f"a{3 * module.ENROL_PART}", at=0.25)  # not enrolled yet
     steps = 1 + sum(1 for _ in parts)
     assert steps == 4
-    due = world.monitor._next_look
-    assert len(due) == 3 * module.ENROL_PART + 1
-    # Each on the heap at that time (a look superseded by an earlier one may stay there:
-    # a tick skips it).
-    assert set(due.items()) <= {(agent, when) for when, agent in world.monitor._due}
+    schedule = world.monitor.schedule
+    due = {agent: schedule.scheduled(agent) for agent in world.projection.agents}
+    assert None not in due.values()
     assert due["a0"] == 0.5 and due[f"a{3 * module.ENROL_PART}"] == 0.25
-    assert due["a1"] > 0.5  # the others at their first deadline
+    first = due["a1"]
+    assert first is not None and first > 0.5  # the others at their first deadline
+    # Each is taken once when due, at its earliest look (a look superseded by an
+    # earlier one stays on the heap, and is skipped).
+    taken = list(schedule.due(float("inf"), 10 * module.ENROL_PART))
+    assert sorted(taken) == sorted(due)
+    assert taken[:2] == [f"a{3 * module.ENROL_PART}", "a0"]
+
+
+def test_a_new_leaders_enrolment_grows_no_fleet_sized_dict() -> None:
+    """The records are made at start-up (notice_fleet) and as agents register, so the
+    turns a new leader's enrolment holds the loop for allocate no 21 MB table."""
+    import sys
+
+    world = World(agents=5000)
+    world.monitor.notice_fleet()
+    records = world.monitor.seen
+    size = sys.getsizeof(records)
+    world.enrol()
+    assert world.monitor.seen is records and sys.getsizeof(records) == size
+    assert all(seen is not None and seen.incarnation == 1 for seen in records.values())
