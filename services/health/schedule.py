@@ -114,7 +114,10 @@ class LookSchedule:
             return None
         return seen.next_look
 
-    def end_term(self) -> None:
-        """Forget every look (leadership ended): the next lead enrols the fleet anew."""
-        self._due.clear()
+    def end_term(self) -> list[tuple[float, str]]:
+        """Forget every look (leadership ended): the next lead enrols the fleet anew.
+        Returns the heap for the caller to drop a part at a time: 500,000 entries freed
+        at once held the loop for 50 ms."""
+        ended, self._due = self._due, []
         self._term += 1
+        return ended

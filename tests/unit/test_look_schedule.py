@@ -33,7 +33,7 @@ def test_a_new_term_forgets_the_looks_of_the_last() -> None:
     for scheduled, a later look asked for would be dropped and the agent never looked at."""
     schedule = LookSchedule()
     schedule.look_at("a", 5.0)
-    schedule.end_term()
+    assert schedule.end_term() == [(5.0, "a")]  # the ended heap, for the caller to drop
     assert schedule.scheduled("a") is None and schedule.first_due is None
     schedule.look_at("a", 9.0)
     assert list(schedule.due(10.0, most=10)) == ["a"]
