@@ -3,7 +3,11 @@
 It consumes DeclaredDead (the missed-heartbeat decision), Deregistered and Reregistered
 events from the log through a durable consumer, acknowledging each only once every task
 of that incarnation has moved; a crash in between redelivers the event, and moving is
-idempotent (a task that already moved is left alone).
+idempotent (a task that already moved is left alone). An event is given back to the
+consumer, to come again shortly, when its reaction fails (a move refused while the bus
+recovers, say) or when the task board has not caught up with it in time (moving then
+could leave behind a task assigned just before the death); while a reaction goes on,
+its events are kept from coming again (in progress), however long it waits its turn.
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ TRIGGERS = ("DeclaredDead", "Deregistered", "Reregistered")
 CONSUMER = "failover"
 # Events handled at once: a mass failure moves every agent's tasks in parallel.
 BATCH = 256
+# An event not acknowledged this long after its delivery comes again.
+ACK_WAIT_S = 30.0
+# A reaction going on says so this often, well within ACK_WAIT_S.
+IN_PROGRESS_EVERY_S = ACK_WAIT_S / 3
+# A reaction that failed is tried again this much later, not ACK_WAIT_S later.
+RETRY_AFTER_S = 1.0
 _REASONS = {
     "DeclaredDead": "agent declared dead",
     "Deregistered": "agent deregistered",
@@ -55,6 +65,9 @@ class FailoverReactor:
         self.metrics = metrics
         self._reacting: dict[str, asyncio.Future[None]] = {}  # the latest reaction per agent
         self._running: set[asyncio.Future[None]] = set()  # every reaction not finished
+        # How long a batch waits for the board to catch up with it before it is given
+        # back (it comes again RETRY_AFTER_S later).
+        self.catch_up_timeout = ACK_WAIT_S / 2
 
     async def _subscribe(self) -> Any:
         config = ConsumerConfig(
@@ -62,7 +75,7 @@ class FailoverReactor:
             filter_subjects=[self.names.event(AGENT, "*", name) for name in TRIGGERS],
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30.0,
+            ack_wait=ACK_WAIT_S,
             max_ack_pending=BATCH,
         )
         await self.js.add_consumer(self.names.events_stream, config)
@@ -85,7 +98,13 @@ class FailoverReactor:
                     continue
                 events = [self.store.decode(msg) for msg in msgs]
                 # The board must know every assignment made before these events.
-                await self.position.wait_for(events[-1].position, 30.0)
+                if not await self.position.wait_for(events[-1].position,
+                                                    self.catch_up_timeout):
+                    log.warning("failover deferred: the task board is behind the log "
+                                "(at %d of %d); %d events given back", self.position.value,
+                                events[-1].position, len(msgs))
+                    await _give_back(msgs)
+                    continue
                 by_agent: dict[str, list[tuple[Any, RecordedEvent]]] = {}
                 for msg, event in zip(msgs, events, strict=True):
                     by_agent.setdefault(event.aggregate_id, []).append((msg, event))
@@ -118,8 +137,9 @@ class FailoverReactor:
             if self._reacting.get(agent_id) is finished:
                 del self._reacting[agent_id]
             if not finished.cancelled() and finished.exception() is not None:
-                # Unacknowledged: the consumer gives the event again after ack_wait.
-                log.error("failover of agent %s failed: %r", agent_id, finished.exception())
+                # Not a failed move (those are given back): the events come again after
+                # the ack wait.
+                log.error("failover of agent %s stopped: %r", agent_id, finished.exception())
 
         reaction.add_done_callback(done)
 
@@ -134,12 +154,24 @@ class FailoverReactor:
 
     async def _react_in_order(self, group: list[tuple[Any, RecordedEvent]],
                               earlier: asyncio.Future[None] | None) -> None:
-        if earlier is not None:
-            await asyncio.wait({earlier})  # its failure is its own (logged, redelivered)
-        for msg, event in group:
-            await self.react(event)
-            with contextlib.suppress(nats.errors.Error):
-                await msg.ack()
+        waiting = [msg for msg, _ in group]  # not acknowledged yet
+        keeping = asyncio.ensure_future(_keep_in_progress(waiting))
+        try:
+            if earlier is not None:
+                await asyncio.wait({earlier})  # its failure is its own (given back)
+            for msg, event in group:
+                try:
+                    await self.react(event)
+                except Exception as exc:  # this and the agent's later events come again
+                    log.error("failover of agent %s failed, tried again in %.0fs: %r",
+                              event.aggregate_id, RETRY_AFTER_S, exc)
+                    await _give_back(waiting)
+                    return
+                waiting.remove(msg)
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.ack()
+        finally:
+            keeping.cancel()
 
     async def react(self, event: RecordedEvent) -> None:
         agent_id = event.aggregate_id
@@ -179,3 +211,20 @@ class FailoverReactor:
             deadline = recorded - (float(data["silence_s"]) - float(data["dead_after_s"]))
         self.metrics.death_lateness.observe(max(0.0, recorded - deadline))
         return deadline
+
+
+async def _give_back(msgs: list[Any]) -> None:
+    """Redelivered RETRY_AFTER_S from now (lost if NATS cannot be told: then ACK_WAIT_S)."""
+    with contextlib.suppress(nats.errors.Error):
+        for msg in msgs:
+            await msg.nak(delay=RETRY_AFTER_S)
+
+
+async def _keep_in_progress(msgs: list[Any]) -> None:
+    """Tell the consumer these events are being handled, so that none comes again while
+    its reaction waits for an earlier one or moves many tasks; until cancelled."""
+    while True:
+        await asyncio.sleep(IN_PROGRESS_EVERY_S)
+        with contextlib.suppress(nats.errors.Error):
+            for msg in list(msgs):
+                await msg.in_progress()
