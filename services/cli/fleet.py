@@ -24,7 +24,7 @@ AGENT_STATUSES = ("healthy", "suspect", "dead", "draining", "left")
 TASK_STATUSES = ("pending", "assigned", "running", "retry_wait", "completed", "dead_lettered",
                  "cancelled")
 WATCH_WAIT_S = 30.0
-AGENTS_PAGE = "1000"  # agents per request when listing them all
+PAGE_SIZE = "1000"  # agents (or their instances) a request when reading every page
 
 
 def add_read_commands(commands: Any) -> None:
@@ -124,17 +124,23 @@ async def _agents(api: ReadApi, args: argparse.Namespace) -> int:
             raise ValueError(f"--label {label}: give key=value")
 
     async def fetch(index: int | None) -> tuple[Any, int]:
-        # The route answers a page at a time: follow next_after to the last.
-        answer = await _get(api, "/v1/agents", [*params, ("limit", AGENTS_PAGE)], index)
-        first_index = answer.index
-        found = answer.body["agents"]
-        while answer.body["next_after"] is not None:
-            answer = await _get(api, "/v1/agents", [
-                *params, ("limit", AGENTS_PAGE), ("after", answer.body["next_after"])], None)
-            found += answer.body["agents"]
-        return {"agents": found}, first_index
+        first, found = await _every_page(api, "/v1/agents", params, "agents", index)
+        return {"agents": found}, first.index
 
     return await _listing(args, fetch, lambda body: _agents_table(body["agents"]))
+
+
+async def _every_page(api: ReadApi, path: str, params: list[tuple[str, str]], key: str,
+                      index: int | None) -> tuple[Answer, list[dict[str, Any]]]:
+    """A route that answers a page at a time: its first answer, and the items of every
+    page (next_after followed to the last)."""
+    first = answer = await _get(api, path, [*params, ("limit", PAGE_SIZE)], index)
+    found = list(answer.body[key])
+    while answer.body["next_after"] is not None:
+        answer = await _get(api, path, [
+            *params, ("limit", PAGE_SIZE), ("after", answer.body["next_after"])], None)
+        found += answer.body[key]
+    return first, found
 
 
 def _agents_table(agents: list[dict[str, Any]]) -> str:
@@ -187,8 +193,10 @@ async def _services(api: ReadApi, args: argparse.Namespace) -> int:
             ["service", "instances", "healthy", "tags"]))
         return 0
     params = [("healthy", "true")] if args.healthy else []
-    answer = await _get(api, f"/v1/services/{quote(args.name, safe='')}", params, None)
-    _print(args, answer.body, lambda body: table(
+    first, found = await _every_page(api, f"/v1/services/{quote(args.name, safe='')}", params,
+                                     "instances", None)
+    body = {"service": args.name, "position": first.body["position"], "instances": found}
+    _print(args, body, lambda body: table(
         [[i["agent_id"], i["status"], f"{i['address']}:{i['port']}", ",".join(i["tags"]),
           _labels(i["labels"])] for i in body["instances"]],
         ["agent", "status", "address", "tags", "labels"]))

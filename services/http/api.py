@@ -277,19 +277,23 @@ def _bool(request: web.Request, name: str) -> bool:
 async def get_service(request: web.Request) -> web.Response:
     """Instances of a service; `?at=N` answers from the log as it was at position N."""
     name = _path_id(request, "name")
+    # Paged by agent id like /v1/agents: a service every agent offers is the fleet.
+    limit = _int(request, "limit", DEFAULT_AGENTS_LIMIT, 1, MAX_AGENTS_LIMIT)
+    labels, healthy = _label_filter(request), _bool(request, "healthy")
     model = request.app[READ_MODEL]
     catalog = model.catalog
     if "at" in request.query:
         catalog = await catalog_at(model.store, model.names, _int(request, "at", 0, 0, 2**63))
     else:
         await _block(request)
-    known = name in catalog.by_service
-    instances = catalog.instances(name, request.query.getall("tag", []),
-                                  _label_filter(request), _bool(request, "healthy"))
-    if not known:
+    if name not in catalog.by_service:
         return error_response(404, ErrorCode.NOT_FOUND, f"no service {name}")
+    instances, cursor = catalog.instances_page(name, request.query.get("after"), limit,
+                                               request.query.getall("tag", []), labels,
+                                               healthy)
     return _json({"service": name, "position": catalog.position if "at" in request.query
-                  else model.runner.position.value, "instances": instances})
+                  else model.runner.position.value, "instances": instances,
+                  "next_after": cursor})
 
 
 async def task_why(request: web.Request) -> web.Response:

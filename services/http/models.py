@@ -147,6 +147,7 @@ class ServiceInstances(BaseModel):
     service: str
     position: int
     instances: list[InstanceOut]
+    next_after: str | None  # the `after` of the next page; null on the last
 
 
 class Step(BaseModel):

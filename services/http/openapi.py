@@ -128,6 +128,14 @@ def openapi_document() -> dict[str, Any]:
         {"name": "at", "in": "query", "required": False,
          "description": "the catalog as it was at this log position",
          "schema": {"type": "integer", "minimum": 0}},
+        {"name": "after", "in": "query", "required": False,
+         "description": "next_after of the previous page: instances of agents whose id "
+                        "sorts after it",
+         "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "required": False,
+         "description": "page size in agents (an agent's instances are never split): 500 "
+                        "without it, at most 10000; next_after is set while more match",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 500}},
     ]
     what_if_params = [
         {"name": "dead_after", "in": "query", "required": False,

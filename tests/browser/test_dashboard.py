@@ -10,7 +10,7 @@ from playwright.async_api import expect
 
 from sdk.agent import AgentClient, TaskContext
 from tests.browser.conftest import DEAD_AFTER, Dash
-from tests.support import request, subject
+from tests.support import registration, request, subject
 
 SLACK_S = 15.0  # on top of dead_after: a busy 2-core machine
 
@@ -247,3 +247,27 @@ async def test_services_and_their_instances(dash, nats_server, names):
         await expect(dash.page.get_by_role("heading", name="Agent web-1")).to_be_focused()
     finally:
         await web.stop()
+
+
+async def test_a_service_offered_by_many_agents_is_shown_a_page_at_a_time(dash, nc, names):
+    # 55 agents offer "edge": pages of 50 agents by id, Next and Previous between them.
+    for i in range(55):
+        reply = await request(nc, subject(names, "register", f"edge-{i:02d}"), registration(
+            f"edge-{i:02d}", services=[{"name": "edge", "address": f"10.1.0.{i}", "port": 80}]))
+        assert reply["ok"], reply
+    await dash.open("#/services/edge")
+    first = dash.page.get_by_role("table", name="Instances of edge")
+    await expect(first.get_by_role("link", name=re.compile(r"^edge-"))).to_have_count(50)
+    await expect(dash.page.get_by_text(re.compile(r"of 50 instances healthy on page 1"))
+                 ).to_be_visible()
+    await expect(dash.page.get_by_role("button", name="Previous page")
+                 ).to_have_attribute("aria-disabled", "true")
+    await dash.page.get_by_role("button", name="Next page").click()
+    second = dash.page.get_by_role("table", name="Instances of edge, page 2")
+    await expect(second.get_by_role("link", name=re.compile(r"^edge-"))).to_have_count(5)
+    await expect(second.get_by_role("link", name="edge-54")).to_be_visible()
+    await expect(dash.page.get_by_role("button", name="Next page")
+                 ).to_have_attribute("aria-disabled", "true")
+    await dash.page.get_by_role("button", name="Previous page").click()
+    await expect(dash.page.get_by_role("table", name="Instances of edge")
+                 .get_by_role("link", name="edge-00")).to_be_visible()

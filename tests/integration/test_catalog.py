@@ -81,6 +81,33 @@ class TestQueries:
             assert body["services"][service]["instances"] == count
             assert body["services"][service]["healthy"] == count
 
+    async def test_a_service_is_read_a_page_of_agents_at_a_time(self, orchestrator, fleet):
+        for service, tag in (("web", None), ("db", None), ("cache", "v1")):
+            everything = f"/v1/services/{service}" + (f"?tag={tag}" if tag else "")
+            _, _, whole = await get_json(url(orchestrator, everything))
+            assert whole["next_after"] is None  # 500 agents a page without ?limit=
+            pages: list[list[dict]] = []
+            after = None
+            while True:
+                query = f"/v1/services/{service}?limit=2" + (f"&tag={tag}" if tag else "")
+                status, _, body = await get_json(
+                    url(orchestrator, query + (f"&after={after}" if after else "")))
+                assert status == 200, body
+                pages.append(body["instances"])
+                after = body["next_after"]
+                if after is None:
+                    break
+                assert after == body["instances"][-1]["agent_id"]
+            assert len(pages) > 2 and all(1 <= len(page) <= 2 for page in pages[:-1])
+            assert [i for page in pages for i in page] == whole["instances"]
+
+    async def test_a_bad_page_size_is_a_coded_400(self, orchestrator, fleet):
+        for bad in ("0", "-1", "10001", "two"):
+            status, _, body = await get_json(url(orchestrator, f"/v1/services/web?limit={bad}"))
+            assert status == 400 and body["error"]["code"] == "invalid_request", bad
+        status, _, body = await get_json(url(orchestrator, "/v1/services/nothing?limit=0"))
+        assert status == 400, body  # the query is checked before the service is looked up
+
     async def test_unknown_service_is_a_404(self, orchestrator, fleet):
         status, _, body = await get_json(url(orchestrator, "/v1/services/nothing"))
         assert status == 404 and body["error"]["code"] == "not_found"
