@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -32,6 +33,7 @@ from services.leader.fleet import Fleet
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TRIGGERS = ("DeclaredDead", "Deregistered", "Reregistered")
 CONSUMER = "failover"
@@ -98,12 +100,12 @@ class FailoverReactor:
                     continue
                 events = [self.store.decode(msg) for msg in msgs]
                 # The board must know every assignment made before these events.
-                if not await self.position.wait_for(events[-1].position,
-                                                    self.catch_up_timeout):
+                if not await _giving_back_if_cancelled(msgs, self.position.wait_for(
+                        events[-1].position, self.catch_up_timeout)):
                     log.warning("failover deferred: the task board is behind the log "
                                 "(at %d of %d); %d events given back", self.position.value,
                                 events[-1].position, len(msgs))
-                    await _give_back(msgs)
+                    await _give_back(msgs, RETRY_AFTER_S)
                     continue
                 by_agent: dict[str, list[tuple[Any, RecordedEvent]]] = {}
                 for msg, event in zip(msgs, events, strict=True):
@@ -157,21 +159,25 @@ class FailoverReactor:
         waiting = [msg for msg, _ in group]  # not acknowledged yet
         keeping = asyncio.ensure_future(_keep_in_progress(waiting))
         try:
-            if earlier is not None:
-                await asyncio.wait({earlier})  # its failure is its own (given back)
-            for msg, event in group:
-                try:
-                    await self.react(event)
-                except Exception as exc:  # this and the agent's later events come again
-                    log.error("failover of agent %s failed, tried again in %.0fs: %r",
-                              event.aggregate_id, RETRY_AFTER_S, exc)
-                    await _give_back(waiting)
-                    return
-                waiting.remove(msg)
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.ack()
+            await _giving_back_if_cancelled(waiting, self._react_to(group, earlier, waiting))
         finally:
             keeping.cancel()
+
+    async def _react_to(self, group: list[tuple[Any, RecordedEvent]],
+                        earlier: asyncio.Future[None] | None, waiting: list[Any]) -> None:
+        if earlier is not None:
+            await asyncio.wait({earlier})  # its failure is its own (given back)
+        for msg, event in group:
+            try:
+                await self.react(event)
+            except Exception as exc:  # this and the agent's later events come again
+                log.error("failover of agent %s failed, tried again in %.0fs: %r",
+                          event.aggregate_id, RETRY_AFTER_S, exc)
+                await _give_back(waiting, RETRY_AFTER_S)
+                return
+            waiting.remove(msg)
+            with contextlib.suppress(nats.errors.Error):
+                await msg.ack()
 
     async def react(self, event: RecordedEvent) -> None:
         agent_id = event.aggregate_id
@@ -213,11 +219,25 @@ class FailoverReactor:
         return deadline
 
 
-async def _give_back(msgs: list[Any]) -> None:
-    """Redelivered RETRY_AFTER_S from now (lost if NATS cannot be told: then ACK_WAIT_S)."""
+async def _give_back(msgs: list[Any], delay: float) -> None:
+    """Redelivered `delay` seconds from now, at once if 0 (if NATS cannot be told, after
+    ACK_WAIT_S). Taken out of `msgs` first: a message said to be in progress after it was
+    given back would wait the whole ack wait again."""
+    given = list(msgs)
+    msgs.clear()
     with contextlib.suppress(nats.errors.Error):
-        for msg in msgs:
-            await msg.nak(delay=RETRY_AFTER_S)
+        for msg in given:
+            await msg.nak(delay=delay)
+
+
+async def _giving_back_if_cancelled(msgs: list[Any], work: Awaitable[T]) -> T:
+    """The work's result; if it is cancelled (the lead lost), the events not acknowledged
+    are given back at once, for the next leader's reactor now rather than after ACK_WAIT_S."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        await _give_back(msgs, 0)
+        raise
 
 
 async def _keep_in_progress(msgs: list[Any]) -> None:

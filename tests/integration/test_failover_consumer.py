@@ -1,6 +1,7 @@
 """The failover reactor's consumer on a real server. An event whose reaction failed, or
 that came before the task board caught up with it, comes again about a second later,
-not after the 30 s ack wait; and a reaction going on long is kept from coming again.
+not after the 30 s ack wait; a reaction going on long is kept from coming again; and one
+stopped with the lead goes to the next leader at once.
 
 The reactions themselves are recorded, not made (moving tasks is tested end to end in
 test_failover.py): what is under test is what the consumer is told, and when."""
@@ -163,3 +164,24 @@ async def test_a_reaction_going_on_past_the_ack_wait_is_not_given_again(
     reactor.release.set()
     await until(lambda: all_acknowledged(nc, names), 10.0, "the event acknowledged")
 
+
+
+async def test_a_reaction_stopped_with_the_lead_goes_to_the_next_leader_at_once(
+        nc: Client, names: Names, store: EventStore,
+        running: Callable[[FailoverReactor], None]) -> None:
+    position = Position()
+    _, last = await deregistered(store, "a1")
+    position.advance(last)
+    old = Reactions(nc, names, store, position)
+    old.release = asyncio.Event()  # its moves never finish
+    leading = asyncio.ensure_future(old.run())
+    await until(lambda: len(old.reacted) == 1, 10.0, "the old leader's reaction")
+    leading.cancel()  # the lead is lost
+    await asyncio.gather(leading, return_exceptions=True)
+
+    new = Reactions(nc, names, store, position)
+    running(new)
+    # Given back, not left to the 30 s ack wait.
+    await until(lambda: len(new.reacted) == 1, 10.0, "the next leader's reaction")
+    assert new.reacted == old.reacted
+    await until(lambda: all_acknowledged(nc, names), 10.0, "the event acknowledged")
