@@ -113,6 +113,11 @@ class FailoverReactor:
                 for agent_id, group in by_agent.items():
                     self._react_after(agent_id, group)
         finally:
+            if subscription is not None:
+                # First: a pull request of ours still waiting at the server would take
+                # the events the reactions give back, and hold them for the ack wait.
+                with contextlib.suppress(nats.errors.Error):
+                    await subscription.unsubscribe()
             await self._stop_reactions()
 
     async def _stop_reactions(self) -> None:

@@ -17,6 +17,9 @@ class Acked:
     async def ack(self) -> None:
         self.acks.append(self.name)
 
+    async def nak(self, delay: float | None = None) -> None:
+        self.acks.append(f"given back: {self.name}")
+
 
 def reactor_with(react: Any) -> FailoverReactor:
     reactor = FailoverReactor.__new__(FailoverReactor)  # no NATS needed for these
@@ -63,6 +66,7 @@ async def test_losing_the_lead_stops_every_reaction_including_earlier_ones() -> 
     await eventually(lambda: started == ["e1"])
     earlier = [r for r in reactor._running if r is not reactor._reacting["a"]]
     await reactor._stop_reactions()
-    assert started == ["e1"] and acks == []
+    # Neither acknowledged; both given back at once, for the next leader.
+    assert started == ["e1"] and sorted(acks) == ["given back: e1", "given back: e2"]
     assert earlier and all(r.cancelled() for r in earlier)
     assert reactor._running == set()
