@@ -3,6 +3,7 @@
 
 import { get, query } from "../api.js";
 import { agentLink, h, heading, labels, status, table, when } from "../dom.js";
+import { pager } from "../pager.js";
 
 const PAGE_SIZE = 50;
 const STATUSES = ["healthy", "suspect", "dead", "draining", "left"];
@@ -11,8 +12,6 @@ export function mount(root, ctx) {
   const state = {
     status: ctx.params.get("status") || "",
     capability: ctx.params.get("capability") || "",
-    pages: [""], // the `after` of each page seen so far: Previous goes back one
-    next: null,
   };
   let stop = () => {};
   const select = h("select", { name: "status" },
@@ -25,29 +24,23 @@ export function mount(root, ctx) {
     h("button", { type: "submit" }, "Apply filters"));
   const summary = h("p", { class: "muted", "aria-live": "polite" });
   const results = h("div");
-  // aria-disabled, not disabled: a button pressed from the keyboard keeps the focus.
-  const previous = h("button", { type: "button", "aria-disabled": "true" }, "Previous page");
-  const next = h("button", { type: "button", "aria-disabled": "true" }, "Next page");
-  const enable = (button, on) => button.setAttribute("aria-disabled", String(!on));
-  root.append(heading("Agents"), form, summary, results, h("div", { class: "pager" }, previous, next));
+  const pages = pager("", restart);
+  root.append(heading("Agents"), form, summary, results, pages.element);
 
   function restart() {
     stop();
-    state.next = null;
-    enable(previous, false);
-    enable(next, false);
+    pages.loading();
     const shown = query({ status: state.status, capability: state.capability });
     history.replaceState(null, "", `#/agents${shown}`);
     stop = ctx.follow(async (signal) => {
-      const after = state.pages[state.pages.length - 1];
-      const path = `/v1/agents${query({ status: state.status, capability: state.capability, limit: PAGE_SIZE, after })}`;
+      const path = `/v1/agents${query({ status: state.status, capability: state.capability, limit: PAGE_SIZE, after: pages.after })}`;
       const [page, stats] = await Promise.all([get(path, { signal }), get("/v1/stats", { signal })]);
       return { index: Math.min(page.index, stats.index), page: page.body, stats: stats.body };
     }, render);
   }
 
   function render({ page, stats }) {
-    const number = state.pages.length;
+    const number = pages.number;
     const first = (number - 1) * PAGE_SIZE;
     const total = state.status ? stats.agents.by_status[state.status] || 0 : stats.agents.total;
     const scope = state.capability ? "" : ` of ${total}${state.status ? ` ${state.status}` : ""}`;
@@ -55,9 +48,7 @@ export function mount(root, ctx) {
       ? `Page ${number}: agents ${first + 1}–${first + page.agents.length}${scope}`
       : `Page ${number}: no agents match`;
     if (summary.textContent !== said) summary.textContent = said; // live region: changes only
-    state.next = page.next_after;
-    enable(previous, number > 1);
-    enable(next, Boolean(page.next_after));
+    pages.shown(page.next_after);
     results.replaceChildren(table(`Agents, page ${number}`,
       ["Agent", "Status", "Capabilities", "Labels", "Load / capacity", "Last heartbeat", "Incarnation"],
       page.agents.map((a) => [agentLink(a.agent_id), status(a.status), a.capabilities.join(", "),
@@ -69,20 +60,10 @@ export function mount(root, ctx) {
     event.preventDefault();
     state.status = select.value;
     state.capability = capability.value.trim();
-    state.pages = [""];
+    pages.rewind();
     restart();
   });
   select.addEventListener("change", () => form.requestSubmit());
-  next.addEventListener("click", () => {
-    if (!state.next) return;
-    state.pages.push(state.next);
-    restart();
-  });
-  previous.addEventListener("click", () => {
-    if (previous.getAttribute("aria-disabled") === "true") return;
-    state.pages.pop();
-    restart();
-  });
   restart();
   return () => stop();
 }
