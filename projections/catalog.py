@@ -8,6 +8,7 @@ from typing import Any
 
 from domain import shared_values
 from projections.log_event import LogEvent
+from projections.service_counts import ServiceCounts
 
 # An instance is discoverable as healthy while its agent is healthy or draining: a
 # draining agent takes no new tasks, but the services it runs still answer.
@@ -58,18 +59,13 @@ class Catalog:
         self.by_service: dict[str, set[str]] = {}
         self.position = 0
         self.changed: set[str] = set()
-        # The summary of every service, made when asked for and kept until the catalog
-        # changes: heartbeats never change it, and at 500,000 instances it is a pass
-        # over all of them (it was 1.5 s a request, as a list of every instance).
-        self._summary: dict[str, dict[str, Any]] | None = None
+        self._counts = ServiceCounts()
 
     def apply(self, event: LogEvent) -> None:
         if self.changed:  # a new set only when the last event changed something
             self.changed = set()
         if event.kind == "agent":
             self._apply_agent_event(event)
-            if self.changed:
-                self._summary = None
         self.position = event.position
 
     def _apply_agent_event(self, event: LogEvent) -> None:
@@ -97,44 +93,30 @@ class Catalog:
             entry.draining = entry.draining or name == "DrainStarted"
             if entry.status != before:
                 self.changed |= {s["name"] for s in entry.services}
+                if (before in _HEALTHY) != (entry.status in _HEALTHY):
+                    self._counts.health_changed(entry.services, entry.status in _HEALTHY)
 
     def add(self, entry: AgentEntry) -> None:
         """Enter an agent and the instances of the services it declares."""
         self.agents[entry.agent_id] = entry
-        self._summary = None
+        healthy = entry.status in _HEALTHY
         for service in entry.services:
             self.by_service.setdefault(service["name"], set()).add(entry.agent_id)
             self.changed.add(service["name"])
+            self._counts.entered(service, healthy)
 
     def _forget(self, agent_id: str) -> None:
         entry = self.agents.pop(agent_id, None)
         if entry is None:
             return
-        self._summary = None
+        healthy = entry.status in _HEALTHY
         for service in entry.services:
+            self._counts.entered(service, healthy, sign=-1)
             holders = self.by_service.get(service["name"], set())
             holders.discard(agent_id)
             if not holders:
                 self.by_service.pop(service["name"], None)
             self.changed.add(service["name"])
-
-    def seed(self, instances: list[dict[str, Any]], position: int) -> None:
-        """Start from a query's answer (instances of one service) rather than the log."""
-        liveness = {"healthy": "alive", "draining": "alive", "suspect": "suspect",
-                    "dead": "dead"}
-        for instance in instances:
-            entry = self.agents.get(instance["agent_id"])
-            if entry is None:
-                entry = AgentEntry(instance["agent_id"], 0, instance["labels"], [],
-                                   liveness[instance["status"]],
-                                   instance["status"] == "draining")
-                self.agents[entry.agent_id] = entry
-            entry.services = [*entry.services, {k: instance[k] for k in  # never mutated
-                              ("address", "port", "tags", "meta")} |
-                              {"name": instance["service"]}]
-            self.by_service.setdefault(instance["service"], set()).add(entry.agent_id)
-        self._summary = None
-        self.position = position
 
     # --- reads ------------------------------------------------------------------
 
@@ -198,20 +180,5 @@ class Catalog:
                 if declared["name"] == name and (not tags or set(tags) <= set(declared["tags"]))]
 
     def services(self) -> dict[str, dict[str, Any]]:
-        """Each service with its instance counts and tags (not to be changed: kept)."""
-        if self._summary is None:
-            self._summary = {name: self._summarize(name) for name in sorted(self.by_service)}
-        return self._summary
-
-    def _summarize(self, name: str) -> dict[str, Any]:
-        instances = healthy = 0
-        tags: set[str] = set()
-        for agent_id in self.by_service[name]:
-            entry = self.agents[agent_id]
-            up = entry.status in _HEALTHY
-            for declared in entry.services:
-                if declared["name"] == name:
-                    instances += 1
-                    healthy += up
-                    tags.update(declared["tags"])
-        return {"instances": instances, "healthy": healthy, "tags": sorted(tags)}
+        """Each service with its instance counts and tags."""
+        return self._counts.summary()
