@@ -44,6 +44,7 @@ class StrIdCarriedForward(StrIdEvent):
 
     def apply(self, aggregate: Any) -> None:
         aggregate._carried_on = self.timestamp  # the history need not go further back
+        aggregate._carried_version = self.originator_version
 
     def mutate(self, aggregate: Any) -> Any:
         if aggregate is not None:
@@ -55,6 +56,7 @@ class StrIdCarriedForward(StrIdEvent):
         state["_modified_on"] = self.timestamp
         state["_pending_events"] = []
         state["_carried_on"] = self.timestamp
+        state["_carried_version"] = self.originator_version
         made = object.__new__(cls)
         object.__setattr__(made, "__dict__", state)
         made.restored()
@@ -68,11 +70,18 @@ def anchored_on(aggregate: BaseAggregate[str]) -> datetime:
     return carried if carried is not None else aggregate.created_on
 
 
+def events_since_anchor(aggregate: BaseAggregate[str]) -> int:
+    """How many events follow the one a load of the aggregate begins with (its creation,
+    or its latest state carried forward): what a load reads beyond that one."""
+    anchor: int = getattr(aggregate, "_carried_version", 1)  # 1: its creation
+    return aggregate.version - anchor
+
+
 def carried_state(aggregate: BaseAggregate[str]) -> dict[str, Any]:
     """What a CarriedForward event holds: the aggregate's attributes, less those the
     event itself stands for (id, version, time of change) and its unsaved events."""
     state = dict(vars(aggregate))
-    for own in ("_id", "_version", "_modified_on", "_pending_events"):
+    for own in ("_id", "_version", "_modified_on", "_pending_events", "_carried_version"):
         state.pop(own, None)
     return state
 

@@ -312,17 +312,18 @@ class EventStore:
                 return
             position = page[-1].position
 
-    async def history(self, kind: str, aggregate_id: str) -> list[RecordedEvent]:
-        """Every event of one aggregate, oldest first."""
+    async def history(self, kind: str, aggregate_id: str, after: int = 0) -> list[RecordedEvent]:
+        """Every event of one aggregate (after `after`), oldest first."""
         return await self.read(
-            0, 1_000_000, self.names.aggregate_events(kind, aggregate_id)
+            after, 1_000_000, self.names.aggregate_events(kind, aggregate_id)
         )
 
-    async def load(self, kind: str, aggregate_id: str) -> tuple[Any | None, int]:
-        """The aggregate rebuilt from its events, and the position of its last event."""
+    async def load(self, kind: str, aggregate_id: str, after: int = 0) -> tuple[Any | None, int]:
+        """The aggregate rebuilt from its events after `after` (0, or just before a
+        CarriedForward of it), and the position of its last event."""
         aggregate = None
         position = 0
-        for recorded in await self.history(kind, aggregate_id):
+        for recorded in await self.history(kind, aggregate_id, after):
             event = recorded.event
             if aggregate is None and not isinstance(event, CanInitAggregate | StrIdCarriedForward):
                 # A bounded log cut this aggregate's beginning without carrying it forward

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from domain.agent import Agent
-from domain.base import StrIdAggregate, anchored_on
+from domain.base import StrIdAggregate, anchored_on, events_since_anchor
 from domain.identity import Identity
 from domain.task import Task
 from infra.log.codec import create_mapper
@@ -75,6 +75,24 @@ def test_the_carried_state_makes_the_same_aggregate(make: Any) -> None:
 def test_an_aggregate_never_carried_is_anchored_at_its_creation() -> None:
     agent = an_agent()
     assert anchored_on(agent) == agent.created_on
+
+
+def test_a_load_begins_at_the_latest_anchor_and_the_state_does_not_carry_it() -> None:
+    agent = an_agent()
+    assert events_since_anchor(agent) == 1  # created, then drained
+    history = agent.collect_events()
+    agent.carry_forward()
+    carried = through_the_log(agent.collect_events())
+    assert events_since_anchor(agent) == 0
+    assert "_carried_version" not in carried[0].state  # set where it is applied
+
+    assert events_since_anchor(carried[0].mutate(None)) == 0
+    replayed: Any = None
+    for event in through_the_log(history) + carried:
+        replayed = event.mutate(replayed)
+    assert events_since_anchor(replayed) == 0
+    replayed.deregister(1)
+    assert events_since_anchor(replayed) == 1
 
 
 def test_the_identity_projection_takes_a_carried_identity_whole() -> None:
