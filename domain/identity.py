@@ -38,10 +38,14 @@ class Identity(StrIdAggregate):
         self.enrollment_digest: str | None = None
         self.enrollment_expires_at = 0.0
         self.api_tokens: dict[str, tuple[str, str]] = {}  # token id -> (scope, digest)
+        # What it may claim as an agent (domain.policy); None: anything.
+        self.policy: dict[str, Any] | None = None
 
     def restored(self) -> None:
         self.api_tokens = {token_id: (scope, digest)
                            for token_id, (scope, digest) in self.api_tokens.items()}
+        # A state carried forward before policies existed has none.
+        self.policy = vars(self).get("policy")
 
     # --- guards -----------------------------------------------------------------
 
@@ -68,17 +72,22 @@ class Identity(StrIdAggregate):
     # --- commands ---------------------------------------------------------------
 
     def issue_enrollment(self, token_digest: str, expires_at: float, roles: list[str],
-                         rotate: bool, issued_by: str) -> None:
+                         rotate: bool, issued_by: str,
+                         policy: dict[str, Any] | None = None) -> None:
+        """A new token; its roles and policy replace the identity's at once, as the
+        operator states them whole at every enrollment."""
         self.check_enrollable(rotate)
         self._enrollment_issued(token_digest=token_digest, expires_at=expires_at,
-                                roles=sorted(roles), issued_by=issued_by)
+                                roles=sorted(roles), issued_by=issued_by, policy=policy)
 
     @event("EnrollmentIssued")
     def _enrollment_issued(self, token_digest: str, expires_at: float, roles: list[str],
-                           issued_by: str) -> None:
+                           issued_by: str, policy: dict[str, Any] | None = None) -> None:
+        # `policy` is absent from events recorded before policies existed: none, then.
         self.enrollment_digest = token_digest
         self.enrollment_expires_at = expires_at
         self.roles = roles
+        self.policy = policy
 
     def enroll(self, public_key: str, token_digest: str, now: float,
                client: dict[str, Any]) -> None:

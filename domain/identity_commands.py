@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from domain.fields import STRICT, Identifier
+from domain.fields import STRICT, Capability, Identifier, LabelKey, LabelValue
 
 Role = Literal["agent", "submitter", "operator", "reader", "auditor"]
 # A public user nkey: "U" and 55 more base32 characters.
@@ -14,6 +14,20 @@ PublicUserKey = Annotated[str, StringConstraints(pattern=r"^U[A-Z2-7]{55}$")]
 Reason = Annotated[str, StringConstraints(max_length=256)]
 
 MAX_ENROLLMENT_TTL_S = 7 * 24 * 3600
+
+
+class ClaimPolicy(BaseModel):
+    """What the agent may claim when it registers or declares services (domain.policy);
+    a part left out (null) does not bound that claim."""
+
+    model_config = STRICT
+
+    services: Annotated[list[Identifier], Field(max_length=64)] | None = None
+    capabilities: Annotated[list[Capability], Field(max_length=64)] | None = None
+    # Per label key, the values it may take; a key not listed may not be claimed.
+    labels: Annotated[dict[LabelKey, Annotated[list[LabelValue], Field(max_length=64)]],
+                      Field(max_length=64)] | None = None
+    max_capacity: Annotated[int, Field(ge=0, le=100_000)] | None = None
 
 
 class EnrollAgent(BaseModel):
@@ -27,6 +41,8 @@ class EnrollAgent(BaseModel):
     roles: Annotated[list[Role], Field(max_length=5)] = []
     # Replace the key of an agent enrolled already.
     rotate: bool = False
+    # Bounds on its claims; none: it may claim anything, as before policies existed.
+    policy: ClaimPolicy | None = None
 
 
 class CreateIdentity(BaseModel):

@@ -21,6 +21,8 @@ class IdentityView:
     public_key: str | None = None
     revoked: bool = False
     api_tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # What it may claim as an agent (domain.policy); None: anything.
+    policy: dict[str, Any] | None = None
 
 
 class Access:
@@ -54,6 +56,7 @@ class Access:
         view = view_or_none
         if name == "EnrollmentIssued":
             view.roles = frozenset(data["roles"])
+            view.policy = data.get("policy")  # absent before policies existed
         elif name == "AgentEnrolled":
             view.revoked = False
             self._set_key(view, data["public_key"])
@@ -70,6 +73,7 @@ class Access:
             view = self.identities[name] = IdentityView(name, frozenset(state["roles"]))
         view.roles = frozenset(state["roles"])
         view.revoked = state["revoked"]
+        view.policy = state.get("policy")
         view.api_tokens = {token_id: (scope, digest)
                            for token_id, (scope, digest) in state["api_tokens"].items()}
         self._set_key(view, state["public_key"])
@@ -80,6 +84,14 @@ class Access:
         view.public_key = public_key
         if public_key is not None:
             self.by_key[public_key] = view.name
+
+    def is_revoked(self, name: str) -> bool:
+        view = self.identities.get(name)
+        return view is not None and view.revoked
+
+    def policy_of(self, name: str) -> dict[str, Any] | None:
+        view = self.identities.get(name)
+        return view.policy if view is not None else None
 
     def by_public_key(self, public_key: str) -> IdentityView | None:
         name = self.by_key.get(public_key)

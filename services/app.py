@@ -303,7 +303,7 @@ class Orchestrator:
 
     def _commands(self) -> list[Command]:
         return command_table(self.registry, self.tasks, self.catalog_queries,
-                             self.access_control.admin)
+                             self.access_control.admin, self.access_control.gate)
 
     async def _on_applied(self, event: LogEvent) -> None:
         if event.kind == n.TASK and self.runner.ready:  # live, not a rebuild's replay

@@ -21,6 +21,7 @@ from infra.settings import Settings
 from projections.access import Access
 from services.auth.admin import AccessAdmin
 from services.auth.callout import AuthCallout
+from services.auth.gate import AccessGate
 from services.auth.refusals import RefusalLog
 from services.metrics import Metrics
 
@@ -40,6 +41,7 @@ class AccessControl:
         self.access = Access()
         self.identities = Repository(store, n.IDENTITY)
         self.admin = AccessAdmin(self.identities)
+        self.gate = AccessGate(self.access)
         self.callout: AuthCallout | None = None
         if settings.auth_on:
             self.callout = AuthCallout(

@@ -14,6 +14,7 @@ from typing import Any
 from domain.errors import CommandRefused, ErrorCode
 from domain.identity import Identity
 from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
+from domain.policy import policy_data
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.log.repository import Repository
 from services.auth.authorizer import ENROLLMENT_PREFIX, digest
@@ -52,16 +53,18 @@ class AccessAdmin:
         expires_at = self.clock() + cmd.ttl_s
         roles: list[str] = sorted({"agent", *cmd.roles})
         by = current_identity.get()
+        policy = None if cmd.policy is None else policy_data(**cmd.policy.model_dump())
 
         def decide(identity: Identity | None) -> Identity:
             if identity is None:
                 identity = Identity(cmd.agent_id, roles, None, by)
-            identity.issue_enrollment(digest(token), expires_at, roles, cmd.rotate, by)
+            identity.issue_enrollment(digest(token), expires_at, roles, cmd.rotate, by,
+                                      policy)
             return identity
 
         outcome = await execute(self.repository, cmd.agent_id, decide, causation_id)
         return _reply(outcome, agent_id=cmd.agent_id, token=token, expires_at=expires_at,
-                      roles=roles)
+                      roles=roles, policy=policy)
 
     async def create(self, cmd: CreateIdentity,
                      causation_id: str | None = None) -> dict[str, Any]:

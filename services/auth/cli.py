@@ -23,7 +23,8 @@ class CommandFailed(Exception):
 
 def add_security_commands(commands: Any) -> None:
     enroll = commands.add_parser(
-        "enroll", help="a one-time enrollment token for an agent id (prints it once)")
+        "enroll", help="a one-time enrollment token for an agent id (prints it once), "
+                       "and what the agent may claim")
     add_client_flags(enroll)
     enroll.add_argument("agent_id")
     enroll.add_argument("--ttl", type=float, default=3600.0,
@@ -33,11 +34,23 @@ def add_security_commands(commands: Any) -> None:
                         help="a role besides agent; repeatable")
     enroll.add_argument("--rotate", action="store_true",
                         help="replace the key of an agent enrolled already")
+    # The policy: what the agent may claim when it registers or declares services. A
+    # flag not given leaves that claim unbounded; no flag at all, no policy.
+    enroll.add_argument("--service", action="append", default=None, metavar="NAME",
+                        help="a service it may offer; repeatable (given: no other service)")
+    enroll.add_argument("--capability", action="append", default=None, metavar="C",
+                        help="a capability it may claim; repeatable (given: no other one)")
+    enroll.add_argument("--label", action="append", default=None, metavar="K=V",
+                        help="a label it may claim; repeatable, also for several values of "
+                             "one key (given: no other label)")
+    enroll.add_argument("--max-capacity", type=int, default=None, metavar="N",
+                        help="the largest capacity it may register with")
     enroll.add_argument("--json", action="store_true")
 
     revoke = commands.add_parser(
-        "revoke", help="cut an identity off: no new connection, its current one ends "
-                       "within ORCH_AUTH_JWT_TTL")
+        "revoke", help="cut an identity off: its commands refused and its agent "
+                       "deregistered at once (its tasks move), no new connection, its "
+                       "current one ends within ORCH_AUTH_JWT_TTL")
     add_client_flags(revoke)
     revoke.add_argument("name", help="agent id or identity name")
     revoke.add_argument("--reason", default="revoked by an operator")
@@ -85,6 +98,9 @@ async def run_security(args: argparse.Namespace) -> int:
         if args.command == "enroll":
             body: dict[str, Any] = {"agent_id": args.agent_id, "ttl_s": args.ttl,
                                     "roles": args.role, "rotate": args.rotate}
+            policy = _policy(args)
+            if policy is not None:
+                body["policy"] = policy
             reply = await _send(connected, n.ADMIN_ENROLL, body)
             _print(args, reply, reply["token"])
         elif args.command == "revoke":
@@ -98,6 +114,23 @@ async def run_security(args: argparse.Namespace) -> int:
     finally:
         await connected.nc.close()
     return 0
+
+
+def _policy(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The enrollment policy the flags state; None when no policy flag is given."""
+    labels: dict[str, list[str]] | None = None
+    if args.label is not None:
+        labels = {}
+        for pair in args.label:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise CommandFailed(f"--label {pair!r}: expected KEY=VALUE")
+            labels.setdefault(key, []).append(value)
+    policy = {"services": args.service, "capabilities": args.capability, "labels": labels,
+              "max_capacity": args.max_capacity}
+    if all(part is None for part in policy.values()):
+        return None
+    return {part: value for part, value in policy.items() if value is not None}
 
 
 async def _identity_create(args: argparse.Namespace) -> int:

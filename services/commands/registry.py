@@ -120,6 +120,19 @@ class AgentRegistry:
             self.repository, cmd.agent_id, decide, causation_id, causation_id)
         return _reply(outcome, status=outcome.aggregate.status)
 
+    async def remove_revoked(self, agent_id: str, causation_id: str | None) -> int | None:
+        """The revoked identity's agent, if registered and not gone, deregistered as an
+        operator's remove does (its work moves); the position, or None if nothing to do."""
+        def decide(agent: Agent | None) -> Agent | None:
+            if agent is None or agent.left:
+                return None
+            agent.deregister(agent.incarnation, reason="revoked")
+            return agent
+
+        outcome = await execute(
+            self.repository, agent_id, decide, causation_id, causation_id)
+        return outcome.position
+
     async def drain(self, cmd: DrainAgent, causation_id: str | None = None) -> dict[str, Any]:
         def decide(agent: Agent | None) -> Agent:
             agent = _existing(agent, cmd.agent_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from domain.agent_commands import (
     CatalogQuery,
     DeclareServices,
@@ -22,35 +24,48 @@ from domain.task_commands import (
 )
 from infra import names as n
 from services.auth.admin import AccessAdmin
+from services.auth.gate import AccessGate, revoke_and_remove
 from services.commands.catalog import CatalogQueries
 from services.commands.registry import AgentRegistry
-from services.commands.service import Command, Sender
+from services.commands.service import Command, Handler, Sender
 from services.commands.tasks import TaskService
 
 AGENT, CLIENT = Sender.AGENT, Sender.CLIENT
 
 
 def command_table(registry: AgentRegistry, tasks: TaskService, catalog: CatalogQueries,
-                  admin: AccessAdmin) -> list[Command]:
+                  admin: AccessAdmin, gate: AccessGate) -> list[Command]:
+    # Every command of a named sender passes the gate: a revoked identity's are refused,
+    # and an agent's claims (register, services) are held to its enrollment policy.
+    def agent(name: str, model: Any, handler: Handler, claims: bool = False) -> Command:
+        return Command(name, model, gate.guard(handler, claims), AGENT)
+
+    def client(name: str, model: Any, handler: Handler) -> Command:
+        return Command(name, model, gate.guard(handler), CLIENT)
+
+    def identity(name: str, model: Any, handler: Handler) -> Command:
+        return client(name, model, gate.in_effect(handler))
+
+    revoke = revoke_and_remove(admin.revoke, registry.remove_revoked, gate)
     return [
         # An agent, about itself: <prefix>.agent.<id>.<name>.
-        Command(n.REGISTER, RegisterAgent, registry.register, AGENT),
-        Command(n.DEREGISTER, DeregisterAgent, registry.deregister, AGENT),
-        Command(n.ASSIGNMENTS, AgentAssignments, tasks.assignments, AGENT),
-        Command(n.SERVICES, DeclareServices, registry.declare_services, AGENT),
-        Command(n.TASK_ACCEPT, TaskToken, tasks.accept, AGENT),
-        Command(n.TASK_PROGRESS, ReportProgress, tasks.progress, AGENT),
-        Command(n.TASK_COMPLETE, CompleteTask, tasks.complete, AGENT),
-        Command(n.TASK_FAIL, FailTask, tasks.fail, AGENT),
+        agent(n.REGISTER, RegisterAgent, registry.register, claims=True),
+        agent(n.DEREGISTER, DeregisterAgent, registry.deregister),
+        agent(n.ASSIGNMENTS, AgentAssignments, tasks.assignments),
+        agent(n.SERVICES, DeclareServices, registry.declare_services, claims=True),
+        agent(n.TASK_ACCEPT, TaskToken, tasks.accept),
+        agent(n.TASK_PROGRESS, ReportProgress, tasks.progress),
+        agent(n.TASK_COMPLETE, CompleteTask, tasks.complete),
+        agent(n.TASK_FAIL, FailTask, tasks.fail),
         # Submitters and operators: <prefix>.<name>.<identity>.
-        Command(n.TASK_SUBMIT, SubmitTask, tasks.submit, CLIENT),
-        Command(n.TASK_CANCEL, CancelTask, tasks.cancel, CLIENT),
-        Command(n.ADMIN_DRAIN, DrainAgent, registry.drain, CLIENT),
-        Command(n.ADMIN_DEREGISTER, RemoveAgent, registry.remove, CLIENT),
-        Command(n.ADMIN_ENROLL, EnrollAgent, admin.enroll, CLIENT),
-        Command(n.ADMIN_REVOKE, RevokeIdentity, admin.revoke, CLIENT),
-        Command(n.ADMIN_IDENTITY_CREATE, CreateIdentity, admin.create, CLIENT),
-        Command(n.ADMIN_TOKEN_CREATE, CreateApiToken, admin.create_api_token, CLIENT),
+        client(n.TASK_SUBMIT, SubmitTask, tasks.submit),
+        client(n.TASK_CANCEL, CancelTask, tasks.cancel),
+        client(n.ADMIN_DRAIN, DrainAgent, registry.drain),
+        client(n.ADMIN_DEREGISTER, RemoveAgent, registry.remove),
+        identity(n.ADMIN_ENROLL, EnrollAgent, admin.enroll),
+        client(n.ADMIN_REVOKE, RevokeIdentity, revoke),  # in effect before the agent leaves
+        identity(n.ADMIN_IDENTITY_CREATE, CreateIdentity, admin.create),
+        identity(n.ADMIN_TOKEN_CREATE, CreateApiToken, admin.create_api_token),
         # Reads anyone allowed may send: <prefix>.<name>.
         Command(n.CATALOG_QUERY, CatalogQuery, catalog.query),
     ]

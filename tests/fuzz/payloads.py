@@ -373,6 +373,33 @@ services_valid = st.lists(service_valid, max_size=2)
 services_wrong = wrong_for_list(
     wrong_for_str() | st.deferred(lambda: mutated_object(SERVICE)), service_valid, 32)
 
+
+
+def not_null(wrong: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """The wrong values of a field that may be null: all of them but null."""
+    return wrong.filter(lambda value: value is not None)
+
+
+# An enrollment's policy: each part null (unbounded) or a bound.
+policy_label_values = st.lists(label_value, max_size=3)
+POLICY = Spec("policy", (
+    Field("services", st.lists(valid_id, max_size=3) | st.none(),
+          not_null(wrong_for_list(wrong_for_str() | invalid_id, valid_id, 64))),
+    Field("capabilities", capabilities_valid | st.none(), not_null(capabilities_wrong)),
+    Field("labels",
+          st.dictionaries(pattern_text(LABEL_KEY_CHARS, 20), policy_label_values, max_size=3)
+          | st.none(),
+          not_null(wrong_for_dict(
+              pattern_text(LABEL_KEY_CHARS, 20), invalid_label_key, policy_label_values,
+              wrong_for_list(wrong_for_str() | too_long(256), label_value, 64), 64))),
+    Field("max_capacity", st.integers(0, 100_000) | st.none(),
+          not_null(wrong_for_int(0, 100_000))),
+))
+policy_valid = obj(POLICY) | st.none()
+policy_wrong = st.one_of(odd_text, st.integers(), st.booleans(),
+                         st.lists(small_json, max_size=3),
+                         st.deferred(lambda: mutated_object(POLICY)))
+
 agent_id = Field("agent_id", valid_id, wrong_for_str() | invalid_id, required=True)
 # In an agent's command: left out, or the agent its subject names (a body naming another
 # agent, well-formed or not, is refused unauthorized: `other_agent`).
@@ -470,6 +497,7 @@ SPECS: dict[str, Spec] = {s.command: s for s in (
               wrong_for_float(0, 604800, low_open=True)),
         Field("roles", roles_valid, wrong_for_list(wrong_role, role, 5)),
         Field("rotate", st.booleans(), wrong_for_bool),
+        Field("policy", policy_valid, policy_wrong),
     )),
     Spec(n.ADMIN_REVOKE, (
         identity_name, Field("reason", st.text(alphabet=any_char, max_size=50),

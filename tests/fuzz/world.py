@@ -46,8 +46,10 @@ from domain.replies import (
 )
 from infra import names as n
 from infra.names import AGENT_COMMANDS, CLIENT_COMMANDS, Names
+from projections.access import Access
 from services.app import Orchestrator
 from services.auth.admin import RESERVED
+from services.auth.gate import AccessGate
 from services.commands.table import command_table
 from tests.fuzz import payloads as p
 from tests.support import TEST_IDENTITY, eventually, request
@@ -73,6 +75,7 @@ class RevokeReply(BaseModel):
     ok: Literal[True]
     name: str
     revoked: Literal[True]
+    deregistered: bool  # whether an agent of that name was taken out of the fleet
     position: int | None = None
 
 
@@ -97,7 +100,7 @@ class _Handlers:
 # Every command endpoint the orchestrator serves, as services/commands/table.py lists them.
 _stub = cast(Any, _Handlers())
 MODELS: dict[str, type[BaseModel]] = {
-    c.name: c.model for c in command_table(_stub, _stub, _stub, _stub)}
+    c.name: c.model for c in command_table(_stub, _stub, _stub, _stub, AccessGate(Access()))}
 COMMANDS: tuple[str, ...] = tuple(MODELS)
 
 # Payloads sent by this session, per command subject (reported at the end of the run).

@@ -26,7 +26,9 @@ from domain.replies import (
 from domain.task import Task
 from domain.task_commands import AgentAssignments, Assignment
 from infra.names import AGENT_COMMANDS, CATALOG_QUERY, CLIENT_COMMANDS, Header, Names
+from projections.access import Access
 from projections.tasks import STATUS_BY_EVENT, TaskBoard
+from services.auth.gate import AccessGate
 from services.auth.permissions import RoleName, permissions
 from services.commands import registry
 from services.commands import tasks as task_service
@@ -52,7 +54,8 @@ class _Handlers:
 
 
 _stub = cast(Any, _Handlers())
-MODELS = {c.name: c.model for c in command_table(_stub, _stub, _stub, _stub)}
+MODELS = {c.name: c.model
+          for c in command_table(_stub, _stub, _stub, _stub, AccessGate(Access()))}
 
 
 def documented_subject(command: str) -> str:
