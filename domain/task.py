@@ -49,9 +49,11 @@ class Task(StrIdAggregate):
     @event("Submitted")
     def __init__(
         self, task_id: str, kind: str, payload: Any, requires: list[str], priority: int,
-        max_attempts: int, timeout_s: float, fingerprint: str,
+        max_attempts: int, timeout_s: float, fingerprint: str, submitted_by: str = "",
     ) -> None:
         self.kind = kind
+        # Its owner: the only submitter that may act on it ("" before tasks had owners).
+        self.submitted_by = submitted_by
         self.payload = payload
         self.requires = list(requires)
         self.priority = priority
@@ -71,6 +73,23 @@ class Task(StrIdAggregate):
         self.past_tokens: list[str] = []
 
     # --- guards -----------------------------------------------------------------
+
+    def check_reporter(self, agent_id: str, token: str) -> None:
+        """A report on the current assignment comes from the agent it was given to: the
+        token alone proves nothing once others have seen it (another agent holding it
+        must not complete this task as if it ran it)."""
+        if token == self.token and agent_id != self.agent_id:
+            raise CommandRefused(
+                ErrorCode.UNAUTHORIZED,
+                f"task {self.id} is not assigned to agent {agent_id}; only its holder may "
+                f"report on it")
+
+    def check_owner(self, identity: str, operator: bool) -> None:
+        """Only its submitter, or an operator, may act on a task; to anyone else it is
+        as if it did not exist (the reply tells nothing of another's task)."""
+        if operator or (self.submitted_by and identity == self.submitted_by):
+            return
+        raise CommandRefused(ErrorCode.NOT_FOUND, f"task {self.id} does not exist")
 
     def check_token(self, token: str) -> None:
         if token != self.token:

@@ -89,6 +89,10 @@ class Access:
         view = self.identities.get(name)
         return view is not None and view.revoked
 
+    def has_role(self, name: str, role: str) -> bool:
+        view = self.identities.get(name)
+        return view is not None and not view.revoked and role in view.roles
+
     def policy_of(self, name: str) -> dict[str, Any] | None:
         view = self.identities.get(name)
         return view.policy if view is not None else None

@@ -23,7 +23,9 @@ class Projection(Protocol):
 class LogSource(Protocol):
     async def last_position(self) -> int: ...
     async def tail(
-        self, after: int, handler: Callable[[Any], Awaitable[None]]
+        self, after: int, handler: Callable[[Any], Awaitable[None]],
+        subject_filter: str | None = None,
+        skipped: Callable[[int, str], None] | None = None,
     ) -> Any: ...
 
 
@@ -55,13 +57,14 @@ class ProjectionRunner:
         self.position.advance(after)
         self.started_from = after
         self.rebuild_target = await self.source.last_position()
-        self._subscription = await self.source.tail(after, self._apply)
+        self._subscription = await self.source.tail(after, self._apply, skipped=self._skip)
         log.info("projection rebuild started after=%d target=%d", after, self.rebuild_target)
 
     async def resume(self) -> None:
         """Tail again from the last applied position (after NATS came back)."""
         await self.stop()
-        self._subscription = await self.source.tail(self.position.value, self._apply)
+        self._subscription = await self.source.tail(self.position.value, self._apply,
+                                                     skipped=self._skip)
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
@@ -87,6 +90,14 @@ class ProjectionRunner:
         self.applied += 1
         if self.on_applied:
             await self.on_applied(event)
+
+    def _skip(self, position: int, event_id: str) -> None:
+        """A record the orchestrator did not write (infra.log.foreign): nothing to apply,
+        but the projections are past it, or a log ending in one would never be caught
+        up with."""
+        if position > self.position.value:
+            self.last_event_id = event_id
+            self.position.advance(position)
 
     @property
     def ready(self) -> bool:

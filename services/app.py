@@ -27,6 +27,7 @@ from domain.placement import Strategy
 from domain.task import TERMINAL
 from infra import names as n
 from infra.auth.credentials import Keys, server_auth_config_for
+from infra.auth.own_users import LOG_INBOX, SERVING_INBOX
 from infra.bus.connection import connect, flush_subscriptions, redact
 from infra.bus.embedded import EmbeddedNats, PortInUse
 from infra.bus.tls import client_context, server_context
@@ -128,7 +129,8 @@ class Orchestrator:
         self.metrics = Metrics()
         self.holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.embedded: EmbeddedNats | None = None
-        self.nc: Client | None = None
+        self.nc: Client | None = None  # serves commands and the callout
+        self.log_nc: Client | None = None  # writes the streams, serves nothing
         self.http_port = settings.http_port
         self._stack = contextlib.AsyncExitStack()
         self._jobs: dict[str, asyncio.Task[None]] = {}
@@ -163,7 +165,7 @@ class Orchestrator:
                 _warn_of_a_log_auth_cannot_see(settings.data_dir / "nats")
             self.embedded = EmbeddedNats(
                 settings.data_dir / "nats", settings.embedded_nats_port, settings.nats_sync,
-                auth_config=server_auth_config_for(keys) if settings.auth_on else "",
+                auth_config=server_auth_config_for(keys, self.names) if settings.auth_on else "",
             )
             await self.embedded.astart()
             self._stack.push_async_callback(self.embedded.astop)
@@ -172,18 +174,13 @@ class Orchestrator:
         log.info("using NATS url=%s (%s)", redact(self.nats_url),
                  "ORCH_NATS_URL" if settings.nats_url else
                  f"embedded, store {settings.data_dir / 'nats'}")
-        self.nc = nc = await connect(
-            self.nats_url, on_disconnected=self._on_disconnected,
-            on_reconnected=self._on_reconnected,
-            nkey_seed=keys.orchestrator_seed() if settings.auth_on else None,
-            tls=client_context(settings.nats_tls_ca, settings.nats_tls_cert,
-                               settings.nats_tls_key),
-        )
-        self._stack.push_async_callback(nc.close)
-        self.js = nc.jetstream()
+        await self._connect(keys)
+        assert self.nc is not None and self.log_nc is not None
+        nc = self.nc
+        self.js = self.log_nc.jetstream()
         await self._provision()
         log.info("connected nats=%s; restoring the projections", redact(self.nats_url))
-        self._build(nc)
+        self._build(nc, self.log_nc)
 
         with _no_full_collections():
             restored = await self.snapshots.restore()
@@ -201,7 +198,8 @@ class Orchestrator:
         await self.access_control.start()
         self._stack.push_async_callback(self.access_control.stop)
 
-        service = await start_command_service(nc, self.names, self._commands(), self.metrics)
+        service = await start_command_service(nc, self.names, self._commands(), self.metrics,
+                                              bound_inboxes=settings.auth_on)
         self._stack.push_async_callback(service.stop)
         await flush_subscriptions(nc)  # the server has our endpoints before we say we are up
         await self._start_http()
@@ -210,6 +208,24 @@ class Orchestrator:
         self._stack.push_async_callback(self.lease.release)
         log.info("orchestrator up nats=%s http=%s:%d prefix=%s holder=%s", redact(self.nats_url),
                  settings.http_host, self.http_port, self.names.prefix, self.holder)
+
+    async def _connect(self, keys: Keys) -> None:
+        """The orchestrator's two connections (infra.auth.own_users): the log's, which
+        writes the streams and takes no request, and the serving one, which answers
+        requests and can publish nowhere a requester could use to write."""
+        auth_on = self.settings.auth_on
+        tls = client_context(self.settings.nats_tls_ca, self.settings.nats_tls_cert,
+                             self.settings.nats_tls_key)
+        self.log_nc = await connect(
+            self.nats_url, name="orchestrator-log", on_disconnected=self._on_disconnected,
+            on_reconnected=self._on_reconnected,
+            nkey_seed=keys.orchestrator_seed() if auth_on else None, tls=tls,
+            inbox_prefix=LOG_INBOX)
+        self._stack.push_async_callback(self.log_nc.close)
+        self.nc = await connect(
+            self.nats_url, name="orchestrator", nkey_seed=keys.serving_seed() if auth_on else None,
+            tls=tls, inbox_prefix=SERVING_INBOX)
+        self._stack.push_async_callback(self.nc.close)
 
     async def _check_log_covered(self, restored: int) -> None:
         """Refuse to serve projections rebuilt from a log whose beginning was cut
@@ -238,16 +254,17 @@ class Orchestrator:
                 log.warning("JetStream not ready attempt=%d: %r", attempt, exc)
                 await asyncio.sleep(min(0.2 * attempt, 2.0))
 
-    def _build(self, nc: Client) -> None:
+    def _build(self, nc: Client, log_nc: Client) -> None:
         """Every component, wired once."""
         settings = self.settings
         strategy = Strategy(settings.placement_strategy)
-        self.group_commit = GroupCommit(nc, self.names.events_stream)
+        self.group_commit = GroupCommit(log_nc, self.names.events_stream)
         self._stack.push_async_callback(self.group_commit.close)
         self.store = EventStore(self.js, self.names, create_mapper(),
                                 group_commit=self.group_commit)
         self.group_commit.on_batch = self.metrics.append_batch.observe
         self.store.on_append = self.metrics.append_latency.observe
+        self.store.foreign.on_skip = self.metrics.log_records_skipped.inc
         self.agents = AgentHealth()
         self.board = TaskBoard(settings.finished_task_retention, settings.finished_task_limit)
         self.catalog = Catalog()
@@ -273,20 +290,23 @@ class Orchestrator:
             # A finished task leaves the cache: commands on it are rare, read from the log.
             Repository(self.store, n.TASK, keep=lambda task: task.status not in TERMINAL),
             self.names, self.board, nc.publish,
-            settings.retry_backoff, settings.retry_backoff_max)
+            settings.retry_backoff, settings.retry_backoff_max,
+            # With auth off there are no identities to tell apart: anyone may act on
+            # any task, as before owners.
+            is_operator=lambda identity: not settings.auth_on or self._is_operator(identity))
         self.fleet = Fleet(self.agents, self.board, self.runner.position)
         self.monitor = HealthMonitor(
             self.agents, self.runner.position, self.registry,
             DetectorSettings(
                 settings.suspect_after, settings.dead_after, settings.heartbeat_interval,
                 settings.failures_before_critical, settings.success_before_passing),
-            lambda: nc.is_connected, self.metrics,
+            lambda: log_nc.is_connected, self.metrics,
             deregister_dead_after=settings.deregister_dead_after,
             bus_check=heartbeat_stream_check(self.js, self.names),
         )
         self.intake = HeartbeatIntake(
             nc, self.js, self.names, self.agents, self.monitor, self.metrics,
-            reregister_every=settings.heartbeat_interval,
+            reregister_every=settings.heartbeat_interval, log_nc=log_nc,
         )
         self.metrics.on_scrape(self._scrape_log_position)
         self._events_applied_reported = 0
@@ -300,6 +320,9 @@ class Orchestrator:
         self.access_control = AccessControl(nc, self.names, self.store, settings, self.metrics)
         self.lease = LeaderLease(self.js, self.names, self.holder, settings.lease_ttl,
                                  self._lead, self._follow, replicas=settings.stream_replicas)
+
+    def _is_operator(self, identity: str) -> bool:
+        return self.access_control.access.has_role(identity, "operator")
 
     def _commands(self) -> list[Command]:
         return command_table(self.registry, self.tasks, self.catalog_queries,
@@ -368,12 +391,12 @@ class Orchestrator:
     # --- plumbing -----------------------------------------------------------------
 
     async def _start_http(self) -> None:
-        assert self.nc is not None
-        nc = self.nc
+        assert self.nc is not None and self.log_nc is not None
+        nc, log_nc = self.nc, self.log_nc
         app = create_app(ReadModel(
             self.names, self.store, self.runner, self.agents, self.board, self.catalog,
             self.metrics,
-            lambda: nc.is_connected, lambda: self.is_leader,
+            lambda: nc.is_connected and log_nc.is_connected, lambda: self.is_leader,
             self.access_control.access if self.settings.auth_on else None,
             (self.settings.suspect_after, self.settings.dead_after),
         ))

@@ -25,6 +25,7 @@ async def connect(
     on_reconnected: Listener | None = None,
     nkey_seed: str | None = None,
     tls: ssl.SSLContext | None = None,
+    inbox_prefix: str = "_INBOX",
 ) -> Client:
     """Connect, retrying forever: a coordinator must outlive NATS restarts. With
     `nkey_seed`, as the user of that key (the orchestrator's own, with auth on)."""
@@ -49,7 +50,8 @@ async def connect(
     # nats-py retries the first connection forever, silently: say so while it does.
     warning = asyncio.create_task(_warn_while_unreachable(urls, last_error))
     try:
-        nc = await _connect(urls, name, disconnected, reconnected, error, nkey_seed, tls)
+        nc = await _connect(urls, name, disconnected, reconnected, error, nkey_seed, tls,
+                            inbox_prefix)
     finally:
         warning.cancel()
     return nc
@@ -73,8 +75,10 @@ async def _warn_while_unreachable(urls: list[str], last_error: list[Exception]) 
 
 async def _connect(urls: list[str], name: str, disconnected: Listener, reconnected: Listener,
                    error: Callable[[Exception], Awaitable[None]],
-                   nkey_seed: str | None, tls: ssl.SSLContext | None) -> Client:
+                   nkey_seed: str | None, tls: ssl.SSLContext | None,
+                   inbox_prefix: str) -> Client:
     return await nats_connect(
+        inbox_prefix=inbox_prefix,
         nkeys_seed_str=nkey_seed,
         tls=tls,
         servers=urls,

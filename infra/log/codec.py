@@ -187,12 +187,14 @@ _TASK = "domain.task:Task."
 # defaults are those of the commands (domain.task_commands.SubmitTask: payload null, no
 # requirements, priority 0, 3 attempts, 300 s) and of the settings' placement strategy,
 # as they were when this form was made; a value of another type (300 for 300.0) is
-# written, not left out.
+# written, not left out. A column may be appended, with a default: every event written
+# before it reads as that default (Submitted's `submitted_by`, "" for tasks submitted
+# before tasks had owners).
 ROW_FORMS: Final[Mapping[str, RowForm]] = MappingProxyType({
     _TASK + "Submitted": RowForm(
         (("timestamp", REQUIRED), ("kind", REQUIRED), ("fingerprint", REQUIRED),
          ("payload", None), ("requires", []), ("priority", 0), ("max_attempts", 3),
-         ("timeout_s", 300.0)),
+         ("timeout_s", 300.0), ("submitted_by", "")),
         from_subject=("task_id",)),
     _TASK + "Assigned": RowForm(
         (("timestamp", REQUIRED), ("agent_id", REQUIRED), ("token", REQUIRED),
@@ -244,6 +246,11 @@ def _compile(form: RowForm) -> _Compiled:
 
 
 _ROWS = {topic: _compile(form) for topic, form in ROW_FORMS.items()}
+# Columns appended to a form after events were written as objects without them: such an
+# object reads as holding the column's default, as a row written before does.
+_APPENDED: Final[Mapping[str, tuple[tuple[str, Any], ...]]] = MappingProxyType({
+    _TASK + "Submitted": (("submitted_by", ""),),
+})
 
 
 def aggregate_topic(event_topic: str) -> str | None:
@@ -354,6 +361,11 @@ def expand_state(state: dict[str, Any] | list[Any], topic: str | None = None,
         state = _from_row(state, topic, originator_id)
     elif type(state) is not dict:
         raise ValueError(f"an event's state is an object or a row, not {type(state)}")
+    else:
+        appended = _APPENDED.get(topic or "")
+        if appended is not None:  # an object written before a column was appended
+            for name, default in appended:
+                state.setdefault(name, default)
     timestamp = state.get("timestamp")
     if type(timestamp) is int:  # a datetime's long form decodes to a datetime
         state["timestamp"] = EPOCH + timestamp * _MICROSECOND

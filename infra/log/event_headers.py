@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from infra.caller import ORCHESTRATOR
+from infra.log.foreign import ForeignRecord
 from infra.names import Header
 
 SAME_AS_CAUSATION = True
@@ -58,13 +59,24 @@ def pack(version: int, identity: str | None, causation_id: str | None,
 def read(headers: Mapping[str, str]) -> EventHeaders:
     """An event's version, identity, causation and correlation ids, from `Orch` or, in
     events written before it, from Orch-Version, Orch-Identity, Orch-Causation-Id and
-    Orch-Correlation-Id (each absent when it had none)."""
+    Orch-Correlation-Id (each absent when it had none). ForeignRecord when it has
+    neither (a record the orchestrator did not write)."""
     packed = headers.get(Header.EVENT)
     if packed is None:
-        return EventHeaders(int(headers[Header.VERSION]), headers.get(Header.IDENTITY),
+        try:
+            version = int(headers[Header.VERSION])
+        except (KeyError, ValueError):
+            raise ForeignRecord("no Orch header") from None
+        return EventHeaders(version, headers.get(Header.IDENTITY),
                             headers.get(Header.CAUSATION_ID),
                             headers.get(Header.CORRELATION_ID))
-    fields = orjson.loads(packed)
+    try:
+        fields = orjson.loads(packed)
+        version = int(fields[0])
+    except (orjson.JSONDecodeError, TypeError, ValueError, IndexError, KeyError):
+        raise ForeignRecord("unreadable Orch header") from None
+    if type(fields) is not list:
+        raise ForeignRecord("unreadable Orch header")
     count = len(fields)
     causation = fields[2] if count > 2 else None
     correlation = fields[3] if count > 3 else None
@@ -73,4 +85,4 @@ def read(headers: Mapping[str, str]) -> EventHeaders:
     identity = fields[1] if count > 1 else None
     if type(identity) is int and identity == ORCHESTRATOR_IDENTITY:
         identity = ORCHESTRATOR
-    return EventHeaders(int(fields[0]), identity, causation, correlation)
+    return EventHeaders(version, identity, causation, correlation)

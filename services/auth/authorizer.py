@@ -60,6 +60,9 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+AUTH_REQUEST_AUDIENCE = "nats-authorization-request"
+
+
 def read_request(claims: dict[str, Any]) -> Request:
     """The authorization request's fields, with the client's key proven or refused."""
     nats = claims.get("nats")
@@ -71,6 +74,11 @@ def read_request(claims: dict[str, Any]) -> Request:
     user_nkey, server_id = nats.get("user_nkey"), server.get("id")
     if not isinstance(user_nkey, str) or not isinstance(server_id, str):
         raise Refusal("malformed request")
+    # Signed by the server it names, for the callout: nats-server signs with its own
+    # key (its id) and sets this audience (server/auth_callout.go); a request signed by
+    # some other server key, or one of its tokens meant for something else, is not one.
+    if claims.get("aud") != AUTH_REQUEST_AUDIENCE or claims.get("iss") != server_id:
+        raise Refusal("not an authorization request of the server it names")
     token = opts.get("auth_token") or None
     public_key = _proven_key(opts, client)
     name = str(opts.get("name") or "")

@@ -32,6 +32,7 @@ from services.auth.authorizer import Admit, Enroll, Refusal, Request, decide, re
 from services.auth.permissions import RoleName, permissions
 from services.auth.refusals import RefusalLog
 from services.commands.execute import execute
+from services.commands.reply_to import is_callout_inbox
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,11 @@ class AuthCallout:
         self.durations.append(elapsed)
 
     async def _decide_and_answer(self, msg: Msg) -> str:
+        if not is_callout_inbox(msg.reply or ""):
+            # Only nats-server asks, and it waits for answers in its own inbox: anything
+            # else is not answered (it could steer our signed answer anywhere).
+            log.warning("auth callout: request with reply %.80r not answered", msg.reply)
+            return "unreadable"
         try:
             claims = jwt.decode(msg.data.decode(errors="replace"), Role.SERVER, self.clock())
             request = read_request(claims)

@@ -4,6 +4,7 @@ tools, read API tokens, and the nats-server configuration for an external NATS."
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import orjson
 from infra import names as n
 from infra.auth.credentials import Keys, server_auth_config_for, write_secret
 from infra.auth.keys import Role, new_seed, public_key
+from infra.names import Names
 from services.cli.connection import add_client_flags, connect_client
 
 SECURITY_COMMANDS = ("enroll", "revoke", "identity", "token", "auth")
@@ -83,13 +85,17 @@ def add_security_commands(commands: Any) -> None:
         "server-config", help="print the block for an external nats-server's configuration "
                               "(makes the keys in the data directory if missing)")
     server_config.add_argument("--data-dir", type=Path, default=Path("./.orchestrator"))
+    server_config.add_argument(
+        "--subject-prefix", default=os.environ.get("ORCH_SUBJECT_PREFIX", "orch"),
+        help="the orchestrator's prefix, which its own users' permissions name "
+             "(env ORCH_SUBJECT_PREFIX; default orch)")
 
 
 async def run_security(args: argparse.Namespace) -> int:
     if args.command == "auth":
         keys = Keys.of(args.data_dir)
         keys.ensure()
-        print(server_auth_config_for(keys), end="")
+        print(server_auth_config_for(keys, Names(args.subject_prefix)), end="")
         return 0
     if args.command == "identity":
         return await _identity_create(args)

@@ -42,15 +42,15 @@ async def catalog_at(store: EventStore, names: Names, position: int) -> Catalog:
     catalog = Catalog()
     after = 0
     while True:
-        page = await store.read(after, _PAGE, names.kind_events(AGENT))
-        for event in page:
+        page = await store.read_page(after, _PAGE, names.kind_events(AGENT))
+        for event in page.events:
             if event.position > position:
                 return catalog
             if event.name != CARRIED_FORWARD:  # a restatement changes no instance
                 catalog.apply(event)
-        if len(page) < _PAGE:
+        if page.at_end:
             return catalog
-        after = page[-1].position
+        after = page.last
 
 
 class ChangeFeed:

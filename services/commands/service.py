@@ -23,6 +23,7 @@ from domain.fields import ID_PATTERN, MAX_COMMAND_BYTES
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.log.event_headers import new_event_id
 from infra.names import SERVICE_NAME, Names
+from services.commands.reply_to import may_answer
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -134,8 +135,11 @@ def parse(model: type[BaseModel], data: bytes, agent_id: str | None = None) -> B
 
 
 async def start_command_service(
-    nc: Client, names: Names, commands: list[Command], metrics: Metrics
+    nc: Client, names: Names, commands: list[Command], metrics: Metrics,
+    bound_inboxes: bool = True,
 ) -> Service:
+    """Serve every command; with `bound_inboxes` (auth on) a command whose subject names
+    its sender is answered only in that sender's own inbox (services.commands.reply_to)."""
     service = await add_service(
         nc,
         ServiceConfig(
@@ -149,7 +153,7 @@ async def start_command_service(
         await service.add_endpoint(
             name=command.name.replace(".", "_"),
             subject=command.subject(names),
-            handler=_endpoint(command, names, metrics),
+            handler=_endpoint(command, names, metrics, bound_inboxes),
         )
     return service
 
@@ -159,12 +163,18 @@ async def start_command_service(
 MAX_IN_FLIGHT = 256
 
 
-def _endpoint(command: Command, names: Names,
-              metrics: Metrics) -> Callable[[Request], Awaitable[None]]:
+def _endpoint(command: Command, names: Names, metrics: Metrics,
+              bound_inboxes: bool) -> Callable[[Request], Awaitable[None]]:
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     running: set[asyncio.Task[None]] = set()
+    steered = _SteeredReplies(command.name, metrics)
 
     async def dispatch(request: Request) -> None:
+        reply = _reply_subject(request)
+        if reply and not may_answer(reply, command.sender_of(names, request.subject),
+                                    bound_inboxes):
+            steered.dropped(request.subject, reply)
+            return  # neither acted on nor answered: nothing written, nothing published
         await slots.acquire()  # back-pressure: the subscription waits when all are busy
         task = asyncio.create_task(handle(request))
         running.add(task)
@@ -173,10 +183,9 @@ def _endpoint(command: Command, names: Names,
 
     async def handle(request: Request) -> None:
         started = time.perf_counter()
-        # Made here when the client sent none: stored with every event the command
-        # writes, so as short as an event id (22 characters of a random 128 bits).
-        request_id = (request.headers or {}).get(REQUEST_ID_HEADER) or f"cmd-{new_event_id()}"
+        request_id = ""
         try:
+            request_id = _request_id(request.headers)
             sender = command.sender_of(names, request.subject)
             if command.sender is not Sender.ANYONE and not _ID.match(sender):
                 raise CommandRefused(ErrorCode.INVALID_REQUEST,
@@ -205,6 +214,63 @@ def _endpoint(command: Command, names: Names,
         await _answer(request, orjson.dumps(reply), None)
 
     return dispatch
+
+
+# A request's headers, all of them, and its request id, which every event the command
+# writes stores (as causation and correlation id): bounded, so that no client can make
+# each of its events carry kilobytes or slow everyone's appends (docs/protocol.md).
+MAX_HEADER_BYTES = 1024
+MAX_REQUEST_ID = 64
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,64}")
+
+
+def _request_id(headers: dict[str, str] | None) -> str:
+    """The client's request id, or one made here when it sent none (as short as an event
+    id: 22 characters of a random 128 bits); CommandRefused when the headers are over
+    their bound or the id is not a short token."""
+    if not headers:
+        return f"cmd-{new_event_id()}"
+    size = sum(len(k) + len(v) + 4 for k, v in headers.items())
+    if size > MAX_HEADER_BYTES:
+        raise CommandRefused(ErrorCode.INVALID_REQUEST,
+                             f"headers are {size} bytes; the limit is {MAX_HEADER_BYTES}")
+    given = headers.get(REQUEST_ID_HEADER)
+    if not given:
+        return f"cmd-{new_event_id()}"
+    if not _REQUEST_ID.fullmatch(given):
+        raise CommandRefused(
+            ErrorCode.INVALID_REQUEST,
+            f"{REQUEST_ID_HEADER} must be 1 to {MAX_REQUEST_ID} characters of "
+            f"A-Z a-z 0-9 . _ : @ / + = -")
+    return given
+
+
+def _reply_subject(request: Request) -> str:
+    # nats-py's micro Request keeps its message's reply subject private; read once, here.
+    return str(request._msg.reply or "")
+
+
+class _SteeredReplies:
+    """Requests whose reply subject was not the requester's inbox: counted, and said in
+    the log at most once per endpoint every few seconds (an attacker may send many)."""
+
+    EVERY_S = 10.0
+
+    def __init__(self, endpoint: str, metrics: Metrics) -> None:
+        self.endpoint = endpoint
+        self.counter = metrics.requests_unanswered.labels(endpoint)
+        self.last = float("-inf")
+        self.since = 0
+
+    def dropped(self, subject: str, reply: str) -> None:
+        self.counter.inc()
+        self.since += 1
+        now = time.monotonic()
+        if now - self.last >= self.EVERY_S:
+            log.warning("request not answered: its reply subject is not the requester's "
+                        "inbox endpoint=%s subject=%.120s reply=%.120s dropped=%d",
+                        self.endpoint, subject, reply, self.since)
+            self.last, self.since = now, 0
 
 
 async def _answer(request: Request, body: bytes, refused: CommandRefused | None) -> None:

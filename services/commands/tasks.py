@@ -24,7 +24,7 @@ from domain.task_commands import (
     SubmitTask,
     TaskToken,
 )
-from infra.caller import decided_by_orchestrator
+from infra.caller import current_identity, decided_by_orchestrator
 from infra.log.repository import Repository
 from infra.names import Names
 from projections.tasks import TaskBoard
@@ -80,8 +80,11 @@ class TaskService:
     """Command handlers of the Task aggregate: thin load-decide-save wrappers."""
 
     def __init__(self, repository: Repository, names: Names, board: TaskBoard,
-                 publish: Publish, backoff_base: float, backoff_cap: float) -> None:
+                 publish: Publish, backoff_base: float, backoff_cap: float,
+                 is_operator: Callable[[str], bool] = lambda identity: True) -> None:
         self.repository = repository
+        # Whether an identity may act on every task (an operator), not only its own.
+        self.is_operator = is_operator
         self.names = names
         self.board = board
         self.publish = publish
@@ -99,16 +102,23 @@ class TaskService:
         task_id = cmd.task_id or f"t-{uuid.uuid4().hex}"
         body = cmd.model_dump(exclude={"task_id"})
         digest = fingerprint(body)
+        submitter = current_identity.get()
+        operator = self.is_operator(submitter)
         claim = self.placer(task_id, list(cmd.requires), cmd.kind) if self.placer else None
 
         def decide(task: Task | None) -> Task:
             if task is None:
                 task = Task(task_id, cmd.kind, cmd.payload, list(cmd.requires), cmd.priority,
-                            cmd.max_attempts, cmd.timeout_s, digest)
+                            cmd.max_attempts, cmd.timeout_s, digest, submitter)
                 if claim is not None:
                     task.assign(claim.agent.agent_id, claim.agent.incarnation, new_token(),
                                 claim.strategy, considered(claim.seen), time.time())
                 return task
+            if task.submitted_by != submitter and not operator:
+                # Another's task, or one from before tasks had owners: the same answer
+                # whatever its body, so that nothing of it can be learnt or confirmed.
+                raise CommandRefused(
+                    ErrorCode.CONFLICT, f"task id {task_id} is taken; choose another")
             if task.fingerprint != digest:
                 raise CommandRefused(
                     ErrorCode.CONFLICT, f"task {task_id} exists with a different body")
@@ -137,9 +147,12 @@ class TaskService:
 
     async def cancel(self, cmd: CancelTask, causation_id: str | None = None) -> dict[str, Any]:
         holder: list[str | None] = [None]
+        sender = current_identity.get()
+        operator = self.is_operator(sender)
 
         def decide(task: Task | None) -> Task:
             task = _existing(task, cmd.task_id)
+            task.check_owner(sender, operator)
             holder[0] = task.agent_id if task.is_open else None
             task.cancel(cmd.reason)
             return task
@@ -176,8 +189,13 @@ class TaskService:
 
     async def _report(self, cmd: TaskToken, action: str, causation_id: str | None,
                       act: Callable[[Task], Any]) -> dict[str, Any]:
+        # The agent the command's subject names (services.commands.service): the
+        # token's holder must be that agent, not one that learnt the token.
+        reporter = current_identity.get()
+
         def decide(task: Task | None) -> Task:
             task = _existing(task, cmd.task_id)
+            task.check_reporter(reporter, cmd.token)
             act(task)
             return task
 

@@ -48,7 +48,10 @@ class HeartbeatIntake:
     def __init__(
         self, nc: Client, js: JetStreamContext, names: Names, projection: AgentHealth,
         monitor: HealthMonitor, metrics: Metrics, reregister_every: float,
+        log_nc: Client | None = None,
     ) -> None:
+        # `nc` sends control messages; the liveness record is written through `log_nc`
+        # (the connection that writes streams, infra.auth.own_users), `nc` if not given.
         self.nc = nc
         self.js = js
         self.names = names
@@ -70,7 +73,7 @@ class HeartbeatIntake:
         self._restarting = asyncio.Lock()
         # Silences the monitor sees, written for what-if (every replica runs one; only
         # the leader's monitor reports silences and watches).
-        self.liveness = LivenessRecorder(nc, names, monitor,
+        self.liveness = LivenessRecorder(log_nc or nc, names, monitor,
                                          monitor.settings.heartbeat_interval)
 
     async def start(self) -> None:

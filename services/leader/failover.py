@@ -20,11 +20,13 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import nats.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from domain.placement import Strategy
 from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.foreign import ForeignRecord
 from infra.names import AGENT, Names
 from projections.position import Position
 from projections.tasks import TaskBoard
@@ -98,7 +100,9 @@ class FailoverReactor:
                     subscription = None
                     await asyncio.sleep(0.5)
                     continue
-                events = [self.store.decode(msg) for msg in msgs]
+                msgs, events = await self._readable(msgs)
+                if not msgs:
+                    continue
                 # The board must know every assignment made before these events.
                 if not await _giving_back_if_cancelled(msgs, self.position.wait_for(
                         events[-1].position, self.catch_up_timeout)):
@@ -119,6 +123,22 @@ class FailoverReactor:
                 with contextlib.suppress(nats.errors.Error):
                     await subscription.unsubscribe()
             await self._stop_reactions()
+
+    async def _readable(self, msgs: list[Msg]) -> tuple[list[Msg], list[RecordedEvent]]:
+        """The messages holding events, with their events; a record the orchestrator did
+        not write is acknowledged and skipped (infra.log.foreign), never retried."""
+        kept: list[Msg] = []
+        events: list[RecordedEvent] = []
+        for msg in msgs:
+            try:
+                events.append(self.store.decode(msg))
+            except ForeignRecord as foreign:
+                self.store.foreign.skip(msg.metadata.sequence.stream, msg.subject, foreign)
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.ack()
+                continue
+            kept.append(msg)
+        return kept, events
 
     async def _stop_reactions(self) -> None:
         """Cancel every reaction, not only each agent's latest: cancelling one that waits

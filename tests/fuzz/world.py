@@ -561,14 +561,21 @@ def semantic_probes(world: World, command: str) -> st.SearchStrategy[p.Probe] | 
                                            category="foreign-token"),
                       foreign.filter(lambda ik: ik[1] != "none"), extra),
         ]
-        if command == n.TASK_COMPLETE:
-            done = t["fz-done"]
-            # The report that completed it, again: accepted, nothing written.
-            probes.append(st.builds(
-                lambda r: _probe({"task_id": done.task_id, "token": done.token, "result": r},
-                                 p.OK, category="repeat"), p.small_json))
-        # Sent by any agent: the token, not the sender, decides.
-        return _sent_by(st.one_of(probes), st.sampled_from([p.SELF, World.worker, live]))
+        # Sent by any agent: a token not the current one is stale whoever sends it.
+        sent = _sent_by(st.one_of(probes), st.sampled_from([p.SELF, World.worker, live]))
+        if command != n.TASK_COMPLETE:
+            return sent
+        done = t["fz-done"]
+        holder = done.agent or World.worker
+        # The report that completed it, again: accepted, nothing written, from the agent
+        # it was assigned to; from any other, its current token proves nothing.
+        return st.one_of(sent, st.builds(
+            lambda r: _probe({"task_id": done.task_id, "token": done.token, "result": r},
+                             p.OK, category="repeat", sender=holder), p.small_json),
+            st.builds(
+            lambda r, who: _probe({"task_id": done.task_id, "token": done.token, "result": r},
+                                  p.UNAUTHORIZED, category="not-the-holder", sender=who),
+            p.small_json, st.sampled_from(sorted({p.SELF, World.worker, live} - {holder}))))
     if command == n.TASK_CANCEL:
         reason = st.fixed_dictionaries({}, optional={"reason": p.text_4096})
         return st.one_of(

@@ -26,7 +26,7 @@ NONCE = "a-nonce-of-the-server"
 
 
 def request_claims(**opts: Any) -> dict[str, Any]:
-    return {"nats": {
+    return {"iss": "NSERVER", "aud": "nats-authorization-request", "nats": {
         "server_id": {"id": "NSERVER", "name": "s"},
         "user_nkey": public_key(new_seed(Role.USER)),
         "client_info": {"host": "127.0.0.1", "id": 7, "nonce": NONCE},
@@ -45,6 +45,11 @@ class TestReadRequest:
 
     @pytest.mark.parametrize(("claims", "reason"), [
         ({"nats": "not an object"}, "malformed request"),
+        # Signed by a server key other than the one it names, or meant for another use.
+        ({**request_claims(), "iss": "NOTHERSERVER"},
+         "not an authorization request of the server it names"),
+        ({**request_claims(), "aud": "ORCH"},
+         "not an authorization request of the server it names"),
         ({"nats": {}}, "malformed request"),
         (request_claims(nkey=public_key(AGENT)), "an nkey without a signed nonce"),
         (request_claims(nkey="UNOTAKEY", sig="AAAA"), "malformed nkey or signature"),

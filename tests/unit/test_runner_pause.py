@@ -22,7 +22,8 @@ class NoSource:
     async def last_position(self) -> int:
         return 0
 
-    async def tail(self, after: int, handler: Any) -> Any:
+    async def tail(self, after: int, handler: Any, subject_filter: str | None = None,
+                   skipped: Any = None) -> Any:
         return None
 
 
