@@ -131,7 +131,8 @@ class Identity(StrIdAggregate):
 
 
 class AccessLog(StrIdAggregate):
-    """Refused connection attempts of one hour, rate-limited by the caller."""
+    """Refused connection attempts of one hour, rate-limited by the caller
+    (services/auth/refusals.py): some one by one, the rest in summaries."""
 
     @staticmethod
     def create_id(hour: str) -> str:
@@ -140,6 +141,18 @@ class AccessLog(StrIdAggregate):
     @event("Opened")
     def __init__(self, hour: str) -> None:
         self.refusals = 0
+
+    def summarise(self, interval_s: float, hosts: dict[str, int], other_hosts: int,
+                  other_refusals: int) -> None:
+        """The refusals of an interval not recorded one by one: so many from each host
+        named, and `other_refusals` from `other_hosts` more."""
+        self._summarised(interval_s=interval_s, hosts=hosts, other_hosts=other_hosts,
+                         other_refusals=other_refusals)
+
+    @event("RefusalsSummarised")
+    def _summarised(self, interval_s: float, hosts: dict[str, int], other_hosts: int,
+                    other_refusals: int) -> None:
+        self.refusals += sum(hosts.values()) + other_refusals
 
     def refuse(self, reason: str, claimed: str, public_key: str | None,
                client: dict[str, Any], suppressed: int) -> None:

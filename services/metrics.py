@@ -208,6 +208,18 @@ class Metrics:
             "Connections the auth callout decided, by outcome (admitted, refused, unreadable)",
             ["outcome"], registry=self.registry,
         )
+        self.auth_refusals = Counter(
+            "orch_auth_refusals_total",
+            "Refused connections by what the event log kept of them: recorded (a "
+            "ConnectionRefused event), summarised (counted in the next RefusalsSummarised, "
+            "past the per-host or per-interval bound), unrecorded (the log unavailable)",
+            ["outcome"], registry=self.registry,
+        )
+        self.http_blocking_refused = Counter(
+            "orch_http_blocking_refused_total",
+            "Blocking queries of the read API answered 429, by the cap they met (token, "
+            "total)", ["cap"], registry=self.registry,
+        )
         self.auth_callout_latency = Histogram(
             "orch_auth_callout_seconds",
             "From an authorization request's arrival to its signed answer",

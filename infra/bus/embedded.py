@@ -18,11 +18,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.private_files import private_dir, private_file, write_private
 from infra.startup import CannotStart
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# nats-server writes its own log and rotates it: past LOG_FILE_BYTES the file is renamed
+# with a timestamp and a new one begun, and it keeps LOG_FILES files in all (the current
+# one among them). It logs every connection, its name, host and identity, each refusal:
+# unrotated, any client could fill the disk with connection attempts.
+LOG_NAME = "nats-server.log"
+LOG_FILE_BYTES = 10 * 1024 * 1024
+LOG_FILES = 5  # at most 50 MiB of log
+# What the server prints before its log is open (a bad configuration) or past it (a
+# panic); the previous start's is kept beside it, as OUTPUT_NAME + ".1".
+OUTPUT_NAME = "nats-server.out"
 
 
 def server_binary() -> str:
@@ -84,16 +95,20 @@ class ClusterRoute:
 
 def render_config(port: int, store_dir: Path, sync: str, server_name: str,
                   cluster: ClusterRoute | None = None, ports_dir: Path | None = None,
-                  extra: str = "") -> str:
-    """nats-server configuration: loopback only, JetStream on a file store."""
+                  extra: str = "", log_file: Path | None = None) -> str:
+    """nats-server configuration: loopback only, JetStream on a file store, its log
+    rotated (LOG_FILE_BYTES, LOG_FILES) when it writes one."""
     sync_line = "sync_interval: always" if sync == "always" else ""
     # The server writes nats-server_<pid>.ports there once it listens: proof that the
     # port answering is this process, not another server that already held it.
     ports_line = f'ports_file_dir: "{ports_dir}"\n' if ports_dir is not None else ""
+    log_lines = (f'log_file: "{log_file}"\nlogfile_size_limit: {LOG_FILE_BYTES}\n'
+                 f"logfile_max_num: {LOG_FILES}\n") if log_file is not None else ""
     config = (
         f'server_name: "{server_name}"\n'
         f"listen: 127.0.0.1:{port}\n"
         f"{ports_line}"
+        f"{log_lines}"
         "max_payload: 1MB\n"
         "jetstream {\n"
         f'  store_dir: "{store_dir}"\n'
@@ -148,22 +163,30 @@ class EmbeddedNats:
 
     def start(self, timeout: float = 10.0) -> None:
         check_port_free(self.port)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         for stale in self.data_dir.glob("nats-server_*.ports"):  # left by a killed server
             stale.unlink(missing_ok=True)
+        for written in self.data_dir.glob(LOG_NAME + "*"):  # by an earlier version: 0644
+            private_file(written)
         config = self.data_dir / "nats-server.conf"
-        config.write_text(
-            render_config(self.port, self.data_dir / "jetstream", self.sync, self.server_name,
-                          self.cluster, ports_dir=self.data_dir, extra=self.auth_config)
-        )
-        log_file = open(self.data_dir / "nats-server.log", "ab")
-        self._process = subprocess.Popen(
-            [server_binary(), "-c", str(config)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if os.name == "posix" else None,
-        )
-        log_file.close()
+        write_private(config, render_config(
+            self.port, self.data_dir / "jetstream", self.sync, self.server_name,
+            self.cluster, ports_dir=self.data_dir, extra=self.auth_config,
+            log_file=self.data_dir / LOG_NAME))
+        output_path = self.data_dir / OUTPUT_NAME
+        if output_path.exists() and output_path.stat().st_size > 0:
+            output_path.replace(output_path.with_name(OUTPUT_NAME + ".1"))
+        output = os.open(output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self._process = subprocess.Popen(
+                [server_binary(), "-c", str(config)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent if os.name == "posix" else None,
+                umask=0o077,  # its log, rotated logs and store: the user's alone
+            )
+        finally:
+            os.close(output)
         self._wait_until_listening(timeout)
         log.info("embedded nats-server started url=%s store=%s", self.url, self.data_dir)
 
@@ -189,8 +212,11 @@ class EmbeddedNats:
         raise TimeoutError(f"nats-server did not listen on {self.port} within {timeout}s")
 
     def _exit_reason(self) -> Exception:
-        log_path = self.data_dir / "nats-server.log"
-        lines = log_path.read_text(errors="replace").splitlines() if log_path.exists() else []
+        log_path = self.data_dir / LOG_NAME
+        lines = []
+        for path in (self.data_dir / OUTPUT_NAME, log_path):
+            if path.exists():
+                lines += path.read_text(errors="replace").splitlines()
         fatal = next((line for line in reversed(lines) if "[FTL]" in line), "")
         if "address already in use" in fatal:
             return PortInUse(self.port)

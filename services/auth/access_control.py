@@ -43,11 +43,11 @@ class AccessControl:
         self.admin = AccessAdmin(self.identities)
         self.gate = AccessGate(self.access)
         self.callout: AuthCallout | None = None
+        self.refusals = RefusalLog(Repository(store, n.ACCESS), metrics)
         if settings.auth_on:
             self.callout = AuthCallout(
-                nc, names, self.access, self.identities,
-                RefusalLog(Repository(store, n.ACCESS)), self.keys.issuer_seed(),
-                settings.auth_jwt_ttl, metrics)
+                nc, names, self.access, self.identities, self.refusals,
+                self.keys.issuer_seed(), settings.auth_jwt_ttl, metrics)
         self._subscription: Any = None
 
     async def start(self) -> None:
@@ -64,6 +64,7 @@ class AccessControl:
     async def stop(self) -> None:
         if self.callout is not None:
             await self.callout.stop()
+        await self.refusals.close()
         if self._subscription is not None:
             try:
                 await self._subscription.unsubscribe()

@@ -28,6 +28,7 @@ from services.audit.waiting import waiting
 from services.audit.what_if import heartbeat_interval_of, recording, sweep
 from services.auth.http import bearer_auth
 from services.commands.catalog import catalog_at
+from services.http.blocking import RETRY_AFTER_S, BlockingQueries, TooManyBlocking, wait_past
 from services.http.limits import enforce_limits
 from services.http.openapi import openapi_document
 from services.http.ui import add_ui_routes
@@ -72,6 +73,7 @@ class ReadModel:
 
 
 READ_MODEL = web.AppKey("read_model", ReadModel)
+BLOCKING = web.AppKey("blocking", BlockingQueries)
 
 
 class BadQuery(Exception):
@@ -109,7 +111,9 @@ async def _block(request: web.Request) -> None:
         return
     index = _int(request, "index", 0, 0, 2**63)
     wait = _float(request, "wait", DEFAULT_WAIT_S, 0, MAX_WAIT_S)
-    await request.app[READ_MODEL].runner.position.wait_past(index, wait)
+    model = request.app[READ_MODEL]
+    with request.app[BLOCKING].slot(request, by_token=model.access is not None):
+        await wait_past(request, model.runner.position, index, wait)
 
 
 @web.middleware
@@ -122,6 +126,10 @@ async def _envelope(
         response = await handler(request)
     except BadQuery as exc:
         response = error_response(400, ErrorCode.INVALID_REQUEST, str(exc))
+    except TooManyBlocking as exc:
+        model.metrics.http_blocking_refused.labels(exc.cap).inc()
+        response = error_response(429, ErrorCode.UNAVAILABLE, str(exc))
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
     except StoreUnavailable:
         response = error_response(503, ErrorCode.UNAVAILABLE, "event log unavailable")
     except web.HTTPException as exc:
@@ -429,6 +437,7 @@ def create_app(model: ReadModel) -> web.Application:
         middlewares.append(bearer_auth(model.access))
     app = web.Application(middlewares=middlewares)
     app[READ_MODEL] = model
+    app[BLOCKING] = BlockingQueries()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/agents", list_agents)

@@ -5,10 +5,17 @@ before any handler runs, which no client or schema checker can read as the API's
 So the parser's limits are set well above ours, and our limits are checked on the parsed
 request (414 for the target, 431 for headers, 413 for a body); only a request past the
 parser's limits still fails in the parser, and that answer is made JSON too.
+
+aiohttp has no deadline on reading a request's head: a client sending half of one held
+its connection until the keep-alive timeout (an hour by default). Here the head must be
+whole within HEADER_READ_TIMEOUT_S of the connection's opening, or of its first byte
+after an answer; else the answer is a coded 408 and the connection is closed. An idle
+connection between requests ends after KEEPALIVE_TIMEOUT_S.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,6 +37,8 @@ MAX_BODY_BYTES = 65_536  # no read route takes a body; a small one is ignored
 # aiohttp's parser limits: far past ours, so that ours answer first.
 PARSER_LINE_BYTES = 65_536
 PARSER_FIELD_BYTES = 65_536
+HEADER_READ_TIMEOUT_S = 5.0
+KEEPALIVE_TIMEOUT_S = 75.0
 
 _TOO_LARGE = {
     413: (ErrorCode.PAYLOAD_TOO_LARGE, f"request body over {MAX_BODY_BYTES} bytes"),
@@ -79,7 +88,52 @@ async def enforce_limits(
 
 
 class JsonErrorRequestHandler(RequestHandler):
-    """aiohttp's connection handler, answering requests it cannot parse in JSON."""
+    """aiohttp's connection handler, answering requests it cannot parse in JSON, and
+    dropping a client too slow to send a request's head."""
+
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._await_head()  # a client that connects and sends nothing is slow too
+
+    def data_received(self, data: bytes) -> None:
+        heads = self._request_count
+        between_requests = self._waiter is not None  # these bytes begin the next one
+        super().data_received(data)
+        if self._request_count != heads:  # a head parsed (or refused): it came in time
+            self._head_read()
+        elif data and between_requests and self._head_deadline is None:
+            self._await_head()
+        # Bytes sent while a request is served wait for its answer unparsed; the next
+        # head's deadline starts with the next bytes, the keep-alive timeout bounds it.
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._head_read()
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        self._head_deadline = self._loop.call_later(HEADER_READ_TIMEOUT_S, self._too_slow)
+
+    def _head_read(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _too_slow(self) -> None:
+        self._head_deadline = None
+        if self.transport is None or self._force_close:
+            return
+        log.info("dropped a client slow to send a request head remote=%s timeout_s=%s",
+                 self.peername, HEADER_READ_TIMEOUT_S)
+        body = orjson.dumps({"ok": False, "error": {
+            "code": str(ErrorCode.INVALID_REQUEST),
+            "message": f"request head not received within {HEADER_READ_TIMEOUT_S} s"}})
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+            + body)
+        self.force_close()  # the transport sends what it holds, then closes
 
     def handle_error(self, request: BaseRequest, status: int = 500,
                      exc: BaseException | None = None,
@@ -122,6 +176,7 @@ class JsonErrorAppRunner(web.AppRunner):
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         kwargs.setdefault("max_line_size", PARSER_LINE_BYTES)
         kwargs.setdefault("max_field_size", PARSER_FIELD_BYTES)
+        kwargs.setdefault("keepalive_timeout", KEEPALIVE_TIMEOUT_S)
         super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:

@@ -41,6 +41,9 @@ def _get(summary: str, ok: type[BaseModel], params: list[dict[str, Any]],
     responses = {"200": _json(ok, "success")}
     for status in errors:
         responses[str(status)] = _json(m.ErrorOut, "coded error")
+    if any(p["name"] == "index" for p in params):
+        responses["429"] = _json(m.ErrorOut, "too many blocking queries waiting (of this "
+                                             "token, or in all); retry after Retry-After")
     return {"get": {"summary": summary, "parameters": params,
                     "responses": _with_limits(responses)}}
 
