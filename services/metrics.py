@@ -220,6 +220,17 @@ class Metrics:
             "Blocking queries of the read API answered 429, by the cap they met (token, "
             "total)", ["cap"], registry=self.registry,
         )
+        self.requests_unanswered = Counter(
+            "orch_requests_unanswered_total",
+            "Requests neither acted on nor answered because their reply subject was not the "
+            "requester's own inbox (an attempt to steer the orchestrator's publication)",
+            ["endpoint"], registry=self.registry,
+        )
+        self.log_records_skipped = Counter(
+            "orch_log_records_skipped_total",
+            "Records in the event log without the orchestrator's headers, skipped wherever "
+            "the log is read", registry=self.registry,
+        )
         self.auth_callout_latency = Histogram(
             "orch_auth_callout_seconds",
             "From an authorization request's arrival to its signed answer",

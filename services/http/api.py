@@ -31,6 +31,7 @@ from services.commands.catalog import catalog_at
 from services.http.blocking import RETRY_AFTER_S, BlockingQueries, TooManyBlocking, wait_past
 from services.http.limits import enforce_limits
 from services.http.openapi import openapi_document
+from services.http.redact import event_json, redacted
 from services.http.ui import add_ui_routes
 from services.metrics import Metrics
 
@@ -218,7 +219,7 @@ async def agent_history(request: web.Request) -> web.Response:
     events = await request.app[READ_MODEL].store.history(AGENT, agent_id)
     if not events:
         return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} has no history")
-    return _json({"agent_id": agent_id, "events": [e.to_json() for e in events]})
+    return _json({"agent_id": agent_id, "events": [event_json(e) for e in events]})
 
 
 async def list_tasks(request: web.Request) -> web.Response:
@@ -256,7 +257,7 @@ async def task_history(request: web.Request) -> web.Response:
     causes = {e.causation_id for e in events if e.name in ("Reassigned", "Requeued")}
     related = await _agent_events_by_id(model, events, causes)
     story = sorted(events + related, key=lambda e: e.position)
-    return _json({"task_id": task_id, "events": [e.to_json() for e in story]})
+    return _json({"task_id": task_id, "events": [event_json(e) for e in story]})
 
 
 async def _agent_events_by_id(model: ReadModel, events: list[Any],
@@ -311,7 +312,7 @@ async def task_why(request: web.Request) -> web.Response:
     if found is None:
         return error_response(404, ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
     found["waiting"] = waiting(found, model.agents, model.tasks, time.time())
-    return _json(found)
+    return _json(redacted(found))
 
 
 async def agent_why(request: web.Request) -> web.Response:
@@ -320,7 +321,7 @@ async def agent_why(request: web.Request) -> web.Response:
     found = await Explainer(model.store, model.store.js, model.names).agent(agent_id)
     if found is None:
         return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} has no history")
-    return _json(found)
+    return _json(redacted(found))
 
 
 def _subject_filter(names: Names, raw: str | None) -> str | None:
@@ -340,9 +341,9 @@ async def list_events(request: web.Request) -> web.Response:
     after = _int(request, "after", 0, 0, 2**63)
     limit = _int(request, "limit", 100, 1, MAX_EVENTS_LIMIT)
     subject = _subject_filter(model.names, request.query.get("subject"))
-    events = await model.store.read(after, limit, subject)
-    last = events[-1].position if events else after
-    return _json({"events": [e.to_json() for e in events], "next_after": last})
+    page = await model.store.read_page(after, limit, subject)
+    return _json({"events": [event_json(e) for e in page.events],
+                  "next_after": page.last})
 
 
 async def stats(request: web.Request) -> web.Response:
