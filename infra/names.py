@@ -175,6 +175,13 @@ class Names:
         return f"{INBOX_ROOT}.{identity}"
 
     @property
+    def log_appended(self) -> str:
+        """Where the orchestrator says the last log position it applied (ASCII digits),
+        at most every ~20 ms: what wakes a reader that may create no consumer (an
+        auditor's)."""
+        return f"{self.prefix}.log.appended"
+
+    @property
     def catalog_changes_wildcard(self) -> str:
         return f"{self.prefix}.catalog.changes.>"
 

@@ -34,7 +34,9 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy, StreamConfig
 from nats.js.client import JetStreamContext
 
+from infra.bus.connection import flush_subscriptions
 from infra.bus.headers import connect as nats_connect
+from infra.log import direct_read
 
 T = TypeVar("T")
 
@@ -143,6 +145,9 @@ class JetStreamClient:
         )
         self._thread.start()
         self._replies: dict[str, asyncio.Queue[Msg]] = {}
+        # Called once the connection is back: a notice published while it was away is
+        # not sent again, so a reader woken by notices looks once more then.
+        self._on_reconnect: list[Callable[[], None]] = []
         self._reply_prefix = ""
         self._closed = False
         self._closing = threading.Event()
@@ -161,15 +166,21 @@ class JetStreamClient:
     async def _connect(self, servers: list[str], name: str,
                        options: Mapping[str, Any]) -> Client:
         closing = self._closing
+        on_reconnect = self._on_reconnect
 
         async def disconnected() -> None:
             if not closing.is_set():
                 log.warning("eventsourcing JetStream connection lost; reconnecting")
 
+        async def reconnected() -> None:
+            await _log_reconnected()
+            for wake in list(on_reconnect):
+                wake()
+
         nc = await nats_connect(
             servers=servers, name=name, allow_reconnect=True, max_reconnect_attempts=-1,
             reconnect_time_wait=0.25, connect_timeout=2, error_cb=_log_error,
-            disconnected_cb=disconnected, reconnected_cb=_log_reconnected, **options,
+            disconnected_cb=disconnected, reconnected_cb=reconnected, **options,
         )
         self._reply_prefix = nc.new_inbox()
         replies = self._replies
@@ -353,3 +364,36 @@ class JetStreamClient:
             deliver_policy=DeliverPolicy.NEW, headers_only=True,
         )
         return sub.unsubscribe
+
+    async def notice(
+        self, subject: str, wake: Callable[[], None]
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        """Call `wake` on each message published on `subject` (core NATS, the writer's
+        notice that it appended), once the connection is back after a loss, and every
+        direct_read.LOOK_EVERY_S besides; returns its stop. For readers that may create
+        no consumer (an auditor's), as `watch` needs."""
+
+        async def on_message(_: Msg) -> None:
+            wake()
+
+        async def look_again() -> None:
+            # A notice is at most once (lost with a connection, or never sent by an
+            # orchestrator of an older version): a look now and then bounds the delay.
+            while True:
+                await asyncio.sleep(direct_read.LOOK_EVERY_S)
+                wake()
+
+        sub = await self._nc.subscribe(subject, cb=on_message)
+        # Subscribed at the server before the caller's first read: nothing appended
+        # after that read goes unannounced.
+        await flush_subscriptions(self._nc)
+        self._on_reconnect.append(wake)
+        looking = asyncio.get_running_loop().create_task(look_again())
+
+        async def stop() -> None:
+            looking.cancel()
+            with contextlib.suppress(ValueError):
+                self._on_reconnect.remove(wake)
+            await sub.unsubscribe()
+
+        return stop

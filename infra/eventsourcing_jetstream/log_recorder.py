@@ -9,7 +9,6 @@ reads them (in the form written now and in the older one); every write is refuse
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -22,6 +21,7 @@ from infra.eventsourcing_jetstream.log_errors import AggregateIdError, read_only
 from infra.eventsourcing_jetstream.provenance import LogNotification, Provenance
 from infra.eventsourcing_jetstream.subscription import JetStreamSubscription
 from infra.log import event_headers
+from infra.log.direct_read import recorded_at
 from infra.log.event_store import event_id_of, topic_of
 from infra.names import Names
 
@@ -31,13 +31,6 @@ if TYPE_CHECKING:
 _SUBJECT = "Nats-Subject"
 _TIME_STAMP = "Nats-Time-Stamp"
 _NOT_IN_A_TOKEN = frozenset(".*> \t\r\n")
-
-
-def recorded_at(stamp: str) -> datetime:
-    """A direct get's `Nats-Time-Stamp` (RFC 3339, nanoseconds) as a UTC datetime."""
-    head, _, fraction = stamp.rstrip("Z").partition(".")
-    micros = (fraction + "000000")[:6]  # datetime holds microseconds
-    return datetime.fromisoformat(f"{head}.{micros}").replace(tzinfo=UTC)
 
 
 class OrchestratorLogRecorder(ApplicationRecorder):
@@ -71,9 +64,12 @@ class OrchestratorLogRecorder(ApplicationRecorder):
     def subscribe(
         self, gt: int | None = None, topics: Sequence[str] = ()
     ) -> Subscription[ApplicationRecorder]:
+        # Woken by the orchestrator's notice of each position it applied: following the
+        # log by a consumer would need a right an auditor must not have.
         return JetStreamSubscription(
             recorder=self, client=self.client, stream=self.names.events_stream,
             subject=self._subject_of(topics), gt=gt, topics=topics,
+            notice=self.names.log_appended,
         )
 
     def select_events(

@@ -1,4 +1,5 @@
-"""Live notifications: read in pages from the stream, woken by an ordered consumer."""
+"""Live notifications: read in pages from the stream, woken by an ordered consumer or by
+the writer's notice."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ class JetStreamSubscription(ListenNotifySubscription[ApplicationRecorder]):
     """Notifications after `gt`, then new ones as they are stored, until stopped.
 
     `stream` and `subject` say where the recorder's notifications are stored: an
-    application's own stream, or the orchestrator's log.
+    application's own stream, or the orchestrator's log. With `notice` (a subject the
+    writer publishes on after it appends: the orchestrator's `<prefix>.log.appended`),
+    that wakes it instead of a consumer, which a reader of the orchestrator's log, an
+    auditor, may not create (services/auth/permissions.py).
     """
 
     # The library's listen/notify loop pulls pages with `select_notifications`, which
@@ -32,12 +36,14 @@ class JetStreamSubscription(ListenNotifySubscription[ApplicationRecorder]):
         subject: str,
         gt: int | None = None,
         topics: Sequence[str] = (),
+        notice: str | None = None,
     ) -> None:
         self._client = client
         # The consumer starts before the first pull, so nothing stored between the two
         # is missed: whatever it wakes us for, the next pull reads.
         self._stop_watching: Callable[[], Coroutine[Any, Any, None]] | None = client.run(
-            client.watch(stream, subject, self._wake)
+            client.watch(stream, subject, self._wake) if notice is None
+            else client.notice(notice, self._wake)
         )
         super().__init__(recorder=recorder, gt=gt, topics=topics)
 

@@ -22,7 +22,7 @@ from nats.js.errors import APIError, NotFoundError
 from domain.base import StrIdCarriedForward
 from infra.bus.direct import position_and_time_of
 from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator
-from infra.log import event_headers
+from infra.log import direct_read, event_headers
 from infra.log.codec import expand_state
 from infra.log.event_headers import new_event_id
 from infra.log.group_commit import GroupCommit
@@ -189,8 +189,13 @@ class EventStore:
     """Append, load, read and tail the decisions log on JetStream."""
 
     def __init__(self, js: JetStreamContext, names: Names, mapper: Mapper[Any],
-                 timeout: float = 5.0, group_commit: GroupCommit | None = None) -> None:
+                 timeout: float = 5.0, group_commit: GroupCommit | None = None,
+                 direct_reads: bool = False) -> None:
+        """`direct_reads`: read and tail by direct gets (infra.log.direct_read), as an
+        auditor may, not through consumers, which only the orchestrator's own users may
+        create; its loads then come from any replica, not only the stream's leader."""
         self.js = js
+        self.direct_reads = direct_reads
         self.names = names
         self.mapper = mapper
         self.timeout = timeout
@@ -279,11 +284,15 @@ class EventStore:
 
     def decode(self, msg: Msg) -> RecordedEvent:
         headers = msg.headers or {}
-        kind, aggregate_id, name = self.names.parse_event_subject(msg.subject)
+        if self.direct_reads:  # the message's subject is our inbox: the rest are headers
+            subject, position, recorded_at = direct_read.where(msg)
+        else:
+            subject = msg.subject
+            position, recorded_at = position_and_time(msg.reply)
+        kind, aggregate_id, name = self.names.parse_event_subject(subject)
         known = event_headers.read(headers)
-        position, recorded_at = position_and_time(msg.reply)
         # Positional: keyword arguments cost a measurable share of a replay here.
-        return RecordedEvent(position, msg.subject, kind, aggregate_id, name,
+        return RecordedEvent(position, subject, kind, aggregate_id, name,
                              event_id_of(headers), known.causation_id, known.correlation_id,
                              recorded_at, topic_of(headers, kind, name), known.version,
                              msg.data, self.mapper, known.identity)
@@ -358,6 +367,13 @@ class EventStore:
 
     async def _fetch(self, subject_filter: str, after: int, limit: int) -> list[Msg]:
         stream = self.names.events_stream
+        if self.direct_reads:
+            try:
+                # js._nc: the connection nats-py's context sends through (no public name).
+                return await direct_read.read(self.js._nc, stream, subject_filter, after,
+                                              limit, self.timeout)
+            except (TimeoutError, nats.errors.Error) as exc:
+                raise StoreUnavailable(repr(exc)) from exc
         config = ConsumerConfig(
             filter_subject=subject_filter,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -400,6 +416,11 @@ class EventStore:
         async def on_message(msg: Msg) -> None:
             await handler(self.decode(msg))
 
+        if self.direct_reads:  # woken by the orchestrator's notice of each append
+            return await direct_read.follow(
+                self.js._nc, self.names.events_stream,
+                subject_filter or self.names.events_wildcard, after,
+                self.names.log_appended, on_message, self.timeout)
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
         )

@@ -128,7 +128,8 @@ async def run_audit(args: argparse.Namespace) -> int:
     connected = await connect_client(args)
     nc, names = connected.nc, connected.names
     try:
-        store = EventStore(nc.jetstream(), names, create_mapper())
+        # Direct gets, not consumers: the auditor role may create none (permissions.py).
+        store = EventStore(nc.jetstream(), names, create_mapper(), direct_reads=True)
         handler = {"events": _events, "state": _state, "explain": _explain,
                    "what-if": _what_if}[args.command]
         try:

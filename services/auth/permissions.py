@@ -62,25 +62,25 @@ def _reader(names: Names, identity: str, grant: Permissions) -> None:
 
 
 def _reads_of(stream: str) -> set[str]:
-    """Read a stream through ephemeral consumers (ordered or pulled) and get messages.
-    Not named or durable consumers: creating one with a durable's name could change the
-    orchestrator's own, and deleting one could stop it."""
+    """Read a stream by getting its messages: a direct get answers only the requester's
+    own inbox. No consumer of any kind: nats-server does not check a push consumer's
+    deliver subject against its creator's permissions, so the right to create one is
+    the right to have the server publish a stream's messages anywhere (an agent's
+    control subject, say), and a named one could change or stop the orchestrator's."""
     return {
         f"$JS.API.STREAM.INFO.{stream}",
         f"$JS.API.STREAM.MSG.GET.{stream}",
         f"$JS.API.DIRECT.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>",
-        f"$JS.API.CONSUMER.CREATE.{stream}",
-        f"$JS.API.CONSUMER.INFO.{stream}.*",
-        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
-        f"$JS.FC.{stream}.>",  # flow-control answers of an ordered consumer
     }
 
 
 def _auditor(names: Names, identity: str, grant: Permissions) -> None:
     """Read the event log (and the heartbeats and the liveness record, for what-if), and
-    change nothing."""
+    change nothing; follow the log by the orchestrator's notice of each position it
+    applied, reading what is new by direct gets."""
     grant.pub_allow |= (_reads_of(names.events_stream) | _reads_of(names.heartbeats_stream)
                         | _reads_of(names.liveness_stream))
+    grant.sub_allow.add(names.log_appended)
 
 
 _GRANTS = {

@@ -26,6 +26,7 @@ ROLES: dict[str, list[str]] = {  # identity -> roles
     "op1": ["operator"], "rd1": ["reader"], "au1": ["auditor"],
 }
 EVENTS, HEARTBEATS = NAMES.events_stream, NAMES.heartbeats_stream
+LIVENESS = NAMES.liveness_stream
 
 
 def publish_subjects(me: str) -> list[str]:
@@ -36,8 +37,9 @@ def publish_subjects(me: str) -> list[str]:
     for command in n.CLIENT_COMMANDS:
         subjects += [NAMES.client_command(command, me), NAMES.client_command(command, "op1")]
     return subjects + NEVER_PUBLISH + [
-        f"$JS.API.STREAM.INFO.{EVENTS}", f"$JS.API.CONSUMER.CREATE.{EVENTS}",
-        f"$JS.API.STREAM.MSG.GET.{EVENTS}", "anything.else"]
+        f"$JS.API.STREAM.INFO.{EVENTS}", f"$JS.API.STREAM.MSG.GET.{EVENTS}",
+        f"$JS.API.DIRECT.GET.{EVENTS}", f"$JS.API.DIRECT.GET.{HEARTBEATS}",
+        f"$JS.API.DIRECT.GET.{LIVENESS}", "anything.else"]
 
 
 # No identity but the orchestrator's may ever do these.
@@ -49,6 +51,16 @@ NEVER_PUBLISH = [
     f"$JS.API.STREAM.PURGE.{HEARTBEATS}", "$JS.API.INFO",
     "$KV.ORCH_LEADER.leader", "$JS.API.STREAM.DELETE.KV_ORCH_LEADER",
     n.AUTH_CALLOUT_SUBJECT, f"_INBOX.{OTHER}.forged-reply", "$SYS.REQ.SERVER.PING",
+    NAMES.log_appended,  # the orchestrator's notice: a forged one would wake readers
+    # No consumers, of any stream, by anyone: nats-server does not check a push
+    # consumer's deliver subject against its creator's rights, so one delivering to an
+    # agent's control subject would forge the orchestrator's messages (issue 29, 2).
+    *(f"$JS.API.CONSUMER.CREATE.{stream}" for stream in (EVENTS, HEARTBEATS, LIVENESS)),
+    *(f"$JS.API.CONSUMER.CREATE.{stream}.spy" for stream in (EVENTS, HEARTBEATS, LIVENESS)),
+    f"$JS.API.CONSUMER.CREATE.{HEARTBEATS}.spy.{NAMES.heartbeat(OTHER)}",
+    f"$JS.API.CONSUMER.DURABLE.CREATE.{HEARTBEATS}.spy",
+    f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS}.failover", f"$JS.API.CONSUMER.INFO.{EVENTS}.failover",
+    f"$JS.FC.{HEARTBEATS}.spy",
 ]
 NEVER_SUBSCRIBE = [
     ">", "_INBOX.>", f"_INBOX.{OTHER}.>", NAMES.events_wildcard, "orch.agent.*.register",
@@ -60,7 +72,8 @@ NEVER_SUBSCRIBE = [
 
 def subscribe_subjects(me: str) -> list[str]:
     return [NAMES.agent_tasks(me), NAMES.agent_control(me), f"_INBOX.{me}.>",
-            NAMES.catalog_changes_wildcard, NAMES.heartbeats_wildcard, *NEVER_SUBSCRIBE]
+            NAMES.catalog_changes_wildcard, NAMES.heartbeats_wildcard, NAMES.log_appended,
+            *NEVER_SUBSCRIBE]
 
 
 def _tokens_cover(pattern: list[str], subject: list[str]) -> bool:
@@ -112,11 +125,17 @@ class TestTheTableItself:
     def test_no_role_may_do_what_only_the_orchestrator_may(self, identity):
         grant = grant_of(identity)
         for subject in NEVER_PUBLISH:
-            if identity == "au1" and subject == f"$JS.API.CONSUMER.CREATE.{EVENTS}":
-                continue
             assert not expected_publish(grant, subject), subject
         for subject in NEVER_SUBSCRIBE:
             assert not allowed(grant.sub_allow, subject), subject
+
+    def test_an_auditor_reads_by_direct_gets_and_may_make_no_consumer(self):
+        grant = grant_of("au1")
+        for stream in (EVENTS, HEARTBEATS, LIVENESS):
+            assert expected_publish(grant, f"$JS.API.DIRECT.GET.{stream}")
+            assert not expected_publish(grant, f"$JS.API.CONSUMER.CREATE.{stream}")
+        assert not [s for s in grant.pub_allow if s.startswith(("$JS.API.CONSUMER.", "$JS.FC."))]
+        assert allowed(grant.sub_allow, NAMES.log_appended)
 
     def test_an_agent_may_speak_only_as_itself(self):
         grant = grant_of("w1")
@@ -171,4 +190,8 @@ def harmful(subject: str) -> dict[str, object]:
         return {"agent_id": "w1", "kind": "x"}
     if ".evt." in subject:
         return {"forged": True}
+    if subject.startswith("$JS.API.CONSUMER."):  # the attack of issue 29, finding 2
+        return {"stream_name": HEARTBEATS, "config": {
+            "deliver_subject": NAMES.agent_control("w1"), "ack_policy": "none",
+            "filter_subject": NAMES.heartbeat("w2")}}
     return {"agent_id": "w1", "name": "w1"}
