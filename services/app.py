@@ -43,6 +43,7 @@ from projections.catalog import Catalog
 from projections.log_event import LogEvent
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
+from services.audit.log_notice import LogNotice
 from services.auth.access_control import AccessControl
 from services.auth.external import check_external_server
 from services.commands.catalog import CatalogQueries, ChangeFeed
@@ -275,6 +276,9 @@ class Orchestrator:
             self.runner, self.agents, self.board, self.catalog, settings.snapshot_every,
             self.metrics)
         self.catalog_queries = CatalogQueries(self.catalog, self.runner.position)
+        # Wakes readers that follow the log by direct gets (auditors create no consumer).
+        self.log_notice = LogNotice(nc.publish, self.names.log_appended)
+        self._stack.push_async_callback(self.log_notice.close)
         self.change_feed = ChangeFeed(self.catalog, self.names, nc.publish,
                                       enabled=lambda: self.is_leader and self.runner.ready)
         self.registry = AgentRegistry(
@@ -335,6 +339,8 @@ class Orchestrator:
             self.monitor.noticed(event.aggregate_id)  # its deadlines start now
         if event.name in _DISPATCH_TRIGGERS:
             self.dispatcher.poke()
+        if self.runner.ready:  # live: a rebuild's replay wakes nobody
+            self.log_notice.applied(event.position)
         if self.catalog.changed:  # else nothing to publish: no call per replayed event
             await self.change_feed.on_event(event)
 

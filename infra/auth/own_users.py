@@ -11,7 +11,7 @@ its answer there. So the orchestrator splits its work over two users:
 - the **serving** user (a key derived from `orchestrator.nk`, so a deployment still
   shares two key files) answers commands and the auth callout. It may publish only to
   identities' inboxes (`_INBOX.<identity>.>`), the server's callout inbox, and what it
-  sends by design: assignments, control messages and catalog changes. It has no
+  sends by design: assignments, control messages, catalog changes and the log notice. It has no
   `allow_responses`: nats-server lets a client with it publish to the reply subject of
   any message delivered to it, the deny list notwithstanding (client.go,
   `pubAllowedFullCheck`), which is the very reflection this closes.
@@ -57,7 +57,7 @@ def serving_user_permissions(names: Names) -> dict[str, list[str]]:
     sends by design; subscribe: the commands, the callout, the micro service's own."""
     return {
         "pub": [f"{INBOX_ROOT}.*.>", CALLOUT_REPLIES, names.agent_tasks("*"),
-                names.agent_control("*"), names.catalog_changes_wildcard],
+                names.agent_control("*"), names.catalog_changes_wildcard, names.log_appended],
         "sub": [f"{names.prefix}.>", "$SRV.>", "$SYS.REQ.USER.AUTH", f"{SERVING_INBOX}.>"],
     }
 

@@ -13,12 +13,15 @@ from eventsourcing.persistence import Notification, OperationalError
 from nats.aio.msg import Msg
 
 from infra.eventsourcing_jetstream.client import MAX_BATCH, JetStreamClient
+from infra.log.foreign import ForeignRecords
 
 N = TypeVar("N", bound=Notification)
 
 # Messages asked for per request when filtering notifications by topic.
 TOPIC_PAGE = 500
 _READ_ATTEMPTS = 3
+# Records a recorder did not write, skipped by every reader of this process.
+skipped_records = ForeignRecords()
 
 
 def sequence(msg: Msg) -> int:
@@ -74,7 +77,11 @@ def select_notifications(
             wanted = min(wanted, stop - position + 1)
         batch, pending = get_batch(client, stream, subject, position, min(wanted, MAX_BATCH))
         for msg in batch:
-            notification = to_notification(msg)
+            try:
+                notification = to_notification(msg)
+            except (KeyError, ValueError) as exc:  # not written by a recorder: skipped
+                skipped_records.skip(sequence(msg), msg.subject, exc)
+                continue
             if stop is not None and notification.id > stop:
                 return found
             if topics and notification.topic not in topics:

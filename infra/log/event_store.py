@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import nats.errors
 from eventsourcing.domain import CanInitAggregate
@@ -25,6 +25,7 @@ from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator
 from infra.log import direct_read, event_headers
 from infra.log.codec import expand_state
 from infra.log.event_headers import new_event_id
+from infra.log.foreign import ForeignRecord, ForeignRecords
 from infra.log.group_commit import GroupCommit
 from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names, default_topic
 
@@ -185,6 +186,14 @@ def position_and_time(reply: str) -> tuple[int, datetime]:
     return position_and_time_of(reply.split("."))
 
 
+class Page(NamedTuple):
+    """Events read, the position of the last record read, and whether the log ended."""
+
+    events: list[RecordedEvent]
+    last: int
+    at_end: bool
+
+
 class EventStore:
     """Append, load, read and tail the decisions log on JetStream."""
 
@@ -201,6 +210,7 @@ class EventStore:
         self.timeout = timeout
         self.group_commit = group_commit
         self.on_append: Callable[[float], None] | None = None  # told each append's seconds
+        self.foreign = ForeignRecords()  # records skipped because we did not write them
 
     # --- writing ----------------------------------------------------------------
 
@@ -283,13 +293,17 @@ class EventStore:
     # --- reading ----------------------------------------------------------------
 
     def decode(self, msg: Msg) -> RecordedEvent:
+        """The event a message of the log holds; ForeignRecord for one we did not write."""
         headers = msg.headers or {}
         if self.direct_reads:  # the message's subject is our inbox: the rest are headers
             subject, position, recorded_at = direct_read.where(msg)
         else:
             subject = msg.subject
             position, recorded_at = position_and_time(msg.reply)
-        kind, aggregate_id, name = self.names.parse_event_subject(subject)
+        try:
+            kind, aggregate_id, name = self.names.parse_event_subject(subject)
+        except ValueError:
+            raise ForeignRecord("not an event subject") from None
         known = event_headers.read(headers)
         # Positional: keyword arguments cost a measurable share of a replay here.
         return RecordedEvent(position, subject, kind, aggregate_id, name,
@@ -301,8 +315,29 @@ class EventStore:
         self, after: int = 0, limit: int = 1000, subject_filter: str | None = None
     ) -> list[RecordedEvent]:
         """Up to `limit` events with position > after, optionally under a subject filter."""
+        return (await self.read_page(after, limit, subject_filter)).events
+
+    async def read_page(
+        self, after: int = 0, limit: int = 1000, subject_filter: str | None = None
+    ) -> Page:
+        """As `read`, with where the page ended in the log: a record skipped as foreign
+        (infra.log.foreign) is not among the events, but the next page starts past it."""
         msgs = await self._fetch(subject_filter or self.names.events_wildcard, after, limit)
-        return [self.decode(m) for m in msgs]
+        events = []
+        for msg in msgs:
+            try:
+                events.append(self.decode(msg))
+            except ForeignRecord as foreign:
+                self.foreign.skip(*self._where(msg), foreign)
+        last = self._where(msgs[-1])[0] if msgs else after
+        return Page(events, last, len(msgs) < limit)
+
+    def _where(self, msg: Msg) -> tuple[int, str]:
+        """A message's position and the subject it was stored on, in either read mode."""
+        if self.direct_reads:
+            subject, position, _ = direct_read.where(msg)
+            return position, subject
+        return position_and_time(msg.reply)[0], msg.subject
 
     async def iterate(
         self, after: int = 0, subject_filter: str | None = None, until: int | None = None,
@@ -312,14 +347,14 @@ class EventStore:
         a page at a time: for replays too long to hold in memory at once."""
         position = after
         while True:
-            page = await self.read(position, batch, subject_filter)
-            for event in page:
+            page = await self.read_page(position, batch, subject_filter)
+            for event in page.events:
                 if until is not None and event.position > until:
                     return
                 yield event
-            if len(page) < batch:
+            if page.at_end:
                 return
-            position = page[-1].position
+            position = page.last
 
     async def history(self, kind: str, aggregate_id: str, after: int = 0) -> list[RecordedEvent]:
         """Every event of one aggregate (after `after`), oldest first."""
@@ -332,7 +367,9 @@ class EventStore:
         CarriedForward of it), and the position of its last event."""
         aggregate = None
         position = 0
-        for recorded in await self.history(kind, aggregate_id, after):
+        page = await self.read_page(after, 1_000_000, self.names.aggregate_events(kind,
+                                                                                aggregate_id))
+        for recorded in page.events:
             event = recorded.event
             if aggregate is None and not isinstance(event, CanInitAggregate | StrIdCarriedForward):
                 # A bounded log cut this aggregate's beginning without carrying it forward
@@ -340,17 +377,20 @@ class EventStore:
                 raise HistoryCut(kind, aggregate_id, recorded.position)
             aggregate = event.mutate(aggregate)
             position = recorded.position
-        return aggregate, position
+        # The next append expects the subject's last record: a foreign one skipped above
+        # (infra.log.foreign) included, or no append to this aggregate would ever pass.
+        return aggregate, max(position, page.last if page.last > after else 0)
 
     async def event_id_at(self, position: int) -> str | None:
-        """The id of the event at `position`, None when the log has none there."""
+        """The id of the event at `position` ("" for a record without one), None when
+        the log has none there."""
         try:
             raw = await self.js.get_msg(self.names.events_stream, seq=position, direct=True)
         except NotFoundError:
             return None
         except (TimeoutError, nats.errors.Error) as exc:
             raise StoreUnavailable(repr(exc)) from exc
-        return event_id_of(raw.headers or {}) or None
+        return event_id_of(raw.headers or {})
 
     async def last_position(self) -> int:
         return (await self.bounds())[1]
@@ -406,15 +446,25 @@ class EventStore:
         return msgs[:wanted]
 
     async def tail(self, after: int, handler: EventHandler,
-                   subject_filter: str | None = None) -> Any:
-        """Deliver every event with position > after to `handler`, in order, live.
+                   subject_filter: str | None = None,
+                   skipped: Callable[[int, str], None] | None = None) -> Any:
+        """Deliver every event with position > after to `handler`, in order, live;
+        `skipped` is told the position of each record skipped as foreign.
 
         An ordered consumer: it re-creates itself from the last position it delivered
         after a gap or a reconnect, so nothing is skipped or applied twice.
         """
 
         async def on_message(msg: Msg) -> None:
-            await handler(self.decode(msg))
+            try:
+                event = self.decode(msg)
+            except ForeignRecord as foreign:
+                position, subject = self._where(msg)
+                self.foreign.skip(position, subject, foreign)
+                if skipped is not None:
+                    skipped(position, event_id_of(msg.headers or {}))
+                return
+            await handler(event)
 
         if self.direct_reads:  # woken by the orchestrator's notice of each append
             return await direct_read.follow(
