@@ -16,7 +16,7 @@ from domain.agent_commands import DeregisterAgent, RegisterAgent
 from domain.base import CARRIED_FORWARD
 from domain.errors import CommandRefused
 from infra.log.codec import create_mapper
-from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.event_store import EventStore, Page
 from infra.log.repository import CARRY_FORWARD_AFTER, Repository
 from infra.log.streams import provision
 from infra.names import AGENT, Names
@@ -30,11 +30,12 @@ class CountingStore(EventStore):
 
     read_count = 0
 
-    async def read(self, after: int = 0, limit: int = 1000,
-                   subject_filter: str | None = None) -> list[RecordedEvent]:
-        events = await super().read(after, limit, subject_filter)
-        self.read_count += len(events)
-        return events
+    async def read_page(self, after: int = 0, limit: int = 1000,
+                        subject_filter: str | None = None) -> Page:
+        # Every read (read, history, load) goes through here.
+        page = await super().read_page(after, limit, subject_filter)
+        self.read_count += len(page.events)
+        return page
 
 
 @pytest.fixture
