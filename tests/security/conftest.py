@@ -103,13 +103,17 @@ class Secure:
 
 
 @pytest.fixture
-async def secure(tmp_path: Path) -> AsyncIterator[Secure]:
-    settings = Settings(
-        data_dir=tmp_path / "data", embedded_nats_port=free_port(), http_port=0,
-        subject_prefix="orch", heartbeat_interval=0.1, suspect_after=0.5, dead_after=1.0,
-        accept_timeout=2.0, lease_ttl=1.0, retry_backoff=0.2, retry_backoff_max=2.0,
-        nats_sync="default", auth="on", auth_jwt_ttl=JWT_TTL_S,
-    )
+async def secure(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Secure]:
+    # A test may loosen these with @pytest.mark.orch_settings(name=value, ...).
+    marker = request.node.get_closest_marker("orch_settings")
+    overrides: dict[str, Any] = marker.kwargs if marker else {}
+    settings = Settings(**{
+        "data_dir": tmp_path / "data", "embedded_nats_port": free_port(), "http_port": 0,
+        "subject_prefix": "orch", "heartbeat_interval": 0.1, "suspect_after": 0.5,
+        "dead_after": 1.0, "accept_timeout": 2.0, "lease_ttl": 1.0, "retry_backoff": 0.2,
+        "retry_backoff_max": 2.0, "nats_sync": "default", "auth": "on",
+        "auth_jwt_ttl": JWT_TTL_S, **overrides,
+    })
     orch = Orchestrator(settings)
     await orch.start()
     await eventually(lambda: orch.is_leader, what="leader lease acquired")
