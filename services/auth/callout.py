@@ -107,10 +107,13 @@ class AuthCallout:
         try:
             admit = await self._admit(request)
         except Refusal as refusal:
-            log.warning("connection refused reason=%r claimed=%r host=%s", refusal.reason,
-                        refusal.claimed or request.name, request.client.get("host"))
-            await self.refusals.record(refusal.reason, refusal.claimed or request.name,
-                                       request.public_key, request.client)
+            recorded = await self.refusals.record(
+                refusal.reason, refusal.claimed or request.name, request.public_key,
+                request.client)
+            # Bounded like the log: the refusals left out are in the interval's summary.
+            log.log(logging.WARNING if recorded else logging.DEBUG,
+                    "connection refused reason=%r claimed=%r host=%s", refusal.reason,
+                    refusal.claimed or request.name, request.client.get("host"))
             await msg.respond(self._response(request, error="not authorized").encode())
             return "refused"
         user = self._user_jwt(request, admit)

@@ -10,7 +10,8 @@ counted per host and the counts are recorded once per interval in one
 as totals). Every recorded field is cut to a fixed length, so each event has a largest
 size, and the log grows by at most MAX_LOG_BYTES_PER_DAY a day per orchestrator
 however many attempts are made (README, Security). Every refusal is still counted in
-`orch_auth_refusals_total` and logged as a line of its own (callout.py).
+`orch_auth_refusals_total`. The process log follows the same bound: a line for each
+recorded refusal (callout.py), and one line per summary.
 """
 
 from __future__ import annotations
@@ -139,6 +140,11 @@ class RefusalLog:
                 await self._summarise(now, summary)
 
     async def _summarise(self, now: float, summary: Summary) -> None:
+        _, named, other_hosts, other_refusals = summary
+        log.warning("connections refused and not recorded one by one in the last %.0f s: "
+                    "%s; %d more from %d other hosts", INTERVAL_S,
+                    ", ".join(f"{n} from {host}" for host, n in named.items()) or "none",
+                    other_refusals, other_hosts)
         await self._append(now, lambda access_log: access_log.summarise(*summary))
 
     async def _append(self, now: float, command: Callable[[AccessLog], None]) -> bool:

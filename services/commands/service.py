@@ -23,7 +23,7 @@ from domain.fields import ID_PATTERN, MAX_COMMAND_BYTES
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.log.event_headers import new_event_id
 from infra.names import SERVICE_NAME, Names
-from services.commands.reply_to import may_answer
+from services.commands.reply_to import inbox_owner, may_answer
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,12 @@ def _endpoint(command: Command, names: Names, metrics: Metrics,
             agent_id = sender if command.sender is Sender.AGENT else None
             parsed = parse(command.model, request.data, agent_id)
             # This request runs in a task of its own: the events it appends record its
-            # sender (infra.caller), and no other request sees the change.
+            # sender (infra.caller), and no other request sees the change. A read whose
+            # subject names no one is sent by the owner of the inbox it is answered in
+            # (with auth on, only that identity may read it): so a revoked reader's reads
+            # are refused at once, not when its credentials run out.
+            if not sender and bound_inboxes:
+                sender = inbox_owner(_reply_subject(request) or "") or ""
             current_identity.set(sender or "anonymous")
             reply = await command.handler(parsed, request_id)
         except CommandRefused as refused:

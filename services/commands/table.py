@@ -67,5 +67,6 @@ def command_table(registry: AgentRegistry, tasks: TaskService, catalog: CatalogQ
         identity(n.ADMIN_IDENTITY_CREATE, CreateIdentity, admin.create),
         identity(n.ADMIN_TOKEN_CREATE, CreateApiToken, admin.create_api_token),
         # Reads anyone allowed may send: <prefix>.<name>.
-        Command(n.CATALOG_QUERY, CatalogQuery, catalog.query),
+        # A revoked reader is refused: its identity is its inbox's (commands.service).
+        Command(n.CATALOG_QUERY, CatalogQuery, gate.guard(catalog.query)),
     ]

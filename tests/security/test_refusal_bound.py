@@ -7,6 +7,7 @@ against the bound services/auth/refusals.py states."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Iterable
 
@@ -90,10 +91,14 @@ async def stream_bytes(secure: Secure) -> int:
     return int(info.state.bytes)
 
 
-async def test_random_names_from_one_host_make_one_event(secure):
+async def test_random_names_from_one_host_make_one_event(secure, caplog):
     tries = 40
+    caplog.set_level(logging.WARNING, logger="services.auth")
     await refused_all(secure, attempts(["127.0.0.1"], tries))
     await eventually(lambda: refusals_counted(secure) >= tries, what="every attempt decided")
+    # The process log is bounded as the event log is: one line, not one per attempt.
+    lines = [r for r in caplog.records if r.getMessage().startswith("connection refused")]
+    assert len(lines) == 1
 
     recorded = [d for name, d in await access_events(secure) if name == "ConnectionRefused"]
     assert len(recorded) == 1  # was one per attempt: each name was new
@@ -105,7 +110,8 @@ async def test_random_names_from_one_host_make_one_event(secure):
                                      {"outcome": "summarised"}) == tries - 1
 
 
-async def test_many_hosts_grow_the_log_by_a_bounded_number_of_bytes(secure):
+async def test_many_hosts_grow_the_log_by_a_bounded_number_of_bytes(secure, caplog):
+    caplog.set_level(logging.WARNING, logger="services.auth")
     refusals = secure.orch.access_control.refusals
     # The interval is the log's clock's: a clock of the test's crosses it without waiting.
     now = [(int(refusals.clock() // bound.INTERVAL_S) + 1) * bound.INTERVAL_S]
@@ -142,6 +148,8 @@ async def test_many_hosts_grow_the_log_by_a_bounded_number_of_bytes(secure):
     assert len(summary["hosts"]) == bound.SUMMARY_HOSTS
     assert summary["other_hosts"] == len(hosts) - bound.SUMMARY_HOSTS
     assert set(summary["hosts"]) <= set(hosts)
+    said = [r.getMessage() for r in caplog.records if "not recorded one by one" in r.getMessage()]
+    assert len(said) == 1 and f"{summary['other_refusals']} more from" in said[0], said
     grown = await stream_bytes(secure) - bytes_before
     assert grown <= (2 * bound.MAX_RECORDED_PER_INTERVAL + 1 + 1) * bound.MAX_EVENT_BYTES
     assert bound.MAX_LOG_BYTES_PER_DAY == (

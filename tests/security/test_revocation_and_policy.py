@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from domain.identity_commands import RevokeIdentity
+from infra import names as n
 from infra.auth.keys import Role, new_seed
 from infra.caller import current_identity
 from sdk.agent import AgentClient
@@ -87,6 +88,18 @@ class TestRevocation:
         refused_as(orjson.loads(msg.data))
         assert await secure.orch.store.last_position() == before
         assert secure.orch.board.get("t1") is None
+
+    async def test_a_revoked_reader_still_connected_reads_nothing(self, secure):
+        # catalog.query names no sender in its subject; the reader is the owner of the
+        # inbox it is answered in, and only that identity may read it.
+        seed = await secure.identity("dash", ["reader"])
+        dash = await secure.connect("dash", seed)
+        query = secure.names.command(n.CATALOG_QUERY)
+        msg = await dash.nc.request(query, b"{}", timeout=5)
+        assert orjson.loads(msg.data)["ok"]
+        assert (await secure.admin("admin.revoke", {"name": "dash"}))["ok"]
+        msg = await dash.nc.request(query, b"{}", timeout=5)
+        assert "dash is revoked" in refused_as(orjson.loads(msg.data))
 
     async def test_a_revoked_agent_leaves_placement_at_once_and_its_tasks_move(self, secure):
         release = asyncio.Event()
