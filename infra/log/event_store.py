@@ -6,179 +6,40 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import nats.errors
-from eventsourcing.domain import CanInitAggregate
-from eventsourcing.persistence import Mapper, StoredEvent
-from eventsourcing.utils import resolve_topic
+from eventsourcing.persistence import Mapper
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
-from domain.base import StrIdCarriedForward
+from domain.base import CARRIED_FORWARD
 from infra.bus.direct import position_and_time_of
-from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator
-from infra.log import direct_read, event_headers
-from infra.log.codec import expand_state
-from infra.log.event_headers import new_event_id
+from infra.log import direct_read
 from infra.log.foreign import ForeignRecord, ForeignRecords
 from infra.log.group_commit import GroupCommit
-from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names, default_topic
+from infra.log.port import LogReads, Tailing, append_records
+from infra.log.recorded import (  # noqa: F401  (where most callers import them from)
+    ConcurrencyConflict,
+    EventHandler,
+    HistoryCut,
+    Page,
+    RecordedEvent,
+    StoreUnavailable,
+    decode_record,
+    event_id_of,
+    topic_of,
+)
+from infra.names import ERR_WRONG_LAST_SEQUENCE, Header, Names
 
 log = logging.getLogger(__name__)
 
 _FETCH_BATCH = 500
 
-
-class ConcurrencyConflict(Exception):
-    """Another writer appended to the aggregate since it was loaded."""
-
-
-class StoreUnavailable(Exception):
-    """JetStream could not be reached or did not answer in time."""
-
-
-class HistoryCut(Exception):
-    """An aggregate's history begins after its creation, and not with its state carried
-    forward: the log's bound cut what made it."""
-
-    def __init__(self, kind: str, aggregate_id: str, first_position: int) -> None:
-        super().__init__(f"the history of {kind} {aggregate_id} now begins at position "
-                         f"{first_position}, after its beginning was cut from the log")
-
-
-class RecordedEvent:
-    """An event as read back from the log, with its position and causal headers.
-
-    The domain event object is made on first use of `event` (eventsourcing's Mapper,
-    with upcasting). Projections read `data()`, which for event classes without later
-    versions is the stored state decoded directly: building an object per event that
-    nobody calls was a measurable share of a replay.
-    """
-
-    __slots__ = (
-        "_event",
-        "_mapper",
-        "_state",
-        "_stored_state",
-        "_topic",
-        "_version",
-        "aggregate_id",
-        "causation_id",
-        "correlation_id",
-        "event_id",
-        "identity",
-        "kind",
-        "name",
-        "position",
-        "recorded_at",
-        "subject",
-    )
-
-    def __init__(self, position: int, subject: str, kind: str, aggregate_id: str, name: str,
-                 event_id: str, causation_id: str | None, correlation_id: str | None,
-                 recorded_at: datetime, topic: str, version: int, stored_state: bytes,
-                 mapper: Mapper[Any], identity: str | None = None) -> None:
-        self.position = position
-        self.subject = subject
-        self.kind = kind
-        self.aggregate_id = aggregate_id
-        self.name = name
-        self.event_id = event_id
-        self.causation_id = causation_id
-        self.correlation_id = correlation_id
-        self.recorded_at = recorded_at
-        # Who sent the command that caused it ("orchestrator" for its own decisions;
-        # None in events recorded before identities were).
-        self.identity = identity
-        # What eventsourcing's StoredEvent holds, kept apart: one is made only for the
-        # Mapper (`event`), which a replay seldom calls.
-        self._topic = topic
-        self._version = version
-        self._stored_state = stored_state
-        self._mapper = mapper
-        self._event: Any = None
-        self._state: dict[str, Any] | None = None
-
-    @property
-    def event(self) -> Any:
-        """The domain event, of the class the orchestrator recorded, upcast if older."""
-        if self._event is None:
-            self._event = self._mapper.to_domain_event(StoredEvent(
-                originator_id=self.aggregate_id, originator_version=self._version,
-                topic=self._topic, state=self._stored_state))
-        return self._event
-
-    def data(self) -> dict[str, Any]:
-        """The event's own attributes, without the aggregate bookkeeping (a new dict)."""
-        if self._state is None:
-            self._state = self._own_state()
-        return dict(self._state)
-
-    def _own_state(self) -> dict[str, Any]:
-        if self._event is None and not _has_later_versions(self._topic):
-            state = expand_state(self._mapper.transcoder.decode(self._stored_state),
-                                 self._topic, self.aggregate_id)
-            if "class_version" not in state:  # else written by a later version: upcast
-                state.pop("originator_topic", None)
-                state["version"] = self._version
-                return state
-        state = dict(vars(self.event))
-        for key in ("originator_id", "originator_topic"):
-            state.pop(key, None)
-        state["version"] = state.pop("originator_version")
-        return state
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "position": self.position,
-            "subject": self.subject,
-            "aggregate": self.kind,
-            "aggregate_id": self.aggregate_id,
-            "type": self.name,
-            "event_id": self.event_id,
-            "causation_id": self.causation_id,
-            "correlation_id": self.correlation_id,
-            "identity": self.identity,
-            "recorded_at": self.recorded_at.isoformat(),
-            "data": self.data(),
-        }
-
-
-_LATER_VERSIONS: dict[str, bool] = {}
-
-
-def _has_later_versions(topic: str) -> bool:
-    """True if the event class has a class_version above 1: its stored states may need
-    upcasting, which only the Mapper does."""
-    known = _LATER_VERSIONS.get(topic)
-    if known is None:
-        try:
-            cls = resolve_topic(topic)
-        except Exception:  # an unknown topic: the Mapper's own error says it best
-            return True
-        known = _LATER_VERSIONS[topic] = getattr(cls, "class_version", 1) > 1
-    return known
-
-
-def event_id_of(headers: dict[str, str]) -> str:
-    """An event's id: its Nats-Msg-Id (Orch-Event-Id in events written before)."""
-    return headers.get(Header.EVENT_ID) or headers.get(Header.MSG_ID, "")
-
-
-def topic_of(headers: dict[str, str], kind: str, name: str) -> str:
-    """An event's topic: its header, or the default its subject implies."""
-    topic = headers.get(Header.TOPIC) or default_topic(kind, name)
-    if topic is None:
-        raise KeyError(f"no topic for an event of kind {kind!r}")
-    return topic
-
-
-EventHandler = Callable[[RecordedEvent], Awaitable[None]]
 
 def position_and_time(reply: str) -> tuple[int, datetime]:
     """What the event store needs of a message's metadata, without nats-py's full
@@ -186,16 +47,8 @@ def position_and_time(reply: str) -> tuple[int, datetime]:
     return position_and_time_of(reply.split("."))
 
 
-class Page(NamedTuple):
-    """Events read, the position of the last record read, and whether the log ended."""
-
-    events: list[RecordedEvent]
-    last: int
-    at_end: bool
-
-
-class EventStore:
-    """Append, load, read and tail the decisions log on JetStream."""
+class EventStore(LogReads):
+    """Append, load, read and tail the decisions log on JetStream (infra.log.port)."""
 
     def __init__(self, js: JetStreamContext, names: Names, mapper: Mapper[Any],
                  timeout: float = 5.0, group_commit: GroupCommit | None = None,
@@ -228,34 +81,8 @@ class EventStore:
         command are chained: each expects the position the previous one was given.
         Returns the positions written; the event ids are in the headers.
         """
-        messages: list[tuple[str, bytes, dict[str, str]]] = []
-        own_decisions = decided_by_orchestrator.get()
-        for domain_event in events:
-            stored = self.mapper.to_stored_event(domain_event)
-            aggregate_id = str(stored.originator_id)
-            event_name = type(domain_event).__name__
-            event_id = new_event_id()
-            identity = (ORCHESTRATOR if event_name in own_decisions
-                        else current_identity.get())
-            headers: dict[str, str] = {
-                # Nats-Msg-Id is the event id: a retried publish of this same event is
-                # absorbed as a duplicate, while a rival event still meets the OCC check.
-                Header.MSG_ID: event_id,
-                Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: self.names.aggregate_events(
-                    kind, aggregate_id
-                ),
-                # Every header is stored with every event: what the log knows of it is
-                # one header, and what the subject already says (the topic, for the
-                # aggregates' own event classes) is left out.
-                Header.EVENT: event_headers.pack(stored.originator_version, identity,
-                                                 causation_id, correlation_id),
-            }
-            if stored.topic != default_topic(kind, event_name):
-                headers[Header.TOPIC] = stored.topic
-            messages.append((self.names.event(kind, aggregate_id, event_name), stored.state,
-                             headers))
-            # Later events of the same command are caused by the first.
-            causation_id = causation_id or event_id
+        messages = append_records(self.names, self.mapper, kind, events, causation_id,
+                                  correlation_id)
         positions: list[int] = []
         expected = expected_position
         for subject, data, headers in messages:  # each expects the one before it
@@ -300,22 +127,8 @@ class EventStore:
         else:
             subject = msg.subject
             position, recorded_at = position_and_time(msg.reply)
-        try:
-            kind, aggregate_id, name = self.names.parse_event_subject(subject)
-        except ValueError:
-            raise ForeignRecord("not an event subject") from None
-        known = event_headers.read(headers)
-        # Positional: keyword arguments cost a measurable share of a replay here.
-        return RecordedEvent(position, subject, kind, aggregate_id, name,
-                             event_id_of(headers), known.causation_id, known.correlation_id,
-                             recorded_at, topic_of(headers, kind, name), known.version,
-                             msg.data, self.mapper, known.identity)
-
-    async def read(
-        self, after: int = 0, limit: int = 1000, subject_filter: str | None = None
-    ) -> list[RecordedEvent]:
-        """Up to `limit` events with position > after, optionally under a subject filter."""
-        return (await self.read_page(after, limit, subject_filter)).events
+        return decode_record(self.names, self.mapper, subject, position, recorded_at,
+                             headers, msg.data)
 
     async def read_page(
         self, after: int = 0, limit: int = 1000, subject_filter: str | None = None
@@ -339,47 +152,20 @@ class EventStore:
             return position, subject
         return position_and_time(msg.reply)[0], msg.subject
 
-    async def iterate(
-        self, after: int = 0, subject_filter: str | None = None, until: int | None = None,
-        batch: int = 2000,
-    ) -> AsyncIterator[RecordedEvent]:
-        """Every event with after < position <= until (the log's end when None), in order,
-        a page at a time: for replays too long to hold in memory at once."""
-        position = after
-        while True:
-            page = await self.read_page(position, batch, subject_filter)
-            for event in page.events:
-                if until is not None and event.position > until:
-                    return
-                yield event
-            if page.at_end:
-                return
-            position = page.last
-
-    async def history(self, kind: str, aggregate_id: str, after: int = 0) -> list[RecordedEvent]:
-        """Every event of one aggregate (after `after`), oldest first."""
-        return await self.read(
-            after, 1_000_000, self.names.aggregate_events(kind, aggregate_id)
-        )
-
-    async def load(self, kind: str, aggregate_id: str, after: int = 0) -> tuple[Any | None, int]:
-        """The aggregate rebuilt from its events after `after` (0, or just before a
-        CarriedForward of it), and the position of its last event."""
-        aggregate = None
-        position = 0
-        page = await self.read_page(after, 1_000_000, self.names.aggregate_events(kind,
-                                                                                aggregate_id))
-        for recorded in page.events:
-            event = recorded.event
-            if aggregate is None and not isinstance(event, CanInitAggregate | StrIdCarriedForward):
-                # A bounded log cut this aggregate's beginning without carrying it forward
-                # (services/leader/log_keeper.py): what is left cannot make it.
-                raise HistoryCut(kind, aggregate_id, recorded.position)
-            aggregate = event.mutate(aggregate)
-            position = recorded.position
-        # The next append expects the subject's last record: a foreign one skipped above
-        # (infra.log.foreign) included, or no append to this aggregate would ever pass.
-        return aggregate, max(position, page.last if page.last > after else 0)
+    async def last_carried_forward(self, kind: str, aggregate_id: str) -> int | None:
+        """The position of the aggregate's latest CarriedForward, by one direct get of
+        its subject; None when it has none (or only a record we did not write)."""
+        try:
+            raw = await self.js.get_msg(
+                self.names.events_stream, direct=True,
+                subject=self.names.event(kind, aggregate_id, CARRIED_FORWARD))
+        except NotFoundError:
+            return None
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise StoreUnavailable(repr(exc)) from exc
+        if Header.EVENT not in (raw.headers or {}) or not raw.seq:
+            return None  # not the orchestrator's (infra.log.foreign): no state there
+        return int(raw.seq)
 
     async def event_id_at(self, position: int) -> str | None:
         """The id of the event at `position` ("" for a record without one), None when
@@ -391,9 +177,6 @@ class EventStore:
         except (TimeoutError, nats.errors.Error) as exc:
             raise StoreUnavailable(repr(exc)) from exc
         return event_id_of(raw.headers or {})
-
-    async def last_position(self) -> int:
-        return (await self.bounds())[1]
 
     async def bounds(self) -> tuple[int, int]:
         """The positions of the log's first and last events. The first is above 1 once
@@ -447,7 +230,7 @@ class EventStore:
 
     async def tail(self, after: int, handler: EventHandler,
                    subject_filter: str | None = None,
-                   skipped: Callable[[int, str], None] | None = None) -> Any:
+                   skipped: Callable[[int, str], None] | None = None) -> Tailing:
         """Deliver every event with position > after to `handler`, in order, live;
         `skipped` is told the position of each record skipped as foreign.
 

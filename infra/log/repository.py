@@ -8,13 +8,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import nats.errors
-from nats.js.errors import NotFoundError
-
-from domain.base import CARRIED_FORWARD, events_since_anchor
+from domain.base import events_since_anchor
 from infra.caller import ORCHESTRATOR, current_identity
-from infra.log.event_store import ConcurrencyConflict, EventStore, StoreUnavailable
-from infra.names import ACCESS, Header
+from infra.log.port import EventLog
+from infra.log.recorded import ConcurrencyConflict, StoreUnavailable
+from infra.names import ACCESS
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +79,7 @@ class Repository:
     (another writer got there first) fails the append's OCC check, and is evicted.
     """
 
-    def __init__(self, store: EventStore, kind: str, cache_size: int = 200_000,
+    def __init__(self, store: EventLog, kind: str, cache_size: int = 200_000,
                  keep: Callable[[Any], bool] | None = None,
                  carry_forward_after: int | None = CARRY_FORWARD_AFTER) -> None:
         self.store = store
@@ -160,18 +158,8 @@ class Repository:
     async def _anchor(self, aggregate_id: str) -> int:
         """Where a load of the aggregate begins: just before its latest CarriedForward,
         found by one direct get of its subject (0, its creation, when it has none)."""
-        store = self.store
-        try:
-            raw = await store.js.get_msg(
-                store.names.events_stream, direct=True,
-                subject=store.names.event(self.kind, aggregate_id, CARRIED_FORWARD))
-        except NotFoundError:
-            return 0
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise StoreUnavailable(repr(exc)) from exc
-        if Header.EVENT not in (raw.headers or {}) or not raw.seq:
-            return 0  # not the orchestrator's (infra.log.foreign): no state to start from
-        return int(raw.seq) - 1
+        carried = await self.store.last_carried_forward(self.kind, aggregate_id)
+        return 0 if carried is None else carried - 1
 
     def _long(self, aggregate: Any) -> bool:
         after = self.carry_forward_after

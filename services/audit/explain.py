@@ -9,7 +9,8 @@ from typing import Any
 import nats.errors
 from nats.js import JetStreamContext
 
-from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.port import EventLog
+from infra.log.recorded import RecordedEvent
 from infra.names import AGENT, TASK, Names
 from services.audit.chain import MOVES, agent_step, detector_readings, movers, step, task_story
 from services.audit.reasons import move_cause
@@ -18,7 +19,7 @@ from services.audit.reasons import move_cause
 class Explainer:
     """Reads what an explanation needs from the log; the chain itself is pure (chain.py)."""
 
-    def __init__(self, store: EventStore, js: JetStreamContext, names: Names) -> None:
+    def __init__(self, store: EventLog, js: JetStreamContext, names: Names) -> None:
         self.store = store
         self.js = js
         self.names = names

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from domain.base import CARRIED_FORWARD
-from infra.log.event_store import EventStore
+from infra.log.port import EventLog
 from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.tasks import TaskBoard
@@ -33,7 +33,7 @@ class Snapshot:
         }
 
 
-async def state_at(store: EventStore, position: int | None = None,
+async def state_at(store: EventLog, position: int | None = None,
                    time: datetime | None = None, progress: Progress | None = None) -> Snapshot:
     """Replay the log up to `position` (inclusive) or up to `time`, whichever is given."""
     total = await store.last_position()

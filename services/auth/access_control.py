@@ -14,7 +14,8 @@ from infra import names as n
 from infra.auth.credentials import Keys, read_secret, write_secret
 from infra.auth.keys import public_key
 from infra.caller import ORCHESTRATOR, current_identity
-from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.port import EventLog
+from infra.log.recorded import RecordedEvent
 from infra.log.repository import Repository
 from infra.names import Names
 from infra.settings import Settings
@@ -32,7 +33,7 @@ LOCAL_OPERATOR_ROLES = ["operator", "reader", "auditor"]
 
 
 class AccessControl:
-    def __init__(self, nc: Client, names: Names, store: EventStore, settings: Settings,
+    def __init__(self, nc: Client, names: Names, store: EventLog, settings: Settings,
                  metrics: Metrics) -> None:
         self.names = names
         self.store = store

@@ -10,7 +10,7 @@ import orjson
 
 from domain.agent_commands import CatalogQuery
 from domain.base import CARRIED_FORWARD
-from infra.log.event_store import EventStore
+from infra.log.port import EventLog
 from infra.names import AGENT, Names
 from projections.catalog import Catalog
 from projections.log_event import LogEvent
@@ -37,7 +37,7 @@ class CatalogQueries:
                 "instances": instances}
 
 
-async def catalog_at(store: EventStore, names: Names, position: int) -> Catalog:
+async def catalog_at(store: EventLog, names: Names, position: int) -> Catalog:
     """The catalog as it was when the log ended at `position`, rebuilt from the log."""
     catalog = Catalog()
     after = 0

@@ -26,7 +26,8 @@ from typing import Any
 from domain.base import anchored_on
 from domain.errors import CommandRefused
 from domain.task import TERMINAL
-from infra.log.event_store import EventStore, HistoryCut
+from infra.log.port import EventLog
+from infra.log.recorded import HistoryCut
 from infra.log.repository import Repository
 from infra.names import TASK
 from services.commands.execute import execute
@@ -41,7 +42,7 @@ ROUNDS_PER_HALF_BOUND = 4
 
 
 class LogKeeper:
-    def __init__(self, store: EventStore, repositories: Mapping[str, Repository],
+    def __init__(self, store: EventLog, repositories: Mapping[str, Repository],
                  snapshots: Snapshots, max_age: float,
                  may_need: Callable[[str, str], bool] = lambda kind, aggregate_id: True,
                  clock: Callable[[], float] = time.time) -> None:

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 
-from infra.log.event_store import EventStore
+from infra.log.port import EventLog
 from infra.log.snapshot_store import SnapshotStore
 from projections import snapshot
 from projections.agents import AgentHealth
@@ -48,7 +48,7 @@ class Snapshots:
     ignored, and the projections are rebuilt from the log's beginning.
     """
 
-    def __init__(self, store: SnapshotStore, events: EventStore, runner: ProjectionRunner,
+    def __init__(self, store: SnapshotStore, events: EventLog, runner: ProjectionRunner,
                  agents: AgentHealth, board: TaskBoard, catalog: Catalog, every: int,
                  metrics: Metrics) -> None:
         self.store = store

@@ -3,13 +3,14 @@ used entries."""
 
 from __future__ import annotations
 
-from typing import Any, cast
-
 import pytest
 
 from domain import shared_values
 from domain.agent import Agent
+from infra.log.codec import create_mapper
+from infra.log.memory import InMemoryEventLog
 from infra.log.repository import Repository
+from infra.names import Names
 from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from tests.unit.log_events import Log
@@ -54,7 +55,8 @@ def test_the_shared_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_the_aggregate_cache_forgets_the_least_recently_used() -> None:
-    repository = Repository(cast(Any, None), "agent", cache_size=100)
+    repository = Repository(InMemoryEventLog(Names(), create_mapper()), "agent",
+                            cache_size=100)
     for i in range(100):
         repository._remember(f"a{i}", f"agent-{i}", i)
     assert await repository.get("a0") == ("agent-0", 0)  # now the most recent
