@@ -37,11 +37,13 @@ class ProjectionRunner:
         source: LogSource,
         projections: Sequence[Projection],
         on_applied: Callable[[LogEvent], Awaitable[None]] | None = None,
+        position: Position | None = None,
     ) -> None:
         self.source = source
         self.projections = list(projections)
         self.on_applied = on_applied
-        self.position = Position()
+        # Given when readers of the position are made before the runner (services.bootstrap).
+        self.position = position or Position()
         self.rebuild_target = 0
         self.last_event_id = ""  # of the event at `position`
         self.applied = 0  # events applied since start (a metric's source)

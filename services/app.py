@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,46 +20,22 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.js.errors import ServiceUnavailableError
 
-from domain.agent import ALIVE
-from domain.health import DetectorSettings
-from domain.placement import Strategy
-from domain.task import TERMINAL
 from infra import names as n
 from infra.auth.credentials import Keys, server_auth_config_for
 from infra.auth.own_users import LOG_INBOX, SERVING_INBOX
 from infra.bus.connection import connect, flush_subscriptions, redact
 from infra.bus.embedded import EmbeddedNats, PortInUse
 from infra.bus.tls import client_context, server_context
-from infra.log.codec import create_mapper
-from infra.log.event_store import EventStore, StoreUnavailable
-from infra.log.group_commit import GroupCommit
-from infra.log.repository import Repository
-from infra.log.snapshot_store import SnapshotStore
+from infra.log.recorded import StoreUnavailable
 from infra.log.streams import provision
 from infra.settings import Settings
-from projections.agents import AgentHealth
-from projections.catalog import Catalog
-from projections.log_event import LogEvent
-from projections.runner import ProjectionRunner
-from projections.tasks import TaskBoard
-from services.audit.log_notice import LogNotice
-from services.auth.access_control import AccessControl
 from services.auth.external import check_external_server
-from services.commands.catalog import CatalogQueries, ChangeFeed
-from services.commands.registry import AgentRegistry, silence_in
-from services.commands.service import Command, start_command_service
-from services.commands.table import command_table
-from services.commands.tasks import TaskService
-from services.health.heartbeats import HeartbeatIntake, heartbeat_stream_check
-from services.health.monitor import HealthMonitor
-from services.http.api import ReadModel, create_app
+from services.bootstrap import Bus, System, bootstrap
+from services.commands.service import start_command_service
+from services.gc_tuning import no_full_collections
+from services.http.api import create_app
 from services.http.limits import JsonErrorAppRunner
-from services.leader.dispatcher import Dispatcher
-from services.leader.failover import FailoverReactor
-from services.leader.fleet import Fleet
-from services.leader.lease import LeaderLease
-from services.leader.log_keeper import LogKeeper
-from services.leader.snapshots import Snapshots
+from services.jobs import Jobs
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -68,15 +43,7 @@ log = logging.getLogger(__name__)
 REBUILD_TIMEOUT_S = 600.0
 FINAL_SNAPSHOT_TIMEOUT_S = 10.0
 PROVISION_TIMEOUT_S = 120.0
-JOB_STOP_TIMEOUT_S = 5.0
-JOB_RESTART_DELAY_S = 1.0
 WATCHDOG_INTERVAL_S = 2.0
-_NEW_INCARNATIONS = frozenset({"Registered", "Reregistered"})
-# Events after which the dispatcher looks again: capacity or the queue changed.
-_DISPATCH_TRIGGERS = frozenset({
-    "Submitted", "Requeued", "Completed", "Failed", "DeadLettered", "Cancelled",
-    "Registered", "Reregistered", "Recovered", "DrainStarted", "Deregistered",
-})
 
 
 def _warn_of_a_log_auth_cannot_see(store: Path) -> None:
@@ -89,40 +56,15 @@ def _warn_of_a_log_auth_cannot_see(store: Path) -> None:
                     "with ORCH_AUTH=off to read them, or use another ORCH_DATA_DIR", store)
 
 
-@contextlib.contextmanager
-def _no_full_collections() -> Iterator[None]:
-    """No full collection of the cyclic garbage collector while the projections are
-    rebuilt: the heap grows all the while, and each full collection walks all of it
-    again (a full-size rebuild spent 2.7 s of its 19 in them, the last ones over half a
-    second each). The young generations are still collected, so cycles made and dropped
-    meanwhile still go; what is built is frozen after (above)."""
-    global _rebuilding, _full_threshold
-    if not _rebuilding:  # several orchestrators may start at once in one process (tests)
-        young, middle, _full_threshold = gc.get_threshold()
-        gc.set_threshold(young, middle, _NEVER)
-    _rebuilding += 1
-    try:
-        yield
-    finally:
-        _rebuilding -= 1
-        if not _rebuilding:
-            young, middle, _ = gc.get_threshold()
-            gc.set_threshold(young, middle, _full_threshold)
-
-
-_NEVER = 2**30  # middle-generation collections before a full one: none in a rebuild
-_rebuilding = 0  # orchestrators of this process rebuilding now
-_full_threshold = 10  # the full generation's threshold to put back
-
-
 class LogNotCovered(Exception):
     """The log's beginning was cut and no snapshot stands for it: the projections
     rebuilt from what is left would be wrong, so the orchestrator does not start."""
 
 
 class Orchestrator:
-    """One orchestrator process: commands, projections, read API, and (while it holds
-    the leader lease) the health monitor, dispatcher and failover reactor."""
+    """One orchestrator process: its connections, its components (`system`, built by
+    services.bootstrap) started and stopped in order, and recovery after a reconnect.
+    The components are read through it too (`orchestrator.store` is `system.store`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -132,9 +74,17 @@ class Orchestrator:
         self.embedded: EmbeddedNats | None = None
         self.nc: Client | None = None  # serves commands and the callout
         self.log_nc: Client | None = None  # writes the streams, serves nothing
+        self.system: System | None = None
+        self.jobs = Jobs()  # replaced by the system's once built
         self.http_port = settings.http_port
         self._stack = contextlib.AsyncExitStack()
-        self._jobs: dict[str, asyncio.Task[None]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not set above: the system's components.
+        system = self.__dict__.get("system")
+        if system is None:
+            raise AttributeError(f"{name}: the orchestrator is not started")
+        return getattr(system, name)
 
     @property
     def nats_url(self) -> str:
@@ -145,7 +95,7 @@ class Orchestrator:
 
     @property
     def is_leader(self) -> bool:
-        return hasattr(self, "lease") and self.lease.is_leader
+        return self.system is not None and self.system.is_leader
 
     async def start(self) -> None:
         try:
@@ -177,36 +127,40 @@ class Orchestrator:
                  f"embedded, store {settings.data_dir / 'nats'}")
         await self._connect(keys)
         assert self.nc is not None and self.log_nc is not None
-        nc = self.nc
         self.js = self.log_nc.jetstream()
         await self._provision()
         log.info("connected nats=%s; restoring the projections", redact(self.nats_url))
-        self._build(nc, self.log_nc)
+        system = self.system = bootstrap(settings, Bus(self.nc, self.log_nc, self.js),
+                                         self.holder, metrics=self.metrics)
+        self.jobs = system.jobs
+        if system.group_commit is not None:
+            self._stack.push_async_callback(system.group_commit.close)
+        self._stack.push_async_callback(system.log_notice.close)
 
-        with _no_full_collections():
-            restored = await self.snapshots.restore()
+        with no_full_collections():
+            restored = await system.snapshots.restore()
             await self._check_log_covered(restored)
-            await self.runner.start(after=restored)
-            self._stack.push_async_callback(self.runner.stop)
-            await self.runner.wait_ready(REBUILD_TIMEOUT_S)
-            self.monitor.notice_fleet()
+            await system.runner.start(after=restored)
+            self._stack.push_async_callback(system.runner.stop)
+            await system.runner.wait_ready(REBUILD_TIMEOUT_S)
+            system.monitor.notice_fleet()
         # What the rebuild built lives as long as the process: out of the cyclic
         # collector's reach, so that its full collections (set off by a snapshot's rows,
         # say) do not walk millions of views and hold the loop for most of a second.
         gc.freeze()
-        await self.intake.start()
-        self._stack.push_async_callback(self.intake.stop)
-        await self.access_control.start()
-        self._stack.push_async_callback(self.access_control.stop)
+        await system.intake.start()
+        self._stack.push_async_callback(system.intake.stop)
+        await system.access_control.start()
+        self._stack.push_async_callback(system.access_control.stop)
 
-        service = await start_command_service(nc, self.names, self._commands(), self.metrics,
-                                              bound_inboxes=settings.auth_on)
+        service = await start_command_service(self.nc, self.names, system.commands(),
+                                              self.metrics, bound_inboxes=settings.auth_on)
         self._stack.push_async_callback(service.stop)
-        await flush_subscriptions(nc)  # the server has our endpoints before we say we are up
-        await self._start_http()
-        self._spawn(self.lease.run(), "leader-lease")
-        self._spawn(self._watch_projections(), "projection-watchdog")
-        self._stack.push_async_callback(self.lease.release)
+        await flush_subscriptions(self.nc)  # the server has our endpoints before we are up
+        await self._start_http(system)
+        self.jobs.spawn("leader-lease", system.lease.run)
+        self.jobs.spawn("projection-watchdog", self._watch_projections)
+        self._stack.push_async_callback(system.lease.release)
         log.info("orchestrator up nats=%s http=%s:%d prefix=%s holder=%s", redact(self.nats_url),
                  settings.http_host, self.http_port, self.names.prefix, self.holder)
 
@@ -231,7 +185,8 @@ class Orchestrator:
     async def _check_log_covered(self, restored: int) -> None:
         """Refuse to serve projections rebuilt from a log whose beginning was cut
         (ORCH_LOG_MAX_AGE) unless a snapshot stands for what was cut."""
-        first, _ = await self.store.bounds()
+        assert self.system is not None
+        first, _ = await self.system.store.bounds()
         if first > restored + 1:
             raise LogNotCovered(
                 f"the log now begins at position {first} (older events were cut by its "
@@ -255,158 +210,8 @@ class Orchestrator:
                 log.warning("JetStream not ready attempt=%d: %r", attempt, exc)
                 await asyncio.sleep(min(0.2 * attempt, 2.0))
 
-    def _build(self, nc: Client, log_nc: Client) -> None:
-        """Every component, wired once."""
-        settings = self.settings
-        strategy = Strategy(settings.placement_strategy)
-        self.group_commit = GroupCommit(log_nc, self.names.events_stream)
-        self._stack.push_async_callback(self.group_commit.close)
-        self.store = EventStore(self.js, self.names, create_mapper(),
-                                group_commit=self.group_commit)
-        self.group_commit.on_batch = self.metrics.append_batch.observe
-        self.store.on_append = self.metrics.append_latency.observe
-        self.store.foreign.on_skip = self.metrics.log_records_skipped.inc
-        self.agents = AgentHealth()
-        self.board = TaskBoard(settings.finished_task_retention, settings.finished_task_limit)
-        self.catalog = Catalog()
-        self.runner = ProjectionRunner(self.store, [self.agents, self.board, self.catalog],
-                                       on_applied=self._on_applied)
-        self.snapshots = Snapshots(
-            SnapshotStore(self.js, self.names, settings.stream_replicas), self.store,
-            self.runner, self.agents, self.board, self.catalog, settings.snapshot_every,
-            self.metrics)
-        self.catalog_queries = CatalogQueries(self.catalog, self.runner.position)
-        # Wakes readers that follow the log by direct gets (auditors create no consumer).
-        self.log_notice = LogNotice(nc.publish, self.names.log_appended)
-        self._stack.push_async_callback(self.log_notice.close)
-        self.change_feed = ChangeFeed(self.catalog, self.names, nc.publish,
-                                      enabled=lambda: self.is_leader and self.runner.ready)
-        self.registry = AgentRegistry(
-            # Only agents whose health is in question stay cached: a decision on them is
-            # near. A healthy agent's aggregate (about 400 B) is read from the log when it
-            # is next commanded (re-registration, drain, a suspicion), which is rare.
-            Repository(self.store, n.AGENT, keep=lambda agent: agent.liveness != ALIVE),
-            self.names, settings.heartbeat_interval,
-            silence_in(self.agents), settings.suspect_after,
-            settings.auth_jwt_ttl if settings.auth_on else None,
-            known=lambda agent_id: self.agents.get(agent_id) is not None)
-        self.tasks = TaskService(
-            # A finished task leaves the cache: commands on it are rare, read from the log.
-            Repository(self.store, n.TASK, keep=lambda task: task.status not in TERMINAL),
-            self.names, self.board, nc.publish,
-            settings.retry_backoff, settings.retry_backoff_max,
-            # With auth off there are no identities to tell apart: anyone may act on
-            # any task, as before owners.
-            is_operator=lambda identity: not settings.auth_on or self._is_operator(identity))
-        self.fleet = Fleet(self.agents, self.board, self.runner.position)
-        self.monitor = HealthMonitor(
-            self.agents, self.runner.position, self.registry,
-            DetectorSettings(
-                settings.suspect_after, settings.dead_after, settings.heartbeat_interval,
-                settings.failures_before_critical, settings.success_before_passing),
-            lambda: log_nc.is_connected, self.metrics,
-            deregister_dead_after=settings.deregister_dead_after,
-            bus_check=heartbeat_stream_check(self.js, self.names),
-        )
-        self.intake = HeartbeatIntake(
-            nc, self.js, self.names, self.agents, self.monitor, self.metrics,
-            reregister_every=settings.heartbeat_interval, log_nc=log_nc,
-        )
-        self.metrics.on_scrape(self._scrape_log_position)
-        self._events_applied_reported = 0
-        self.metrics.on_scrape(self._scrape_events_applied)
-        self.metrics.on_scrape(self._scrape_heartbeat_lag)
-        self.dispatcher = Dispatcher(self.board, self.fleet, self.tasks, strategy,
-                                     settings.accept_timeout, self.metrics)
-        self.failover = FailoverReactor(
-            self.js, self.names, self.store, self.board, self.fleet, self.tasks,
-            self.runner.position, strategy, self.metrics)
-        self.access_control = AccessControl(nc, self.names, self.store, settings, self.metrics)
-        self.lease = LeaderLease(self.js, self.names, self.holder, settings.lease_ttl,
-                                 self._lead, self._follow, replicas=settings.stream_replicas)
-
-    def _is_operator(self, identity: str) -> bool:
-        return self.access_control.access.has_role(identity, "operator")
-
-    def _commands(self) -> list[Command]:
-        return command_table(self.registry, self.tasks, self.catalog_queries,
-                             self.access_control.admin, self.access_control.gate)
-
-    async def _on_applied(self, event: LogEvent) -> None:
-        if event.kind == n.TASK and self.runner.ready:  # live, not a rebuild's replay
-            self.metrics.task_event(event)
-        if event.name in _NEW_INCARNATIONS:
-            self.monitor.noticed(event.aggregate_id)  # its deadlines start now
-        if event.name in _DISPATCH_TRIGGERS:
-            self.dispatcher.poke()
-        if self.runner.ready:  # live: a rebuild's replay wakes nobody
-            self.log_notice.applied(event.position)
-        if self.catalog.changed:  # else nothing to publish: no call per replayed event
-            await self.change_feed.on_event(event)
-
-    # --- leadership -------------------------------------------------------------
-
-    async def _scrape_events_applied(self) -> None:
-        """Counted by the runner, handed to prometheus here: a locked increment per
-        event was a share of a replay."""
-        applied = self.runner.applied
-        self.metrics.events_applied.inc(applied - self._events_applied_reported)
-        self._events_applied_reported = applied
-
-    async def _scrape_log_position(self) -> None:
-        self.metrics.log_position.set(await self.store.last_position())
-
-    async def _scrape_heartbeat_lag(self) -> None:
-        last = await heartbeat_stream_check(self.js, self.names)()
-        self.metrics.heartbeat_consumer_lag.set(max(0, last - self.intake.delivered))
-
-    async def _lead(self) -> None:
-        self.metrics.leader_changes.labels("acquired").inc()
-        self.monitor.restart_deadlines("elected")
-        self.fleet.forget_unwritten()  # a new term: the last one's writes have stopped
-        for name, run in self._duties().items():
-            self._spawn_job(run(), name)
-        self.tasks.placer = self.dispatcher.claim  # submits placed at once, while leading
-        self.dispatcher.poke()
-
-    def _duties(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
-        duties = {"health-monitor": self.monitor.run, "dispatcher": self.dispatcher.run,
-                  "failover": self.failover.run, "snapshots": self.snapshots.run}
-        if self.settings.log_max_age:
-            duties["log-keeper"] = LogKeeper(
-                self.store, {n.AGENT: self.registry.repository, n.TASK: self.tasks.repository,
-                             n.IDENTITY: self.access_control.identities},
-                self.snapshots, self.settings.log_max_age, self._may_need).run
-        return duties
-
-    def _may_need(self, kind: str, aggregate_id: str) -> bool:
-        """Whether the log keeper should read an aggregate: not a task the board holds
-        as finished, or no longer holds at all."""
-        if kind != n.TASK:
-            return True
-        view = self.board.get(aggregate_id)
-        return view is not None and view.status not in TERMINAL
-
-    async def _follow(self) -> None:
-        self.metrics.leader_changes.labels("lost").inc()
-        self.tasks.placer = None
-        for name in self._duties():
-            await self._cancel_job(name)
-        await self.monitor.stop()
-
-    # --- plumbing -----------------------------------------------------------------
-
-    async def _start_http(self) -> None:
-        assert self.nc is not None and self.log_nc is not None
-        nc, log_nc = self.nc, self.log_nc
-        app = create_app(ReadModel(
-            self.names, self.store, self.runner, self.agents, self.board, self.catalog,
-            self.metrics,
-            lambda: nc.is_connected and log_nc.is_connected, lambda: self.is_leader,
-            self.access_control.access if self.settings.auth_on else None,
-            (self.settings.suspect_after, self.settings.dead_after),
-        ))
-        http = JsonErrorAppRunner(app, access_log=None)
+    async def _start_http(self, system: System) -> None:
+        http = JsonErrorAppRunner(create_app(system.read_model), access_log=None)
         await http.setup()
         self._stack.push_async_callback(http.cleanup)
         site = web.TCPSite(http, self.settings.http_host, self.settings.http_port,
@@ -421,72 +226,35 @@ class Orchestrator:
                             "set ORCH_HTTP_PORT (--http-port) to a free port") from None
         self.http_port = int(http.addresses[0][1])
 
-    def _spawn_job(self, coro: Any, name: str) -> None:
-        """Run a background job, replacing a running one of that name."""
-        running = self._jobs.get(name)
-        if running is not None and not running.done():
-            running.cancel()
-        job = self._jobs[name] = asyncio.create_task(coro, name=name)
-        job.add_done_callback(self._job_ended)
-
-    def _job_ended(self, job: asyncio.Task[None]) -> None:
-        """A job that ends by itself failed: say so at once (not when it is collected),
-        and give a leader duty another go while this process leads."""
-        if job.cancelled() or job.exception() is None:
-            return
-        name = job.get_name()
-        log.error("job failed name=%s: %r", name, job.exception(), exc_info=job.exception())
-        if self._jobs.get(name) is job and name in self._duties() and self.is_leader:
-            asyncio.get_running_loop().call_later(
-                JOB_RESTART_DELAY_S, self._restart_duty, name, job)
-
-    def _restart_duty(self, name: str, failed: asyncio.Task[None]) -> None:
-        if self._jobs.get(name) is failed and self.is_leader:
-            log.warning("restarting job name=%s", name)
-            self._spawn_job(self._duties()[name](), name)
-
-    async def _cancel_job(self, name: str) -> None:
-        job = self._jobs.pop(name, None)
-        if job is not None:
-            job.cancel()
-            # Bounded: on Python 3.11 asyncio.wait_for (inside nats-py) can swallow a
-            # cancel that arrives as it completes, and a job's loop would go on.
-            await asyncio.wait({job}, timeout=JOB_STOP_TIMEOUT_S)
-            if not job.done():
-                log.warning("job did not stop name=%s", name)
-            elif not job.cancelled():
-                job.exception()  # retrieved: what it failed with was logged by the job
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        self._spawn_job(coro, name)
-
     async def _on_disconnected(self) -> None:
-        if hasattr(self, "group_commit"):
-            self.group_commit.connection_lost()
-        if hasattr(self, "monitor"):
-            self.monitor.restart_deadlines("disconnected")
+        if self.system is None:
+            return
+        if self.system.group_commit is not None:
+            self.system.group_commit.connection_lost()
+        self.system.monitor.restart_deadlines("disconnected")
 
     async def _on_reconnected(self) -> None:
-        if not hasattr(self, "monitor"):
+        if self.system is None:
             return
-        self.monitor.restart_deadlines("reconnected")
+        self.system.monitor.restart_deadlines("reconnected")
         # NATS may have restarted: the heartbeat stream (memory) and every consumer are
         # gone. Recreate them in the background; the callback must not block the client.
-        self._spawn_job(self._recover_after_reconnect(), "recover-after-reconnect")
+        self.jobs.spawn("recover-after-reconnect", self._recover_after_reconnect)
 
     async def _recover_after_reconnect(self) -> None:
-        assert self.nc is not None
+        assert self.system is not None
+        system = self.system
         for attempt in range(1, 61):
             try:
                 await provision(self.js, self.names, self.settings.heartbeat_history,
                                 self.settings.stream_replicas, self.settings.log_max_age)
-                await self.runner.resume()
-                await self.intake.restart()
+                await system.runner.resume()
+                await system.intake.restart()
             except Exception as exc:
                 log.warning("recovery after reconnect failed attempt=%d: %r", attempt, exc)
                 await asyncio.sleep(min(0.1 * attempt, 2.0))
                 continue
-            self.monitor.restart_deadlines("recovered")
+            system.monitor.restart_deadlines("recovered")
             log.info("recovered after reconnect")
             return
 
@@ -494,36 +262,39 @@ class Orchestrator:
         """The projections follow the log. If they stop moving while the log is ahead
         (a consumer lost across a NATS restart), follow it again: applying is idempotent,
         so a needless resume costs nothing."""
+        assert self.system is not None
+        store, runner = self.system.store, self.system.runner
         previous = -1
         while True:
             await asyncio.sleep(WATCHDOG_INTERVAL_S)
             try:
-                last = await self.store.last_position()
-                position = self.runner.position.value
+                last = await store.last_position()
+                position = runner.position.value
                 if position < last and position == previous:
                     log.warning("projections stalled position=%d log=%d; following again",
                                 position, last)
                     self.metrics.projection_resumes.inc()
-                    await self.runner.resume()
+                    await runner.resume()
                 previous = position
             except (StoreUnavailable, TimeoutError, nats.errors.Error) as exc:
                 log.debug("projection watchdog: %r", exc)
                 previous = -1
 
     async def stop(self) -> None:
-        for name in list(self._jobs):
+        for name in self.jobs.names():
             if name != "leader-lease":
-                await self._cancel_job(name)
+                await self.jobs.cancel(name)
         await self._final_snapshot()
-        await self._cancel_job("leader-lease")
+        await self.jobs.cancel("leader-lease")
         await self._stack.aclose()
 
     async def _final_snapshot(self) -> None:
         """On a clean stop the leader leaves a snapshot, so the next start is quick."""
-        if not (self.is_leader and hasattr(self, "snapshots") and self.snapshots.enabled
-                and self.runner.ready):
+        system = self.system
+        if not (system is not None and system.is_leader and system.snapshots.enabled
+                and system.runner.ready):
             return
         try:
-            await asyncio.wait_for(self.snapshots.write(), FINAL_SNAPSHOT_TIMEOUT_S)
+            await asyncio.wait_for(system.snapshots.write(), FINAL_SNAPSHOT_TIMEOUT_S)
         except Exception as exc:
             log.warning("final snapshot not written: %r", exc)

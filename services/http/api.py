@@ -11,12 +11,14 @@ from typing import Any, get_args
 
 import orjson
 from aiohttp import web
+from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from domain.errors import ErrorCode
 from domain.fields import ID_PATTERN
 from domain.replies import AgentStatus, TaskStatus
-from infra.log.event_store import EventStore, StoreUnavailable
+from infra.log.port import EventLog
+from infra.log.recorded import StoreUnavailable
 from infra.names import AGENT, TASK, Names
 from projections.access import Access
 from projections.agents import AgentHealth
@@ -59,7 +61,9 @@ class ReadModel:
     """What the read API serves from."""
 
     names: Names
-    store: EventStore
+    store: EventLog
+    # The streams beside the log that explanations read (heartbeats, liveness).
+    js: JetStreamContext
     runner: ProjectionRunner
     agents: AgentHealth
     tasks: TaskBoard
@@ -308,7 +312,7 @@ async def get_service(request: web.Request) -> web.Response:
 async def task_why(request: web.Request) -> web.Response:
     task_id = _path_id(request, "task_id")
     model = request.app[READ_MODEL]
-    found = await Explainer(model.store, model.store.js, model.names).task(task_id)
+    found = await Explainer(model.store, model.js, model.names).task(task_id)
     if found is None:
         return error_response(404, ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
     found["waiting"] = waiting(found, model.agents, model.tasks, time.time())
@@ -318,7 +322,7 @@ async def task_why(request: web.Request) -> web.Response:
 async def agent_why(request: web.Request) -> web.Response:
     agent_id = _agent_id(request)
     model = request.app[READ_MODEL]
-    found = await Explainer(model.store, model.store.js, model.names).agent(agent_id)
+    found = await Explainer(model.store, model.js, model.names).agent(agent_id)
     if found is None:
         return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} has no history")
     return _json(redacted(found))
@@ -400,7 +404,7 @@ async def what_if_points(request: web.Request) -> web.Response:
         if in_force is None:
             raise BadQuery("dead_after is required: the detector setting is unknown here")
         wanted = _around(in_force[1])
-    found = await recording(model.store, model.store.js, model.names, time.time())
+    found = await recording(model.store, model.js, model.names, time.time())
     body = sweep(found, [suspect_after], wanted, [1], heartbeat_interval_of(found))
     return _json({
         "settings": None if in_force is None else {"suspect_after": in_force[0],

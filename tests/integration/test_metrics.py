@@ -204,7 +204,7 @@ async def test_metrics_follow_a_small_workload(orchestrator, nc, names, nats_ser
 
 
 async def test_leadership_given_up_reads_zero(orchestrator):
-    await orchestrator._cancel_job("leader-lease")  # no lease taken again meanwhile
+    await orchestrator.jobs.cancel("leader-lease")  # no lease taken again meanwhile
     await orchestrator.lease.release()
     samples = await scrape(orchestrator)
     assert value(samples, "orch_leader") == 0
