@@ -17,6 +17,11 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class DetectorSettings:
+    """The failure detector's settings: the one definition the live monitor
+    (services/health/monitor.py) and the what-if replay (domain/what_if.py) share. Its
+    rule is `allowed_silence`: how long an agent may stay silent before its next
+    verdict."""
+
     suspect_after: float
     dead_after: float
     heartbeat_interval: float = 1.0
@@ -41,10 +46,20 @@ def silence(last_seen: float, visible_since: float, now: float) -> float:
     return now - max(last_seen, visible_since)
 
 
+def allowed_silence(settings: DetectorSettings, liveness: str) -> float:
+    """Seconds of silence (while we could see) after which an agent at `liveness` gets its
+    next verdict: a healthy one is suspected after `suspect_threshold`, a suspect one is
+    dead after `dead_after`. The detector's one rule: the live verdicts and deadlines
+    below, and the what-if replay of recorded silences (domain/what_if.py), all apply it."""
+    if liveness == Verdict.ALIVE:
+        return settings.suspect_threshold
+    return settings.dead_after
+
+
 def verdict(silent_for: float, settings: DetectorSettings) -> Verdict:
-    if silent_for >= settings.dead_after:
+    if silent_for >= allowed_silence(settings, Verdict.SUSPECT):
         return Verdict.DEAD
-    if silent_for >= settings.suspect_threshold:
+    if silent_for >= allowed_silence(settings, Verdict.ALIVE):
         return Verdict.SUSPECT
     return Verdict.ALIVE
 
@@ -52,10 +67,7 @@ def verdict(silent_for: float, settings: DetectorSettings) -> Verdict:
 def next_deadline(last_seen: float, visible_since: float, settings: DetectorSettings,
                   liveness: str) -> float:
     """When the next verdict change is due for an agent that stays silent."""
-    start = max(last_seen, visible_since)
-    if liveness == Verdict.ALIVE:
-        return start + settings.suspect_threshold
-    return start + settings.dead_after
+    return max(last_seen, visible_since) + allowed_silence(settings, liveness)
 
 
 def streak_after(streak: int, gap: float, settings: DetectorSettings) -> int:

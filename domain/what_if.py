@@ -4,6 +4,10 @@ The record is a list of silences per agent (stretches with no heartbeat longer t
 record's resolution, each measured as the detector saw it) and the spans of time it was
 kept (`watched`): outside them nothing is known, and nothing is read as silence (`holes`
 are reported as unknown coverage instead).
+
+The settings replayed are the live detector's own (domain.health.DetectorSettings), and
+when a silence brings suspicion or death is the live rule (domain.health.allowed_silence):
+the replay cannot drift from what the monitor does.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from domain.health import DetectorSettings, Verdict, allowed_silence
 
 # Differences below this are the detector's own latency, not a change of outcome.
 TOLERANCE_S = 0.25
@@ -43,17 +49,26 @@ class Silence:
         return (until if self.end is None else min(self.end, until)) - self.start
 
 
-@dataclass(frozen=True)
-class Detector:
-    suspect_after: float
-    dead_after: float
-    failures_before_critical: int = 1
-    heartbeat_interval: float = 1.0
+def Detector(suspect_after: float, dead_after: float,
+             failures_before_critical: int = 1,
+             heartbeat_interval: float = 1.0) -> DetectorSettings:
+    """The detector settings a replay takes, in the what-if's argument order (kept for
+    the callers that build them so): the live detector's own type, DetectorSettings,
+    whose positional order differs."""
+    return DetectorSettings(suspect_after=suspect_after, dead_after=dead_after,
+                            heartbeat_interval=heartbeat_interval,
+                            failures_before_critical=failures_before_critical)
 
-    @property
-    def suspect_threshold(self) -> float:
-        extra = (self.failures_before_critical - 1) * self.heartbeat_interval
-        return min(self.suspect_after + extra, self.dead_after)
+
+def suspicion_after(detector: DetectorSettings) -> float:
+    """Seconds of silence before the live detector suspects a healthy agent."""
+    return allowed_silence(detector, Verdict.ALIVE)
+
+
+def death_after(detector: DetectorSettings) -> float:
+    """Seconds of silence before the live detector declares a suspect agent dead (a
+    healthy one is suspected first, never later than this)."""
+    return allowed_silence(detector, Verdict.SUSPECT)
 
 
 @dataclass(frozen=True)
@@ -122,14 +137,15 @@ class Outcome:
         return self.replayed_death - self.recorded_death
 
 
-def compare(silences: Iterable[Silence], detector: Detector, window: Span) -> list[Outcome]:
+def compare(silences: Iterable[Silence], detector: DetectorSettings,
+            window: Span) -> list[Outcome]:
     """Each silence overlapping the window that a recorded or a replayed death ends, or
     that the window leaves undecided."""
     outcomes = []
     for silence in silences:
         if not _overlaps(silence, window):
             continue
-        found = deadline(silence, detector.dead_after, window.end)
+        found = deadline(silence, death_after(detector), window.end)
         recorded = silence.recorded_death is not None
         if found.at is None and not recorded and not (found.pending and _suspected(
                 silence, detector, window)):
@@ -143,9 +159,9 @@ def _overlaps(silence: Silence, window: Span) -> bool:
                                             or silence.end >= window.start)
 
 
-def _suspected(silence: Silence, detector: Detector, window: Span) -> bool:
+def _suspected(silence: Silence, detector: DetectorSettings, window: Span) -> bool:
     """A pending silence is worth a row once the replay has at least suspected it."""
-    return deadline(silence, detector.suspect_threshold, window.end).at is not None
+    return deadline(silence, suspicion_after(detector), window.end).at is not None
 
 
 def holes(watched: Sequence[Span], within: Span) -> list[Span]:
@@ -178,7 +194,7 @@ def merged(spans: Iterable[Span]) -> list[Span]:
 class Point:
     """One grid point of a sweep: what those settings would have done over the window."""
 
-    detector: Detector
+    detector: DetectorSettings
     counts: dict[str, int]
     false_deaths: int  # replayed deaths of agents that came back
     real_deaths: int  # replayed deaths of agents that did not
@@ -190,7 +206,7 @@ class Point:
     false_deaths_recorded: int = 0  # recorded deaths of agents that came back
 
 
-def evaluate(silences_by_agent: dict[str, list[Silence]], detector: Detector,
+def evaluate(silences_by_agent: dict[str, list[Silence]], detector: DetectorSettings,
              window: Span) -> tuple[dict[str, list[Outcome]], Point]:
     """The outcomes per agent, and the point's figures."""
     outcomes: dict[str, list[Outcome]] = {}
@@ -198,7 +214,7 @@ def evaluate(silences_by_agent: dict[str, list[Silence]], detector: Detector,
     moves: list[float] = []
     false_deaths = real_deaths = suspicions = false_suspicions = 0
     recorded = false_recorded = 0
-    threshold = detector.suspect_threshold
+    threshold = suspicion_after(detector)
     for agent_id, silences in silences_by_agent.items():
         found = compare(silences, detector, window)
         if found:
@@ -225,7 +241,8 @@ def evaluate(silences_by_agent: dict[str, list[Silence]], detector: Detector,
 
 
 def grid(suspect_after: Sequence[float], dead_after: Sequence[float],
-         failures_before_critical: Sequence[int], heartbeat_interval: float) -> list[Detector]:
+         failures_before_critical: Sequence[int],
+         heartbeat_interval: float) -> list[DetectorSettings]:
     """Every combination, in order."""
     return [Detector(s, d, f, heartbeat_interval)
             for s in suspect_after for d in dead_after for f in failures_before_critical]

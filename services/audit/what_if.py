@@ -16,7 +16,18 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from domain.what_if import Detector, Outcome, Point, Silence, Span, evaluate, grid, holes
+from domain.health import DetectorSettings
+from domain.what_if import (
+    Detector,
+    Outcome,
+    Point,
+    Silence,
+    Span,
+    evaluate,
+    grid,
+    holes,
+    suspicion_after,
+)
 from infra.log.event_store import EventStore
 from infra.names import AGENT, Names
 from services.audit.liveness import RESOLUTION_INTERVALS, LivenessRecord, read_record
@@ -198,7 +209,7 @@ def window_of(found: Recording, start: float | None, end: float | None) -> Span:
     return Span(start if start is not None else 0.0, end if end is not None else found.now)
 
 
-def replay(found: Recording, detector: Detector, start: float | None = None,
+def replay(found: Recording, detector: DetectorSettings, start: float | None = None,
            end: float | None = None) -> WhatIfReport:
     """The recording replayed under `detector`, in [start, end] (default: all, to now)."""
     window = window_of(found, start, end)
@@ -231,10 +242,10 @@ def sweep(found: Recording, suspect_after: Sequence[float] | None, dead_after: S
             "points": points}
 
 
-def below_resolution(found: Recording, detector: Detector) -> bool:
+def below_resolution(found: Recording, detector: DetectorSettings) -> bool:
     """Silences shorter than the record's resolution are not kept: a detector that
     suspects sooner than that may be told of fewer suspicions than it would have had."""
-    return found.resolution is not None and detector.suspect_threshold < found.resolution
+    return found.resolution is not None and suspicion_after(detector) < found.resolution
 
 
 def heartbeat_interval_of(found: Recording, default: float = 1.0) -> float:

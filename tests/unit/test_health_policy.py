@@ -10,6 +10,7 @@ from domain.health import (
     DetectorSettings,
     Evidence,
     Verdict,
+    allowed_silence,
     bus_stall_tolerance,
     is_stall,
     look_interval,
@@ -114,6 +115,32 @@ class TestNextDeadline:
         silent_then = silence(last_seen, visible_since, due)
 
         assert verdict(silent_then, SETTINGS) is not Verdict.ALIVE
+
+
+class TestAllowedSilence:
+    """The detector's one rule, which the what-if replay applies too (test_what_if.py)."""
+
+    def test_a_healthy_agent_is_allowed_the_suspect_threshold_a_suspect_dead_after(self):
+        damped = DetectorSettings(suspect_after=3.0, dead_after=10.0, heartbeat_interval=1.0,
+                                  failures_before_critical=3)
+        assert allowed_silence(damped, Verdict.ALIVE) == damped.suspect_threshold == 5.0
+        assert allowed_silence(damped, Verdict.SUSPECT) == damped.dead_after == 10.0
+
+    @given(suspect_after=st.integers(1, 2**12).map(lambda i: i / 64),
+           extra=st.integers(0, 2**12).map(lambda i: i / 64),
+           failures=st.integers(1, 6), interval=st.integers(1, 256).map(lambda i: i / 64),
+           silent_for=st.integers(0, 2**14).map(lambda i: i / 64))
+    def test_verdicts_change_exactly_at_the_allowed_silences(
+        self, suspect_after: float, extra: float, failures: int, interval: float,
+        silent_for: float,
+    ) -> None:
+        settings = DetectorSettings(suspect_after, suspect_after + extra, interval, failures)
+        expected = (Verdict.DEAD if silent_for >= allowed_silence(settings, Verdict.SUSPECT)
+                    else Verdict.SUSPECT if silent_for >= allowed_silence(settings, Verdict.ALIVE)
+                    else Verdict.ALIVE)
+        assert verdict(silent_for, settings) is expected
+        assert allowed_silence(settings, Verdict.ALIVE) <= allowed_silence(settings,
+                                                                           Verdict.SUSPECT)
 
 
 class TestIsStall:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from domain.health import DetectorSettings, Verdict, next_deadline, verdict
 from domain.what_if import (
     Detector,
     Silence,
@@ -20,7 +23,8 @@ WINDOW = Span(0.0, 100.0)
 IN_FORCE = Detector(suspect_after=3.0, dead_after=5.0)
 
 
-def verdicts(silences: list[Silence], detector: Detector, window: Span = WINDOW) -> list[str]:
+def verdicts(silences: list[Silence], detector: DetectorSettings,
+             window: Span = WINDOW) -> list[str]:
     return [o.verdict for o in compare(silences, detector, window)]
 
 
@@ -118,3 +122,86 @@ class TestSweep:
         detector = Detector(3.0, 5.0, failures_before_critical=4, heartbeat_interval=1.0)
         assert detector.suspect_threshold == 5.0
         assert [d.failures_before_critical for d in grid([1.0], [2.0], [1, 2], 1.0)] == [1, 2]
+
+
+# Times and settings in 1/64 s steps: sums of these are exact, so the boundaries compared
+# are the rule's, not rounding's.
+SIXTY_FOURTHS = st.integers(0, 2**14).map(lambda i: i / 64)
+DETECTORS = st.builds(
+    lambda suspect, extra, interval, failures: DetectorSettings(
+        suspect_after=suspect, dead_after=suspect + extra, heartbeat_interval=interval,
+        failures_before_critical=failures),
+    st.integers(1, 2**10).map(lambda i: i / 64), st.integers(0, 2**10).map(lambda i: i / 64),
+    st.integers(1, 128).map(lambda i: i / 64), st.integers(1, 6))
+
+
+def live_story(settings: DetectorSettings, start: float, heard_again: float | None,
+               until: float) -> tuple[float | None, float | None]:
+    """When the live detector suspects and declares dead an agent silent from `start`
+    (already the later of its last heartbeat and when the monitor last began to see) to
+    `heard_again`, looking only at its deadlines (services/health/monitor.py): the times
+    of suspicion and death, None for what does not come by `until` or before it is heard
+    again."""
+    suspected = died = None
+    liveness = Verdict.ALIVE
+    while liveness != Verdict.DEAD:
+        due = next_deadline(start, start, settings, liveness)
+        if due > until or (heard_again is not None and due > heard_again):
+            break
+        liveness = verdict(due - start, settings)
+        if suspected is None:
+            suspected = due
+        if liveness == Verdict.DEAD:
+            died = due
+    return suspected, died
+
+
+class TestTheReplayIsTheLiveRule:
+    """What-if and the live detector apply one rule (domain.health.allowed_silence) to one
+    type of settings: on the same silences they agree on suspicion and death."""
+
+    def test_the_settings_are_the_live_detectors_own_type(self):
+        replayed = Detector(3.0, 5.0, 4, 0.5)
+        assert type(replayed) is DetectorSettings
+        assert replayed == DetectorSettings(suspect_after=3.0, dead_after=5.0,
+                                            heartbeat_interval=0.5, failures_before_critical=4)
+        assert all(type(d) is DetectorSettings for d in grid([1.0], [2.0], [1, 2], 1.0))
+
+    @pytest.mark.parametrize(
+        ("settings", "gap", "suspected", "dead"),
+        [
+            (DetectorSettings(3.0, 5.0), 2.999, False, False),
+            (DetectorSettings(3.0, 5.0), 3.0, True, False),  # a boundary is the worse verdict
+            (DetectorSettings(3.0, 5.0), 5.0, True, True),
+            (DetectorSettings(3.0, 10.0, 1.0, 3), 4.9, False, False),  # damped: 5 s
+            (DetectorSettings(3.0, 10.0, 1.0, 3), 5.0, True, False),
+            (DetectorSettings(3.0, 4.0, 1.0, 10), 3.9, False, False),  # never past death
+            (DetectorSettings(3.0, 4.0, 1.0, 10), 4.0, True, True),
+            (DetectorSettings(2.0, 2.0), 2.0, True, True),
+        ],
+    )
+    def test_a_table_of_gaps(self, settings: DetectorSettings, gap: float, suspected: bool,
+                             dead: bool):
+        assert (verdict(gap, settings) != Verdict.ALIVE, verdict(gap, settings)
+                == Verdict.DEAD) == (suspected, dead)
+        _, point = evaluate({"a": [Silence(10.0, 10.0 + gap)]}, settings, WINDOW)
+        assert (point.suspicions, point.false_deaths) == (int(suspected), int(dead))
+
+    @given(settings=DETECTORS, start=SIXTY_FOURTHS, gap=SIXTY_FOURTHS,
+           resumed=st.booleans(), window=SIXTY_FOURTHS)
+    def test_on_any_silence_and_settings(self, settings: DetectorSettings, start: float,
+                                         gap: float, resumed: bool, window: float):
+        end = start + window
+        heard_again = start + gap if resumed else None
+        suspected, died = live_story(settings, start, heard_again, end)
+        silence = Silence(start, heard_again)
+        outcomes, point = evaluate({"a": [silence]}, settings, Span(0.0, end))
+        assert point.suspicions == (suspected is not None)
+        assert point.real_deaths + point.false_deaths == (died is not None)
+        replayed = [o.replayed_death for o in outcomes.get("a", [])
+                    if o.replayed_death is not None]
+        assert replayed == ([] if died is None else [died])
+        if resumed:  # heard again: what the live verdict was by then, the replay says too
+            seen = verdict(min(gap, window), settings)
+            assert point.suspicions == (seen != Verdict.ALIVE)
+            assert point.false_deaths == (seen == Verdict.DEAD)
