@@ -7,18 +7,22 @@ command wrote nothing, so in the schemas it is an optional integer, never null.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from domain import task
 from domain.fields import STRICT, Identifier
 from domain.task_commands import Assignment
 
 AgentStatus = Literal["healthy", "suspect", "dead", "draining", "left"]
-TaskStatus = Literal[
-    "pending", "assigned", "running", "retry_wait", "completed", "dead_lettered", "cancelled"
-]
+# domain.task.TaskStatus's values, as the Literal the schemas list (an enum would be a
+# `$ref` of its own) and the read API's status filter takes its choices from (get_args).
+if TYPE_CHECKING:
+    TaskStatus: TypeAlias = task.TaskStatus
+else:
+    TaskStatus = Literal[tuple(status.value for status in task.TaskStatus)]
 ErrorCodeName = Literal[
     "invalid_request", "not_found", "conflict", "stale_token", "payload_too_large",
     "unauthorized", "unavailable", "internal",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from enum import StrEnum
 from typing import Any
 
 from eventsourcing.domain import event
@@ -11,16 +12,23 @@ from eventsourcing.domain import event
 from domain.base import StrIdAggregate
 from domain.errors import CommandRefused, ErrorCode
 
-PENDING = "pending"
-ASSIGNED = "assigned"
-RUNNING = "running"
-RETRY_WAIT = "retry_wait"
-COMPLETED = "completed"
-DEAD_LETTERED = "dead_lettered"
-CANCELLED = "cancelled"
 
-OPEN = frozenset({ASSIGNED, RUNNING})
-TERMINAL = frozenset({COMPLETED, DEAD_LETTERED, CANCELLED})
+class TaskStatus(StrEnum):
+    """Where a task is in its life: the one definition of each status. Members are
+    strings, equal to their values: the log, the replies and the read API carry the
+    values as they always have."""
+
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    RETRY_WAIT = "retry_wait"
+    COMPLETED = "completed"
+    DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
+
+
+OPEN = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNNING})
+TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED, TaskStatus.CANCELLED})
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -60,7 +68,7 @@ class Task(StrIdAggregate):
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
         self.fingerprint = fingerprint
-        self.status = PENDING
+        self.status = TaskStatus.PENDING
         self.attempt = 0
         self.failures = 0
         self.agent_id: str | None = None
@@ -97,10 +105,20 @@ class Task(StrIdAggregate):
         if self.status not in OPEN:
             raise StaleToken(self.id, f"the task is {self.status}")
 
+    def check_move(self, from_agent: str, unaccepted_token: str | None = None) -> None:
+        """A move (reassign, requeue) decided on what the projections showed holds only
+        if the task is still on `from_agent` and, given `unaccepted_token`, that is still
+        its assignment and unaccepted (an accept that lands as the timeout fires wins)."""
+        if self.agent_id != from_agent:
+            raise CommandRefused(ErrorCode.CONFLICT, f"task {self.id} has moved already")
+        if unaccepted_token is not None and (
+                unaccepted_token != self.token or self.status != TaskStatus.ASSIGNED):
+            raise CommandRefused(ErrorCode.CONFLICT, f"task {self.id} was accepted")
+
     def check_placeable(self, now: float) -> None:
-        if self.status == RETRY_WAIT and now >= self.retry_at:
+        if self.status == TaskStatus.RETRY_WAIT and now >= self.retry_at:
             return
-        if self.status != PENDING:
+        if self.status != TaskStatus.PENDING:
             raise CommandRefused(ErrorCode.CONFLICT, f"task {self.id} is {self.status}")
 
     def check_open(self) -> None:
@@ -128,7 +146,7 @@ class Task(StrIdAggregate):
     def _hand_to(self, agent_id: str, incarnation: int, attempt: int, token: str) -> None:
         if self.token:
             self.past_tokens.append(self.token)
-        self.status = ASSIGNED
+        self.status = TaskStatus.ASSIGNED
         self.agent_id = agent_id
         self.incarnation = incarnation
         self.attempt = attempt
@@ -157,7 +175,7 @@ class Task(StrIdAggregate):
     @event("Requeued")
     def _requeued(self, from_agent: str, reason: str) -> None:
         self._retire_token()
-        self.status = PENDING
+        self.status = TaskStatus.PENDING
         self.agent_id = None
 
     def _retire_token(self) -> None:
@@ -170,14 +188,14 @@ class Task(StrIdAggregate):
     def accept(self, token: str) -> bool:
         """False when this assignment was already accepted (nothing to record)."""
         self.check_token(token)
-        if self.status == RUNNING:
+        if self.status == TaskStatus.RUNNING:
             return False
         self._accepted(token=token, attempt=self.attempt)
         return True
 
     @event("Accepted")
     def _accepted(self, token: str, attempt: int) -> None:
-        self.status = RUNNING
+        self.status = TaskStatus.RUNNING
 
     def report_progress(self, token: str, progress: float) -> None:
         self.check_token(token)
@@ -185,12 +203,12 @@ class Task(StrIdAggregate):
 
     @event("Progressed")
     def _progressed(self, token: str, progress: float) -> None:
-        self.status = RUNNING
+        self.status = TaskStatus.RUNNING
         self.progress = progress
 
     def complete(self, token: str, result: Any) -> bool:
         """False when this attempt already completed (a retried report)."""
-        if self.status == COMPLETED and token == self.token:
+        if self.status == TaskStatus.COMPLETED and token == self.token:
             return False
         self.check_token(token)
         self._completed(token=token, attempt=self.attempt, agent_id=self.agent_id or "",
@@ -199,7 +217,7 @@ class Task(StrIdAggregate):
 
     @event("Completed")
     def _completed(self, token: str, attempt: int, agent_id: str, result: Any) -> None:
-        self.status = COMPLETED
+        self.status = TaskStatus.COMPLETED
         self.result = result
         self.progress = 1.0
 
@@ -207,7 +225,8 @@ class Task(StrIdAggregate):
              backoff_cap: float) -> bool:
         """A failed attempt is retried after a growing delay, until max_attempts failures.
         False when this attempt's failure was already recorded (a retried report)."""
-        if token == self.token and self.status in (RETRY_WAIT, DEAD_LETTERED):
+        if token == self.token and self.status in (TaskStatus.RETRY_WAIT,
+                                                   TaskStatus.DEAD_LETTERED):
             return False
         self.check_token(token)
         failures = self.failures + 1
@@ -225,7 +244,7 @@ class Task(StrIdAggregate):
     @event("Failed")
     def _failed(self, token: str, attempt: int, agent_id: str, error: str, retryable: bool,
                 failures: int, retry_in_s: float, retry_at: float) -> None:
-        self.status = RETRY_WAIT
+        self.status = TaskStatus.RETRY_WAIT
         self.failures = failures
         self.error = error
         self.retry_at = retry_at
@@ -234,13 +253,13 @@ class Task(StrIdAggregate):
     @event("DeadLettered")
     def _dead_lettered(self, token: str, attempt: int, agent_id: str, error: str,
                        retryable: bool, failures: int) -> None:
-        self.status = DEAD_LETTERED
+        self.status = TaskStatus.DEAD_LETTERED
         self.failures = failures
         self.error = error
 
     def cancel(self, reason: str) -> bool:
         """False when already cancelled; a finished task cannot be cancelled."""
-        if self.status == CANCELLED:
+        if self.status == TaskStatus.CANCELLED:
             return False
         if self.status in TERMINAL:
             raise CommandRefused(ErrorCode.CONFLICT, f"task {self.id} is {self.status}")
@@ -249,7 +268,7 @@ class Task(StrIdAggregate):
 
     @event("Cancelled")
     def _cancelled(self, reason: str, agent_id: str, was: str) -> None:
-        self.status = CANCELLED
+        self.status = TaskStatus.CANCELLED
 
     def was_issued(self, token: str) -> bool:
         """True for a token this task really handed out (a late report, not a forgery)."""

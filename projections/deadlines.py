@@ -10,6 +10,8 @@ import heapq
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from domain.task import TaskStatus
+
 if TYPE_CHECKING:
     from projections.tasks import HeldTask, TaskView
 
@@ -24,9 +26,9 @@ Entry = tuple[float, str]  # (key, task id)
 def step_of(view: HeldTask) -> Step | None:
     """The step a task is in and its key: when it was assigned (the accept timeout is the
     dispatcher's to add), or when its run must end."""
-    if view.status == "assigned" and view.assigned_at is not None:
+    if view.status == TaskStatus.ASSIGNED and view.assigned_at is not None:
         return ACCEPTING, view.assigned_at.timestamp()
-    if view.status == "running" and view.started_at is not None:
+    if view.status == TaskStatus.RUNNING and view.started_at is not None:
         return RUNNING, view.started_at.timestamp() + view.timeout_s
     return None
 

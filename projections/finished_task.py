@@ -18,11 +18,14 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Generic, TypeVar, overload
 
+from domain.task import TaskStatus
 from projections.task_view import TaskView
 
 T = TypeVar("T")
 
-STATUSES = ("completed", "dead_lettered", "cancelled")  # the finished ones
+# The finished ones, by their code in the packed numbers (plain values, as TaskView's).
+STATUSES = (TaskStatus.COMPLETED.value, TaskStatus.DEAD_LETTERED.value,
+            TaskStatus.CANCELLED.value)
 _CODES = {status: code for code, status in enumerate(STATUSES)}
 # The packed values in order, with their struct formats: little-endian, unpadded, 77
 # bytes (a bytes object of 110, in the allocator's 112 B class). The ranges hold what

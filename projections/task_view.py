@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.task import OPEN
+from domain.task import OPEN, TaskStatus
 
 
 def _time(seconds: float | None) -> datetime | None:
@@ -32,7 +32,7 @@ class TaskView:
     submitted_position: int
     submitted_ts: float
     updated_ts: float
-    status: str = "pending"
+    status: str = TaskStatus.PENDING.value  # a plain string, as projections.tasks says
     agent_id: str | None = None
     incarnation: int = 0
     attempt: int = 0

@@ -9,7 +9,7 @@ from operator import attrgetter
 from typing import cast
 
 from domain import shared_values
-from domain.task import RETRY_WAIT
+from domain.task import TERMINAL, TaskStatus
 from projections.deadlines import StepDeadlines, step_of
 from projections.finished_task import FinishedTask
 from projections.log_event import LogEvent
@@ -17,19 +17,21 @@ from projections.status_counts import StatusCounts
 from projections.task_view import TaskView
 from projections.waiting import WaitingTasks
 
-STATUS_BY_EVENT = {
-    "Submitted": "pending",
-    "Assigned": "assigned",
-    "Reassigned": "assigned",
-    "Requeued": "pending",
-    "Accepted": "running",
-    "Progressed": "running",
-    "Completed": "completed",
-    "Failed": "retry_wait",
-    "DeadLettered": "dead_lettered",
-    "Cancelled": "cancelled",
+# A view holds its status's plain value, as the log does: the board's counts by status
+# are served as JSON, and orjson writes no enum member as an object's key.
+STATUS_BY_EVENT: dict[str, str] = {
+    "Submitted": TaskStatus.PENDING.value,
+    "Assigned": TaskStatus.ASSIGNED.value,
+    "Reassigned": TaskStatus.ASSIGNED.value,
+    "Requeued": TaskStatus.PENDING.value,
+    "Accepted": TaskStatus.RUNNING.value,
+    "Progressed": TaskStatus.RUNNING.value,
+    "Completed": TaskStatus.COMPLETED.value,
+    "Failed": TaskStatus.RETRY_WAIT.value,
+    "DeadLettered": TaskStatus.DEAD_LETTERED.value,
+    "Cancelled": TaskStatus.CANCELLED.value,
 }
-FINISHED = frozenset({"completed", "dead_lettered", "cancelled"})
+FINISHED = TERMINAL
 # How the board holds a task: a view while it is open or waiting, packed once finished.
 HeldTask = TaskView | FinishedTask
 # Timeouts repeat from task to task; one float object each, not one per task.
@@ -193,10 +195,10 @@ class TaskBoard:
 
     def index(self, view: TaskView) -> None:
         """Enter a task in the queue or its agent's open tasks, as its status says."""
-        if view.status in ("pending", RETRY_WAIT):
+        if view.status in (TaskStatus.PENDING, TaskStatus.RETRY_WAIT):
             self.queued.add(view.task_id)
             self.waiting.add(view.task_id, view.priority, view.submitted_position,
-                             view.retry_at if view.status == RETRY_WAIT else 0.0)
+                             view.retry_at if view.status == TaskStatus.RETRY_WAIT else 0.0)
         elif view.is_open and view.agent_id is not None:
             self.open_by_agent.setdefault(view.agent_id, set()).add(view.task_id)
             if self.on_load_change is not None:

@@ -23,6 +23,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from domain.task import TERMINAL, TaskStatus
 from projections.agents import AgentHealth
 from projections.log_event import LogEvent
 from projections.tasks import TaskBoard
@@ -31,12 +32,11 @@ log = logging.getLogger(__name__)
 
 # Every status a task or an agent can be in: a status with no member reads 0, not the
 # count it had at the previous scrape.
-TASK_STATUSES = ("pending", "assigned", "running", "retry_wait", "completed",
-                 "dead_lettered", "cancelled")
+TASK_STATUSES = tuple(TaskStatus)
 AGENT_STATUSES = ("healthy", "draining", "suspect", "dead", "left")
 # orch_assignments_total{outcome}: read from the log as it is applied (see `assignment`).
 ASSIGNMENT_OUTCOMES = ("delivered", "accepted", "timed_out", "moved")
-FINISHED_STATUSES = ("completed", "dead_lettered", "cancelled")
+FINISHED_STATUSES = tuple(status for status in TaskStatus if status in TERMINAL)
 
 # From a deadline to an action: the failover target is 100 ms, the tests allow seconds.
 _DEADLINE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -293,11 +293,11 @@ class Metrics:
             timed_out = event.data().get("reason") == "accept_timeout"
             self.assignments.labels("timed_out" if timed_out else "moved").inc()
         elif name == "Completed":
-            self.tasks_finished.labels("completed").inc()
+            self.tasks_finished.labels(TaskStatus.COMPLETED).inc()
         elif name == "DeadLettered":
-            self.tasks_finished.labels("dead_lettered").inc()
+            self.tasks_finished.labels(TaskStatus.DEAD_LETTERED).inc()
         elif name == "Cancelled":
-            self.tasks_finished.labels("cancelled").inc()
+            self.tasks_finished.labels(TaskStatus.CANCELLED).inc()
 
 
 def _set_counts(gauge: Gauge, known: Iterable[str], counts: dict[str, int]) -> None:
@@ -309,5 +309,5 @@ def oldest_pending_age(board: TaskBoard, now: float) -> float:
     """Seconds the longest-waiting pending task has waited since it entered the queue
     (its Submitted or Requeued event: its `updated_at` while pending); 0 when none waits."""
     waiting = [board.tasks[t].updated_at.timestamp() for t in board.queued
-               if board.tasks[t].status == "pending"]
+               if board.tasks[t].status == TaskStatus.PENDING]
     return max(0.0, now - min(waiting)) if waiting else 0.0

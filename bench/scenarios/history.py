@@ -16,8 +16,9 @@ from bench.sizes import Size
 from domain.what_if import Silence
 from infra.log.streams import provision
 from infra.names import Names
-from services.audit.liveness import RESOLUTION_INTERVALS, read_record
+from services.audit.liveness import read_record
 from services.audit.what_if import Recording, sweep
+from services.health.liveness_record import RESOLUTION_INTERVALS
 
 DAYS = 7
 # A steady fleet: a few heartbeats late enough to be kept each agent-day (GC pauses,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from domain.task import TaskStatus
 from projections.tasks import STATUS_BY_EVENT
 from services.audit.reasons import REASONS, TaskSoFar, detector_reading, step_reason
 
@@ -84,7 +85,7 @@ def task_story(events: Sequence[StoryEvent],
         "kind": first.get("kind", ""),
         "requires": list(first.get("requires", [])),
         "attempts": walk.attempts,
-        "retry_at": walk.retry_at if status == "retry_wait" else None,
+        "retry_at": walk.retry_at if status == TaskStatus.RETRY_WAIT else None,
         "position": events[-1].position,
         "chain": chain,
         "stale_results_refused": [s for s in chain if s["type"] == "StaleResultRefused"],
@@ -135,7 +136,7 @@ def placement(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def status_after(events: Sequence[StoryEvent]) -> str:
-    status = "pending"
+    status: str = TaskStatus.PENDING.value
     for event in events:
         status = STATUS_BY_EVENT.get(event.name, status)
     return status

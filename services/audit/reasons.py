@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from domain.task import OPEN, TaskStatus
 from projections.tasks import STATUS_BY_EVENT
 
 # The reasons the failover reactor and the dispatcher give for a move, as an operator
@@ -19,11 +20,11 @@ _MOVE_CAUSES = {
     "agent restarted": "agent {a} restarted",
     "accept_timeout": "agent {a} did not accept it in time",
 }
-_CANCELLED_WHILE = {
-    "pending": "while waiting in the queue",
-    "retry_wait": "while waiting to retry",
-    "assigned": "while assigned to {a}, not yet accepted",
-    "running": "while running on {a}",
+_CANCELLED_WHILE: dict[str, str] = {
+    TaskStatus.PENDING: "while waiting in the queue",
+    TaskStatus.RETRY_WAIT: "while waiting to retry",
+    TaskStatus.ASSIGNED: "while assigned to {a}, not yet accepted",
+    TaskStatus.RUNNING: "while running on {a}",
 }
 
 
@@ -32,7 +33,7 @@ class TaskSoFar:
     """What the steps before this one say about the task."""
 
     max_attempts: int = 0
-    status: str = "pending"
+    status: str = TaskStatus.PENDING.value
     agent: str = ""
     incarnation: int = 0
     attempt: int = 0
@@ -72,7 +73,8 @@ def _submitted(data: dict[str, Any], so_far: TaskSoFar) -> str:
 
 
 def _assigned(data: dict[str, Any], so_far: TaskSoFar) -> str:
-    after = {"retry_wait": "retry: ", "pending": "" if so_far.attempt == 0 else "placed again: "}
+    after: dict[str, str] = {TaskStatus.RETRY_WAIT: "retry: ",
+                             TaskStatus.PENDING: "" if so_far.attempt == 0 else "placed again: "}
     return (f"{after.get(so_far.status, '')}assigned to {data.get('agent_id')} (incarnation "
             f"{data.get('incarnation')}) for attempt {data.get('attempt')}")
 
@@ -126,7 +128,7 @@ def _cancelled(data: dict[str, Any], so_far: TaskSoFar) -> str:
     was = data.get("was", so_far.status)
     agent = data.get("agent_id") or so_far.agent
     where = _CANCELLED_WHILE.get(was, f"while {was}").format(a=agent)
-    told = "; the agent was told to stop" if was in ("assigned", "running") else ""
+    told = "; the agent was told to stop" if was in OPEN else ""
     return f"cancelled {where}: {data.get('reason')}{told}"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.placement import PLACEABLE, Candidate, why_waiting
-from domain.task import PENDING, RETRY_WAIT
+from domain.task import TaskStatus
 from projections.agents import AgentHealth
 from projections.tasks import TaskBoard
 from services.audit.reasons import iso
@@ -24,7 +24,7 @@ def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
             now: float) -> dict[str, Any] | None:
     """Why an explained task waits and when its retry falls due; None if it does not wait."""
     status = found["status"]
-    if status not in (PENDING, RETRY_WAIT):
+    if status not in (TaskStatus.PENDING, TaskStatus.RETRY_WAIT):
         return None
     reasons = why_waiting(fleet(agents, board), found["requires"], found["kind"] or None)
     body: dict[str, Any] = {
@@ -36,7 +36,7 @@ def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
     summary = ("waiting for an agent: " + "; ".join(blocking) if blocking and not any(
         r.code == PLACEABLE for r in reasons) else "an agent can take it: it is placed next")
     retry_at = found.get("retry_at")
-    if status == RETRY_WAIT and isinstance(retry_at, int | float):
+    if status == TaskStatus.RETRY_WAIT and isinstance(retry_at, int | float):
         body["retry_at"] = iso(retry_at)
         body["retry_in_s"] = round(max(0.0, retry_at - now), 3)
         if retry_at > now:

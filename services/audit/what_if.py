@@ -28,9 +28,10 @@ from domain.what_if import (
     holes,
     suspicion_after,
 )
-from infra.log.event_store import EventStore
+from infra.log.port import EventLog
 from infra.names import AGENT, Names
-from services.audit.liveness import RESOLUTION_INTERVALS, LivenessRecord, read_record
+from services.audit.liveness import LivenessRecord, read_record
+from services.health.liveness_record import RESOLUTION_INTERVALS
 
 # Grid limits, for the read API and the CLI alike.
 MAX_AXIS = 10
@@ -84,7 +85,7 @@ def _ended(silence: Silence, at: float) -> Silence:
                    silence.death_position)
 
 
-async def recording(store: EventStore, js: JetStreamContext, names: Names, now: float,
+async def recording(store: EventLog, js: JetStreamContext, names: Names, now: float,
                     progress: Callable[[int, int], None] | None = None) -> Recording:
     """The agent log and the liveness record, read once."""
     agents: dict[str, _Agent] = defaultdict(lambda: _Agent([], []))

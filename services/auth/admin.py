@@ -18,7 +18,7 @@ from domain.policy import policy_data
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.log.repository import Repository
 from services.auth.authorizer import ENROLLMENT_PREFIX, digest
-from services.commands.execute import Outcome, execute
+from services.execute import Outcome, execute
 
 API_TOKEN_PREFIX = "ot1"  # API tokens: ot1.<identity>.<token id>.<secret>
 RESERVED = frozenset({ORCHESTRATOR, "anonymous"})

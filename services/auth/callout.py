@@ -31,8 +31,8 @@ from projections.access import Access, IdentityView
 from services.auth.authorizer import Admit, Enroll, Refusal, Request, decide, read_request
 from services.auth.permissions import RoleName, permissions
 from services.auth.refusals import RefusalLog
-from services.commands.execute import execute
-from services.commands.reply_to import is_callout_inbox
+from services.auth.reply_to import is_callout_inbox
+from services.execute import execute
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)

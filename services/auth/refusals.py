@@ -28,7 +28,7 @@ from domain.errors import CommandRefused
 from domain.identity import AccessLog
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.log.repository import Repository
-from services.commands.execute import execute
+from services.execute import execute
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)

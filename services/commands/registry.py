@@ -20,7 +20,7 @@ from infra.caller import current_identity
 from infra.log.repository import Repository
 from infra.names import Names
 from projections.agents import AgentHealth
-from services.commands.execute import Outcome, execute
+from services.execute import Outcome, execute
 
 # Seconds since an agent's given incarnation was last heard from; None if unknown here.
 SilenceOf = Callable[[str, int], float | None]

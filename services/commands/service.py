@@ -23,7 +23,7 @@ from domain.fields import ID_PATTERN, MAX_COMMAND_BYTES
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.log.event_headers import new_event_id
 from infra.names import SERVICE_NAME, Names
-from services.commands.reply_to import inbox_owner, may_answer
+from services.auth.reply_to import inbox_owner, may_answer
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ async def start_command_service(
     bound_inboxes: bool = True,
 ) -> Service:
     """Serve every command; with `bound_inboxes` (auth on) a command whose subject names
-    its sender is answered only in that sender's own inbox (services.commands.reply_to)."""
+    its sender is answered only in that sender's own inbox (services.auth.reply_to)."""
     service = await add_service(
         nc,
         ServiceConfig(

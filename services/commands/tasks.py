@@ -28,7 +28,7 @@ from infra.caller import current_identity, decided_by_orchestrator
 from infra.log.repository import Repository
 from infra.names import Names
 from projections.tasks import TaskBoard
-from services.commands.execute import Outcome, execute
+from services.execute import Outcome, execute
 
 Publish = Callable[[str, bytes], Awaitable[None]]
 log = logging.getLogger(__name__)
@@ -253,11 +253,7 @@ class TaskService:
         unaccepted (an accept that lands as the timeout fires wins)."""
         def decide(task: Task | None) -> Task:
             task = _existing(task, task_id)
-            if task.agent_id != from_agent:
-                raise CommandRefused(ErrorCode.CONFLICT, f"task {task_id} has moved already")
-            if unaccepted_token is not None and (
-                    task.token != unaccepted_token or task.status != "assigned"):
-                raise CommandRefused(ErrorCode.CONFLICT, f"task {task_id} was accepted")
+            task.check_move(from_agent, unaccepted_token)
             task.reassign(agent.agent_id, agent.incarnation, new_token(), reason, strategy,
                           considered(seen))
             return task
@@ -270,11 +266,7 @@ class TaskService:
                       causation_id: str | None, unaccepted_token: str | None = None) -> Outcome:
         def decide(task: Task | None) -> Task:
             task = _existing(task, task_id)
-            if task.agent_id != from_agent:
-                raise CommandRefused(ErrorCode.CONFLICT, f"task {task_id} has moved already")
-            if unaccepted_token is not None and (
-                    task.token != unaccepted_token or task.status != "assigned"):
-                raise CommandRefused(ErrorCode.CONFLICT, f"task {task_id} was accepted")
+            task.check_move(from_agent, unaccepted_token)
             task.requeue(reason)
             return task
 

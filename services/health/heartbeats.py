@@ -30,7 +30,7 @@ from infra.bus.direct import deliver_directly
 from infra.log.event_store import position_and_time
 from infra.names import Names
 from projections.agents import AgentHealth
-from services.audit.liveness import LivenessRecorder
+from services.health.liveness_record import LivenessRecorder
 from services.health.monitor import HealthMonitor
 from services.metrics import Metrics, Tally
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from domain.errors import CommandRefused
 from domain.placement import Candidate, Strategy
 from domain.plan import Plan
+from domain.task import TaskStatus
 from projections.deadlines import ACCEPTING, step_of
 from projections.tasks import HeldTask, TaskBoard, TaskView
 from services.commands.tasks import TaskService
@@ -177,7 +178,7 @@ class Dispatcher:
             if (deadline is None or now < deadline or view.agent_id is None
                     or self.fleet.in_flight(view.task_id)):
                 continue
-            if view.status == "assigned":
+            if view.status == TaskStatus.ASSIGNED:
                 await move(self.tasks, self.fleet, view, view.agent_id, self.strategy,
                            reason="accept_timeout", causation_id=f"timeout-{view.position}",
                            unaccepted_token=view.token)

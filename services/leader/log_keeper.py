@@ -30,7 +30,7 @@ from infra.log.port import EventLog
 from infra.log.recorded import HistoryCut
 from infra.log.repository import Repository
 from infra.names import TASK
-from services.commands.execute import execute
+from services.execute import execute
 from services.leader.snapshots import Snapshots
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from aiohttp import ClientSession
 from infra import names as n
 from infra.auth.credentials import Keys, read_secret
 from infra.auth.own_users import LOG_INBOX
-from services.commands.reply_to import inbox_owner, may_answer
+from services.auth.reply_to import inbox_owner, may_answer
 from tests.security.conftest import Connected, Secure
 from tests.support import eventually, registration
 

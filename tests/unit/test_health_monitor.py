@@ -21,7 +21,7 @@ from domain.errors import CommandRefused, ErrorCode
 from domain.health import DetectorSettings
 from projections.agents import AgentHealth, AgentView
 from projections.position import Position
-from services.commands.execute import Outcome
+from services.execute import Outcome
 from services.health.monitor import HealthMonitor
 from services.metrics import Metrics
 from tests.support import eventually

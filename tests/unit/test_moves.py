@@ -10,7 +10,7 @@ from domain.task import Task
 from projections.agents import AgentHealth
 from projections.position import Position
 from projections.tasks import TaskBoard
-from services.commands.execute import Outcome
+from services.execute import Outcome
 from services.leader.dispatcher import move
 from services.leader.fleet import Fleet
 from tests.unit.log_events import Log

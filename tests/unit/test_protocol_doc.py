@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast, get_args
 
+import orjson
 import pytest
 
 from domain import task as task_statuses
@@ -25,6 +26,9 @@ from domain.replies import (
 )
 from domain.task import Task
 from domain.task_commands import AgentAssignments, Assignment
+from infra.log.codec import create_mapper
+from infra.log.memory import InMemoryEventLog
+from infra.log.repository import Repository
 from infra.names import AGENT_COMMANDS, CATALOG_QUERY, CLIENT_COMMANDS, Header, Names
 from projections.access import Access
 from projections.tasks import STATUS_BY_EVENT, TaskBoard
@@ -32,10 +36,14 @@ from services.auth.gate import AccessGate
 from services.auth.permissions import RoleName, permissions
 from services.commands import registry
 from services.commands import tasks as task_service
-from services.commands.execute import Outcome
 from services.commands.service import parse
 from services.commands.table import command_table
+from services.execute import Outcome
 from services.schemas import PROTOCOL_MODELS, schema_documents
+
+
+async def nowhere(subject: str, data: bytes) -> None:
+    """A publish that goes nowhere: the reply is what is checked."""
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCHEMAS = DOCS / "schemas"
@@ -183,13 +191,22 @@ class TestReplyModelsMatchTheCode:
     """The reply models are descriptions: what the handlers build must fit them."""
 
     def test_task_statuses_are_the_aggregates(self) -> None:
-        domain = {
-            task_statuses.PENDING, task_statuses.ASSIGNED, task_statuses.RUNNING,
-            task_statuses.RETRY_WAIT, task_statuses.COMPLETED, task_statuses.DEAD_LETTERED,
-            task_statuses.CANCELLED,
-        }
+        domain = set(task_statuses.TaskStatus)
         assert set(get_args(TaskStatus)) == domain
         assert set(STATUS_BY_EVENT.values()) == domain
+
+    def test_task_statuses_go_out_as_plain_strings(self) -> None:
+        assert {type(status) for status in get_args(TaskStatus)} == {str}
+        assert {type(status) for status in STATUS_BY_EVENT.values()} == {str}
+        task = Task("t-1", "echo", None, [], 0, 3, 300.0, "fp")
+        task.assign("a1", 1, task_service.new_token(), "least_loaded", [], 0.0)
+        task.cancel("no longer needed")
+        reply = task_service._reply(Outcome(task, [1]), status=task.status)
+        wire = b'{"ok":true,"task_id":"t-1","status":"cancelled","position":1}'
+        assert orjson.dumps(reply) == wire
+        assert TaskReply.model_validate(reply).model_dump_json().encode() == wire
+        cancelled = create_mapper().to_stored_event(task.collect_events()[-1])
+        assert b'"assigned"' in cancelled.state  # the status it was cancelled in
 
     def test_error_codes_are_the_domains(self) -> None:
         assert set(get_args(ErrorCodeName)) == {str(code) for code in ErrorCode}
@@ -234,8 +251,9 @@ class TestReplyModelsMatchTheCode:
         for position, domain_event in enumerate(task.collect_events(), start=1):
             board.apply(FakeLogEvent(position, "task", task.id, type(domain_event).__name__,
                                      dict(vars(domain_event))))
-        service = task_service.TaskService(cast(Any, None), Names(), board, cast(Any, None),
-                                           1.0, 60.0)
+        service = task_service.TaskService(
+            Repository(InMemoryEventLog(Names(), create_mapper()), "task"), Names(), board,
+            nowhere, 1.0, 60.0)
         reply = await service.assignments(AgentAssignments(agent_id="a1"))
         parsed = AssignmentsReply.model_validate(reply)
         assert [a.token for a in parsed.assignments] == [task.token]
