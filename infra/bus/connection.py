@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client
 
+from infra.bus import nats_internals
 from infra.bus.headers import connect as nats_connect
 
 log = logging.getLogger(__name__)
@@ -104,5 +105,5 @@ async def flush_subscriptions(nc: Client) -> None:
     so the PONG can come back before the server has seen them. Pushing the buffer out
     first keeps the PING behind them.
     """
-    await nc._flush_pending(force_flush=True)  # private: see the docstring
+    await nats_internals.flush_pending(nc)  # private: see the docstring
     await nc.flush()

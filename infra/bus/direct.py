@@ -13,7 +13,8 @@ Anything else (status messages, and any message while the queue still holds some
 delivered the usual way) goes through nats-py unchanged, in order.
 
 The handler runs in the read loop: it must be quick, and it returns an awaitable only
-when it has I/O to do (awaited there, in order).
+when it has I/O to do (awaited there, in order). nats-py's private parts it needs are
+reached through infra.bus.nats_internals.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.msg import Msg
+
+from infra.bus import nats_internals
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,6 @@ _HEADER_LINE = b"NATS/1.0\r\n"
 # <delivered>.<sseq>.<cseq>.<ns>.<pending>, or with <domain>.<account hash> after $JS.ACK.
 _V1_TOKENS, _V1_SEQUENCE, _V1_TIME = 9, 5, 7
 _V2_SEQUENCE, _V2_TIME = Msg.Ack.StreamSeq, Msg.Ack.Timestamp
-# Where nats-py's ordered consumer reads the stream and consumer sequences, in either form
-# (nats.aio.client.Client._process_msg): done the same here, so that both paths agree.
-_ORDERED_STREAM_SEQ, _ORDERED_CONSUMER_SEQ = 5, 6
 
 
 def position_and_time_of(tokens: list[str]) -> tuple[int, datetime]:
@@ -65,7 +65,7 @@ def deliver_directly(subscription: Any, handler: DirectHandler,
     may wait without holding up the connection's read loop). Messages that arrived
     before are taken the usual way first, and the direct way once all those are
     handled."""
-    attach(subscription._sub, handler, when)
+    attach(nats_internals.subscription_of(subscription), handler, when)
 
 
 def attach(sub: Any, handler: DirectHandler, when: Callable[[], bool] | None) -> None:
@@ -80,7 +80,7 @@ def handler_of(sub: Any, reply: bytes, headers: bytes | None) -> DirectHandler |
     handler: DirectHandler | None = getattr(sub, _ATTRIBUTE, None)
     if (handler is None or not reply.startswith(_DATA_REPLY)
             or (headers and not headers.startswith(_HEADER_LINE))  # a status line
-            or sub._pending_queue._unfinished_tasks):  # queued, or being handled
+            or nats_internals.queued(sub)):  # queued, or being handled
         return None
     when: Callable[[], bool] | None = getattr(sub, _WHEN, None)
     return handler if when is None or when() else None
@@ -90,20 +90,11 @@ async def deliver(sub: Any, handler: DirectHandler, subject: bytes, reply: bytes
                   data: bytes, headers: dict[str, str] | None) -> None:
     """One data message of `sub`, as nats-py's ordered consumer would take it, to the
     handler."""
-    jsi = sub._jsi
-    sub._received += 1
-    jsi._active = True
     reply_text = reply.decode()
     tokens = reply_text.split(".")
-    consumer_seq = int(tokens[_ORDERED_CONSUMER_SEQ])
-    if consumer_seq != jsi._dseq:
-        # A message was missed: the consumer starts again after the last one taken.
-        if await jsi.reset_ordered_consumer(jsi._sseq + 1):
-            return
-    else:
-        jsi._dseq = consumer_seq + 1
-        jsi._sseq = int(tokens[_ORDERED_STREAM_SEQ])
-    jsi.track_sequences(reply_text)
+    reset = nats_internals.take_ordered(sub, reply_text, tokens)
+    if reset is not None and await reset:
+        return  # a message was missed: the consumer starts again after the last one taken
     sequence, at = position_and_time_of(tokens)
     try:
         pending = handler(subject, sequence, at, data, headers)

@@ -6,6 +6,7 @@ one name 43 characters long, and in a rebuild that check alone was a tenth of th
 orchestrator's time (py-spy, docs/performance.md). The parser here gives the same
 dictionary for any input (tests/unit/test_header_parser.py checks it against nats-py's
 own, on generated blocks), remembering what each raw header name turned out to be.
+nats-py's private hooks are reached through infra.bus.nats_internals.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import nats.aio.client
 
-from infra.bus import direct
+from infra.bus import direct, nats_internals
 from infra.bus.parser import FastParser
 
 _CRLF = b"\r\n"
@@ -60,18 +61,17 @@ class Client(nats.aio.client.Client):
     parsing done by `parse_header_lines`, and the data messages of subscriptions given a
     direct handler taken by infra.bus.direct."""
 
-    _parse_header_lines = staticmethod(parse_header_lines)
-
     def __init__(self) -> None:
         super().__init__()
-        self._ps = FastParser(self)
+        nats_internals.use_parser(self, FastParser(self))
 
-    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes,
-                           headers: bytes) -> None:
-        sub = self._subs.get(sid)
+    async def process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes,
+                          headers: bytes) -> None:
+        """Every message frame the connection reads (as nats-py's `_process_msg`)."""
+        sub = nats_internals.subscription(self, sid)
         handler = direct.handler_of(sub, reply, headers) if sub is not None else None
         if handler is None:
-            await super()._process_msg(sid, subject, reply, data, headers)
+            await nats_internals.process_msg(self, sid, subject, reply, data, headers)
             return
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
@@ -79,6 +79,10 @@ class Client(nats.aio.client.Client):
         # _process_headers reads it.
         parsed = parse_header_lines(headers[len(_HEADER_LINE):]) if headers else None
         await direct.deliver(sub, handler, subject, reply, data, parsed or None)
+
+
+nats_internals.hook_client(Client, process_msg=Client.process_msg,
+                           parse_header_lines=parse_header_lines)
 
 
 async def connect(**options: Any) -> Client:

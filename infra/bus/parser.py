@@ -7,11 +7,20 @@ docs/performance.md). Here a `MSG` or `HMSG` frame whose payload has arrived is 
 one step; anything else (PING, INFO, a frame cut off, anything unusual) goes to nats-py's
 own parser, unchanged. Both give `_process_msg` the same arguments
 (tests/unit/test_protocol_parser.py checks them on generated streams cut at random).
+nats-py's parser and the client's handling of a message are reached through
+infra.bus.nats_internals.
 """
 
 from __future__ import annotations
 
-from nats.protocol.parser import AWAITING_CONTROL_LINE, MAX_CONTROL_LINE_SIZE, Parser
+from typing import Any
+
+from infra.bus.nats_internals import (
+    AWAITING_CONTROL_LINE,
+    MAX_CONTROL_LINE_SIZE,
+    Parser,
+    message_processor,
+)
 
 _MSG = b"MSG "
 _HMSG = b"HMSG "
@@ -19,6 +28,10 @@ _CRLF = b"\r\n"
 
 
 class FastParser(Parser):
+    def __init__(self, nc: Any) -> None:
+        super().__init__(nc)
+        self._process_msg = message_processor(nc)
+
     async def parse(self, data: bytes = b"") -> None:
         self.buf.extend(data)
         while self.buf:
@@ -65,4 +78,4 @@ class FastParser(Parser):
                 start = split
             payload = bytes(buf[start:stop])
             del buf[:stop + len(_CRLF)]
-            await self.nc._process_msg(int(sid), bytes(subject), bytes(reply), payload, headers)
+            await self._process_msg(int(sid), bytes(subject), bytes(reply), payload, headers)

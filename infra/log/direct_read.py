@@ -27,6 +27,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from infra.bus import nats_internals
 from infra.bus.connection import flush_subscriptions
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,7 @@ def where(msg: Msg) -> tuple[str, int, datetime]:
 
 def as_stored(msg: Msg) -> Msg:
     """The message with the subject it was stored on, for readers that look at that."""
-    return Msg(_client=msg._client, subject=(msg.headers or {})[SUBJECT], reply="",
-               data=msg.data, headers=msg.headers)
+    return nats_internals.with_subject(msg, (msg.headers or {})[SUBJECT])
 
 
 async def get_batch(nc: Client, stream: str, subject: str, start: int, batch: int,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from infra.bus import nats_internals
 from infra.log import direct_read
 
 
@@ -16,6 +17,5 @@ async def stored_messages(js: JetStreamContext, stream: str,
 
     By direct gets, not a consumer: an auditor, who reads this for what-if, may create
     none (services/auth/permissions.py)."""
-    # js._nc: the connection nats-py's context sends through (no public name).
-    async for msg in direct_read.stored(js._nc, stream, subject):
+    async for msg in direct_read.stored(nats_internals.connection_of(js), stream, subject):
         yield msg
