@@ -85,11 +85,11 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	bench/setup.sh
-	$(BIN)/orchestrator bench --size full
+	$(BIN)/python -m bench --size full
 
 bench-quick: $(STAMP)
 	bench/setup.sh
-	$(BIN)/orchestrator bench --size quick
+	$(BIN)/python -m bench --size quick
 
 schemas: $(STAMP)
 	$(BIN)/orchestrator schemas --out docs/schemas

@@ -1,12 +1,18 @@
-"""`orchestrator bench [scenario ...]`: run scenarios, print a table, write the JSON."""
+"""`python -m bench [scenario ...]`: run scenarios, print a table, write the JSON.
+
+The benchmarks are a development tool, not part of the product: they run from a clone
+(the `orchestrator` wheel does not ship them), as `make bench` and `make bench-quick` do."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
+import importlib.util
 import logging
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +23,17 @@ SCENARIOS = ("heartbeats", "failover", "tasks", "commands", "rebuild", "api", "m
              "eventsourcing_peers", "auth", "history")
 
 
-def add_bench_command(commands: Any) -> None:
-    bench = commands.add_parser(
-        "bench", help="run benchmarks: a table, and bench/results.json",
-        description="Each scenario starts its own nats-server and orchestrator process and "
-                    "measures a raw baseline in the same run.")
+def build_parser() -> argparse.ArgumentParser:
+    bench = argparse.ArgumentParser(
+        prog="python -m bench", description="Run benchmarks: a table, and bench/results.json. "
+        "Each scenario starts its own nats-server and orchestrator process and measures a raw "
+        "baseline in the same run.")
     bench.add_argument("scenarios", nargs="*", metavar="scenario",
                        help=f"scenarios to run (default: all): {', '.join(SCENARIOS)}")
     bench.add_argument("--size", choices=sorted(SIZES), default="full",
                        help="full (the targets' sizes), quick (minutes), tiny (smoke test)")
     bench.add_argument("--out", default="bench/results.json", help="where to write JSON")
+    return bench
 
 
 async def run_bench(args: argparse.Namespace) -> int:
@@ -47,3 +54,16 @@ async def run_bench(args: argparse.Namespace) -> int:
     print(render(results))
     write(Path(args.out), results, size.name)
     return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.scenarios if not name.isidentifier()
+               or importlib.util.find_spec(f"bench.scenarios.{name}") is None]
+    if unknown:
+        parser.error(f"no scenario {', '.join(unknown)} (bench/scenarios/)")
+    try:
+        return asyncio.run(run_bench(args))
+    except KeyboardInterrupt:
+        return 0

@@ -1,4 +1,4 @@
-"""`orchestrator bench profile`: where the orchestrator's CPU goes per task lifecycle.
+"""`python -m bench profile`: where the orchestrator's CPU goes per task lifecycle.
 
 py-spy samples the orchestrator process (on-CPU samples only) while the tasks scenario
 runs durable lifecycles against it; each sample is charged to the first frame of its stack

@@ -1,7 +1,7 @@
 """Where the orchestrator's CPU goes per durable task lifecycle (py-spy; bench/profile.py).
 
 Not in the default list: it needs ptrace rights over the orchestrator process. Run it by
-name, `orchestrator bench profile`; the collapsed stacks go to bench/profile.txt.
+name, `python -m bench profile`; the collapsed stacks go to bench/profile.txt.
 """
 
 from __future__ import annotations

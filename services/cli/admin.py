@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from infra import names as n
-from services.auth.cli import CommandFailed
+from services.cli.auth import CommandFailed
 from services.cli.connection import add_client_flags, connect_client
 
 WRITE_COMMANDS = ("cancel", "drain", "deregister")

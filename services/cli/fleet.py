@@ -16,7 +16,7 @@ from urllib.parse import quote
 import orjson
 
 from services.audit.render import table
-from services.auth.cli import CommandFailed
+from services.cli.auth import CommandFailed
 from services.cli.read_api import Answer, ReadApi, add_api_flags
 
 READ_COMMANDS = ("agents", "agent-status", "tasks", "task-status", "services")

@@ -1,5 +1,6 @@
 """The `orchestrator` command line: run the service, a demo agent, client and security
-commands, the fleet's agents, tasks and services, audits, benchmarks, schemas.
+commands, the fleet's agents, tasks and services, audits, schemas. (The benchmarks
+are not part of it: `python -m bench` from a clone.)
 
 Settings: each flag falls back to its ORCH_* variable, then to its default. Client
 commands connect to ORCH_NATS_URL as the identity of ORCH_CREDENTIALS (default: the
@@ -30,9 +31,9 @@ import nats.errors
 
 from infra import settings as settings_module
 from infra.startup import CannotStart
-from services.audit.cli import AUDIT_COMMANDS, add_audit_commands, run_audit
-from services.auth.cli import SECURITY_COMMANDS, CommandFailed, add_security_commands, run_security
 from services.cli.admin import WRITE_COMMANDS, add_write_commands, run_write
+from services.cli.audit import AUDIT_COMMANDS, add_audit_commands, run_audit
+from services.cli.auth import SECURITY_COMMANDS, CommandFailed, add_security_commands, run_security
 from services.cli.completion import add_completion_command, run_completion
 from services.cli.connection import Unreachable
 from services.cli.demo_agent import AgentRefused, add_agent_command, run_agent, until_signalled
@@ -109,7 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_write_commands(commands)
     add_security_commands(commands)
     add_audit_commands(commands)
-    _add_bench_command(commands)
 
     schemas = commands.add_parser("schemas", help="write the protocol's JSON Schemas")
     schemas.add_argument("--out", default="docs/schemas", help="output directory")
@@ -117,20 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_bench_command(commands: argparse._SubParsersAction) -> None:
-    from bench.cli import add_bench_command
-
-    add_bench_command(commands)
-
-
-async def _bench(args: argparse.Namespace) -> int:
-    from bench.cli import run_bench
-
-    return await run_bench(args)
-
-
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.command not in ("up", "agent", "bench") and hasattr(args, "log_level"):
+    if args.command not in ("up", "agent") and hasattr(args, "log_level"):
         _configure_logging(args.log_level)
     if args.command == "up":
         asyncio.run(_up(args))
@@ -145,8 +133,6 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return asyncio.run(run_write(args))
     elif args.command == "completion":
         return run_completion(args, parser)
-    elif args.command == "bench":
-        return asyncio.run(_bench(args))
     elif args.command in AUDIT_COMMANDS:
         return asyncio.run(run_audit(args))
     elif args.command in SECURITY_COMMANDS:

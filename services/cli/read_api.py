@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 
 from infra.auth.credentials import Keys, read_secret
-from services.auth.cli import CommandFailed
+from services.cli.auth import CommandFailed
 from services.cli.connection import Unreachable, add_log_level_flag
 
 API_TOKEN = "ORCH_API_TOKEN"

@@ -21,8 +21,8 @@ from domain.policy import check_claims, policy_data, violations
 from infra.caller import current_identity
 from infra.log.codec import create_mapper
 from projections.access import Access
-from services.auth.cli import CommandFailed, _policy
 from services.auth.gate import AccessGate
+from services.cli.auth import CommandFailed, _policy
 from services.cli.main import build_parser
 
 POLICY = policy_data(services=["web"], capabilities=["cpu"], labels={"zone": ["eu", "us"]},

@@ -112,3 +112,53 @@ class TestSdk:
         assert not server, f"sdk/{path.name} imports the server's {sorted(server)}"
         assert not undeclared, (f"sdk/{path.name} imports {sorted(undeclared)}, which "
                                 f"sdk/pyproject.toml does not declare")
+
+
+# The product: what the `orchestrator` wheel ships (pyproject.toml). The benchmarks in
+# bench/ are a tool of their own (`python -m bench`), and every command of the
+# `orchestrator` CLI is defined in services/cli/.
+PRODUCT_PACKAGES = ("domain", "projections", "services", "infra", "sdk")
+CLI_PACKAGE = ROOT / "services" / "cli"
+SUBCOMMAND_CALLS = {"add_parser", "add_subparsers"}
+
+
+def product_modules() -> list[Path]:
+    """Every module of the product's packages, but what a build left in place."""
+    return sorted(p for package in PRODUCT_PACKAGES for p in (ROOT / package).rglob("*.py")
+                  if not {"build", "dist"} & set(p.relative_to(ROOT).parts))
+
+
+def subcommand_calls(path: Path) -> list[str]:
+    """The calls that define argparse subcommands in the file, as `name (line N)`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [f"{node.func.attr} (line {node.lineno})" for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SUBCOMMAND_CALLS]
+
+
+class TestProduct:
+    def test_it_has_modules_to_check(self) -> None:
+        relative = {str(p.relative_to(ROOT)) for p in product_modules()}
+        assert {"services/cli/main.py", "services/cli/audit.py", "services/cli/auth.py",
+                "domain/plan.py", "sdk/agent.py"} <= relative
+
+    @pytest.mark.parametrize("path", product_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+    def test_imports_no_benchmark(self, path: Path) -> None:
+        package = path.relative_to(ROOT).parts[0]
+
+        assert "bench" not in imported_roots(path, package), (
+            f"{path.relative_to(ROOT)} imports bench, which the wheel does not ship")
+
+    def test_the_subcommand_finder_sees_the_cli_commands(self) -> None:
+        assert subcommand_calls(CLI_PACKAGE / "main.py")
+        assert subcommand_calls(CLI_PACKAGE / "audit.py")
+        assert subcommand_calls(CLI_PACKAGE / "auth.py")
+
+    @pytest.mark.parametrize("path", [p for p in product_modules()
+                                      if not p.is_relative_to(CLI_PACKAGE)],
+                             ids=lambda p: str(p.relative_to(ROOT)))
+    def test_only_the_cli_defines_commands(self, path: Path) -> None:
+        found = subcommand_calls(path)
+
+        assert not found, (f"{path.relative_to(ROOT)} defines CLI commands ({found}): "
+                           f"they belong in services/cli/")
