@@ -2,7 +2,7 @@
 
 The dispatcher places the queued tasks one after another, each seeing the loads the ones
 before it added. Calling `choose` for each costs the whole fleet per task: with 2,000
-agents that was most of the orchestrator's time (`orchestrator bench profile`). A `Plan`
+agents that was most of the orchestrator's time (`python -m bench profile`). A `Plan`
 gives the same answers as those calls (tests/unit/test_plan.py checks it against
 `choose`), from heaps per kind of task, kept by pushing an agent again whenever it takes
 a task: an entry whose key is no longer the agent's is stale, and skipped.

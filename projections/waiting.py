@@ -2,7 +2,7 @@
 
 The dispatcher asks for them on every round, and rounds come with every change: sorting
 the whole queue each time was the largest single cost of a task lifecycle in the profile
-(`orchestrator bench profile`). Two heaps instead: tasks ready to place, by queue key, and
+(`python -m bench profile`). Two heaps instead: tasks ready to place, by queue key, and
 tasks waiting out a retry backoff, by when it ends. Entries are never updated in place: a
 task that leaves and comes back gets a new entry under a new generation, and the old one
 is skipped by readers and dropped by compaction.

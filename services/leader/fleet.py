@@ -4,7 +4,7 @@ kept as an index that changes with them.
 The projections tell it which agents changed (an agent event; a change of the open tasks
 they hold), and it remakes only those candidates: a round of placements then costs the
 tasks it places, not the fleet (with 2,000 agents, remaking every candidate each round
-was most of the orchestrator's work; `orchestrator bench profile`).
+was most of the orchestrator's work; `python -m bench profile`).
 """
 
 from __future__ import annotations
