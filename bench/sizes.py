@@ -19,6 +19,9 @@ class Size:
     rebuild_events: int
     memory_agents: int
     api_seconds: int
+    # How far above the offered rate the saturation search may go, as a factor: only
+    # bounds the run's length (tiny proves the search runs, in two steps).
+    saturation_ceiling: float = 32.0
 
 
 # Full size: 20,000 agents beating once a second, the offered 20,000/s (with 2,000 each
@@ -26,5 +29,5 @@ class Size:
 # stream keeping the latest per agent, counted as lost).
 FULL = Size("full", 20_000, 20_000, 30.0, 1000, 100, 5000, 2000, 1_000_000, 100_000, 10)
 QUICK = Size("quick", 1000, 20_000, 8.0, 300, 30, 1000, 500, 50_000, 10_000, 5)
-TINY = Size("tiny", 20, 500, 1.0, 20, 4, 40, 20, 300, 200, 1)
+TINY = Size("tiny", 20, 500, 1.0, 20, 4, 40, 20, 300, 200, 1, saturation_ceiling=0.75)
 SIZES = {s.name: s for s in (FULL, QUICK, TINY)}

@@ -106,7 +106,7 @@ async def find_saturation(orch: Orchestrator, fleet: Fleet, size: Size) -> tuple
     # The ceiling only bounds the run's length: far above any raw consumer's rate here
     # (8 times the rate, 160,000/s at full size, capped the measurement once intake
     # reached it).
-    rate, ceiling = size.heartbeat_rate / 2, size.heartbeat_rate * 32
+    rate, ceiling = size.heartbeat_rate / 2, size.heartbeat_rate * size.saturation_ceiling
     held, failed, steps = 0.0, 0.0, 0
     while rate <= ceiling:
         steps += 1
