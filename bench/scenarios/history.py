@@ -26,7 +26,7 @@ DAYS = 7
 SILENCES_PER_AGENT_DAY = 4
 INTERVAL_S = 1.0
 GRID = [1.0, 2.0, 3.0, 5.0, 8.0]  # suspect_after x dead_after, 5 x 5
-RAW_SLICE_BEATS = 20_000
+RAW_SLICE_BEATS = {"full": 20_000, "quick": 20_000, "tiny": 1_000}
 AGENTS = {"full": 1000, "quick": 300, "tiny": 20}
 
 
@@ -52,7 +52,8 @@ async def run(size: Size) -> dict[str, float]:
             {}, record, [], start + DAYS * 86400)
         body = sweep(found, GRID, GRID, [1], INTERVAL_S)
         sweep_s = time.perf_counter() - began
-        raw_bytes, raw_per_beat_s = await _raw_slice(js, names)
+        raw_bytes, raw_per_beat_s = await _raw_slice(
+            js, names, RAW_SLICE_BEATS.get(size.name, 20_000))
         await nc.close()
     agent_days = agents * DAYS
     beats = agent_days * 86400 / INTERVAL_S
@@ -89,14 +90,14 @@ async def _write_history(nc, names: Names, agents: int, start: float) -> int:  #
     return count
 
 
-async def _raw_slice(js, names: Names) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+async def _raw_slice(js, names: Names, beats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """Every heartbeat kept, on file: bytes per beat, and the time per beat to read them
     back and find the silences (what a raw what-if would do)."""
     stream = names.heartbeats_stream + "_RAW"
     await js.add_stream(StreamConfig(name=stream, subjects=["raw.hb.>"],
                                      storage=StorageType.FILE))
     now = time.time()
-    for seq in range(RAW_SLICE_BEATS):
+    for seq in range(beats):
         await js.publish(f"raw.hb.a{seq % 100}", orjson.dumps(
             {"incarnation": 1, "seq": seq, "load": 0.5, "running": []}))
     info = await js.stream_info(stream)
@@ -105,7 +106,7 @@ async def _raw_slice(js, names: Names) -> tuple[float, float]:  # type: ignore[n
     began = time.perf_counter()
     last: dict[str, float] = {}
     gaps = 0
-    remaining = RAW_SLICE_BEATS
+    remaining = beats
     while remaining > 0:
         for msg in await sub.fetch(min(remaining, 1000), timeout=10):
             at = msg.metadata.timestamp.timestamp()
@@ -113,4 +114,4 @@ async def _raw_slice(js, names: Names) -> tuple[float, float]:  # type: ignore[n
             last[msg.subject] = at
             remaining -= 1
     elapsed = time.perf_counter() - began
-    return info.state.bytes / RAW_SLICE_BEATS, elapsed / RAW_SLICE_BEATS
+    return info.state.bytes / beats, elapsed / beats
