@@ -12,8 +12,8 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import resolve_topic
 
 from infra.log import event_headers
-from infra.log.codec import expand_state
 from infra.log.foreign import ForeignRecord
+from infra.log.forms import expand_state
 from infra.names import Header, Names, default_topic
 
 

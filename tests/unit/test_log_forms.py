@@ -21,16 +21,9 @@ from domain.agent import Agent
 from domain.placement import Strategy
 from domain.task import Task, fingerprint
 from infra.log import event_headers
-from infra.log.codec import (
-    REQUIRED,
-    ROW_FORMS,
-    OrjsonTranscoder,
-    compact_state,
-    create_mapper,
-    expand_state,
-    state_row,
-)
+from infra.log.codec import OrjsonTranscoder, create_mapper
 from infra.log.event_store import RecordedEvent
+from infra.log.forms import REQUIRED, ROW_FORMS, compact_state, expand_state, state_row
 from infra.log.group_commit import _stored
 from infra.names import Header
 
