@@ -35,6 +35,9 @@ What it relies on, and the public-API fallback each has:
   `Client._process_msg` reads an ordered consumer's sequences in a reply subject (tokens 5
   and 6): `take_ordered` does that bookkeeping as nats-py does. Fallback: the callback
   path, where nats-py does it itself.
+- `Client._server_info`, the INFO of the server a client is connected to (`server_id`:
+  the server's public key, which signs its auth callout requests). Fallback: the
+  server's monitoring endpoint (/varz), or ORCH settings naming the key.
 - `JetStreamContext._nc`, the connection a JetStream context sends through
   (`connection_of`; no public name). Fallback: hand the connection along with the context.
 - `Client._flush_pending(force_flush=True)`, which writes out what the client has
@@ -158,6 +161,12 @@ async def _reset(jsi: Any, reply_text: str) -> bool:
         return True
     jsi.track_sequences(reply_text)
     return False
+
+
+def server_id(nc: nats.aio.client.Client) -> str | None:
+    """The public key of the server `nc` is connected to (its INFO's server_id)."""
+    found = nc._server_info.get("server_id")
+    return found if isinstance(found, str) and found else None
 
 
 def connection_of(js: JetStreamContext) -> nats.aio.client.Client:

@@ -13,6 +13,7 @@ from domain.identity_commands import CreateApiToken, CreateIdentity
 from infra import names as n
 from infra.auth.credentials import Keys, read_secret, write_secret
 from infra.auth.keys import public_key
+from infra.bus.nats_internals import server_id
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.log.port import EventLog
 from infra.log.recorded import RecordedEvent
@@ -46,9 +47,13 @@ class AccessControl:
         self.callout: AuthCallout | None = None
         self.refusals = RefusalLog(Repository(store, n.ACCESS), metrics)
         if settings.auth_on:
+            # The embedded server is the only one that may ask: only its key is
+            # answered (it is learnt from the server's INFO on connecting).
+            embedded = not settings.nats_url
             self.callout = AuthCallout(
                 nc, names, self.access, self.identities, self.refusals,
-                self.keys.issuer_seed(), settings.auth_jwt_ttl, metrics)
+                self.keys.issuer_seed(), settings.auth_jwt_ttl, metrics,
+                servers=(lambda: {key for key in [server_id(nc)] if key}) if embedded else None)
         self._subscription: Any = None
 
     async def start(self) -> None:

@@ -47,8 +47,12 @@ class AuthCallout:
     def __init__(self, nc: Client, names: Names, access: Access, identities: Repository,
                  refusals: RefusalLog, issuer_seed: str, jwt_ttl_s: float,
                  metrics: Metrics | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 servers: Callable[[], set[str]] | None = None) -> None:
         self.nc = nc
+        # The keys of the servers whose requests are answered; None: any server's (an
+        # external cluster, whose members' keys this process does not know).
+        self.servers = servers
         self.names = names
         self.access = access
         self.identities = identities
@@ -99,6 +103,8 @@ class AuthCallout:
         try:
             claims = jwt.decode(msg.data.decode(errors="replace"), Role.SERVER, self.clock())
             request = read_request(claims)
+            if self.servers is not None and request.server_id not in self.servers():
+                raise Refusal("signed by a server key that is not our server's")
         except (jwt.InvalidJwt, Refusal) as exc:
             # Not from a server, or not answerable: without its user key there is
             # nothing to sign, and the server refuses the connection when it times out.

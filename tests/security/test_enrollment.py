@@ -11,10 +11,12 @@ import time
 import nats
 import orjson
 import pytest
+from nats.aio.msg import Msg
 
 from infra.auth import jwt
 from infra.auth.credentials import read_secret
 from infra.auth.keys import Role, b64url_encode, new_seed, public_key, sign
+from infra.bus.nats_internals import server_id
 from sdk.agent import AgentClient, CommandError
 from tests.security.conftest import JWT_TTL_S, Secure
 from tests.support import eventually
@@ -142,6 +144,39 @@ class TestForgedCredentials:
         msg = await w1.nc.request(secure.names.agent_command("w1", "register"),
                                   orjson.dumps({"agent_id": "w2"}), timeout=5)
         assert orjson.loads(msg.data)["error"]["code"] == "unauthorized"
+
+
+class TestCalloutRequests:
+    async def test_only_the_embedded_servers_key_is_answered(self, secure):
+        # A request as nats-server makes one (signed by the server key it names, for the
+        # callout's audience, answered in the server's inbox), for an enrolled agent's
+        # proven key: answered when our server signs it, not when another key does.
+        seed = await secure.enrolled_agent("w1")
+        callout = secure.orch.access_control.callout
+        ours = server_id(secure.orch.nc)
+        assert ours and callout.servers() == {ours}
+
+        def request(server_seed: str) -> Msg:
+            server = public_key(server_seed)
+            nonce = "n0nce"
+            claims = {"aud": "nats-authorization-request", "nats": {
+                "server_id": {"id": server, "name": "s"},
+                "user_nkey": public_key(new_seed(Role.USER)),
+                "client_info": {"host": "127.0.0.1", "id": 1, "nonce": nonce},
+                "connect_opts": {"name": "w1", "nkey": public_key(seed),
+                                 "sig": b64url_encode(sign(seed, nonce.encode()))}}}
+            return Msg(secure.orch.nc, subject="$SYS.REQ.USER.AUTH",
+                       reply="$SYS._INBOX.abc.def", data=jwt.encode(claims, server_seed).encode())
+
+        answered = callout.answered
+        assert await callout._decide_and_answer(request(new_seed(Role.SERVER))) == "unreadable"
+        assert callout.answered == answered  # not signed for: nothing answered
+        forged_as_ours = request(new_seed(Role.SERVER))  # naming our key, signed by another
+        claims = jwt.decode(forged_as_ours.data.decode(), Role.SERVER)
+        claims["nats"]["server_id"]["id"] = ours
+        forged_as_ours.data = jwt.encode(claims, new_seed(Role.SERVER)).encode()
+        assert await callout._decide_and_answer(forged_as_ours) == "unreadable"
+        assert callout.answered == answered
 
 
 async def raw_connect(secure: Secure, options) -> str:

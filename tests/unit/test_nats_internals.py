@@ -187,6 +187,16 @@ class TestSubscriptions:
 
 
 class TestContextAndMessages:
+    def test_a_client_keeps_its_servers_info(self, client: nats.aio.client.Client) -> None:
+        require_attribute(client, "_server_info", "Client()")
+        require_in_source(nats.aio.client.Client._process_connect_init,
+                          "Client._process_connect_init", "self._server_info = srv_info")
+        assert isinstance(client._server_info, dict), broken("Client._server_info is a dict")
+        client._server_info = {"server_id": "NSERVER"}
+        assert nats_internals.server_id(client) == "NSERVER"
+        client._server_info = {}
+        assert nats_internals.server_id(client) is None
+
     def test_a_jetstream_context_keeps_its_connection(
             self, client: nats.aio.client.Client) -> None:
         js = client.jetstream()
