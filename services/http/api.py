@@ -1,55 +1,61 @@
-"""The read API: agents, history, events, stats, metrics and the OpenAPI document."""
+"""The read API: agents, history, events, stats, metrics and the OpenAPI document.
+
+The routes that read the log itself (histories, why, events, what-if) are in
+services/http/log_routes.py; what every route shares, in services/http/query.py."""
 
 from __future__ import annotations
 
 import logging
-import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, get_args
 
-import orjson
 from aiohttp import web
 from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from domain.errors import ErrorCode
-from domain.fields import ID_PATTERN
 from domain.replies import AgentStatus, TaskStatus
 from infra.log.port import EventLog
 from infra.log.recorded import StoreUnavailable
-from infra.names import AGENT, TASK, Names
+from infra.names import Names
 from projections.access import Access
 from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
-from services.audit.explain import Explainer
-from services.audit.waiting import waiting
-from services.audit.what_if import heartbeat_interval_of, recording, sweep
 from services.auth.http import bearer_auth
 from services.commands.catalog import catalog_at
 from services.http.blocking import RETRY_AFTER_S, BlockingQueries, TooManyBlocking, wait_past
 from services.http.limits import enforce_limits
+from services.http.log_routes import (
+    agent_history,
+    agent_why,
+    list_events,
+    task_history,
+    task_why,
+    what_if_points,
+)
 from services.http.openapi import openapi_document
-from services.http.redact import event_json, redacted
+from services.http.query import (
+    READ_MODEL,
+    BadQuery,
+    agent_path_id,
+    error_response,
+    float_param,
+    int_param,
+    json_reply,
+    path_id,
+)
 from services.http.ui import add_ui_routes
 from services.metrics import Metrics
 
 INDEX_HEADER = "X-Orch-Index"
 MAX_WAIT_S = 600.0
 DEFAULT_WAIT_S = 60.0
-MAX_EVENTS_LIMIT = 10_000
 # List routes answer a page at a time: no request serializes the whole fleet.
 DEFAULT_AGENTS_LIMIT = 500
 MAX_AGENTS_LIMIT = 10_000
-MAX_WHAT_IF_POINTS = 10
-MAX_DETECTOR_S = 3600.0
-# Without ?dead_after=: these multiples of the dead_after in force.
-WHAT_IF_AROUND = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-_SUBJECT_TOKEN = re.compile(r"^([A-Za-z0-9_-]+|\*|>)$")
-_ID = re.compile(ID_PATTERN)
 AGENT_STATUSES: tuple[str, ...] = get_args(AgentStatus)
 TASK_STATUSES: tuple[str, ...] = get_args(TaskStatus)
 
@@ -77,45 +83,15 @@ class ReadModel:
     detector: tuple[float, float] | None = None
 
 
-READ_MODEL = web.AppKey("read_model", ReadModel)
 BLOCKING = web.AppKey("blocking", BlockingQueries)
-
-
-class BadQuery(Exception):
-    pass
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def error_response(status: int, code: ErrorCode, message: str) -> web.Response:
-    return _json({"ok": False, "error": {"code": str(code), "message": message}}, status)
-
-
-def _float(request: web.Request, name: str, default: float, low: float, high: float) -> float:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadQuery(f"{name} must be a number") from None
-    if not low <= value <= high:
-        raise BadQuery(f"{name} must be between {low} and {high}")
-    return value
-
-
-def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    return int(_float(request, name, default, low, high))
 
 
 async def _block(request: web.Request) -> None:
     """A blocking query: wait until the projection passes ?index=, for at most ?wait=."""
     if "index" not in request.query:
         return
-    index = _int(request, "index", 0, 0, 2**63)
-    wait = _float(request, "wait", DEFAULT_WAIT_S, 0, MAX_WAIT_S)
+    index = int_param(request, "index", 0, 0, 2**63)
+    wait = float_param(request, "wait", DEFAULT_WAIT_S, 0, MAX_WAIT_S)
     model = request.app[READ_MODEL]
     with request.app[BLOCKING].slot(request, by_token=model.access is not None):
         await wait_past(request, model.runner.position, index, wait)
@@ -151,14 +127,14 @@ async def _envelope(
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json({"ok": True})
+    return json_reply({"ok": True})
 
 
 async def readyz(request: web.Request) -> web.Response:
     model = request.app[READ_MODEL]
     checks = {"nats": model.is_connected(), "projections": model.runner.ready}
     ready = all(checks.values())
-    return _json({"ok": ready, "checks": checks}, 200 if ready else 503)
+    return json_reply({"ok": ready, "checks": checks}, 200 if ready else 503)
 
 
 def _label_filter(request: web.Request) -> dict[str, str]:
@@ -183,7 +159,7 @@ async def list_agents(request: web.Request) -> web.Response:
     await _block(request)
     # Paging by id, like /v1/tasks by position: `after` an id, at most `limit`
     # (DEFAULT_AGENTS_LIMIT without one); `next_after` is null on the last page.
-    limit = _int(request, "limit", DEFAULT_AGENTS_LIMIT, 1, MAX_AGENTS_LIMIT)
+    limit = int_param(request, "limit", DEFAULT_AGENTS_LIMIT, 1, MAX_AGENTS_LIMIT)
     agents = request.app[READ_MODEL].agents.query(
         status=status,
         capability=request.query.get("capability"),
@@ -195,52 +171,35 @@ async def list_agents(request: web.Request) -> web.Response:
     if len(agents) > limit:
         agents = agents[:limit]
         cursor = agents[-1].agent_id
-    return _json({"agents": [a.to_json() for a in agents], "next_after": cursor})
+    return json_reply({"agents": [a.to_json() for a in agents], "next_after": cursor})
 
-
-def _path_id(request: web.Request, name: str) -> str:
-    value = request.match_info[name]
-    if not _ID.match(value):
-        raise BadQuery(f"{name} must match {ID_PATTERN}")
-    return value
-
-
-def _agent_id(request: web.Request) -> str:
-    return _path_id(request, "agent_id")
 
 
 async def get_agent(request: web.Request) -> web.Response:
-    agent_id = _agent_id(request)
+    agent_id = agent_path_id(request)
     await _block(request)
     view = request.app[READ_MODEL].agents.get(agent_id)
     if view is None:
         return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} is not registered")
-    return _json(view.to_json())
+    return json_reply(view.to_json())
 
-
-async def agent_history(request: web.Request) -> web.Response:
-    agent_id = _agent_id(request)
-    events = await request.app[READ_MODEL].store.history(AGENT, agent_id)
-    if not events:
-        return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} has no history")
-    return _json({"agent_id": agent_id, "events": [event_json(e) for e in events]})
 
 
 async def list_tasks(request: web.Request) -> web.Response:
     status = _one_of(request, "status", TASK_STATUSES)
     await _block(request)
-    limit = _int(request, "limit", 100, 1, 1000)
-    after = _int(request, "after", 0, 0, 2**63)
+    limit = int_param(request, "limit", 100, 1, 1000)
+    after = int_param(request, "after", 0, 0, 2**63)
     tasks = request.app[READ_MODEL].tasks.query(
         status=status, agent_id=request.query.get("agent"),
         kind=request.query.get("kind"), after=after, limit=limit,
     )
     cursor = tasks[-1].submitted_position if len(tasks) == limit else None
-    return _json({"tasks": [t.to_json() for t in tasks], "next_after": cursor})
+    return json_reply({"tasks": [t.to_json() for t in tasks], "next_after": cursor})
 
 
 async def get_task(request: web.Request) -> web.Response:
-    task_id = _path_id(request, "task_id")
+    task_id = path_id(request, "task_id")
     await _block(request)
     view = request.app[READ_MODEL].tasks.get(task_id)
     if view is None:
@@ -248,36 +207,13 @@ async def get_task(request: web.Request) -> web.Response:
             404, ErrorCode.NOT_FOUND, f"task {task_id} is not on the board: unknown, or "
             f"finished longer ago than the retention or past the limit of finished tasks held "
             f"(its history stays in the log)")
-    return _json(view.to_json())
+    return json_reply(view.to_json())
 
-
-async def task_history(request: web.Request) -> web.Response:
-    task_id = _path_id(request, "task_id")
-    model = request.app[READ_MODEL]
-    events = await model.store.history(TASK, task_id)
-    if not events:
-        return error_response(404, ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
-    # The agent events that caused a move (a death, a leave) belong to the story too.
-    causes = {e.causation_id for e in events if e.name in ("Reassigned", "Requeued")}
-    related = await _agent_events_by_id(model, events, causes)
-    story = sorted(events + related, key=lambda e: e.position)
-    return _json({"task_id": task_id, "events": [event_json(e) for e in story]})
-
-
-async def _agent_events_by_id(model: ReadModel, events: list[Any],
-                              wanted: set[str | None]) -> list[Any]:
-    agents = {e.data().get("from_agent") for e in events if e.name in ("Reassigned", "Requeued")}
-    found = []
-    for agent_id in sorted(a for a in agents if a):
-        for event in await model.store.history(AGENT, agent_id):
-            if event.event_id in wanted:
-                found.append(event)
-    return found
 
 
 async def list_services(request: web.Request) -> web.Response:
     await _block(request)
-    return _json({"services": request.app[READ_MODEL].catalog.services()})
+    return json_reply({"services": request.app[READ_MODEL].catalog.services()})
 
 
 def _bool(request: web.Request, name: str) -> bool:
@@ -289,14 +225,14 @@ def _bool(request: web.Request, name: str) -> bool:
 
 async def get_service(request: web.Request) -> web.Response:
     """Instances of a service; `?at=N` answers from the log as it was at position N."""
-    name = _path_id(request, "name")
+    name = path_id(request, "name")
     # Paged by agent id like /v1/agents: a service every agent offers is the fleet.
-    limit = _int(request, "limit", DEFAULT_AGENTS_LIMIT, 1, MAX_AGENTS_LIMIT)
+    limit = int_param(request, "limit", DEFAULT_AGENTS_LIMIT, 1, MAX_AGENTS_LIMIT)
     labels, healthy = _label_filter(request), _bool(request, "healthy")
     model = request.app[READ_MODEL]
     catalog = model.catalog
     if "at" in request.query:
-        catalog = await catalog_at(model.store, model.names, _int(request, "at", 0, 0, 2**63))
+        catalog = await catalog_at(model.store, model.names, int_param(request, "at", 0, 0, 2**63))
     else:
         await _block(request)
     if name not in catalog.by_service:
@@ -304,55 +240,15 @@ async def get_service(request: web.Request) -> web.Response:
     instances, cursor = catalog.instances_page(name, request.query.get("after"), limit,
                                                request.query.getall("tag", []), labels,
                                                healthy)
-    return _json({"service": name, "position": catalog.position if "at" in request.query
+    return json_reply({"service": name, "position": catalog.position if "at" in request.query
                   else model.runner.position.value, "instances": instances,
                   "next_after": cursor})
 
 
-async def task_why(request: web.Request) -> web.Response:
-    task_id = _path_id(request, "task_id")
-    model = request.app[READ_MODEL]
-    found = await Explainer(model.store, model.js, model.names).task(task_id)
-    if found is None:
-        return error_response(404, ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
-    found["waiting"] = waiting(found, model.agents, model.tasks, time.time())
-    return _json(redacted(found))
-
-
-async def agent_why(request: web.Request) -> web.Response:
-    agent_id = _agent_id(request)
-    model = request.app[READ_MODEL]
-    found = await Explainer(model.store, model.js, model.names).agent(agent_id)
-    if found is None:
-        return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} has no history")
-    return _json(redacted(found))
-
-
-def _subject_filter(names: Names, raw: str | None) -> str | None:
-    """`agent.a1.>` or a full `<prefix>.evt.agent.a1.>`; tokens, `*` and `>` only."""
-    if not raw:
-        return None
-    full_prefix = names.events_wildcard[:-1]  # "<prefix>.evt."
-    relative = raw[len(full_prefix):] if raw.startswith(full_prefix) else raw
-    tokens = relative.split(".")
-    if not all(_SUBJECT_TOKEN.match(t) for t in tokens) or ">" in tokens[:-1]:
-        raise BadQuery("subject must be dot-separated tokens, '*' or a final '>'")
-    return full_prefix + relative
-
-
-async def list_events(request: web.Request) -> web.Response:
-    model = request.app[READ_MODEL]
-    after = _int(request, "after", 0, 0, 2**63)
-    limit = _int(request, "limit", 100, 1, MAX_EVENTS_LIMIT)
-    subject = _subject_filter(model.names, request.query.get("subject"))
-    page = await model.store.read_page(after, limit, subject)
-    return _json({"events": [event_json(e) for e in page.events],
-                  "next_after": page.last})
-
 
 async def stats(request: web.Request) -> web.Response:
     model = request.app[READ_MODEL]
-    return _json({
+    return json_reply({
         "position": model.runner.position.value,
         "log_last_position": await model.store.last_position(),
         "started_from": model.runner.started_from,
@@ -362,61 +258,6 @@ async def stats(request: web.Request) -> web.Response:
         "leader": model.is_leader(),
     })
 
-
-def _seconds_list(request: web.Request, name: str) -> list[float] | None:
-    """`?name=2,4.5,8`: at most MAX_WHAT_IF_POINTS distinct seconds in (0, 3600], sorted."""
-    raw = request.query.getall(name, [])
-    if not raw:
-        return None
-    parts = [p.strip() for value in raw for p in value.split(",")]
-    if len(parts) > MAX_WHAT_IF_POINTS:
-        raise BadQuery(f"{name} takes at most {MAX_WHAT_IF_POINTS} values")
-    values = []
-    for part in parts:
-        try:
-            value = float(part)
-        except ValueError:
-            raise BadQuery(f"{name} must be comma-separated numbers of seconds") from None
-        if not 0 < value <= MAX_DETECTOR_S:  # also refuses nan and inf
-            raise BadQuery(f"each {name} must be more than 0 and at most {MAX_DETECTOR_S:g}")
-        values.append(value)
-    return sorted(set(values))
-
-
-def _around(dead_after: float) -> list[float]:
-    found = {round(dead_after * k, 3) for k in WHAT_IF_AROUND}
-    return sorted(v for v in found if 0 < v <= MAX_DETECTOR_S)
-
-
-async def what_if_points(request: web.Request) -> web.Response:
-    """The recorded silences replayed under each `dead_after` (a sweep of one
-    suspect_after): per point the false deaths avoided or added, the deaths pending, and
-    the time from last heartbeat to work moved (services/audit/what_if.py). Reads the
-    whole agent log and the liveness record once."""
-    model = request.app[READ_MODEL]
-    in_force = model.detector
-    wanted = _seconds_list(request, "dead_after")
-    suspect = _seconds_list(request, "suspect_after")
-    if suspect is not None and len(suspect) != 1:
-        raise BadQuery("suspect_after takes one value")
-    suspect_after = suspect[0] if suspect else (in_force[0] if in_force else 0.0)
-    if wanted is None:
-        if in_force is None:
-            raise BadQuery("dead_after is required: the detector setting is unknown here")
-        wanted = _around(in_force[1])
-    found = await recording(model.store, model.js, model.names, time.time())
-    body = sweep(found, [suspect_after], wanted, [1], heartbeat_interval_of(found))
-    return _json({
-        "settings": None if in_force is None else {"suspect_after": in_force[0],
-                                                   "dead_after": in_force[1]},
-        "suspect_after": suspect_after,
-        "recorded_dead_after": body["recorded_dead_after"],
-        "window": body["window"],
-        "unknown_agents": body["unknown_agents"],
-        "points": [{k: v for k, v in p.items()
-                    if k not in ("suspect_after", "failures_before_critical")}
-                   for p in body["points"]],
-    })
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -432,7 +273,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document())
+    return json_reply(openapi_document())
 
 
 def create_app(model: ReadModel) -> web.Application:
