@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from domain import task
-from domain.fields import STRICT, Identifier
+from domain.fields import STRICT, Identifier, StorableJson
 from domain.task_commands import Assignment
 
 AgentStatus = Literal["healthy", "suspect", "dead", "draining", "left"]
@@ -57,6 +57,33 @@ class TaskReply(BaseModel):
     status: TaskStatus
     position: Position | SkipJsonSchema[None] = Field(
         default=None, json_schema_extra=_absent_when_not_written)
+
+
+class TaskOutcome(BaseModel):
+    """A task's state as its submitter reads it: published on
+    `_INBOX.<submitter>.task.<task_id>` when it finishes, and in `task.results` replies.
+    `result` is a completed task's; `error` a dead-lettered one's last error, or a
+    cancelled one's reason."""
+
+    model_config = STRICT
+
+    task_id: Identifier
+    status: TaskStatus
+    attempt: int
+    result: StorableJson = None
+    error: str | None = None
+    position: Position
+
+
+class TaskResultsReply(BaseModel):
+    """The reply of `task.results`: the asked tasks' outcomes (finished or not), and the
+    ids that name no task of the sender's."""
+
+    model_config = STRICT
+
+    ok: Literal[True]
+    tasks: list[TaskOutcome]
+    unknown: list[Identifier]
 
 
 class AssignmentsReply(BaseModel):

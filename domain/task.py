@@ -269,6 +269,7 @@ class Task(StrIdAggregate):
     @event("Cancelled")
     def _cancelled(self, reason: str, agent_id: str, was: str) -> None:
         self.status = TaskStatus.CANCELLED
+        self.error = reason  # what its submitter is told (services/commands/results.py)
 
     def was_issued(self, token: str) -> bool:
         """True for a token this task really handed out (a late report, not a forgery)."""

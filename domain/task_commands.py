@@ -55,6 +55,20 @@ class CancelTask(BaseModel):
     reason: Text = "cancelled by request"
 
 
+# Tasks a `task.results` request may name: each is read from the log when the board no
+# longer holds it, so the bound keeps a request's cost bounded.
+MAX_RESULTS_ASKED = 100
+
+
+class TaskResults(BaseModel):
+    """A submitter asks how its tasks ended (after a reconnect, or for a task it did not
+    submit in this process); another's task, or an unknown one, is only said unknown."""
+
+    model_config = STRICT
+
+    task_ids: Annotated[list[Identifier], Field(min_length=1, max_length=MAX_RESULTS_ASKED)]
+
+
 class AgentAssignments(BaseModel):
     model_config = STRICT
 

@@ -48,13 +48,14 @@ AGENT_COMMANDS = (REGISTER, DEREGISTER, ASSIGNMENTS, SERVICES,
 
 TASK_SUBMIT = "task.submit"
 TASK_CANCEL = "task.cancel"
+TASK_RESULTS = "task.results"
 ADMIN_DRAIN = "admin.agent.drain"
 ADMIN_DEREGISTER = "admin.agent.deregister"
 ADMIN_ENROLL = "admin.enroll"
 ADMIN_REVOKE = "admin.revoke"
 ADMIN_IDENTITY_CREATE = "admin.identity.create"
 ADMIN_TOKEN_CREATE = "admin.token.create"
-SUBMITTER_COMMANDS = (TASK_SUBMIT, TASK_CANCEL)
+SUBMITTER_COMMANDS = (TASK_SUBMIT, TASK_CANCEL, TASK_RESULTS)
 OPERATOR_COMMANDS = (ADMIN_DRAIN, ADMIN_DEREGISTER, ADMIN_ENROLL, ADMIN_REVOKE,
                      ADMIN_IDENTITY_CREATE, ADMIN_TOKEN_CREATE)
 CLIENT_COMMANDS = SUBMITTER_COMMANDS + OPERATOR_COMMANDS
@@ -173,6 +174,14 @@ class Names:
     def inbox_prefix(self, identity: str) -> str:
         """The only reply inbox an identity may subscribe to (`_INBOX.<identity>`)."""
         return f"{INBOX_ROOT}.{identity}"
+
+    def task_outcome(self, identity: str, task_id: str) -> str:
+        """Where a finished task's outcome goes: its submitter's own inbox, which no other
+        identity may subscribe to (`_INBOX.<submitter>.task.<task_id>`)."""
+        return f"{INBOX_ROOT}.{identity}.task.{task_id}"
+
+    def task_outcomes(self, identity: str) -> str:
+        return f"{INBOX_ROOT}.{identity}.task.>"
 
     @property
     def log_appended(self) -> str:

@@ -136,6 +136,7 @@ class Orchestrator:
         if system.group_commit is not None:
             self._stack.push_async_callback(system.group_commit.close)
         self._stack.push_async_callback(system.log_notice.close)
+        self._stack.push_async_callback(system.outcomes.close)
 
         with no_full_collections():
             restored = await system.snapshots.restore()

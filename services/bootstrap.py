@@ -29,11 +29,13 @@ from projections.agents import AgentHealth
 from projections.catalog import Catalog
 from projections.position import Position
 from projections.runner import ProjectionRunner
+from projections.submitters import Submitters
 from projections.tasks import TaskBoard
 from services.audit.log_notice import LogNotice
 from services.auth.access_control import AccessControl
 from services.commands.catalog import CatalogQueries, ChangeFeed
 from services.commands.registry import AgentRegistry, silence_in
+from services.commands.results import OutcomeNotice, TaskResultsQuery, submitter_in
 from services.commands.service import Command
 from services.commands.table import command_table
 from services.commands.tasks import TaskService
@@ -48,7 +50,7 @@ from services.leader.fleet import Fleet
 from services.leader.lease import LeaderLease
 from services.leader.snapshots import Snapshots
 from services.metrics import Metrics
-from services.reactions import DISPATCH, WATCH_INCARNATION, Reactions
+from services.reactions import DISPATCH, TELL_SUBMITTER, WATCH_INCARNATION, Reactions
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class System:
     runner: ProjectionRunner
     snapshots: Snapshots
     catalog_queries: CatalogQueries
+    results: TaskResultsQuery
+    outcomes: OutcomeNotice
     log_notice: LogNotice
     change_feed: ChangeFeed
     registry: AgentRegistry
@@ -94,7 +98,7 @@ class System:
         return self.lease.is_leader
 
     def commands(self) -> list[Command]:
-        return command_table(self.registry, self.tasks, self.catalog_queries,
+        return command_table(self.registry, self.tasks, self.catalog_queries, self.results,
                              self.access_control.admin, self.access_control.gate)
 
 
@@ -122,6 +126,7 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
     agents = AgentHealth()
     board = TaskBoard(settings.finished_task_retention, settings.finished_task_limit)
     catalog = Catalog()
+    submitters = Submitters()
     position = Position()  # how far the projections have applied the log
     catalog_queries = CatalogQueries(catalog, position)
     registry = AgentRegistry(
@@ -144,6 +149,7 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
         Repository(store, n.TASK, keep=lambda task: task.status not in TERMINAL),
         names, board, nc.publish, settings.retry_backoff, settings.retry_backoff_max,
         is_operator=is_operator)
+    results = TaskResultsQuery(tasks.repository, is_operator)
     fleet = Fleet(agents, board, position)
     monitor = HealthMonitor(
         agents, position, registry,
@@ -170,12 +176,14 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
     log_notice = LogNotice(nc.publish, names.log_appended)
     change_feed = ChangeFeed(catalog, names, nc.publish,
                              enabled=lambda: leading() and runner.ready)
+    outcomes = OutcomeNotice(submitters, board, names, nc.publish, live,
+                             submitter_in(tasks.repository))
     reactions = Reactions(
         {WATCH_INCARNATION: lambda event: monitor.noticed(event.aggregate_id),
-         DISPATCH: lambda event: dispatcher.poke()},
+         DISPATCH: lambda event: dispatcher.poke(), TELL_SUBMITTER: outcomes.finished},
         live=live, count_task_event=metrics.task_event, notice_position=log_notice.applied,
         catalog=catalog, feed=change_feed.on_event)
-    runner = ProjectionRunner(store, [agents, board, catalog],
+    runner = ProjectionRunner(store, [agents, board, catalog, submitters],
                               on_applied=reactions.on_applied, position=position)
     snapshots = Snapshots(SnapshotStore(js, names, settings.stream_replicas), store, runner,
                           agents, board, catalog, settings.snapshot_every, metrics)
@@ -195,8 +203,9 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
     _report_on_scrape(metrics, store, runner, intake, js, names)
     return System(
         settings, names, metrics, jobs, group_commit, store, agents, board, catalog, runner,
-        snapshots, catalog_queries, log_notice, change_feed, registry, tasks, fleet, monitor,
-        intake, dispatcher, failover, access_control, duties, lease, read_model)
+        snapshots, catalog_queries, results, outcomes, log_notice, change_feed, registry,
+        tasks, fleet, monitor, intake, dispatcher, failover, access_control, duties, lease,
+        read_model)
 
 
 def _report_on_scrape(metrics: Metrics, store: EventLog, runner: ProjectionRunner,

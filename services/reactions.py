@@ -18,6 +18,8 @@ from projections.log_event import LogEvent
 WATCH_INCARNATION = "watch-incarnation"
 # The dispatcher looks again: an agent's capacity or the queue changed.
 DISPATCH = "dispatch"
+# A finished task's outcome goes to its submitter (services/commands/results.py).
+TELL_SUBMITTER = "tell-submitter"
 
 TABLE: Mapping[str, tuple[str, ...]] = {
     "Registered": (WATCH_INCARNATION, DISPATCH),
@@ -27,10 +29,10 @@ TABLE: Mapping[str, tuple[str, ...]] = {
     "Deregistered": (DISPATCH,),
     "Submitted": (DISPATCH,),
     "Requeued": (DISPATCH,),
-    "Completed": (DISPATCH,),
+    "Completed": (DISPATCH, TELL_SUBMITTER),
     "Failed": (DISPATCH,),
-    "DeadLettered": (DISPATCH,),
-    "Cancelled": (DISPATCH,),
+    "DeadLettered": (DISPATCH, TELL_SUBMITTER),
+    "Cancelled": (DISPATCH, TELL_SUBMITTER),
 }
 
 Reaction = Callable[[LogEvent], None]

@@ -25,7 +25,9 @@ from domain.replies import (
     CatalogChange,
     CatalogReply,
     ErrorReply,
+    TaskOutcome,
     TaskReply,
+    TaskResultsReply,
 )
 from domain.task_commands import (
     AgentAssignments,
@@ -35,6 +37,7 @@ from domain.task_commands import (
     FailTask,
     ReportProgress,
     SubmitTask,
+    TaskResults,
     TaskToken,
 )
 
@@ -61,6 +64,9 @@ PROTOCOL_MODELS: dict[str, type[BaseModel]] = {
     "task.complete.request": CompleteTask,
     "task.fail.request": FailTask,
     "task.cancel.request": CancelTask,
+    "task.results.request": TaskResults,
+    "task.results.reply": TaskResultsReply,
+    "task.outcome": TaskOutcome,
     "task.reply": TaskReply,
     "assignment": Assignment,
     "heartbeat": Heartbeat,

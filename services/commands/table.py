@@ -20,6 +20,7 @@ from domain.task_commands import (
     FailTask,
     ReportProgress,
     SubmitTask,
+    TaskResults,
     TaskToken,
 )
 from infra import names as n
@@ -27,6 +28,7 @@ from services.auth.admin import AccessAdmin
 from services.auth.gate import AccessGate, revoke_and_remove
 from services.commands.catalog import CatalogQueries
 from services.commands.registry import AgentRegistry
+from services.commands.results import TaskResultsQuery
 from services.commands.service import Command, Handler, Sender
 from services.commands.tasks import TaskService
 
@@ -34,7 +36,8 @@ AGENT, CLIENT = Sender.AGENT, Sender.CLIENT
 
 
 def command_table(registry: AgentRegistry, tasks: TaskService, catalog: CatalogQueries,
-                  admin: AccessAdmin, gate: AccessGate) -> list[Command]:
+                  results: TaskResultsQuery, admin: AccessAdmin,
+                  gate: AccessGate) -> list[Command]:
     # Every command of a named sender passes the gate: a revoked identity's are refused,
     # and an agent's claims (register, services) are held to its enrollment policy.
     def agent(name: str, model: Any, handler: Handler, claims: bool = False) -> Command:
@@ -60,6 +63,7 @@ def command_table(registry: AgentRegistry, tasks: TaskService, catalog: CatalogQ
         # Submitters and operators: <prefix>.<name>.<identity>.
         client(n.TASK_SUBMIT, SubmitTask, tasks.submit),
         client(n.TASK_CANCEL, CancelTask, tasks.cancel),
+        client(n.TASK_RESULTS, TaskResults, results.results),
         client(n.ADMIN_DRAIN, DrainAgent, registry.drain),
         client(n.ADMIN_DEREGISTER, RemoveAgent, registry.remove),
         identity(n.ADMIN_ENROLL, EnrollAgent, admin.enroll),

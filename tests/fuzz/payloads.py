@@ -488,6 +488,11 @@ SPECS: dict[str, Spec] = {s.command: s for s in (
               wrong_for_float(0, 604800, low_open=True)),
     )),
     Spec(n.TASK_CANCEL, (task_id, Field("reason", text_4096, text_wrong))),
+    Spec(n.TASK_RESULTS, (
+        Field("task_ids", st.lists(valid_id, min_size=1, max_size=5),
+              wrong_for_list(wrong_for_str() | invalid_id, valid_id, 100) | st.just([]),
+              required=True),
+    )),
     # Operators' commands.
     Spec(n.ADMIN_DRAIN, (agent_id,)),
     Spec(n.ADMIN_DEREGISTER, (agent_id,)),

@@ -43,6 +43,7 @@ from domain.replies import (
     CatalogReply,
     ErrorReply,
     TaskReply,
+    TaskResultsReply,
 )
 from infra import names as n
 from infra.names import AGENT_COMMANDS, CLIENT_COMMANDS, Names
@@ -83,10 +84,11 @@ OK_REPLY_MODELS: dict[str, type[Any]] = {
     n.DEREGISTER: AgentStatusReply, n.SERVICES: AgentStatusReply,
     n.ASSIGNMENTS: AssignmentsReply, n.CATALOG_QUERY: CatalogReply, n.TASK_SUBMIT: TaskReply,
     n.TASK_ACCEPT: TaskReply, n.TASK_PROGRESS: TaskReply, n.TASK_COMPLETE: TaskReply,
-    n.TASK_FAIL: TaskReply, n.TASK_CANCEL: TaskReply, n.ADMIN_DRAIN: AgentStatusReply,
+    n.TASK_FAIL: TaskReply, n.TASK_CANCEL: TaskReply, n.TASK_RESULTS: TaskResultsReply,
+    n.ADMIN_DRAIN: AgentStatusReply,
     n.ADMIN_DEREGISTER: AgentStatusReply, n.ADMIN_REVOKE: RevokeReply,
 }
-READ_ONLY = frozenset({n.ASSIGNMENTS, n.CATALOG_QUERY})
+READ_ONLY = frozenset({n.ASSIGNMENTS, n.CATALOG_QUERY, n.TASK_RESULTS})
 REPLY_TIMEOUT_S = 15.0
 
 
@@ -100,7 +102,7 @@ class _Handlers:
 # Every command endpoint the orchestrator serves, as services/commands/table.py lists them.
 _stub = cast(Any, _Handlers())
 MODELS: dict[str, type[BaseModel]] = {
-    c.name: c.model for c in command_table(_stub, _stub, _stub, _stub, AccessGate(Access()))}
+    c.name: c.model for c in command_table(_stub, _stub, _stub, _stub, _stub, AccessGate(Access()))}
 COMMANDS: tuple[str, ...] = tuple(MODELS)
 
 # Payloads sent by this session, per command subject (reported at the end of the run).

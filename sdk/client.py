@@ -1,0 +1,330 @@
+"""The client half of the SDK: programs that give the fleet its work submit tasks, await
+their results or take them as they finish, and cancel them.
+
+Results are pushed, never polled: a finished task's outcome is published to its
+submitter's own inbox (`_INBOX.<identity>.task.<task_id>`, which no other identity may
+subscribe to), and the client subscribes there before it submits anything. What finished
+while the client was away is asked for once it is connected again (`task.results`), so
+no result is lost; each task's first outcome is kept and later copies are dropped (every
+orchestrator that applies the finish sends it, so it is sent at least once across leader
+changes).
+
+    async with await Client.connect("nats://127.0.0.1:4222", identity="ci",
+                                    nkey_seed=seed) as client:
+        handle = await client.submit("summarise", {"text": "..."})
+        print(await handle.result(timeout=60))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import orjson
+from nats.aio.client import Client as Nats
+from nats.aio.msg import Msg
+
+from sdk.agent import CommandError
+from sdk.connection import flush_subscriptions, request
+from sdk.protocol import Subjects, check_identifier
+
+log = logging.getLogger(__name__)
+
+TASK_SUBMIT = "task.submit"
+TASK_CANCEL = "task.cancel"
+TASK_RESULTS = "task.results"
+FINISHED = ("completed", "dead_lettered", "cancelled")
+MAX_RESULTS_ASKED = 100  # task ids per task.results request (the server's bound)
+# Submits in flight at once in submit_many: enough for the orchestrator's group commit to
+# write many in one append, few enough not to be refused as a burst.
+SUBMIT_MANY_IN_FLIGHT = 256
+REQUEST_TIMEOUT_S = 10.0
+# Retries of a request whose reply was lost (a timeout, no responders while an
+# orchestrator restarts): safe, as a submit with its task id is idempotent.
+REQUEST_ATTEMPTS = 5
+
+
+class TaskError(Exception):
+    """A task did not complete; `outcome` is how it ended."""
+
+    def __init__(self, outcome: TaskOutcome) -> None:
+        super().__init__(f"task {outcome.task_id} {outcome.status}: {outcome.error}")
+        self.outcome = outcome
+
+
+class TaskDeadLettered(TaskError):
+    """Failed for good: its attempts ran out, or a failure said it must not be retried."""
+
+
+class TaskCancelled(TaskError):
+    """Cancelled before it finished (`outcome.error` is the reason)."""
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """A task's state as its submitter sees it (schema: domain.replies.TaskOutcome)."""
+
+    task_id: str
+    status: str
+    attempt: int
+    result: Any
+    error: str | None
+    position: int
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> TaskOutcome:
+        return cls(str(body["task_id"]), str(body["status"]), int(body.get("attempt", 0)),
+                   body.get("result"), body.get("error"), int(body.get("position", 0)))
+
+    def value(self) -> Any:
+        """The result of a completed task; TaskDeadLettered or TaskCancelled otherwise."""
+        if self.status == "completed":
+            return self.result
+        if self.status == "cancelled":
+            raise TaskCancelled(self)
+        raise TaskDeadLettered(self)
+
+
+class TaskHandle:
+    """A submitted task: its id, and its result when it finishes."""
+
+    def __init__(self, client: Client, task_id: str, future: asyncio.Future[TaskOutcome]):
+        self.client = client
+        self.task_id = task_id
+        self._future = future
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    async def outcome(self, timeout: float | None = None) -> TaskOutcome:
+        """How the task ended, once it has (TimeoutError after `timeout` seconds)."""
+        return await asyncio.wait_for(asyncio.shield(self._future), timeout)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """The task's result; TaskDeadLettered or TaskCancelled if it did not complete,
+        TimeoutError if it has not finished within `timeout` seconds."""
+        return (await self.outcome(timeout)).value()
+
+    def __repr__(self) -> str:
+        return f"TaskHandle({self.task_id!r})"
+
+
+class Client:
+    def __init__(self, nc: Nats, identity: str, subject_prefix: str = "orch") -> None:
+        self.nc = nc
+        self.identity = identity
+        self.subjects = Subjects(subject_prefix)
+        self._inbox = self.subjects.inbox_prefix(identity)
+        self._waiting: dict[str, asyncio.Future[TaskOutcome]] = {}
+        self._catching_up: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, nats_url: str = "nats://127.0.0.1:4222", *,
+                      identity: str = "anonymous", nkey_seed: str | None = None,
+                      subject_prefix: str = "orch", tls: Any = None,
+                      name: str | None = None) -> Client:
+        """Connect as `identity` (with its nkey seed when the orchestrator runs with auth
+        on: `orchestrator identity create NAME --role submitter`), reconnecting forever.
+        Credentials the auth callout issued are renewed by the reconnect the server asks
+        for when they expire; results are caught up after every reconnect."""
+        check_identifier(identity, "identity")
+        holder: list[Client] = []
+
+        async def reconnected() -> None:
+            if holder:
+                holder[0]._catch_up()
+
+        async def on_error(exc: Exception) -> None:
+            log.debug("nats error client=%s: %r", identity, exc)
+
+        nc = await nats.connect(
+            servers=nats_url.split(","), name=name or identity, nkeys_seed_str=nkey_seed,
+            tls=tls, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
+            inbox_prefix=Subjects(subject_prefix).inbox_prefix(identity),
+            reconnected_cb=reconnected, error_cb=on_error)
+        client = cls(nc, identity, subject_prefix)
+        holder.append(client)
+        await nc.subscribe(f"{client._inbox}.task.>", cb=client._on_outcome)
+        await flush_subscriptions(nc)  # subscribed before any task can finish
+        return client
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._catching_up is not None:
+            self._catching_up.cancel()
+        if self.nc.is_closed:
+            return
+        try:
+            if self.nc.is_connected:
+                await self.nc.drain()  # what was published goes out first
+            else:
+                await self.nc.close()
+        except (OSError, nats.errors.Error) as exc:  # the path went away as we left
+            log.debug("client closed with an error client=%s: %r", self.identity, exc)
+
+    # --- submitting -----------------------------------------------------------------
+
+    async def submit(self, kind: str, payload: Any = None, *, task_id: str | None = None,
+                     requires: Iterable[str] = (), priority: int = 0, max_attempts: int = 3,
+                     timeout_s: float = 300.0) -> TaskHandle:
+        """Submit a task; its handle. Without `task_id` one is made here, so a submit
+        retried after a lost reply is still the same task (the orchestrator answers a
+        repeated submission with the task as it is, and refuses a different body)."""
+        task_id = check_identifier(task_id or f"t-{secrets.token_hex(12)}", "task_id")
+        body = {"task_id": task_id, "kind": kind, "payload": payload,
+                "requires": list(requires), "priority": priority,
+                "max_attempts": max_attempts, "timeout_s": timeout_s}
+        handle = self.handle(task_id, ask=False)  # waiting before it can finish
+        try:
+            reply = await self._request(TASK_SUBMIT, body)
+        except BaseException:
+            self._forget(task_id)
+            raise
+        if reply.get("status") in FINISHED:  # submitted before, and finished: no push
+            self._catch_up()
+        return handle
+
+    async def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> list[TaskHandle]:
+        """Submit each of `tasks` (each the keyword arguments of `submit`, with `kind`),
+        many at once: the orchestrator writes concurrent submits in as few appends as its
+        group commit allows. The handles, in the order given; the first refusal raises
+        once every submit has been answered."""
+        slots = asyncio.Semaphore(SUBMIT_MANY_IN_FLIGHT)
+
+        async def one(spec: Mapping[str, Any]) -> TaskHandle:
+            async with slots:
+                return await self.submit(**spec)
+
+        return list(await asyncio.gather(*(one(spec) for spec in tasks)))
+
+    async def cancel(self, task_id: str, reason: str = "cancelled by request") -> str:
+        """Cancel a task of this client's identity; its status after the command."""
+        reply = await self._request(TASK_CANCEL, {"task_id": task_id, "reason": reason})
+        return str(reply["status"])
+
+    async def get(self, task_id: str) -> TaskOutcome:
+        """A task's state now (finished or not); CommandError `not_found` for a task that
+        is unknown or another identity's."""
+        [found] = await self.get_many([task_id])
+        return found
+
+    async def get_many(self, task_ids: Iterable[str]) -> list[TaskOutcome]:
+        ids = list(dict.fromkeys(task_ids))
+        found: dict[str, TaskOutcome] = {}
+        for start in range(0, len(ids), MAX_RESULTS_ASKED):
+            reply = await self._request(TASK_RESULTS,
+                                        {"task_ids": ids[start:start + MAX_RESULTS_ASKED]})
+            for body in reply["tasks"]:
+                outcome = TaskOutcome.parse(body)
+                found[outcome.task_id] = outcome
+            if reply["unknown"]:
+                unknown = ", ".join(reply["unknown"][:5])
+                raise CommandError("not_found", f"no task of {self.identity}: {unknown}")
+        return [found[task_id] for task_id in ids]
+
+    # --- results ----------------------------------------------------------------------
+
+    def handle(self, task_id: str, *, ask: bool = True) -> TaskHandle:
+        """A handle on a task this identity submitted (here or in another process):
+        its result arrives when it finishes, or at once if it has (`ask`)."""
+        future = self._waiting.get(task_id)
+        if future is None:
+            future = self._waiting[task_id] = asyncio.get_running_loop().create_future()
+            if ask:
+                self._catch_up()
+        return TaskHandle(self, task_id, future)
+
+    async def results(self, handles: Iterable[TaskHandle],
+                      timeout: float | None = None) -> AsyncIterator[TaskOutcome]:
+        """The outcomes of `handles` in the order they finish (each once). A task that
+        did not complete is yielded too: `outcome.value()` raises its error."""
+        pending = {handle._future: handle for handle in handles}
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while pending:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            done, _ = await asyncio.wait(pending, timeout=left,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                raise TimeoutError(f"{len(pending)} tasks not finished in {timeout} s")
+            for future in sorted(done, key=lambda f: f.result().position):
+                pending.pop(future)
+                yield future.result()
+
+    async def _on_outcome(self, msg: Msg) -> None:
+        try:
+            outcome = TaskOutcome.parse(orjson.loads(msg.data))
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable task outcome subject=%s", msg.subject)
+            return
+        self._settle(outcome)
+
+    def _settle(self, outcome: TaskOutcome) -> None:
+        future = self._waiting.get(outcome.task_id)
+        if outcome.finished and future is not None and not future.done():
+            future.set_result(outcome)  # the first copy; later ones are dropped
+
+    def _forget(self, task_id: str) -> None:
+        future = self._waiting.pop(task_id, None)
+        if future is not None and not future.done():
+            future.cancel()
+
+    def _catch_up(self) -> None:
+        """Ask once for the outcomes of the tasks still awaited (what finished while the
+        client was away, or before it asked)."""
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.get_running_loop().create_task(self._ask_pending())
+
+    async def _ask_pending(self) -> None:
+        awaited = [task_id for task_id, f in self._waiting.items() if not f.done()]
+        for start in range(0, len(awaited), MAX_RESULTS_ASKED):
+            try:
+                reply = await self._request(
+                    TASK_RESULTS, {"task_ids": awaited[start:start + MAX_RESULTS_ASKED]})
+            except (CommandError, TimeoutError, nats.errors.Error) as exc:
+                log.info("results not caught up client=%s: %r", self.identity, exc)
+                return
+            for body in sorted(reply["tasks"], key=lambda b: b.get("position", 0)):
+                self._settle(TaskOutcome.parse(body))
+
+    async def _request(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One command, retried while no reply comes (safe: each is idempotent by the
+        task id); CommandError with the protocol's code for a refusal."""
+        subject = f"{self.subjects.prefix}.{command}.{self.identity}"
+        data = orjson.dumps(body)
+        delay = 0.1
+        for attempt in range(1, REQUEST_ATTEMPTS + 1):
+            try:
+                msg = await request(self.nc, subject, data, REQUEST_TIMEOUT_S, self._inbox)
+            except (TimeoutError, nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                if attempt == REQUEST_ATTEMPTS:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            reply: dict[str, Any] = orjson.loads(msg.data)
+            if not reply.get("ok"):
+                error = reply.get("error") or {}
+                if error.get("code") == "unavailable" and attempt < REQUEST_ATTEMPTS:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                raise CommandError(str(error.get("code")), str(error.get("message")),
+                                   error.get("details"))
+            return reply
+        raise AssertionError("unreachable")
+

@@ -1,0 +1,71 @@
+"""A task's outcome reaches its submitter alone, tried as another submitter would: with
+real credentials on a real nats-server, subscribing to the owner's outcome subject, and
+asking for the owner's task by id. The owner gets its result through the client SDK."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from nats.aio.msg import Msg
+
+from infra import names as n
+from infra.auth.keys import Role, new_seed
+from sdk.agent import AgentClient, CommandError, TaskContext
+from sdk.client import Client
+from tests.security.conftest import Secure
+
+
+async def echo(ctx: TaskContext) -> object:
+    return ctx.payload
+
+
+async def submitter(secure: Secure, name: str) -> Client:
+    seed = await secure.identity(name, ["submitter"])
+    return await Client.connect(secure.url, identity=name, nkey_seed=seed,
+                                subject_prefix=secure.names.prefix)
+
+
+async def test_only_the_submitter_reads_its_tasks_outcome(secure):
+    worker = AgentClient("w1", nats_url=secure.url, nkey_seed=new_seed(Role.USER),
+                         enrollment_token=await secure.enroll("w1"), handlers={"echo": echo})
+    await worker.start()
+    owner = await submitter(secure, "ci-a")
+    thief_seed = await secure.identity("ci-b", ["submitter"])
+    thief = await secure.connect("ci-b", thief_seed)
+    stolen: list[bytes] = []
+    try:
+        # The thief listens where the owner's outcomes go: the server refuses it.
+        async def steal(msg: Msg) -> None:
+            stolen.append(msg.data)
+
+        await thief.nc.subscribe(secure.names.task_outcomes("ci-a"), cb=steal)
+        await thief.nc.flush(timeout=5)
+
+        handle = await owner.submit("echo", {"secret": 42}, task_id="t1")
+        assert await handle.result(timeout=20) == {"secret": 42}
+
+        assert any("permissions violation for subscription" in e.lower() for e in thief.errors)
+        # Asked by id, another's task is unknown: not even that it exists.
+        msg = await thief.nc.request(secure.names.client_command(n.TASK_RESULTS, "ci-b"),
+                                     orjson.dumps({"task_ids": ["t1"]}), timeout=10)
+        assert orjson.loads(msg.data) == {"ok": True, "tasks": [], "unknown": ["t1"]}
+        other = await submitter(secure, "ci-c")
+        try:
+            with pytest.raises(CommandError) as refused:
+                await other.get("t1")
+            assert refused.value.code == "not_found"
+        finally:
+            await other.close()
+        await asyncio.sleep(0)  # a delivery already read from the socket is handled
+        assert stolen == []
+        # The owner asks and is answered; so is an operator.
+        assert (await owner.get("t1")).result == {"secret": 42}
+        operator = await secure.operator()
+        msg = await operator.nc.request(secure.names.client_command(n.TASK_RESULTS, "operator"),
+                                        orjson.dumps({"task_ids": ["t1"]}), timeout=10)
+        assert [t["status"] for t in orjson.loads(msg.data)["tasks"]] == ["completed"]
+    finally:
+        await owner.close()
+        await worker.stop()
