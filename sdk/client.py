@@ -153,9 +153,14 @@ class Client:
             reconnected_cb=reconnected, error_cb=on_error)
         client = cls(nc, identity, subject_prefix)
         holder.append(client)
-        await nc.subscribe(f"{client._inbox}.task.>", cb=client._on_outcome)
-        await flush_subscriptions(nc)  # subscribed before any task can finish
+        await client.listen()
         return client
+
+    async def listen(self) -> None:
+        """Take outcomes from this identity's inbox (Client.connect does it; a client
+        made on a connection of the caller's calls it once before submitting)."""
+        await self.nc.subscribe(f"{self._inbox}.task.>", cb=self._on_outcome)
+        await flush_subscriptions(self.nc)  # subscribed before any task can finish
 
     async def __aenter__(self) -> Client:
         return self

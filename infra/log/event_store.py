@@ -19,6 +19,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from domain.base import CARRIED_FORWARD
 from infra.bus.direct import position_and_time_of
+from infra.bus.nats_internals import connection_of
 from infra.log import direct_read
 from infra.log.foreign import ForeignRecord, ForeignRecords
 from infra.log.group_commit import GroupCommit
@@ -192,8 +193,7 @@ class EventStore(LogReads):
         stream = self.names.events_stream
         if self.direct_reads:
             try:
-                # js._nc: the connection nats-py's context sends through (no public name).
-                return await direct_read.read(self.js._nc, stream, subject_filter, after,
+                return await direct_read.read(connection_of(self.js), stream, subject_filter, after,
                                               limit, self.timeout)
             except (TimeoutError, nats.errors.Error) as exc:
                 raise StoreUnavailable(repr(exc)) from exc
@@ -251,7 +251,7 @@ class EventStore(LogReads):
 
         if self.direct_reads:  # woken by the orchestrator's notice of each append
             return await direct_read.follow(
-                self.js._nc, self.names.events_stream,
+                connection_of(self.js), self.names.events_stream,
                 subject_filter or self.names.events_wildcard, after,
                 self.names.log_appended, on_message, self.timeout)
         config = ConsumerConfig(

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from infra.bus.embedded import free_port
-from sdk import AgentClient, TaskContext
+from sdk import AgentClient, TaskContext, TaskFailed
 from services.cli.main import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, build_parser
 from tests.processes import ROOT
 from tests.support import eventually, request, subject
@@ -303,3 +303,30 @@ async def test_help_documents_the_exit_codes() -> None:
     for meaning in ("0 done", "1 refused", "2 bad usage", "3 cannot start",
                     "4 cannot reach NATS"):
         assert meaning in text
+
+
+async def test_submit_wait_prints_the_outcome_and_exits_by_it(
+        orchestrator, nats_server, names, tmp_path) -> None:
+    async def echo(ctx: TaskContext) -> Any:
+        return ctx.payload
+
+    async def broken(ctx: TaskContext) -> Any:
+        raise TaskFailed("no such input", retryable=False)
+
+    agent = AgentClient("w1", nats_url=nats_server.url, prefix=names.prefix,
+                        handlers={"echo": echo, "broken": broken})
+    await agent.start()
+    env = settings_env(orchestrator, nats_server.url, names.prefix, tmp_path)
+    try:
+        code, out, err = await run("submit", "echo", "--payload", '{"n": 1}', "--task-id",
+                                   "t1", "--wait", env=env)
+        assert code == 0, err
+        assert orjson.loads(out) == {"task_id": "t1", "status": "completed", "attempt": 1,
+                                     "result": {"n": 1}, "error": None,
+                                     "position": orjson.loads(out)["position"]}
+        code, out, err = await run("submit", "broken", "--task-id", "t2", "--wait", env=env)
+        assert code == EXIT_REFUSED
+        assert orjson.loads(out)["status"] == "dead_lettered"
+        assert err.strip() == "orchestrator: task t2 dead_lettered: no such input"
+    finally:
+        await agent.stop()

@@ -8,7 +8,7 @@ import asyncio
 from projections.catalog import Catalog
 from services import jobs as jobs_module
 from services.jobs import Jobs
-from services.reactions import DISPATCH, TABLE, WATCH_INCARNATION, Reactions
+from services.reactions import DISPATCH, TABLE, TELL_SUBMITTER, WATCH_INCARNATION, Reactions
 from tests.support import eventually
 from tests.unit.log_events import T0, FakeLogEvent
 
@@ -29,7 +29,8 @@ class Recorder:
 
         return Reactions(
             {WATCH_INCARNATION: lambda e: self.seen.append((WATCH_INCARNATION, e.aggregate_id)),
-             DISPATCH: lambda e: self.seen.append((DISPATCH, e.name))},
+             DISPATCH: lambda e: self.seen.append((DISPATCH, e.name)),
+             TELL_SUBMITTER: lambda e: self.seen.append((TELL_SUBMITTER, e.aggregate_id))},
             live=lambda: self.live, count_task_event=lambda e: self.seen.append(("count", e.name)),
             notice_position=lambda p: self.seen.append(("notice", p)), catalog=self.catalog,
             feed=feed)
@@ -64,6 +65,15 @@ async def test_a_catalog_change_is_fed_after_the_rest() -> None:
     changed = event("ServicesDeclared", position=4)
     await recorder.reactions().on_applied(changed)
     assert recorder.seen == [("notice", 4), ("feed", changed)]
+
+
+async def test_a_finished_task_is_told_to_its_submitter_live_or_not() -> None:
+    # The notice itself sends nothing in a replay (services/commands/results.py).
+    for name in ("Completed", "DeadLettered", "Cancelled"):
+        recorder = Recorder(live=False)
+        await recorder.reactions().on_applied(event(name, kind="task"))
+        assert recorder.seen == [(DISPATCH, name), (TELL_SUBMITTER, "x1")]
+    assert TELL_SUBMITTER not in TABLE["Failed"]  # a retry is not an end
 
 
 async def test_every_task_state_change_that_frees_or_fills_capacity_dispatches() -> None:
