@@ -20,6 +20,7 @@ import pytest
 
 from infra import settings as settings_module
 from infra.settings import Settings
+from sdk import AgentClient, TaskContext, TaskFailed
 from services.app import Orchestrator
 from tests.support import eventually, get_json, subject
 
@@ -64,8 +65,14 @@ def console_steps(path: Path) -> list[Step]:
 
 
 def sdk_example() -> str:
-    [example] = [b.text for b in blocks(README) if b.lang == "python"]
-    assert "AgentClient(" in example
+    [example] = [b.text for b in blocks(README)
+                 if b.lang == "python" and "AgentClient(" in b.text]
+    return example
+
+
+def client_example() -> str:
+    [example] = [b.text for b in blocks(README)
+                 if b.lang == "python" and "Client.connect(" in b.text]
     return example
 
 
@@ -368,3 +375,36 @@ async def test_sdk_example_runs_tasks_and_stops_cleanly(orchestrator, settings, 
             process.kill()
             await process.wait()
 
+
+
+async def test_client_example_prints_each_result_as_it_finishes(orchestrator, settings,
+                                                                 tmp_path):
+    async def resize(ctx: TaskContext) -> Any:
+        if ctx.payload["image"] == "3.png":
+            raise TaskFailed("unreadable image", retryable=False)
+        return {"resized": ctx.payload}
+
+    assert settings.nats_url is not None
+    agent = AgentClient("resizer-1", nats_url=settings.nats_url,
+                        prefix=settings.subject_prefix, capacity=4,
+                        handlers={"resize": resize})
+    await agent.start()
+    program = tmp_path / "submitter.py"
+    program.write_text(client_example())
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(program), cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "ORCH_NATS_URL": settings.nats_url,
+                 "ORCH_SUBJECT_PREFIX": settings.subject_prefix,
+                 "ORCH_CREDENTIALS": str(tmp_path / "none.nk")})  # auth is off here
+        out, _ = await asyncio.wait_for(process.communicate(), DEADLINE)
+        assert process.returncode == 0
+        lines = sorted(out.decode().splitlines())
+        assert len(lines) == 10
+        assert "3.png" not in out.decode()  # the failure is said by its error, not input
+        failed = [line for line in lines if "failed:" in line]
+        assert len(failed) == 1 and failed[0].endswith("dead_lettered: unreadable image")
+        done = [line for line in lines if "failed:" not in line]
+        assert all("{'resized': {'image':" in line for line in done)
+    finally:
+        await agent.stop()
