@@ -26,6 +26,12 @@ TARGETS: dict[str, dict[str, str]] = {
     "memory": {"bytes_per_agent": "<= 1024", "bytes_per_finished_task": "<= 512"},
     "eventsourcing_peers": {"jetstream_insert_us": "<= 1000",
                             "jetstream_vs_postgres": ">= 1"},
+    "export": {"false_suspicions_during_export": "== 0"},
+    # Progress reports add no event to a lifecycle: as many as one without progress (4).
+    "client": {"result_p99_ms_at_100": "<= 10", "submit_many_ratio": ">= 2",
+               "events_per_lifecycle_with_progress": "<= 4",
+               "progress_events_per_lifecycle": "== 0",
+               "log_bytes_per_lifecycle_with_progress": "<= 1500"},
 }
 
 
