@@ -25,11 +25,34 @@ def modules_of(package: str) -> list[Path]:
     return sorted((ROOT / package).glob("*.py"))
 
 
+def import_statements(path: Path,
+                      when_imported: bool = False) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement of the file; with `when_imported`, only those that run when
+    the module is imported: not those in a function's body (they run when it is called)
+    nor those under `if TYPE_CHECKING:` (they never run)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    if not when_imported:
+        return [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for statement in node.orelse:
+                visit(statement)
+        elif not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            for child in ast.iter_child_nodes(node):
+                visit(child)
+
+    visit(tree)
+    return found
+
+
 def imported_roots(path: Path, package: str) -> set[str]:
     """The top-level package of every import in the file, relative imports resolved."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     roots: set[str] = set()
-    for node in ast.walk(tree):
+    for node in import_statements(path):
         if isinstance(node, ast.Import):
             roots.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -162,3 +185,132 @@ class TestProduct:
 
         assert not found, (f"{path.relative_to(ROOT)} defines CLI commands ({found}): "
                            f"they belong in services/cli/")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, known: set[str]) -> set[str]:
+    """The modules of `known` the file imports when it is imported (import_statements),
+    relative imports resolved: `from a import b` is a.b if that is a module, else a; a
+    name that is no module counts as the module it is in. The packages a module lies in
+    are not counted: Python runs their __init__ first whoever imports it."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in import_statements(path, when_imported=True):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            source = node.module or ""
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                source = ".".join([*base, *([node.module] if node.module else [])])
+            names = [f"{source}.{alias.name}" for alias in node.names]
+            names = [n if n in known else source for n in names]
+        for imported in names:
+            while imported and imported not in known:
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name:
+                found.add(imported)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """The product's modules, each with the product's modules it imports. Cycles are
+    looked for among these, and among their folders (services/health, infra/log, ...): a
+    loop between two folders is one too, when no single module imports itself round."""
+    paths = {module_name(p): p for p in product_modules()}
+    known = set(paths)
+    return {name: imported_modules(path, known) for name, path in paths.items()}
+
+
+def folder_of(module: str, packages: set[str]) -> str:
+    """A module's unit in the graph of folders: the sub-package it lies in (a package's
+    __init__ lies in its own); a module of a top-level package is a unit of its own
+    (services/app.py wires every folder together, and services/metrics.py is used by
+    all of them: neither makes a loop)."""
+    folder = module if module in packages else module.rpartition(".")[0]
+    return folder if "." in folder else module
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def test_the_cycle_finder_sees_loops_and_the_imports_that_run(tmp_path: Path) -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+    source = tmp_path / "sample.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import os\n"
+        "class C:\n"
+        "    import json\n"
+        "def f():\n"
+        "    import orjson\n"
+        "if TYPE_CHECKING:\n"
+        "    import nats\n"
+        "else:\n"
+        "    import aiohttp\n"
+    )
+    ran = {alias.name for node in import_statements(source, when_imported=True)
+           for alias in node.names}
+    assert ran == {"TYPE_CHECKING", "os", "json", "aiohttp"}
+
+
+class TestImportCycles:
+    """No product module imports itself round again, and no two folders import each other
+    (a shared piece belongs to the folder that owns it, or to a module of its own). Counted:
+    the imports that run when a module is imported, class bodies and `if`/`try` blocks
+    included; not counted: imports in function bodies, which run later, when called, and
+    are the way to defer an import, and those under `if TYPE_CHECKING:`, which never run."""
+
+    def test_the_graph_has_the_product(self) -> None:
+        graph = import_graph()
+        assert {"domain.task", "services.app", "infra.log.repository", "sdk.agent"} <= set(graph)
+        assert "services.health.monitor" in graph["services.health.heartbeats"]
+
+    def test_no_module_imports_itself_round_again(self) -> None:
+        assert cycles(import_graph()) == []
+
+    def test_no_two_folders_import_each_other(self) -> None:
+        packages = {module_name(p) for p in product_modules() if p.name == "__init__.py"}
+        folders: dict[str, set[str]] = {}
+        for module, imported in import_graph().items():
+            folders.setdefault(folder_of(module, packages), set()).update(
+                folder_of(target, packages) for target in imported)
+        for folder, imported in folders.items():
+            imported.discard(folder)
+
+        assert cycles(folders) == []
