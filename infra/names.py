@@ -183,6 +183,20 @@ class Names:
     def task_outcomes(self, identity: str) -> str:
         return f"{INBOX_ROOT}.{identity}.task.>"
 
+    def task_feed(self, identity: str, task_id: str) -> str:
+        """A running task's partial output and progress, relayed to its submitter alone
+        (`_INBOX.<submitter>.feed.<task_id>`)."""
+        return f"{INBOX_ROOT}.{identity}.feed.{task_id}"
+
+    def agent_stream(self, agent_id: str, task_id: str) -> str:
+        """Where an agent writes a task's partial output: under its own subjects, which
+        no other identity may publish to (`<prefix>.agent.<id>.stream.<task_id>`)."""
+        return f"{self.prefix}.agent.{agent_id}.stream.{task_id}"
+
+    @property
+    def agent_streams_wildcard(self) -> str:
+        return f"{self.prefix}.agent.*.stream.*"
+
     @property
     def log_appended(self) -> str:
         """Where the orchestrator says the last log position it applied (ASCII digits),

@@ -39,6 +39,9 @@ TASK_SUBMIT = "task.submit"
 TASK_CANCEL = "task.cancel"
 TASK_RESULTS = "task.results"
 FINISHED = ("completed", "dead_lettered", "cancelled")
+# A task's feed: partial output numbered by its agent, progress reports.
+SEQ_HEADER = "Orch-Seq"
+PROGRESS_HEADER = "Orch-Progress"
 MAX_RESULTS_ASKED = 100  # task ids per task.results request (the server's bound)
 # Submits in flight at once in submit_many: enough for the orchestrator's group commit to
 # write many in one append, few enough not to be refused as a burst.
@@ -94,13 +97,54 @@ class TaskOutcome:
         raise TaskDeadLettered(self)
 
 
-class TaskHandle:
-    """A submitted task: its id, and its result when it finishes."""
+class _Feed:
+    """What a running task's agent sends its submitter: progress, and partial output
+    numbered from 1 (kept until taken in order)."""
 
-    def __init__(self, client: Client, task_id: str, future: asyncio.Future[TaskOutcome]):
+    def __init__(self) -> None:
+        self.progress: float | None = None
+        self.chunks: dict[int, bytes] = {}
+        self.next = 1
+        self.changed = asyncio.Event()
+
+
+class TaskHandle:
+    """A submitted task: its id, its progress and partial output while it runs, and its
+    result when it finishes."""
+
+    def __init__(self, client: Client, task_id: str, future: asyncio.Future[TaskOutcome],
+                 feed: _Feed) -> None:
         self.client = client
         self.task_id = task_id
         self._future = future
+        self._feed = feed
+
+    @property
+    def progress(self) -> float | None:
+        """The latest progress its agent reported (None before any)."""
+        return self._feed.progress
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The partial output its agent streams (`ctx.stream`), in the order sent, until
+        the task finishes. Not kept anywhere: a chunk sent while this client was away,
+        or arriving after the task's outcome, is not seen."""
+        feed = self._feed
+        while True:
+            while feed.next in feed.chunks:
+                chunk = feed.chunks.pop(feed.next)
+                feed.next += 1
+                yield chunk
+            if self._future.done():
+                for seq in sorted(feed.chunks):  # after a gap (a chunk lost): in order
+                    yield feed.chunks.pop(seq)
+                return
+            feed.changed.clear()
+            changed = asyncio.ensure_future(feed.changed.wait())
+            either: set[asyncio.Future[Any]] = {changed, self._future}
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
 
     def done(self) -> bool:
         return self._future.done()
@@ -124,7 +168,9 @@ class Client:
         self.identity = identity
         self.subjects = Subjects(subject_prefix)
         self._inbox = self.subjects.inbox_prefix(identity)
+        # The tasks awaited: their outcome to come, and their feed meanwhile.
         self._waiting: dict[str, asyncio.Future[TaskOutcome]] = {}
+        self._feeds: dict[str, _Feed] = {}
         self._catching_up: asyncio.Task[None] | None = None
 
     @classmethod
@@ -160,6 +206,7 @@ class Client:
         """Take outcomes from this identity's inbox (Client.connect does it; a client
         made on a connection of the caller's calls it once before submitting)."""
         await self.nc.subscribe(f"{self._inbox}.task.>", cb=self._on_outcome)
+        await self.nc.subscribe(f"{self._inbox}.feed.>", cb=self._on_feed)
         await flush_subscriptions(self.nc)  # subscribed before any task can finish
 
     async def __aenter__(self) -> Client:
@@ -249,9 +296,10 @@ class Client:
         future = self._waiting.get(task_id)
         if future is None:
             future = self._waiting[task_id] = asyncio.get_running_loop().create_future()
+            self._feeds[task_id] = _Feed()
             if ask:
                 self._catch_up()
-        return TaskHandle(self, task_id, future)
+        return TaskHandle(self, task_id, future, self._feeds[task_id])
 
     async def results(self, handles: Iterable[TaskHandle],
                       timeout: float | None = None) -> AsyncIterator[TaskOutcome]:
@@ -278,12 +326,33 @@ class Client:
             return
         self._settle(outcome)
 
+    async def _on_feed(self, msg: Msg) -> None:
+        feed = self._feeds.get(msg.subject.rsplit(".", 1)[-1])
+        if feed is None:
+            return  # a task not awaited here (or finished)
+        headers = msg.headers or {}
+        try:
+            if PROGRESS_HEADER in headers:
+                feed.progress = float(headers[PROGRESS_HEADER])
+            else:
+                seq = int(headers[SEQ_HEADER])
+                if seq >= feed.next:
+                    feed.chunks[seq] = msg.data
+        except (KeyError, ValueError):
+            log.warning("unreadable task feed message subject=%s", msg.subject)
+            return
+        feed.changed.set()
+
     def _settle(self, outcome: TaskOutcome) -> None:
-        future = self._waiting.get(outcome.task_id)
-        if outcome.finished and future is not None and not future.done():
+        if not outcome.finished:
+            return
+        future = self._waiting.pop(outcome.task_id, None)  # the handle keeps what it needs
+        self._feeds.pop(outcome.task_id, None)
+        if future is not None and not future.done():
             future.set_result(outcome)  # the first copy; later ones are dropped
 
     def _forget(self, task_id: str) -> None:
+        self._feeds.pop(task_id, None)
         future = self._waiting.pop(task_id, None)
         if future is not None and not future.done():
             future.cancel()

@@ -65,6 +65,10 @@ class Subjects:
         """The only reply inbox an identity may subscribe to (`_INBOX.<identity>`)."""
         return f"{INBOX_ROOT}.{identity}"
 
+    def agent_stream(self, agent_id: str, task_id: str) -> str:
+        """Where an agent writes a task's partial output."""
+        return f"{self.prefix}.agent.{agent_id}.stream.{task_id}"
+
 
 def check_identifier(value: str, what: str) -> str:
     """`value` if it is an identifier (it becomes a subject token); else ValueError."""

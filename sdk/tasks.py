@@ -22,6 +22,9 @@ from sdk.protocol import (
     Assignment,
 )
 
+# The number of a chunk of partial output, from 1: the client puts chunks in order.
+STREAM_SEQ_HEADER = "Orch-Seq"
+
 if TYPE_CHECKING:
     from sdk.agent import AgentClient
 
@@ -37,13 +40,28 @@ class TaskContext:
         self.task_id = assignment.task_id
         self.kind = assignment.kind
         self.payload = assignment.payload
+        self._streamed = 0  # chunks sent: each carries its number
 
     def token_body(self) -> dict[str, str]:
         """The task and its current fencing token, as every report carries them."""
         return {"task_id": self.task_id, "token": self.assignment.token}
 
     async def progress(self, value: float) -> None:
+        """Report how far the task is (0..1): its submitter sees every report at once;
+        the log keeps one now and then."""
         await self.client.request(TASK_PROGRESS, {**self.token_body(), "progress": value})
+
+    async def stream(self, data: bytes | str) -> None:
+        """Send a piece of partial output (tokens, a chunk of a file: at most 64 KiB) to
+        the task's submitter, in order, over core NATS: nothing is written to the log,
+        and nothing is sent again if the agent is disconnected meanwhile."""
+        chunk = data.encode() if isinstance(data, str) else bytes(data)
+        self._streamed += 1
+        nc = self.client.nc
+        if nc is None:
+            raise CommandError("unavailable", "the agent is not connected")
+        await nc.publish(self.client.names.agent_stream(self.client.agent_id, self.task_id),
+                         chunk, headers={STREAM_SEQ_HEADER: str(self._streamed)})
 
 
 TaskHandler = Callable[[TaskContext], Awaitable[Any]]

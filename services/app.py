@@ -153,6 +153,8 @@ class Orchestrator:
         self._stack.push_async_callback(system.intake.stop)
         await system.access_control.start()
         self._stack.push_async_callback(system.access_control.stop)
+        await system.feed.start()
+        self._stack.push_async_callback(system.feed.stop)
 
         service = await start_command_service(self.nc, self.names, system.commands(),
                                               self.metrics, bound_inboxes=settings.auth_on)

@@ -34,6 +34,7 @@ from projections.tasks import TaskBoard
 from services.audit.log_notice import LogNotice
 from services.auth.access_control import AccessControl
 from services.commands.catalog import CatalogQueries, ChangeFeed
+from services.commands.feed import TaskFeed
 from services.commands.registry import AgentRegistry, silence_in
 from services.commands.results import OutcomeNotice, TaskResultsQuery, submitter_in
 from services.commands.service import Command
@@ -79,6 +80,7 @@ class System:
     catalog_queries: CatalogQueries
     results: TaskResultsQuery
     outcomes: OutcomeNotice
+    feed: TaskFeed
     log_notice: LogNotice
     change_feed: ChangeFeed
     registry: AgentRegistry
@@ -144,11 +146,12 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
         # task, as before owners.
         return not settings.auth_on or access_control.access.has_role(identity, "operator")
 
+    feed = TaskFeed(nc, names, board, submitters, metrics)
     tasks = TaskService(
         # A finished task leaves the cache: commands on it are rare, read from the log.
         Repository(store, n.TASK, keep=lambda task: task.status not in TERMINAL),
         names, board, nc.publish, settings.retry_backoff, settings.retry_backoff_max,
-        is_operator=is_operator)
+        is_operator=is_operator, on_progress=feed.progress)
     results = TaskResultsQuery(tasks.repository, is_operator)
     fleet = Fleet(agents, board, position)
     monitor = HealthMonitor(
@@ -203,7 +206,7 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
     _report_on_scrape(metrics, store, runner, intake, js, names)
     return System(
         settings, names, metrics, jobs, group_commit, store, agents, board, catalog, runner,
-        snapshots, catalog_queries, results, outcomes, log_notice, change_feed, registry,
+        snapshots, catalog_queries, results, outcomes, feed, log_notice, change_feed, registry,
         tasks, fleet, monitor, intake, dispatcher, failover, access_control, duties, lease,
         read_model)
 

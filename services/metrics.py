@@ -131,6 +131,13 @@ class Metrics:
             "moved off agents that died, left or restarted (from the log, live)",
             ["outcome"], registry=self.registry,
         )
+        self.feed_messages = Counter(
+            "orch_task_feed_messages_total",
+            "Partial output and progress relayed to submitters (not logged), and partial "
+            "output dropped: from an agent not holding the task, too large, or for a task "
+            "with no submitter to tell",
+            ["kind", "outcome"], registry=self.registry,
+        )
         self.tasks_finished = Counter(
             "orch_tasks_finished_total",
             "Tasks that finished while this process followed the log, by final status",

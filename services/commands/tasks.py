@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from domain.agent_commands import ControlMessage
 from domain.errors import CommandRefused, ErrorCode
 from domain.placement import Candidate
-from domain.task import StaleToken, Task, fingerprint
+from domain.task import StaleToken, Task, TaskStatus, fingerprint
 from domain.task_commands import (
     AgentAssignments,
     Assignment,
@@ -33,6 +33,12 @@ from services.execute import Outcome, execute
 Publish = Callable[[str, bytes], Awaitable[None]]
 log = logging.getLogger(__name__)
 PLACEMENTS = frozenset({"Assigned"})
+# A running task's progress is written to the log at most this often: the log keeps what
+# an audit needs (how far it got, now and then), while every report still reaches the
+# submitter at once (services/commands/stream.py). A task's first report is written only
+# if it was not running yet, or has run this long.
+PROGRESS_RECORD_EVERY_S = 5.0
+MAX_PROGRESS_TRACKED = 10_000  # past it, finished tasks' entries are dropped
 
 
 class Claim(Protocol):
@@ -81,8 +87,12 @@ class TaskService:
 
     def __init__(self, repository: Repository, names: Names, board: TaskBoard,
                  publish: Publish, backoff_base: float, backoff_cap: float,
-                 is_operator: Callable[[str], bool] = lambda identity: True) -> None:
+                 is_operator: Callable[[str], bool] = lambda identity: True,
+                 on_progress: Callable[[str, float], Awaitable[None]] | None = None) -> None:
         self.repository = repository
+        # Told of every accepted progress report, written or not (the submitter's feed).
+        self.on_progress = on_progress
+        self._progress_written: dict[str, float] = {}  # task id -> when, while it runs
         # Whether an identity may act on every task (an operator), not only its own.
         self.is_operator = is_operator
         self.names = names
@@ -173,8 +183,32 @@ class TaskService:
 
     async def progress(self, cmd: ReportProgress,
                        causation_id: str | None = None) -> dict[str, Any]:
-        return await self._report(cmd, "progress", causation_id,
-                                  lambda task: task.report_progress(cmd.token, cmd.progress))
+        now = time.time()
+        view = self.board.get(cmd.task_id)
+        since = max(getattr(view, "started_ts", None) or 0.0,
+                    self._progress_written.get(cmd.task_id, 0.0))
+        due = now - since >= PROGRESS_RECORD_EVERY_S
+
+        def report(task: Task) -> None:
+            if due or task.status != TaskStatus.RUNNING:  # else checked, not written
+                task.report_progress(cmd.token, cmd.progress)
+            else:
+                task.check_token(cmd.token)
+
+        reply = await self._report(cmd, "progress", causation_id, report)
+        if "position" in reply:
+            self._progress_written[cmd.task_id] = now
+            if len(self._progress_written) > MAX_PROGRESS_TRACKED:
+                self._forget_finished_progress()
+        if self.on_progress is not None:
+            await self.on_progress(cmd.task_id, cmd.progress)
+        return reply
+
+    def _forget_finished_progress(self) -> None:
+        for task_id in list(self._progress_written):
+            view = self.board.get(task_id)
+            if view is None or not view.is_open:
+                del self._progress_written[task_id]
 
     async def complete(self, cmd: CompleteTask,
                        causation_id: str | None = None) -> dict[str, Any]:

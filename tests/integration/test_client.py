@@ -154,3 +154,43 @@ async def test_a_refused_submit_raises_its_code(orchestrator, connect):
     with pytest.raises(CommandError) as unknown:
         await client.get("nope")
     assert unknown.value.code == "not_found"
+
+
+async def test_partial_output_arrives_in_order_and_is_not_in_the_log(
+        orchestrator, nats_server, prefix, connect):
+    release = asyncio.Event()
+
+    async def write(ctx: TaskContext) -> Any:
+        for word in ("the ", "quick ", "brown ", "fox"):
+            await ctx.stream(word)
+        await ctx.progress(0.5)
+        await release.wait()
+        return "done"
+
+    agent = AgentClient("writer", nats_url=nats_server.url, prefix=prefix,
+                        handlers={"write": write})
+    await agent.start()
+    try:
+        client = await connect()
+        handle = await client.submit("write", task_id="t1")
+        chunks: list[bytes] = []
+
+        async def read() -> None:
+            async for chunk in handle.stream():
+                chunks.append(chunk)
+
+        reading = asyncio.create_task(read())
+        await eventually(lambda: handle.progress == 0.5 and len(chunks) == 4,
+                         what="the partial output and the progress, while it runs")
+        assert b"".join(chunks) == b"the quick brown fox"
+        release.set()
+        assert await handle.result(timeout=15) == "done"
+        await asyncio.wait_for(reading, 15)  # the stream ends with the task
+        history = await orchestrator.store.history("task", "t1")
+        assert [e.name for e in history] == ["Submitted", "Assigned", "Accepted",
+                                             "Completed"]
+        relayed = orchestrator.metrics.registry.get_sample_value(
+            "orch_task_feed_messages_total", {"kind": "chunk", "outcome": "relayed"})
+        assert relayed == 4
+    finally:
+        await agent.stop()

@@ -15,6 +15,7 @@ from infra.auth.keys import Role, new_seed
 from sdk.agent import AgentClient, CommandError, TaskContext
 from sdk.client import Client
 from tests.security.conftest import Secure
+from tests.support import eventually
 
 
 async def echo(ctx: TaskContext) -> object:
@@ -69,3 +70,47 @@ async def test_only_the_submitter_reads_its_tasks_outcome(secure):
     finally:
         await owner.close()
         await worker.stop()
+
+
+async def test_only_the_holder_writes_a_tasks_partial_output(secure):
+    release = asyncio.Event()
+
+    async def write(ctx: TaskContext) -> object:
+        await ctx.stream("from the holder")
+        await release.wait()
+        return "done"
+
+    holder = AgentClient("w1", nats_url=secure.url, nkey_seed=new_seed(Role.USER),
+                         enrollment_token=await secure.enroll("w1"), handlers={"write": write})
+    await holder.start()
+    intruder_seed = await secure.enrolled_agent("w2")
+    intruder = await secure.connect("w2", intruder_seed)
+    owner = await submitter(secure, "ci-a")
+    try:
+        handle = await owner.submit("write", task_id="t1")
+        chunks: list[bytes] = []
+
+        async def read() -> None:
+            async for chunk in handle.stream():
+                chunks.append(chunk)
+
+        reading = asyncio.create_task(read())
+        await eventually(lambda: chunks == [b"from the holder"], what="the holder's chunk")
+        # Under the holder's subjects: refused by the server. Under its own: the relay
+        # drops it, as w2 does not hold t1.
+        await intruder.nc.publish(secure.names.agent_stream("w1", "t1"), b"forged",
+                                  headers={"Orch-Seq": "2"})
+        await intruder.nc.publish(secure.names.agent_stream("w2", "t1"), b"forged",
+                                  headers={"Orch-Seq": "2"})
+        await intruder.nc.flush(timeout=5)
+        await eventually(lambda: secure.orch.metrics.registry.get_sample_value(
+            "orch_task_feed_messages_total", {"kind": "chunk", "outcome": "not_holder"}) == 1,
+            what="the intruder's chunk dropped")
+        assert any("permissions violation for publish" in e.lower() for e in intruder.errors)
+        release.set()
+        assert await handle.result(timeout=20) == "done"
+        await asyncio.wait_for(reading, 10)
+        assert chunks == [b"from the holder"]
+    finally:
+        await owner.close()
+        await holder.stop()

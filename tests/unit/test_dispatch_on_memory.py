@@ -4,6 +4,7 @@ handlers, projections and duty as the product, with no server."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from domain.agent_commands import RegisterAgent
 from domain.errors import CommandRefused
 from domain.placement import Strategy
-from domain.task_commands import CompleteTask, SubmitTask
+from domain.task_commands import CompleteTask, ReportProgress, SubmitTask
 from infra.caller import current_identity
 from infra.log.codec import create_mapper
 from infra.log.memory import InMemoryEventLog
@@ -25,6 +26,7 @@ from projections.catalog import Catalog
 from projections.log_event import LogEvent
 from projections.runner import ProjectionRunner
 from projections.tasks import TaskBoard
+from services.commands import tasks as tasks_module
 from services.commands.registry import AgentRegistry, silence_in
 from services.commands.tasks import TaskService
 from services.jobs import Jobs
@@ -44,6 +46,7 @@ class Leader:
     registry: AgentRegistry
     tasks: TaskService
     delivered: list[tuple[str, dict[str, Any]]]
+    progress: list[tuple[str, float]]
 
     def status(self, task_id: str) -> tuple[str, str | None] | None:
         view = self.board.get(task_id)
@@ -60,7 +63,13 @@ async def leader() -> AsyncIterator[Leader]:
         delivered.append((subject, orjson.loads(data)))
 
     registry = AgentRegistry(Repository(log, "agent"), NAMES, 1.0, silence_in(agents))
-    tasks = TaskService(Repository(log, "task"), NAMES, board, publish, 1.0, 60.0)
+    progress: list[tuple[str, float]] = []
+
+    async def told(task_id: str, value: float) -> None:
+        progress.append((task_id, value))
+
+    tasks = TaskService(Repository(log, "task"), NAMES, board, publish, 1.0, 60.0,
+                        on_progress=told)
     metrics = Metrics()
 
     async def on_applied(event: LogEvent) -> None:  # the reaction table's dispatch rows
@@ -74,7 +83,7 @@ async def leader() -> AsyncIterator[Leader]:
     jobs = Jobs()  # as the leader runs its duties: cancelled within a bound
     jobs.spawn("dispatcher", dispatcher.run)
     try:
-        yield Leader(log, board, registry, tasks, delivered)
+        yield Leader(log, board, registry, tasks, delivered, progress)
     finally:
         await jobs.cancel("dispatcher")
         await runner.stop()
@@ -108,3 +117,33 @@ async def test_tasks_are_placed_within_capacity_and_the_next_when_one_finishes(l
     history = await leader.log.history("task", "t2")
     assert [(e.name, e.identity) for e in history] == [("Submitted", "tests"),
                                                        ("Assigned", "orchestrator")]
+
+
+async def test_progress_is_written_now_and_then_and_told_every_time(leader, monkeypatch):
+    current_identity.set("tests")
+    await leader.registry.register(RegisterAgent(agent_id="a1", capabilities=["cpu"]))
+    await leader.tasks.submit(SubmitTask(task_id="t1", kind="echo"))
+    await eventually(lambda: leader.status("t1") == ("assigned", "a1"), what="t1 placed")
+    token = leader.delivered[0][1]["token"]
+    current_identity.set("a1")
+    # Not accepted yet: the first report starts the run, so it is written.
+    first = await leader.tasks.progress(ReportProgress(task_id="t1", token=token,
+                                                       progress=0.1))
+    assert "position" in first
+    await eventually(lambda: leader.status("t1") == ("running", "a1"), what="t1 running")
+    for step in range(2, 11):  # within PROGRESS_RECORD_EVERY_S: checked, not written
+        reply = await leader.tasks.progress(ReportProgress(task_id="t1", token=token,
+                                                           progress=step / 10))
+        assert reply["ok"] and reply["status"] == "running" and "position" not in reply
+    later = time.time() + tasks_module.PROGRESS_RECORD_EVERY_S
+    monkeypatch.setattr(tasks_module.time, "time", lambda: later)
+    assert "position" in await leader.tasks.progress(
+        ReportProgress(task_id="t1", token=token, progress=0.95))
+    names = [e.name for e in await leader.log.history("task", "t1")]
+    assert names == ["Submitted", "Assigned", "Progressed", "Progressed"]
+    assert [value for _, value in leader.progress] == [
+        0.1, *(step / 10 for step in range(2, 11)), 0.95]
+    # A stale token is refused whether or not the report would have been written.
+    with pytest.raises(CommandRefused):
+        await leader.tasks.progress(ReportProgress(task_id="t1", token="not-it",
+                                                   progress=0.5))
