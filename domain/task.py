@@ -19,6 +19,7 @@ class TaskStatus(StrEnum):
     values as they always have."""
 
     PENDING = "pending"
+    SCHEDULED = "scheduled"  # submitted to run later: placed once its not_before passes
     ASSIGNED = "assigned"
     RUNNING = "running"
     RETRY_WAIT = "retry_wait"
@@ -58,6 +59,7 @@ class Task(StrIdAggregate):
     def __init__(
         self, task_id: str, kind: str, payload: Any, requires: list[str], priority: int,
         max_attempts: int, timeout_s: float, fingerprint: str, submitted_by: str = "",
+        not_before: float = 0.0,
     ) -> None:
         self.kind = kind
         # Its owner: the only submitter that may act on it ("" before tasks had owners).
@@ -68,7 +70,9 @@ class Task(StrIdAggregate):
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
         self.fingerprint = fingerprint
-        self.status = TaskStatus.PENDING
+        # When it may be placed (epoch seconds), decided at its submit; 0: at once.
+        self.not_before = not_before
+        self.status = TaskStatus.SCHEDULED if not_before else TaskStatus.PENDING
         self.attempt = 0
         self.failures = 0
         self.agent_id: str | None = None
@@ -117,6 +121,8 @@ class Task(StrIdAggregate):
 
     def check_placeable(self, now: float) -> None:
         if self.status == TaskStatus.RETRY_WAIT and now >= self.retry_at:
+            return
+        if self.status == TaskStatus.SCHEDULED and now >= self.not_before:
             return
         if self.status != TaskStatus.PENDING:
             raise CommandRefused(ErrorCode.CONFLICT, f"task {self.id} is {self.status}")

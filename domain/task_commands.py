@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from domain.fields import STRICT, Capability, Identifier, Kind, StorableJson
 
+# How far ahead a task may be scheduled.
+MAX_DELAY_S = 366 * 24 * 3600
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Text = Annotated[str, StringConstraints(max_length=4096)]
 
@@ -24,6 +26,16 @@ class SubmitTask(BaseModel):
     priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 300.0
+    # Run later: after `delay_s` seconds, or not before `not_before` (epoch seconds,
+    # UTC); one or the other. A time already past runs at once.
+    delay_s: Annotated[float, Field(gt=0, le=MAX_DELAY_S)] | None = None
+    not_before: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_delay(self) -> SubmitTask:
+        if self.delay_s is not None and self.not_before is not None:
+            raise ValueError("give delay_s or not_before, not both")
+        return self
 
 
 class TaskToken(BaseModel):

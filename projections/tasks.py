@@ -32,6 +32,9 @@ STATUS_BY_EVENT: dict[str, str] = {
     "Cancelled": TaskStatus.CANCELLED.value,
 }
 FINISHED = TERMINAL
+# Waiting for an agent: at once, or (DELAYED) once their retry_at has passed.
+DELAYED = frozenset({TaskStatus.RETRY_WAIT.value, TaskStatus.SCHEDULED.value})
+WAITING = frozenset({TaskStatus.PENDING.value, *DELAYED})
 # How the board holds a task: a view while it is open or waiting, packed once finished.
 HeldTask = TaskView | FinishedTask
 # Timeouts repeat from task to task; one float object each, not one per task.
@@ -130,6 +133,8 @@ class TaskBoard:
                 timeout_s=_shared_float(data["timeout_s"]),
                 submitted_position=event.position, submitted_ts=at, updated_ts=at,
             )
+            # Scheduled: waits, as a retry does, until its time (domain.task).
+            view.retry_at = data.get("not_before") or 0.0
             self.tasks[view.task_id] = view
         else:
             found = self.tasks.get(event.aggregate_id)
@@ -169,6 +174,8 @@ class TaskBoard:
             view.error = data["error"]
         was_finished = view.status in FINISHED
         view.status = STATUS_BY_EVENT.get(name, view.status)
+        if name == "Submitted" and view.retry_at:
+            view.status = TaskStatus.SCHEDULED.value
         view.updated_ts = at
         view.position = event.position
         if view.status in FINISHED and not was_finished:
@@ -195,10 +202,10 @@ class TaskBoard:
 
     def index(self, view: TaskView) -> None:
         """Enter a task in the queue or its agent's open tasks, as its status says."""
-        if view.status in (TaskStatus.PENDING, TaskStatus.RETRY_WAIT):
+        if view.status in WAITING:
             self.queued.add(view.task_id)
             self.waiting.add(view.task_id, view.priority, view.submitted_position,
-                             view.retry_at if view.status == TaskStatus.RETRY_WAIT else 0.0)
+                             view.retry_at if view.status in DELAYED else 0.0)
         elif view.is_open and view.agent_id is not None:
             self.open_by_agent.setdefault(view.agent_id, set()).add(view.task_id)
             if self.on_load_change is not None:

@@ -232,15 +232,22 @@ class Client:
 
     async def submit(self, kind: str, payload: Any = None, *, task_id: str | None = None,
                      requires: Iterable[str] = (), priority: int = 0, max_attempts: int = 3,
-                     timeout_s: float = 300.0) -> TaskHandle:
+                     timeout_s: float = 300.0, delay_s: float | None = None,
+                     not_before: float | None = None) -> TaskHandle:
         """Submit a task; its handle. Without `task_id` one is made here (72 random bits:
         short, as each of the task's events stores it twice), so a submit
         retried after a lost reply is still the same task (the orchestrator answers a
-        repeated submission with the task as it is, and refuses a different body)."""
+        repeated submission with the task as it is, and refuses a different body).
+        `delay_s` or `not_before` (epoch seconds) schedule it: it waits as `scheduled`
+        and is placed once its time has come."""
         task_id = check_identifier(task_id or f"t-{secrets.token_urlsafe(9)}", "task_id")
         body = {"task_id": task_id, "kind": kind, "payload": payload,
                 "requires": list(requires), "priority": priority,
                 "max_attempts": max_attempts, "timeout_s": timeout_s}
+        if delay_s is not None:
+            body["delay_s"] = delay_s
+        if not_before is not None:
+            body["not_before"] = not_before
         handle = self.handle(task_id, ask=False)  # waiting before it can finish
         try:
             reply = await self._request(TASK_SUBMIT, body)

@@ -77,6 +77,8 @@ def task_story(events: Sequence[StoryEvent],
         walk.attempts = max(walk.attempts, int(data.get("attempt") or 0))
         if event.name == "Failed":
             walk.retry_at = data.get("retry_at")
+        elif event.name == "Submitted" and data.get("not_before"):
+            walk.retry_at = data["not_before"]  # placed not before its scheduled time
     status = status_after(events)
     first = events[0].data() if events[0].name == "Submitted" else {}
     return {
@@ -85,7 +87,8 @@ def task_story(events: Sequence[StoryEvent],
         "kind": first.get("kind", ""),
         "requires": list(first.get("requires", [])),
         "attempts": walk.attempts,
-        "retry_at": walk.retry_at if status == TaskStatus.RETRY_WAIT else None,
+        "retry_at": walk.retry_at if status in (TaskStatus.RETRY_WAIT,
+                                                 TaskStatus.SCHEDULED) else None,
         "position": events[-1].position,
         "chain": chain,
         "stale_results_refused": [s for s in chain if s["type"] == "StaleResultRefused"],
@@ -139,6 +142,8 @@ def status_after(events: Sequence[StoryEvent]) -> str:
     status: str = TaskStatus.PENDING.value
     for event in events:
         status = STATUS_BY_EVENT.get(event.name, status)
+        if event.name == "Submitted" and event.data().get("not_before"):
+            status = TaskStatus.SCHEDULED.value
     return status
 
 

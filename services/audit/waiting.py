@@ -24,7 +24,7 @@ def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
             now: float) -> dict[str, Any] | None:
     """Why an explained task waits and when its retry falls due; None if it does not wait."""
     status = found["status"]
-    if status not in (TaskStatus.PENDING, TaskStatus.RETRY_WAIT):
+    if status not in (TaskStatus.PENDING, TaskStatus.RETRY_WAIT, TaskStatus.SCHEDULED):
         return None
     reasons = why_waiting(fleet(agents, board), found["requires"], found["kind"] or None)
     body: dict[str, Any] = {
@@ -36,12 +36,15 @@ def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
     summary = ("waiting for an agent: " + "; ".join(blocking) if blocking and not any(
         r.code == PLACEABLE for r in reasons) else "an agent can take it: it is placed next")
     retry_at = found.get("retry_at")
-    if status == TaskStatus.RETRY_WAIT and isinstance(retry_at, int | float):
+    if status != TaskStatus.PENDING and isinstance(retry_at, int | float) and retry_at:
+        # A retry's backoff, or a scheduled task's time: placed not before it.
+        what = "retry" if status == TaskStatus.RETRY_WAIT else "scheduled time"
         body["retry_at"] = iso(retry_at)
         body["retry_in_s"] = round(max(0.0, retry_at - now), 3)
         if retry_at > now:
-            summary = f"waiting to retry: due at {iso(retry_at)} (in {retry_at - now:.1f}s)"
+            verb = "to retry" if status == TaskStatus.RETRY_WAIT else "for its scheduled time"
+            summary = f"waiting {verb}: due at {iso(retry_at)} (in {retry_at - now:.1f}s)"
         else:
-            summary = f"the retry fell due at {iso(retry_at)}; {summary}"
+            summary = f"the {what} fell due at {iso(retry_at)}; {summary}"
     body["summary"] = summary
     return body

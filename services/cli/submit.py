@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -25,6 +26,12 @@ def add_submit_command(commands: argparse._SubParsersAction) -> None:
     submit.add_argument("--task-id", default=None, help="idempotency key (default: new id)")
     submit.add_argument("--max-attempts", type=int, default=3, help="failures before dead letter")
     submit.add_argument("--timeout", type=float, default=300.0, help="seconds an attempt may run")
+    when = submit.add_mutually_exclusive_group()
+    when.add_argument("--delay", type=float, default=None, metavar="SECONDS",
+                      help="run it this many seconds from now (it waits as scheduled)")
+    when.add_argument("--not-before", type=_moment, default=None, metavar="TIME",
+                      help="run it at this time: ISO 8601 with a UTC offset "
+                           "(2026-12-24T18:00:00+01:00), or epoch seconds")
     submit.add_argument("--wait", action="store_true",
                         help="wait for the task to finish and print its outcome; exit 1 "
                              "unless it completed")
@@ -42,6 +49,10 @@ async def run_submit(args: argparse.Namespace) -> int:
     }
     if args.task_id:
         body["task_id"] = args.task_id
+    if args.delay is not None:
+        body["delay_s"] = args.delay
+    if args.not_before is not None:
+        body["not_before"] = args.not_before
     if args.wait:
         return await _submit_and_wait(args, body)
     connected = await connect_client(args)
@@ -54,6 +65,23 @@ async def run_submit(args: argparse.Namespace) -> int:
     reply = orjson.loads(msg.data)
     print(orjson.dumps(reply).decode())
     return 0 if reply.get("ok") else 1
+
+
+def _moment(text: str) -> float:
+    """Epoch seconds of `--not-before`: a number, or an ISO 8601 time with its offset
+    (a time without one is refused: whose clock it means would be a guess)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset: add one (+00:00, Z) so the time is unambiguous")
+    return moment.timestamp()
 
 
 async def _submit_and_wait(args: argparse.Namespace, body: dict[str, Any]) -> int:

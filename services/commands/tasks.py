@@ -15,6 +15,7 @@ from domain.errors import CommandRefused, ErrorCode
 from domain.placement import Candidate
 from domain.task import StaleToken, Task, TaskStatus, fingerprint
 from domain.task_commands import (
+    MAX_DELAY_S,
     AgentAssignments,
     Assignment,
     CancelTask,
@@ -110,16 +111,20 @@ class TaskService:
         batch: one sync where a submit and its placement took two, and no dispatcher
         round between them)."""
         task_id = cmd.task_id or f"t-{uuid.uuid4().hex}"
-        body = cmd.model_dump(exclude={"task_id"})
+        body = cmd.model_dump(exclude={"task_id", "delay_s", "not_before"})
+        if cmd.delay_s is not None or cmd.not_before is not None:  # else as before delays
+            body.update(cmd.model_dump(include={"delay_s", "not_before"}, exclude_none=True))
         digest = fingerprint(body)
         submitter = current_identity.get()
         operator = self.is_operator(submitter)
-        claim = self.placer(task_id, list(cmd.requires), cmd.kind) if self.placer else None
+        not_before = _not_before(cmd, time.time())  # decided now: the event records it
+        claim = (self.placer(task_id, list(cmd.requires), cmd.kind)
+                 if self.placer and not not_before else None)
 
         def decide(task: Task | None) -> Task:
             if task is None:
                 task = Task(task_id, cmd.kind, cmd.payload, list(cmd.requires), cmd.priority,
-                            cmd.max_attempts, cmd.timeout_s, digest, submitter)
+                            cmd.max_attempts, cmd.timeout_s, digest, submitter, not_before)
                 if claim is not None:
                     task.assign(claim.agent.agent_id, claim.agent.incarnation, new_token(),
                                 claim.strategy, considered(claim.seen), time.time())
@@ -329,6 +334,16 @@ class TaskService:
         task: Task = outcome.aggregate
         if outcome.positions and task.agent_id:
             await self.publish(self.names.agent_tasks(task.agent_id), assignment_message(task))
+
+
+def _not_before(cmd: SubmitTask, now: float) -> float:
+    """When a submitted task may be placed (epoch seconds); 0.0 for at once, as for a
+    time already past. CommandRefused for one further ahead than MAX_DELAY_S."""
+    due = cmd.not_before if cmd.not_before is not None else now + (cmd.delay_s or 0.0)
+    if due - now > MAX_DELAY_S:
+        raise CommandRefused(ErrorCode.INVALID_REQUEST,
+                             f"not_before is more than {MAX_DELAY_S // 86400} days ahead")
+    return due if due > now else 0.0
 
 
 def _reply(outcome: Outcome, **fields: Any) -> dict[str, Any]:

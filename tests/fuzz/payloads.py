@@ -486,6 +486,11 @@ SPECS: dict[str, Spec] = {s.command: s for s in (
         Field("max_attempts", st.integers(1, 100), wrong_for_int(1, 100)),
         Field("timeout_s", st.floats(0, 604800, exclude_min=True) | st.integers(1, 604800),
               wrong_for_float(0, 604800, low_open=True)),
+        Field("delay_s", st.floats(0, 31_622_400, exclude_min=True) | st.none(),
+              not_null(wrong_for_float(0, 31_622_400, low_open=True))),
+        # Its alternative: only null among valid bodies, as both given at once is refused
+        # whatever the values (tests/unit/test_scheduled_tasks.py).
+        Field("not_before", st.none(), not_null(wrong_for_float(0, 2e10, low_open=True))),
     )),
     Spec(n.TASK_CANCEL, (task_id, Field("reason", text_4096, text_wrong))),
     Spec(n.TASK_RESULTS, (

@@ -217,4 +217,5 @@ async def test_a_current_token_is_refused_on_every_other_task(world: World) -> N
     reply = await world.ok(TASK_PROGRESS, {"task_id": running.task_id,
                                            "token": running.token, "progress": 0.25},
                            running.agent)
-    assert reply["status"] == "running" and reply["position"] > 0
+    # Accepted (the log keeps a running task's progress only now and then).
+    assert reply["status"] == "running"

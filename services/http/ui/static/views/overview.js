@@ -4,7 +4,7 @@ import { get } from "../api.js";
 import { facts, h, heading, link, table } from "../dom.js";
 
 const AGENT_STATUSES = ["healthy", "suspect", "dead", "draining", "left"];
-const TASK_STATUSES = ["pending", "assigned", "running", "retry_wait", "completed", "dead_lettered", "cancelled"];
+const TASK_STATUSES = ["pending", "scheduled", "assigned", "running", "retry_wait", "completed", "dead_lettered", "cancelled"];
 
 function byStatus(caption, all, counts, href) {
   const rows = all.map((s) => [link(`${href}?status=${s}`, s), String(counts[s] || 0)]);

@@ -5,7 +5,7 @@ import { agentLink, h, heading, status, table, taskLink, when } from "../dom.js"
 import { pager } from "../pager.js";
 
 const PAGE_SIZE = 50;
-const STATUSES = ["pending", "assigned", "running", "retry_wait", "completed", "dead_lettered", "cancelled"];
+const STATUSES = ["pending", "scheduled", "assigned", "running", "retry_wait", "completed", "dead_lettered", "cancelled"];
 
 export function mount(root, ctx) {
   const state = {
