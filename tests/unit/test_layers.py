@@ -314,3 +314,62 @@ class TestImportCycles:
             imported.discard(folder)
 
         assert cycles(folders) == []
+
+
+# --- the module map (docs/development.md) -----------------------------------------------
+
+MAP = ROOT / "docs" / "development.md"
+FIRST_PARTY = {"domain", "projections", "services", "infra", "sdk", "bench"}
+
+
+def module_map() -> dict[str, set[str]]:
+    """room -> the rooms it may import, from the table in docs/development.md."""
+    rooms: dict[str, set[str]] = {}
+    for line in MAP.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0].endswith("/`"):
+            rooms[cells[0].strip("`").rstrip("/")] = {
+                name.strip("` ") for name in cells[2].split(",") if name.strip("`— ")}
+    return rooms
+
+
+def room_of_module(dotted: str) -> str:
+    """The folder a first-party module (or package) lives in, as a room."""
+    parts = dotted.split(".")
+    if (ROOT.joinpath(*parts)).is_dir():
+        return "/".join(parts)
+    return "/".join(parts[:-1])
+
+
+def rooms_imported(path: Path) -> set[str]:
+    found = set()
+    for node in import_statements(path):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names
+                                     if (ROOT.joinpath(*node.module.split("."),
+                                                       alias.name)).is_dir()]
+        found |= {room_of_module(name) for name in names if name.split(".")[0] in FIRST_PARTY}
+    return found
+
+
+def product_rooms() -> list[str]:
+    return sorted({str(path.parent.relative_to(ROOT))
+                   for top in ("domain", "projections", "services", "infra", "sdk")
+                   for path in (ROOT / top).rglob("*.py")
+                   if "__pycache__" not in path.parts and "examples" not in path.parts})
+
+
+def test_every_room_is_on_the_module_map() -> None:
+    assert set(product_rooms()) == set(module_map())
+
+
+@pytest.mark.parametrize("room", product_rooms())
+def test_a_room_imports_only_what_the_map_allows(room: str) -> None:
+    allowed = module_map()[room] | {room}
+    for path in sorted((ROOT / room).glob("*.py")):
+        beyond = rooms_imported(path) - allowed
+        assert not beyond, f"{path.relative_to(ROOT)} imports {sorted(beyond)}, which " \
+                           f"docs/development.md does not allow {room}/"
