@@ -154,11 +154,11 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
         is_operator=is_operator, on_progress=feed.progress)
     results = TaskResultsQuery(tasks.repository, is_operator)
     fleet = Fleet(agents, board, position)
+    detector = DetectorSettings(settings.suspect_after, settings.dead_after,
+                                settings.heartbeat_interval, settings.failures_before_critical,
+                                settings.success_before_passing)
     monitor = HealthMonitor(
-        agents, position, registry,
-        DetectorSettings(settings.suspect_after, settings.dead_after,
-                         settings.heartbeat_interval, settings.failures_before_critical,
-                         settings.success_before_passing),
+        agents, position, registry, detector,
         lambda: log_nc.is_connected, metrics,
         deregister_dead_after=settings.deregister_dead_after,
         bus_check=heartbeat_stream_check(js, names))
@@ -201,8 +201,7 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
     read_model = ReadModel(
         names, store, js, runner, agents, board, catalog, metrics,
         lambda: nc.is_connected and log_nc.is_connected, leading,
-        access_control.access if settings.auth_on else None,
-        (settings.suspect_after, settings.dead_after))
+        access_control.access if settings.auth_on else None, detector)
     _report_on_scrape(metrics, store, runner, intake, js, names)
     return System(
         settings, names, metrics, jobs, group_commit, store, agents, board, catalog, runner,

@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from domain.errors import ErrorCode
+from domain.health import DetectorSettings
 from domain.replies import AgentStatus, TaskStatus
 from infra.log.port import EventLog
 from infra.log.recorded import StoreUnavailable
@@ -79,8 +80,8 @@ class ReadModel:
     is_leader: Callable[[], bool]
     # Who holds which API token; None when auth is off (every route open).
     access: Access | None = None
-    # The failure detector in force: (suspect_after, dead_after) in seconds.
-    detector: tuple[float, float] | None = None
+    # The failure detector in force (the live monitor's own settings).
+    detector: DetectorSettings | None = None
 
 
 BLOCKING = web.AppKey("blocking", BlockingQueries)

@@ -146,16 +146,16 @@ async def what_if_points(request: web.Request) -> web.Response:
     suspect = _seconds_list(request, "suspect_after")
     if suspect is not None and len(suspect) != 1:
         raise BadQuery("suspect_after takes one value")
-    suspect_after = suspect[0] if suspect else (in_force[0] if in_force else 0.0)
+    suspect_after = suspect[0] if suspect else (in_force.suspect_after if in_force else 0.0)
     if wanted is None:
         if in_force is None:
             raise BadQuery("dead_after is required: the detector setting is unknown here")
-        wanted = _around(in_force[1])
+        wanted = _around(in_force.dead_after)
     found = await recording(model.store, model.js, model.names, time.time())
     body = sweep(found, [suspect_after], wanted, [1], heartbeat_interval_of(found))
     return json_reply({
-        "settings": None if in_force is None else {"suspect_after": in_force[0],
-                                                   "dead_after": in_force[1]},
+        "settings": None if in_force is None else {"suspect_after": in_force.suspect_after,
+                                                   "dead_after": in_force.dead_after},
         "suspect_after": suspect_after,
         "recorded_dead_after": body["recorded_dead_after"],
         "window": body["window"],
