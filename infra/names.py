@@ -30,6 +30,25 @@ class Header(StrEnum):
     IDENTITY = "Orch-Identity"
 
 
+class JsHeader(StrEnum):
+    """JetStream's own headers, as both stores (infra/log and
+    infra/eventsourcing_jetstream) write and read them."""
+
+    # An atomic batch (ADR-50): its id, each message's number, and the last one's mark.
+    BATCH_ID = "Nats-Batch-Id"
+    BATCH_SEQUENCE = "Nats-Batch-Sequence"
+    BATCH_COMMIT = "Nats-Batch-Commit"
+    # A direct get's answer: the status of an empty one, and what is left after a batch.
+    STATUS = "Status"
+    NUM_PENDING = "Nats-Num-Pending"
+    SUBJECT = "Nats-Subject"
+    SEQUENCE = "Nats-Sequence"
+    TIME_STAMP = "Nats-Time-Stamp"
+
+
+DIRECT_GET = "$JS.API.DIRECT.GET."
+
+
 SERVICE_NAME = "orchestrator"
 
 # The protocol: what an agent sends names the agent, `<prefix>.agent.<id>.<command>`;
@@ -89,8 +108,11 @@ def default_topic(kind: str, event_name: str) -> str | None:
     return f"{aggregate}.{event_name}" if aggregate is not None else None
 
 
-# JetStream API error code for a failed expected-last-subject-sequence check.
+# JetStream API error codes: a failed expected-last-subject-sequence check, the same in a
+# batch that writes one subject twice, and a stream created again with another config.
 ERR_WRONG_LAST_SEQUENCE = 10071
+ERR_BATCH_WRONG_LAST_SEQUENCE = 10164
+ERR_STREAM_NAME_IN_USE = 10058
 
 
 @dataclass(frozen=True)

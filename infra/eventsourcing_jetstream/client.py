@@ -37,25 +37,26 @@ from nats.js.client import JetStreamContext
 from infra.bus.connection import flush_subscriptions
 from infra.bus.headers import connect as nats_connect
 from infra.log import direct_read
+from infra.names import (
+    DIRECT_GET,
+    ERR_BATCH_WRONG_LAST_SEQUENCE,
+    ERR_STREAM_NAME_IN_USE,
+    ERR_WRONG_LAST_SEQUENCE,
+    JsHeader,
+)
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-# JetStream API error codes.
-ERR_WRONG_LAST_SEQUENCE = 10071
-ERR_BATCH_WRONG_LAST_SEQUENCE = 10164  # a batch writes one subject twice
-ERR_STREAM_NAME_IN_USE = 10058
 _CONFLICTS = {ERR_WRONG_LAST_SEQUENCE, ERR_BATCH_WRONG_LAST_SEQUENCE}
 
 # Server limit on the messages of one atomic batch (ADR-50).
 MAX_BATCH = 1000
-_BATCH_ID = "Nats-Batch-Id"
-_BATCH_SEQUENCE = "Nats-Batch-Sequence"
-_BATCH_COMMIT = "Nats-Batch-Commit"
-_STATUS = "Status"
-_NUM_PENDING = "Nats-Num-Pending"
-_DIRECT_GET = "$JS.API.DIRECT.GET."
+_BATCH_ID, _BATCH_SEQUENCE = JsHeader.BATCH_ID, JsHeader.BATCH_SEQUENCE
+_BATCH_COMMIT = JsHeader.BATCH_COMMIT
+_STATUS, _NUM_PENDING = JsHeader.STATUS, JsHeader.NUM_PENDING
+_DIRECT_GET = DIRECT_GET
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,13 @@ from nats.aio.subscription import Subscription
 
 from infra.bus import nats_internals
 from infra.bus.connection import flush_subscriptions
+from infra.names import JsHeader
 
 log = logging.getLogger(__name__)
 
 DIRECT_GET = "$JS.API.DIRECT.GET."
-SUBJECT = "Nats-Subject"
-SEQUENCE = "Nats-Sequence"
-TIME_STAMP = "Nats-Time-Stamp"
-_STATUS = "Status"
-_NUM_PENDING = "Nats-Num-Pending"
+SUBJECT, SEQUENCE, TIME_STAMP = JsHeader.SUBJECT, JsHeader.SEQUENCE, JsHeader.TIME_STAMP
+_STATUS, _NUM_PENDING = JsHeader.STATUS, JsHeader.NUM_PENDING
 # Messages asked for in one request: the server may send fewer (a byte bound), and says
 # how many more there are.
 PAGE = 500

@@ -28,6 +28,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import APIError
 
+from infra.names import JsHeader
+
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 5.0
@@ -197,10 +199,10 @@ class GroupCommit:
         batch_id = self._batch_prefix + base64_count(next(self._batch_numbers))
         inbox, answer = await self._replies.expect()
         for number, item in enumerate(batch, 1):
-            headers = {**item.headers, "Nats-Batch-Id": batch_id,
-                       "Nats-Batch-Sequence": str(number)}
+            headers = {**item.headers, JsHeader.BATCH_ID: batch_id,
+                       JsHeader.BATCH_SEQUENCE: str(number)}
             if number == len(batch):
-                headers["Nats-Batch-Commit"] = "1"
+                headers[JsHeader.BATCH_COMMIT] = "1"
                 await self.nc.publish(item.subject, item.data, reply=inbox, headers=headers)
             else:
                 await self.nc.publish(item.subject, item.data, headers=headers)
@@ -257,7 +259,7 @@ def _answer(msg: Msg) -> dict[str, Any]:
     """The server's answer to a publish. A status message without a body (503: no
     stream leader to answer, as while a cluster node dies) is no answer."""
     if not msg.data:
-        status = (msg.headers or {}).get("Status", "")
+        status = (msg.headers or {}).get(JsHeader.STATUS, "")
         raise nats.errors.Error(f"no answer to the append (status {status or 'none'})")
     try:
         answer: dict[str, Any] = orjson.loads(msg.data)
