@@ -114,7 +114,19 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = commands.add_parser("schemas", help="write the protocol's JSON Schemas")
     schemas.add_argument("--out", default="docs/schemas", help="output directory")
     add_completion_command(commands)
+    _no_abbreviations(parser)
     return parser
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """No parser takes a prefix of a flag for the flag (`agents --watc` once started an
+    endless watch): argparse reads allow_abbrev when it parses, so it is set on the whole
+    tree here rather than at each add_parser."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _no_abbreviations(sub)
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -143,6 +155,16 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit, so that a closed stdout is caught
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = getattr(args, "log_level", None) or (
@@ -152,6 +174,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_reporting(args, parser, debug)
     except KeyboardInterrupt:
         return 0
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`orchestrator tasks | head`): the command ends
+    quietly and successfully, as `head` expects. stdout is pointed at /dev/null so that
+    the interpreter's last flush at exit does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
 
 
 def _say(debug: bool, text: str) -> None:
@@ -170,6 +202,8 @@ def _run_reporting(args: argparse.Namespace, parser: argparse.ArgumentParser,
     )
     try:
         return _run(args, parser)
+    except BrokenPipeError:
+        raise  # main ends the command quietly
     except nats.errors.NoRespondersError:
         _say(debug, "no orchestrator answered: is it running, with this --subject-prefix?")
         return EXIT_UNREACHABLE

@@ -4,6 +4,7 @@ and JSON, their one-line errors and exit codes, and where their settings come fr
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -330,3 +331,42 @@ async def test_submit_wait_prints_the_outcome_and_exits_by_it(
         assert err.strip() == "orchestrator: task t2 dead_lettered: no such input"
     finally:
         await agent.stop()
+
+
+async def run_into_closed_pipe(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run a command whose stdout's reader is already gone, as `... | head` leaves it."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli.main", *args, cwd=ROOT,
+            env={**BASE_ENV, **(env or {})}, stdout=write_end, stderr=asyncio.subprocess.PIPE)
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, err.decode()
+
+
+async def test_a_closed_stdout_ends_a_command_quietly(
+        orchestrator, nats_server, names, nc, tmp_path) -> None:
+    # `orchestrator task-status t1 | head` ended in "unexpected error: BrokenPipeError".
+    env = settings_env(orchestrator, nats_server.url, names.prefix, tmp_path)
+    await request(nc, subject(names, "task.submit"), {"task_id": "t1", "kind": "work"})
+    for command in (["task-status", "t1"], ["tasks", "--json"], ["--help"]):
+        assert await run_into_closed_pipe(*command, env=env) == (0, ""), command
+
+
+async def test_no_flag_is_taken_by_a_prefix_of_it() -> None:
+    # `agents --watc` silently started an endless watch.
+    code, out, err = await run("agents", "--watc")
+    assert (code, out) == (EXIT_USAGE, "")
+    assert "unrecognized arguments: --watc" in err
+
+    def parsers(parser: Any) -> Any:
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    assert all(not parser.allow_abbrev for parser in parsers(build_parser()))
