@@ -99,6 +99,10 @@ class Heartbeat(BaseModel):
     # says the default.
     running: Annotated[list[Identifier], Field(default_factory=list, max_length=1_000,
                                                json_schema_extra={"default": []})]
+    # The log position of the registration that gave this incarnation (the `position` of
+    # its register reply): an orchestrator whose projections are not there yet does not
+    # take the agent for unknown. Absent from agents before it.
+    registered_at: Annotated[int, Field(ge=1)] | None = None
 
 
 class RegisterReply(BaseModel):

@@ -82,6 +82,7 @@ class AgentClient(TaskRunner):
         self.on_control = on_control
         self.nc: Client | None = None
         self.incarnation = 0
+        self.registered_at: int | None = None
         self.heartbeat_interval = 1.0
         self.heartbeats_sent = 0
         self.heartbeats_paused = False
@@ -186,6 +187,8 @@ class AgentClient(TaskRunner):
         # id back from a process that replaced this one.
         self.registration = dataclasses.replace(self.registration, replace=False)
         self.incarnation = reply["incarnation"]
+        # Sent with every heartbeat: where in the log this incarnation was registered.
+        self.registered_at = reply.get("position") or None
         self.heartbeat_interval = reply["heartbeat_interval_s"]
         self.credentials_ttl_s = reply.get("credentials_ttl_s")
         return reply
@@ -200,7 +203,7 @@ class AgentClient(TaskRunner):
         assert self.nc is not None
         self._seq += 1
         beat = Heartbeat(incarnation=self.incarnation, seq=self._seq, load=self.current_load,
-                         running=list(self.running))
+                         running=list(self.running), registered_at=self.registered_at)
         await self.nc.jetstream().publish(
             self.names.heartbeat(self.agent_id), beat.to_json(),
             timeout=max(self.heartbeat_interval, 0.5),

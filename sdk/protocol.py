@@ -124,6 +124,9 @@ class Heartbeat:
     seq: int
     load: float = 0.0
     running: list[str] = field(default_factory=list)
+    # The `position` of the register reply that gave this incarnation: an orchestrator
+    # that has not applied the log that far yet does not take the agent for unknown.
+    registered_at: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.load <= 1.0:
@@ -131,7 +134,10 @@ class Heartbeat:
         object.__setattr__(self, "load", float(self.load))
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        body = asdict(self)
+        if self.registered_at is None:  # left out, as an agent before the field sends it
+            del body["registered_at"]
+        return orjson.dumps(body)
 
 
 # --- what an agent receives ---------------------------------------------------------

@@ -163,7 +163,8 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
         deregister_dead_after=settings.deregister_dead_after,
         bus_check=heartbeat_stream_check(js, names))
     intake = HeartbeatIntake(nc, js, names, agents, monitor, metrics,
-                             reregister_every=settings.heartbeat_interval, log_nc=log_nc)
+                             reregister_every=settings.heartbeat_interval, log_nc=log_nc,
+                             position=position)
     dispatcher = Dispatcher(board, fleet, tasks, strategy, settings.accept_timeout, metrics)
     failover = FailoverReactor(js, names, store, board, fleet, tasks, position, strategy,
                                metrics)

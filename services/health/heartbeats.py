@@ -30,6 +30,7 @@ from infra.bus.direct import deliver_directly
 from infra.log.event_store import position_and_time
 from infra.names import Names
 from projections.agents import AgentHealth
+from projections.position import Position
 from services.health.liveness_record import LivenessRecorder
 from services.health.monitor import HealthMonitor
 from services.metrics import Metrics, Tally
@@ -48,11 +49,14 @@ class HeartbeatIntake:
     def __init__(
         self, nc: Client, js: JetStreamContext, names: Names, projection: AgentHealth,
         monitor: HealthMonitor, metrics: Metrics, reregister_every: float,
-        log_nc: Client | None = None,
+        log_nc: Client | None = None, position: Position | None = None,
     ) -> None:
         # `nc` sends control messages; the liveness record is written through `log_nc`
         # (the connection that writes streams, infra.auth.own_users), `nc` if not given.
         self.nc = nc
+        # How far this process's projections have applied the log: an agent whose beat
+        # says it registered further on is not unknown, only not applied here yet.
+        self.position = position or Position()
         self.js = js
         self.names = names
         self.projection = projection
@@ -186,13 +190,13 @@ class HeartbeatIntake:
         return None if unknown is None else self._tell_to_reregister(*unknown)
 
     def _apply(self, subject: str, at: datetime, data: bytes,
-               sequence: int) -> tuple[str, int] | None:
+               sequence: int) -> tuple[str, int, int | None] | None:
         agent_id = self.names.agent_id_of_heartbeat(subject)
         if not _AGENT_ID.match(agent_id):
             self._invalid.inc()
             return None
         try:
-            incarnation, seq, load, running = read_beat(data)
+            incarnation, seq, load, running, registered_at = read_beat(data)
         except ValidationError:
             self._invalid.inc()
             return None
@@ -202,9 +206,15 @@ class HeartbeatIntake:
             self.monitor.saw(agent_id, incarnation, sequence)
             return None
         self._unknown.inc()
-        return agent_id, incarnation
+        return agent_id, incarnation, registered_at
 
-    async def _tell_to_reregister(self, agent_id: str, incarnation: int) -> None:
+    async def _tell_to_reregister(self, agent_id: str, incarnation: int,
+                                  registered_at: int | None) -> None:
+        if registered_at is not None and self.position.value < registered_at:
+            # Registered at a position our projections have not applied yet (another
+            # replica took the registration): its next beat will be applied. Only a beat
+            # without the position (older agents) is judged by the projection alone.
+            return
         view = self.projection.get(agent_id)
         if view is not None and (incarnation > view.incarnation or view.left):
             # Ahead of our projection (its registration is on its way), or a last beat
@@ -229,8 +239,9 @@ class HeartbeatIntake:
 _BEAT_FIELDS = frozenset(Heartbeat.model_fields)
 
 
-def read_beat(data: bytes) -> tuple[int, int, float, list[str]]:
-    """A heartbeat's incarnation, seq, load and running tasks; ValidationError for one
+def read_beat(data: bytes) -> tuple[int, int, float, list[str], int | None]:
+    """A heartbeat's incarnation, seq, load, running tasks and the log position it
+    registered at (None if not given); ValidationError for one
     the protocol refuses. The usual beat (no running tasks, a float load) is read with
     orjson and checked here, half the model's cost: what this accepts is a part of what
     the model accepts, with the same values (tests/unit/test_read_beat.py); anything
@@ -242,12 +253,15 @@ def read_beat(data: bytes) -> tuple[int, int, float, list[str]]:
     if type(beat) is dict and beat.keys() <= _BEAT_FIELDS:
         incarnation, seq = beat.get("incarnation"), beat.get("seq")
         load, running = beat.get("load", 0.0), beat.get("running", _NONE)
+        registered_at = beat.get("registered_at")
         if (type(incarnation) is int and incarnation >= 1 and type(seq) is int and seq >= 0
                 and type(load) is float and 0.0 <= load <= 1.0
-                and type(running) is list and not running):
-            return incarnation, seq, load, []
+                and type(running) is list and not running
+                and (registered_at is None
+                     or (type(registered_at) is int and registered_at >= 1))):
+            return incarnation, seq, load, [], registered_at
     model = Heartbeat.model_validate_json(data)
-    return model.incarnation, model.seq, model.load, list(model.running)
+    return model.incarnation, model.seq, model.load, list(model.running), model.registered_at
 
 
 _NONE: list[str] = []  # never changed: only compared

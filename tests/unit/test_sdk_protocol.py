@@ -81,13 +81,17 @@ class TestWhatTheSdkSends:
 
     @pytest.mark.parametrize("beat", [
         Heartbeat(1, 0), Heartbeat(7, 42, 0.5, ["t1", "t2"]), Heartbeat(2, 3, 1),
+        Heartbeat(2, 3, 0.5, [], registered_at=17),
     ])
     def test_a_heartbeat_is_byte_for_byte_the_server_models(self, beat: Heartbeat) -> None:
         wire = beat.to_json()
 
         expected = server.Heartbeat(incarnation=beat.incarnation, seq=beat.seq,
-                                    load=beat.load, running=beat.running)
-        assert wire == expected.model_dump_json().encode()
+                                    load=beat.load, running=beat.running,
+                                    registered_at=beat.registered_at)
+        # Without a registration position the field is left out, as before it existed.
+        assert wire == expected.model_dump_json(exclude_none=True).encode()
+        assert server.Heartbeat.model_validate_json(wire) == expected
         schema_check("heartbeat", orjson.loads(wire))
 
     @pytest.mark.parametrize("agent_id", ["a.b", "a*", "", "x" * 65, "a b"])
