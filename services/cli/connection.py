@@ -66,15 +66,30 @@ class Connected:
     names: Names
 
 
-def credentials_of(args: argparse.Namespace) -> tuple[str, str | None]:
-    """(identity, seed) the command connects as; no seed when there are no credentials
-    (an orchestrator with ORCH_AUTH=off)."""
+def credentials_file(args: argparse.Namespace) -> Path | None:
+    """The seed file the command uses: --credentials (ORCH_CREDENTIALS), else the local
+    operator's in --data-dir when it is there, else none."""
     path: Path | None = args.credentials
     if path is None:
         local = Keys.of(args.data_dir).operator
         path = local if local.exists() else None
+    return path
+
+
+def credentials_of(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(identity, seed) the command connects as; no seed when there are no credentials
+    (an orchestrator with ORCH_AUTH=off)."""
+    path = credentials_file(args)
     identity = os.environ.get(IDENTITY) or (path.stem if path is not None else "anonymous")
     return identity, read_secret(path) if path is not None else None
+
+
+def _refused(identity: str, args: argparse.Namespace) -> str:
+    if credentials_file(args) is not None:
+        return f"credentials of {identity!r} refused"
+    return (f"credentials of {identity!r} refused: none were given and there is no "
+            f"{Keys.of(args.data_dir).operator}; set ORCH_CREDENTIALS (--credentials) to "
+            "a seed file, or ORCH_DATA_DIR (--data-dir) to the orchestrator's data directory")
 
 
 async def connect_client(args: argparse.Namespace) -> Connected:
@@ -94,7 +109,7 @@ async def connect_client(args: argparse.Namespace) -> Connected:
             connect_timeout=CONNECT_TIMEOUT_S, tls=client_context(args.nats_tls_ca))
     except Exception as exc:
         text = str(exc) or type(exc).__name__
-        hint = (f"credentials of {identity!r} refused" if "uthorization" in text
+        hint = (_refused(identity, args) if "uthorization" in text
                 else "is it running? is ORCH_NATS_URL (--nats-url) right?")
         raise Unreachable(f"cannot connect to NATS at {redact(args.nats_url)}: {hint}") \
             from None

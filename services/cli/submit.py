@@ -17,7 +17,9 @@ from services.cli.connection import add_client_flags, connect_client
 
 
 def add_submit_command(commands: argparse._SubParsersAction) -> None:
-    submit = commands.add_parser("submit", help="submit a task and print the reply")
+    submit = commands.add_parser(
+        "submit", help="submit a task and print the reply (JSON); a refusal is one line on "
+                       "stderr, exit 1")
     submit.add_argument("kind", help="task kind; the demo agent runs echo, sleep and fail")
     submit.add_argument("--payload", default="null", help="JSON payload (default null)")
     submit.add_argument("--requires", action="append", default=[],
@@ -42,8 +44,12 @@ def add_submit_command(commands: argparse._SubParsersAction) -> None:
 
 
 async def run_submit(args: argparse.Namespace) -> int:
+    try:
+        payload = orjson.loads(args.payload)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"--payload is not JSON: {exc}") from None
     body: dict[str, object] = {
-        "kind": args.kind, "payload": orjson.loads(args.payload), "requires": args.requires,
+        "kind": args.kind, "payload": payload, "requires": args.requires,
         "priority": args.priority, "max_attempts": args.max_attempts,
         "timeout_s": args.timeout,
     }
@@ -63,8 +69,11 @@ async def run_submit(args: argparse.Namespace) -> int:
     finally:
         await connected.nc.close()
     reply = orjson.loads(msg.data)
+    if not reply.get("ok"):
+        error = reply.get("error") or {}
+        raise CommandFailed(f"{error.get('code', 'refused')}: {error.get('message', '')}")
     print(orjson.dumps(reply).decode())
-    return 0 if reply.get("ok") else 1
+    return 0
 
 
 def _moment(text: str) -> float:

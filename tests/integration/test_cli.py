@@ -47,10 +47,28 @@ async def test_demo_agent_runs_submitted_tasks(orchestrator, nats_server, names,
 
 
 async def test_submit_reports_a_refusal_with_a_nonzero_exit(orchestrator, nats_server, names):
-    code, out = await cli("submit", "bad kind", "--nats-url", nats_server.url,
-                          "--subject-prefix", names.prefix)
-    assert code == 1
-    assert orjson.loads(out)["error"]["code"] == "invalid_request"
+    # A refusal was printed as raw JSON on stdout; README says a failure is one line on
+    # stderr.
+    code, out, err = await cli_apart("submit", "bad kind", "--nats-url", nats_server.url,
+                                     "--subject-prefix", names.prefix)
+    assert (code, out) == (1, "")
+    assert len(err.splitlines()) == 1
+    assert err.startswith("orchestrator: invalid_request: ")
+    # A payload that is not JSON: said with the flag's name, a usage error.
+    code, out, err = await cli_apart("submit", "echo", "--payload", "{nope",
+                                     "--nats-url", nats_server.url)
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1
+    assert err.startswith("orchestrator: --payload is not JSON: ")
+
+
+async def cli_apart(*args: str) -> tuple[int, str, str]:
+    """The exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli.main", *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
 
 
 async def test_help_lists_every_command() -> None:

@@ -149,6 +149,20 @@ async def test_enroll_revoke_token_and_identity_commands(up, tmp_path):
     assert code == 0 and "revoked alice" in out, err
     code, _, err = await cli(up, "submit", "echo", ORCH_CREDENTIALS=str(seed_file))
     assert code == EXIT_UNREACHABLE and "refused" in err
+    assert "ORCH_CREDENTIALS" not in err  # they were given: no hint to give them
+
+
+async def test_a_client_without_credentials_is_told_what_to_set(up, tmp_path):
+    # Run from elsewhere than where `up` keeps its data: no operator key is found, the
+    # command connects as nobody and is refused; the line says what to set.
+    elsewhere = tmp_path / "elsewhere"
+    code, out, err = await cli(up, "submit", "echo", ORCH_DATA_DIR=str(elsewhere))
+    assert (code, out) == (EXIT_UNREACHABLE, "")
+    assert err.splitlines() == [
+        f"orchestrator: cannot connect to NATS at {up.nats_url}: credentials of 'anonymous' "
+        f"refused: none were given and there is no {elsewhere}/auth/operator.nk; set "
+        "ORCH_CREDENTIALS (--credentials) to a seed file, or ORCH_DATA_DIR (--data-dir) to "
+        "the orchestrator's data directory"]
 
 
 async def test_up_refuses_an_external_nats_that_lets_anyone_in(nats_server, tmp_path):
