@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
+from infra import settings
 from infra.auth.credentials import Keys, read_secret
 from infra.bus.connection import redact
 from infra.bus.headers import connect as nats_connect
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 CREDENTIALS = "ORCH_CREDENTIALS"
 IDENTITY = "ORCH_IDENTITY"
-DEFAULT_URL = "nats://127.0.0.1:4222"
+DEFAULT_PORT = 4222
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -41,11 +42,20 @@ def add_log_level_flag(parser: argparse.ArgumentParser, default: str = "WARNING"
                              "traceback")
 
 
+def default_nats_url() -> str:
+    """The embedded server of an orchestrator on this machine: `up` without a NATS URL
+    serves on ORCH_EMBEDDED_NATS_PORT, so a client in the same shell finds it there."""
+    port = os.environ.get(settings.EMBEDDED_NATS_PORT) or DEFAULT_PORT
+    return f"nats://127.0.0.1:{port}"
+
+
 def add_client_flags(parser: argparse.ArgumentParser, log_level: str = "WARNING") -> None:
     env = os.environ
     add_log_level_flag(parser, log_level)
-    parser.add_argument("--nats-url", default=env.get("ORCH_NATS_URL") or DEFAULT_URL,
-                        help=f"NATS server URL (env ORCH_NATS_URL; default {DEFAULT_URL})")
+    parser.add_argument("--nats-url", default=env.get("ORCH_NATS_URL") or default_nats_url(),
+                        help="NATS server URL (env ORCH_NATS_URL; default nats://127.0.0.1:"
+                             f"<ORCH_EMBEDDED_NATS_PORT, default {DEFAULT_PORT}>, the "
+                             "embedded server of an orchestrator on this machine)")
     parser.add_argument("--subject-prefix", default=env.get("ORCH_SUBJECT_PREFIX", "orch"),
                         help="the orchestrator's prefix (env ORCH_SUBJECT_PREFIX; default orch)")
     parser.add_argument("--data-dir", type=Path,

@@ -3,8 +3,9 @@ commands, the fleet's agents, tasks and services, audits, schemas. (The benchmar
 are not part of it: `python -m bench` from a clone.)
 
 Settings: each flag falls back to its ORCH_* variable, then to its default. Client
-commands connect to ORCH_NATS_URL as the identity of ORCH_CREDENTIALS (default: the
-local operator's, <data dir>/auth/operator.nk); read commands (agents, agent-status,
+commands connect to ORCH_NATS_URL (default: the embedded server on this machine,
+nats://127.0.0.1:<ORCH_EMBEDDED_NATS_PORT>) as the identity of ORCH_CREDENTIALS (default:
+the local operator's, <data dir>/auth/operator.nk); read commands (agents, agent-status,
 tasks, task-status, services) ask the read API at --api-url (default from ORCH_HTTP_HOST
 and ORCH_HTTP_PORT) with ORCH_API_TOKEN or <data dir>/auth/read.token.
 

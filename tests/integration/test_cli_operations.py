@@ -255,6 +255,9 @@ async def test_a_flag_wins_over_its_variable_which_wins_over_the_default(
     assert parsed.api_url == "http://127.0.0.1:8080"
     parsed = build_parser().parse_args(["cancel", "t1"])
     assert (parsed.nats_url, parsed.subject_prefix) == ("nats://127.0.0.1:4222", "orch")
+    # The embedded server's port, when `up` was given one in this shell.
+    monkeypatch.setenv("ORCH_EMBEDDED_NATS_PORT", "4300")
+    assert build_parser().parse_args(["cancel", "t1"]).nats_url == "nats://127.0.0.1:4300"
     monkeypatch.setenv("ORCH_HTTP_HOST", "0.0.0.0")
     monkeypatch.setenv("ORCH_HTTP_PORT", "9000")
     assert build_parser().parse_args(["tasks"]).api_url == "http://127.0.0.1:9000"

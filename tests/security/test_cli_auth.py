@@ -121,7 +121,12 @@ async def test_the_demo_agent_enrolls_itself_and_runs_a_submitted_task(up):
 
 
 async def test_enroll_revoke_token_and_identity_commands(up, tmp_path):
-    code, out, err = await cli(up, "enroll", "w5", "--json")
+    # No NATS URL given: the command finds `up`'s embedded server by
+    # ORCH_EMBEDDED_NATS_PORT, as in the shell that ran `ORCH_EMBEDDED_NATS_PORT=... make
+    # run` (it went to 4222).
+    port = up.nats_url.rsplit(":", 1)[1]
+    code, out, err = await cli(up, "enroll", "w5", "--json", ORCH_NATS_URL="",
+                               ORCH_EMBEDDED_NATS_PORT=port)
     assert code == 0, err
     enrolled = orjson.loads(out)
     assert enrolled["token"].startswith("oe1.w5.")
