@@ -16,7 +16,7 @@ class Header(StrEnum):
     EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
     EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
     # An event's version, identity, causation and correlation in one header, a JSON
-    # array (infra.log.event_headers): every header is stored with every event, and four
+    # array (infra.log.format.event_headers): every header is stored with every event, and four
     # cost twice the bytes of one.
     EVENT = "Orch"
     TOPIC = "Orch-Topic"  # only when it is not the kind's default_topic

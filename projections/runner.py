@@ -94,7 +94,7 @@ class ProjectionRunner:
             await self.on_applied(event)
 
     def _skip(self, position: int, event_id: str) -> None:
-        """A record the orchestrator did not write (infra.log.foreign): nothing to apply,
+        """A record the orchestrator did not write (infra.log.format.foreign): nothing to apply,
         but the projections are past it, or a log ending in one would never be caught
         up with."""
         if position > self.position.value:

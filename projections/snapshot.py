@@ -41,10 +41,10 @@ from typing import Any
 import orjson
 
 from domain import shared_values
-from projections.agents import NOT_RUNNING, AgentHealth, AgentView, share_declared
-from projections.catalog import AgentEntry, Catalog
-from projections.finished_task import row_of
-from projections.tasks import HeldTask, TaskBoard, TaskView
+from projections.board.finished_task import row_of
+from projections.board.tasks import HeldTask, TaskBoard, TaskView
+from projections.fleet.agents import NOT_RUNNING, AgentHealth, AgentView, share_declared
+from projections.fleet.catalog import AgentEntry, Catalog
 
 # Bumped when the meaning of a view's fields changes (a change of their names or order is
 # caught by the field lists a snapshot carries): a snapshot of another version is not used.
@@ -264,8 +264,8 @@ def _running(value: list[str]) -> list[str]:
     return value or NOT_RUNNING
 
 
-# What applying the views' events would share, by column (as projections/agents.py and
-# projections/tasks.py do).
+# What applying the views' events would share, by column (as projections/fleet/agents.py and
+# projections/board/tasks.py do).
 _AGENT_SHARED: dict[int, Callable[[Any], Any]] = {
     _AGENT_FIELDS.index("capabilities"): shared_values.capabilities,
     _AGENT_FIELDS.index("kinds"): shared_values.capabilities,

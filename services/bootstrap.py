@@ -18,19 +18,19 @@ from domain.health import DetectorSettings
 from domain.placement import Strategy
 from domain.task import TERMINAL
 from infra import names as n
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore
+from infra.log.format.codec import create_mapper
 from infra.log.group_commit import GroupCommit
 from infra.log.port import EventLog
 from infra.log.repository import Repository
 from infra.log.snapshot_store import SnapshotStore
 from infra.settings import Settings
-from projections.agents import AgentHealth
-from projections.catalog import Catalog
+from projections.board.submitters import Submitters
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
+from projections.fleet.catalog import Catalog
 from projections.position import Position
 from projections.runner import ProjectionRunner
-from projections.submitters import Submitters
-from projections.tasks import TaskBoard
 from services.audit.log_notice import LogNotice
 from services.auth.access_control import AccessControl
 from services.commands.catalog import CatalogQueries, ChangeFeed

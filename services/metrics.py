@@ -24,9 +24,9 @@ from prometheus_client import (
 )
 
 from domain.task import TERMINAL, TaskStatus
-from projections.agents import AgentHealth
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
 from projections.log_event import LogEvent
-from projections.tasks import TaskBoard
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from infra import names as n
-from projections.catalog import Catalog
+from projections.fleet.catalog import Catalog
 from projections.log_event import LogEvent
 
 # The health monitor starts the deadlines of an agent's new incarnation.

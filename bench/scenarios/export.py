@@ -37,8 +37,8 @@ from bench.scenarios.heartbeats import LAG, delta
 from bench.sizes import Size
 from domain.agent import Agent
 from infra.log import direct_read
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore
+from infra.log.format.codec import create_mapper
 from infra.log.streams import provision
 from infra.names import AGENT, Header, Names
 

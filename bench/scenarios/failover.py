@@ -13,8 +13,8 @@ from nats.aio.client import Client
 from bench.fleet import Fleet
 from bench.harness import IDENTITY, connect, nats_server, orchestrator, percentile
 from bench.sizes import Size
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore
+from infra.log.format.codec import create_mapper
 from infra.names import TASK_SUBMIT, Names
 
 INTERVAL, SUSPECT, DEAD = 0.25, 1.0, 2.0

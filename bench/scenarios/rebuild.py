@@ -19,7 +19,7 @@ from bench.harness import (
 )
 from bench.sizes import Size
 from domain.agent import Agent
-from infra.log.codec import create_mapper
+from infra.log.format.codec import create_mapper
 from infra.log.snapshot_store import OBJECT_NAME
 from infra.log.streams import provision
 from infra.names import AGENT, Header, Names

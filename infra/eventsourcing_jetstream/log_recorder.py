@@ -20,9 +20,9 @@ from infra.eventsourcing_jetstream.client import JetStreamClient
 from infra.eventsourcing_jetstream.log_errors import AggregateIdError, read_only
 from infra.eventsourcing_jetstream.provenance import LogNotification, Provenance
 from infra.eventsourcing_jetstream.subscription import JetStreamSubscription
-from infra.log import event_headers
 from infra.log.direct_read import recorded_at
 from infra.log.event_store import event_id_of, topic_of
+from infra.log.format import event_headers
 from infra.names import Names
 
 if TYPE_CHECKING:

@@ -43,7 +43,7 @@ from infra.eventsourcing_jetstream.log_errors import (
 )
 from infra.eventsourcing_jetstream.log_recorder import OrchestratorLogRecorder
 from infra.eventsourcing_jetstream.provenance import ProvenanceMapper
-from infra.log.codec import OrjsonTranscoder
+from infra.log.format.codec import OrjsonTranscoder
 from infra.names import Names
 
 # The same variables as the CLI's (services/cli/connection.py).

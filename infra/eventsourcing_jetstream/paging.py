@@ -13,7 +13,7 @@ from eventsourcing.persistence import Notification, OperationalError
 from nats.aio.msg import Msg
 
 from infra.eventsourcing_jetstream.client import MAX_BATCH, JetStreamClient
-from infra.log.foreign import ForeignRecords
+from infra.log.format.foreign import ForeignRecords
 
 N = TypeVar("N", bound=Notification)
 

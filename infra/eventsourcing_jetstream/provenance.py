@@ -14,7 +14,7 @@ from datetime import datetime
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Notification, StoredEvent
 
-from infra.log.codec import LogMapper
+from infra.log.format.codec import LogMapper
 
 # The attribute the mapper sets on each event read from the log. No event of domain/ has
 # a field of this name; the library keeps an event's attributes in its __dict__, as here.

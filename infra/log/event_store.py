@@ -21,7 +21,7 @@ from domain.base import CARRIED_FORWARD
 from infra.bus.direct import position_and_time_of
 from infra.bus.nats_internals import connection_of
 from infra.log import direct_read
-from infra.log.foreign import ForeignRecord, ForeignRecords
+from infra.log.format.foreign import ForeignRecord, ForeignRecords
 from infra.log.group_commit import GroupCommit
 from infra.log.port import LogReads, Tailing, append_records
 from infra.log.recorded import (  # noqa: F401  (where most callers import them from)
@@ -135,7 +135,7 @@ class EventStore(LogReads):
         self, after: int = 0, limit: int = 1000, subject_filter: str | None = None
     ) -> Page:
         """As `read`, with where the page ended in the log: a record skipped as foreign
-        (infra.log.foreign) is not among the events, but the next page starts past it."""
+        (infra.log.format.foreign) is not among the events, but the next page starts past it."""
         msgs = await self._fetch(subject_filter or self.names.events_wildcard, after, limit)
         events = []
         for msg in msgs:
@@ -165,7 +165,7 @@ class EventStore(LogReads):
         except (TimeoutError, nats.errors.Error) as exc:
             raise StoreUnavailable(repr(exc)) from exc
         if Header.EVENT not in (raw.headers or {}) or not raw.seq:
-            return None  # not the orchestrator's (infra.log.foreign): no state there
+            return None  # not the orchestrator's (infra.log.format.foreign): no state there
         return int(raw.seq)
 
     async def event_id_at(self, position: int) -> str | None:

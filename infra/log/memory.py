@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from eventsourcing.persistence import Mapper
 
 from domain.base import CARRIED_FORWARD
-from infra.log.foreign import ForeignRecord, ForeignRecords
+from infra.log.format.foreign import ForeignRecord, ForeignRecords
 from infra.log.port import LogReads, append_records
 from infra.log.recorded import (
     ConcurrencyConflict,

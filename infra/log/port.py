@@ -19,9 +19,9 @@ from eventsourcing.persistence import Mapper
 
 from domain.base import StrIdCarriedForward
 from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator
-from infra.log import event_headers
-from infra.log.event_headers import new_event_id
-from infra.log.foreign import ForeignRecords
+from infra.log.format import event_headers
+from infra.log.format.event_headers import new_event_id
+from infra.log.format.foreign import ForeignRecords
 from infra.log.recorded import EventHandler, HistoryCut, Page, RecordedEvent
 from infra.names import Header, Names, default_topic
 
@@ -165,7 +165,7 @@ class LogReads:
             aggregate = event.mutate(aggregate)
             position = recorded.position
         # The next append expects the subject's last record: a foreign one skipped above
-        # (infra.log.foreign) included, or no append to this aggregate would ever pass.
+        # (infra.log.format.foreign) included, or no append to this aggregate would ever pass.
         return aggregate, max(position, page.last if page.last > after else 0)
 
     async def last_position(self) -> int:

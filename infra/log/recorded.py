@@ -11,9 +11,9 @@ from typing import Any, NamedTuple
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import resolve_topic
 
-from infra.log import event_headers
-from infra.log.foreign import ForeignRecord
-from infra.log.forms import expand_state
+from infra.log.format import event_headers
+from infra.log.format.foreign import ForeignRecord
+from infra.log.format.forms import expand_state
 from infra.names import Header, Names, default_topic
 
 

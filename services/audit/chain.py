@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from domain.task import TaskStatus
-from projections.tasks import STATUS_BY_EVENT
+from projections.board.tasks import STATUS_BY_EVENT
 from services.audit.reasons import REASONS, TaskSoFar, detector_reading, step_reason
 
 MOVES = ("Reassigned", "Requeued")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.task import OPEN, TaskStatus
-from projections.tasks import STATUS_BY_EVENT
+from projections.board.tasks import STATUS_BY_EVENT
 
 # The reasons the failover reactor and the dispatcher give for a move, as an operator
 # reads them ({a}: the agent the task left). Unknown reasons are shown as recorded.

@@ -8,9 +8,9 @@ from datetime import datetime
 
 from domain.base import CARRIED_FORWARD
 from infra.log.port import EventLog
-from projections.agents import AgentHealth
-from projections.catalog import Catalog
-from projections.tasks import TaskBoard
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
+from projections.fleet.catalog import Catalog
 
 Progress = Callable[[int, int], None]  # (done, total)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from domain.placement import PLACEABLE, Candidate, why_waiting
 from domain.task import TaskStatus
-from projections.agents import AgentHealth
-from projections.tasks import TaskBoard
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
 from services.audit.reasons import iso
 
 

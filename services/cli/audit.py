@@ -8,8 +8,8 @@ from typing import Any
 
 import nats.js.errors
 
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore, StoreUnavailable
+from infra.log.format.codec import create_mapper
 from infra.names import Names
 from services.audit.what_if import MAX_AXIS
 from services.cli.audit_reads import HANDLERS, parse_time

@@ -12,7 +12,7 @@ from domain.agent_commands import CatalogQuery
 from domain.base import CARRIED_FORWARD
 from infra.log.port import EventLog
 from infra.names import AGENT, Names
-from projections.catalog import Catalog
+from projections.fleet.catalog import Catalog
 from projections.log_event import LogEvent
 from projections.position import Position
 

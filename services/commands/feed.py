@@ -20,8 +20,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from infra.names import Names
-from projections.submitters import Submitters
-from projections.tasks import TaskBoard
+from projections.board.submitters import Submitters
+from projections.board.tasks import TaskBoard
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from domain.errors import CommandRefused, ErrorCode
 from infra.caller import current_identity
 from infra.log.repository import Repository
 from infra.names import Names
-from projections.agents import AgentHealth
+from projections.fleet.agents import AgentHealth
 from services.execute import Outcome, execute
 
 # Seconds since an agent's given incarnation was last heard from; None if unknown here.

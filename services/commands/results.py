@@ -24,9 +24,9 @@ from infra.caller import current_identity
 from infra.log.recorded import StoreUnavailable
 from infra.log.repository import Repository
 from infra.names import TASK, Names
+from projections.board.submitters import Submitters
+from projections.board.tasks import TaskBoard
 from projections.log_event import LogEvent
-from projections.submitters import Submitters
-from projections.tasks import TaskBoard
 
 log = logging.getLogger(__name__)
 

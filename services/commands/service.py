@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from domain.errors import CommandRefused, ErrorCode
 from domain.fields import ID_PATTERN, MAX_COMMAND_BYTES
 from infra.caller import ORCHESTRATOR, current_identity
-from infra.log.event_headers import new_event_id
+from infra.log.format.event_headers import new_event_id
 from infra.names import SERVICE_NAME, Names
 from services.auth.reply_to import inbox_owner, may_answer
 from services.metrics import Metrics

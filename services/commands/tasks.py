@@ -28,7 +28,7 @@ from domain.task_commands import (
 from infra.caller import current_identity, decided_by_orchestrator
 from infra.log.repository import Repository
 from infra.names import Names
-from projections.tasks import TaskBoard
+from projections.board.tasks import TaskBoard
 from services.execute import Outcome, execute
 
 Publish = Callable[[str, bytes], Awaitable[None]]

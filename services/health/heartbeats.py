@@ -29,7 +29,7 @@ from domain.fields import ID_PATTERN
 from infra.bus.direct import deliver_directly
 from infra.log.event_store import position_and_time
 from infra.names import Names
-from projections.agents import AgentHealth
+from projections.fleet.agents import AgentHealth
 from projections.position import Position
 from services.health.liveness_record import LivenessRecorder
 from services.health.monitor import HealthMonitor

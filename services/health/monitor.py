@@ -30,7 +30,7 @@ from domain.health import (
     streak_after,
     verdict,
 )
-from projections.agents import AgentHealth, AgentView
+from projections.fleet.agents import AgentHealth, AgentView
 from projections.position import Position
 from services.commands.registry import AgentRegistry
 from services.health.bus_evidence import BusCheck, BusEvidence

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from domain.errors import CommandRefused, ErrorCode
 from domain.health import DetectorSettings, Evidence, Verdict, next_deadline
-from projections.agents import AgentHealth, AgentView
+from projections.fleet.agents import AgentHealth, AgentView
 from projections.position import Position
 from services.commands.registry import AgentRegistry
 from services.health.schedule import Seen

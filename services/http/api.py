@@ -21,10 +21,10 @@ from infra.log.port import EventLog
 from infra.log.recorded import StoreUnavailable
 from infra.names import Names
 from projections.access import Access
-from projections.agents import AgentHealth
-from projections.catalog import Catalog
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
+from projections.fleet.catalog import Catalog
 from projections.runner import ProjectionRunner
-from projections.tasks import TaskBoard
 from services.auth.http import bearer_auth
 from services.commands.catalog import catalog_at
 from services.http.blocking import RETRY_AFTER_S, BlockingQueries, TooManyBlocking, wait_past

@@ -15,8 +15,8 @@ from domain.errors import CommandRefused
 from domain.placement import Candidate, Strategy
 from domain.plan import Plan
 from domain.task import TaskStatus
-from projections.deadlines import ACCEPTING, step_of
-from projections.tasks import HeldTask, TaskBoard, TaskView
+from projections.board.deadlines import ACCEPTING, step_of
+from projections.board.tasks import HeldTask, TaskBoard, TaskView
 from services.commands.tasks import TaskService
 from services.leader.fleet import Fleet
 from services.metrics import Metrics

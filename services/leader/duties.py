@@ -12,7 +12,7 @@ from domain.task import TERMINAL
 from infra import names as n
 from infra.log.port import EventLog
 from infra.log.repository import Repository
-from projections.tasks import TaskBoard
+from projections.board.tasks import TaskBoard
 from services.commands.tasks import TaskService
 from services.health.monitor import HealthMonitor
 from services.jobs import Job, Jobs

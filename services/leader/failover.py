@@ -26,10 +26,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from domain.placement import Strategy
 from infra.log.event_store import EventStore, RecordedEvent
-from infra.log.foreign import ForeignRecord
+from infra.log.format.foreign import ForeignRecord
 from infra.names import AGENT, Names
+from projections.board.tasks import TaskBoard
 from projections.position import Position
-from projections.tasks import TaskBoard
 from services.leader.dispatcher import move
 from services.leader.fleet import Fleet
 from services.metrics import Metrics
@@ -126,7 +126,7 @@ class FailoverReactor:
 
     async def _readable(self, msgs: list[Msg]) -> tuple[list[Msg], list[RecordedEvent]]:
         """The messages holding events, with their events; a record the orchestrator did
-        not write is acknowledged and skipped (infra.log.foreign), never retried."""
+        not write is acknowledged and skipped (infra.log.format.foreign), never retried."""
         kept: list[Msg] = []
         events: list[RecordedEvent] = []
         for msg in msgs:

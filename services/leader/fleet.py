@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from domain.placement import Candidate, Strategy
 from domain.plan import Plan
-from projections.agents import AgentHealth, AgentView
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth, AgentView
 from projections.position import Position
-from projections.tasks import TaskBoard
 
 _UNWRITTEN = 2**63  # the position of a placement whose append has not returned yet
 

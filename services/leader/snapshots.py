@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from infra.log.port import EventLog
 from infra.log.snapshot_store import SnapshotStore
 from projections import snapshot
-from projections.agents import AgentHealth
-from projections.catalog import Catalog
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
+from projections.fleet.catalog import Catalog
 from projections.runner import ProjectionRunner
-from projections.tasks import TaskBoard
 from services.leader import heap
 from services.metrics import Metrics
 

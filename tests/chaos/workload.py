@@ -13,10 +13,10 @@ import nats
 import orjson
 from nats.aio.client import Client
 
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore, StoreUnavailable
+from infra.log.format.codec import create_mapper
 from infra.names import Names
-from projections.tasks import TaskBoard
+from projections.board.tasks import TaskBoard
 from sdk.agent import AgentClient, TaskContext
 
 

@@ -14,8 +14,8 @@ from nats.aio.client import Client
 
 from domain.agent import Agent
 from infra.caller import current_identity
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore
+from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog, subject_matches
 from infra.log.port import EventLog
 from infra.log.recorded import ConcurrencyConflict, RecordedEvent

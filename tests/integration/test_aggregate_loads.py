@@ -15,8 +15,8 @@ from domain.agent import ALIVE, Agent
 from domain.agent_commands import DeregisterAgent, RegisterAgent
 from domain.base import CARRIED_FORWARD
 from domain.errors import CommandRefused
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore, Page
+from infra.log.format.codec import create_mapper
 from infra.log.repository import CARRY_FORWARD_AFTER, Repository
 from infra.log.streams import provision
 from infra.names import AGENT, Names

@@ -28,8 +28,8 @@ from infra.eventsourcing_jetstream import (
     provenance_of,
 )
 from infra.eventsourcing_jetstream.log_errors import AggregateIdError
-from infra.log.codec import OrjsonTranscoder
 from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.format.codec import OrjsonTranscoder
 from infra.log.streams import provision
 from infra.names import AGENT, Header, Names
 from infra.settings import Settings

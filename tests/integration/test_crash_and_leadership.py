@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore
-from projections.tasks import TaskBoard
+from infra.log.format.codec import create_mapper
+from projections.board.tasks import TaskBoard
 from sdk.agent import AgentClient, TaskContext
 from tests.processes import OrchestratorProcess
 from tests.support import eventually, get_json, request, subject

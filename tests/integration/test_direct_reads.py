@@ -16,8 +16,8 @@ from infra.bus.embedded import EmbeddedNats
 from infra.eventsourcing_jetstream.client import JetStreamClient
 from infra.eventsourcing_jetstream.log_recorder import OrchestratorLogRecorder
 from infra.log import direct_read
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.format.codec import create_mapper
 from infra.log.streams import provision
 from infra.names import Names
 from services.audit.log_notice import LogNotice

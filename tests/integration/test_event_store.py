@@ -9,8 +9,8 @@ import pytest
 from nats.aio.client import Client
 
 from domain.agent import Agent
-from infra.log.codec import create_mapper
 from infra.log.event_store import ConcurrencyConflict, EventStore, RecordedEvent
+from infra.log.format.codec import create_mapper
 from infra.log.streams import provision
 from infra.names import Header, Names
 from tests.support import eventually

@@ -21,8 +21,8 @@ from nats.js.errors import NotFoundError
 import services.leader.failover as failover
 from domain.agent import Agent
 from domain.placement import Strategy
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.format.codec import create_mapper
 from infra.log.streams import provision
 from infra.names import AGENT, Names
 from projections.position import Position

@@ -15,9 +15,9 @@ from nats.aio.client import Client
 from bench.scenarios.tasks import stored_bytes
 from infra.caller import current_identity, decided_by_orchestrator
 from infra.eventsourcing_jetstream import OrchestratorLog, provenance_of
-from infra.log import event_headers
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore, RecordedEvent
+from infra.log.format import event_headers
+from infra.log.format.codec import create_mapper
 from infra.log.streams import provision
 from infra.names import TASK, Header, Names
 from infra.settings import Settings

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore
+from infra.log.format.codec import create_mapper
 from tests.processes import AgentProcess, OrchestratorProcess
 from tests.support import eventually, get_json
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore
+from infra.log.format.codec import create_mapper
 from sdk.agent import AgentClient, TaskContext
 from sdk.client import Client
 from tests.processes import OrchestratorProcess

@@ -14,8 +14,8 @@ import pytest
 from infra.log.snapshot_store import SnapshotStore
 from infra.settings import Settings
 from projections import snapshot
-from projections.agents import AgentView
-from projections.tasks import TaskView
+from projections.board.tasks import TaskView
+from projections.fleet.agents import AgentView
 from services.app import Orchestrator
 from tests.support import eventually, registration, request, subject
 

@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from domain.what_if import Detector
-from infra.log.codec import create_mapper
 from infra.log.event_store import EventStore
+from infra.log.format.codec import create_mapper
 from sdk.agent import AgentClient
 from services.app import Orchestrator
 from services.audit.liveness import read_record

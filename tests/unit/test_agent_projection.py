@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.agent import Agent
-from projections.agents import AgentHealth, AgentView
+from projections.fleet.agents import AgentHealth, AgentView
 from projections.position import Position
 from tests.unit.log_events import FakeLogEvent
 

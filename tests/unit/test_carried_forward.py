@@ -13,7 +13,7 @@ from domain.agent import Agent
 from domain.base import StrIdAggregate, anchored_on, events_since_anchor
 from domain.identity import Identity
 from domain.task import Task
-from infra.log.codec import create_mapper
+from infra.log.format.codec import create_mapper
 from projections.access import Access
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from domain.agent import Agent
 from domain.errors import CommandRefused
-from projections.catalog import AgentEntry, Catalog
+from projections.fleet.catalog import AgentEntry, Catalog
 from tests.unit.log_events import Log
 
 

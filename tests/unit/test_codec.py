@@ -24,8 +24,8 @@ from eventsourcing.persistence import (
 )
 
 from domain.agent import Agent
-from infra.log.codec import EventStateTranscoder, OrjsonTranscoder, create_mapper
-from infra.log.forms import expand_state
+from infra.log.format.codec import EventStateTranscoder, OrjsonTranscoder, create_mapper
+from infra.log.format.forms import expand_state
 
 UUID_1 = UUID("b2723fe2-c01a-40d2-875e-a3aac6a09ff5")
 UUID_2 = UUID("0a7c5e4f-9a1d-4d5b-8c21-3b7f8d2e6a10")

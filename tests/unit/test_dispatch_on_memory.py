@@ -17,15 +17,15 @@ from domain.errors import CommandRefused
 from domain.placement import Strategy
 from domain.task_commands import CompleteTask, ReportProgress, SubmitTask
 from infra.caller import current_identity
-from infra.log.codec import create_mapper
+from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog
 from infra.log.repository import Repository
 from infra.names import Names
-from projections.agents import AgentHealth
-from projections.catalog import Catalog
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
+from projections.fleet.catalog import Catalog
 from projections.log_event import LogEvent
 from projections.runner import ProjectionRunner
-from projections.tasks import TaskBoard
 from services.commands import tasks as tasks_module
 from services.commands.registry import AgentRegistry, silence_in
 from services.commands.tasks import TaskService

@@ -12,9 +12,9 @@ import pytest
 from domain.agent import Agent
 from domain.placement import Strategy
 from domain.task import Task
-from projections.agents import AgentHealth
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
 from projections.position import Position
-from projections.tasks import TaskBoard
 from services.leader.dispatcher import Dispatcher
 from services.leader.fleet import Fleet
 from services.metrics import Metrics

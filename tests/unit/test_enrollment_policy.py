@@ -19,7 +19,7 @@ from domain.identity import Identity
 from domain.identity_commands import EnrollAgent
 from domain.policy import check_claims, policy_data, violations
 from infra.caller import current_identity
-from infra.log.codec import create_mapper
+from infra.log.format.codec import create_mapper
 from projections.access import Access
 from services.auth.gate import AccessGate
 from services.cli.auth import CommandFailed, _policy

@@ -15,8 +15,8 @@ import pytest
 
 from domain.agent import Agent
 from domain.task import Task
-from projections.agents import AgentHealth
-from projections.tasks import TaskBoard
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
 from services.audit.chain import task_story
 from services.audit.waiting import waiting
 from services.http.models import TaskWhy

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from domain.task import Task
-from projections.agents import AgentHealth
-from projections.finished_task import FinishedTask
+from projections.board.finished_task import FinishedTask
+from projections.board.tasks import TaskBoard, TaskView
+from projections.fleet.agents import AgentHealth
 from projections.snapshot import decode, encode
-from projections.tasks import TaskBoard, TaskView
 from tests.unit.log_events import Log
 
 FIELDS = [f.name for f in fields(TaskView)]

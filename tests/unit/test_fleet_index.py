@@ -14,9 +14,9 @@ from domain.agent import Agent
 from domain.errors import CommandRefused
 from domain.placement import Candidate, Strategy
 from domain.task import Task
-from projections.agents import AgentHealth
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
 from projections.position import Position
-from projections.tasks import TaskBoard
 from services.leader.fleet import Fleet
 from tests.unit.log_events import Log
 

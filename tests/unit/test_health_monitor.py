@@ -19,7 +19,7 @@ import pytest
 
 from domain.errors import CommandRefused, ErrorCode
 from domain.health import DetectorSettings
-from projections.agents import AgentHealth, AgentView
+from projections.fleet.agents import AgentHealth, AgentView
 from projections.position import Position
 from services.execute import Outcome
 from services.health.monitor import HealthMonitor

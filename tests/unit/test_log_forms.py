@@ -20,10 +20,10 @@ from bench.scenarios.tasks import LIFECYCLE_BODIES
 from domain.agent import Agent
 from domain.placement import Strategy
 from domain.task import Task, fingerprint
-from infra.log import event_headers
-from infra.log.codec import OrjsonTranscoder, create_mapper
 from infra.log.event_store import RecordedEvent
-from infra.log.forms import REQUIRED, ROW_FORMS, compact_state, expand_state, state_row
+from infra.log.format import event_headers
+from infra.log.format.codec import OrjsonTranscoder, create_mapper
+from infra.log.format.forms import REQUIRED, ROW_FORMS, compact_state, expand_state, state_row
 from infra.log.group_commit import _stored
 from infra.names import Header
 

@@ -7,9 +7,9 @@ from typing import Any
 from domain.agent import Agent
 from domain.placement import Strategy
 from domain.task import Task
-from projections.agents import AgentHealth
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
 from projections.position import Position
-from projections.tasks import TaskBoard
 from services.execute import Outcome
 from services.leader.dispatcher import move
 from services.leader.fleet import Fleet

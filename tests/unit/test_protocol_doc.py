@@ -26,12 +26,12 @@ from domain.replies import (
 )
 from domain.task import Task
 from domain.task_commands import AgentAssignments, Assignment
-from infra.log.codec import create_mapper
+from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog
 from infra.log.repository import Repository
 from infra.names import AGENT_COMMANDS, CATALOG_QUERY, CLIENT_COMMANDS, Header, Names
 from projections.access import Access
-from projections.tasks import STATUS_BY_EVENT, TaskBoard
+from projections.board.tasks import STATUS_BY_EVENT, TaskBoard
 from services.auth.gate import AccessGate
 from services.auth.permissions import RoleName, permissions
 from services.commands import registry
@@ -194,7 +194,7 @@ class TestReplyModelsMatchTheCode:
         domain = set(task_statuses.TaskStatus)
         assert set(get_args(TaskStatus)) == domain
         # Every status an event sets, and `scheduled`, which a Submitted with a
-        # not_before sets (projections/tasks.py).
+        # not_before sets (projections/board/tasks.py).
         assert set(STATUS_BY_EVENT.values()) | {task_statuses.TaskStatus.SCHEDULED} == domain
 
     def test_task_statuses_go_out_as_plain_strings(self) -> None:
@@ -299,7 +299,7 @@ async def test_catalog_replies_and_changes_fit_their_models() -> None:
     from domain.agent_commands import CatalogQuery
     from domain.replies import CatalogChange, CatalogReply
     from infra.names import Names
-    from projections.catalog import Catalog
+    from projections.fleet.catalog import Catalog
     from projections.position import Position
     from services.commands.catalog import CatalogQueries, ChangeFeed
 

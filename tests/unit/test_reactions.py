@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from projections.catalog import Catalog
+from projections.fleet.catalog import Catalog
 from services import jobs as jobs_module
 from services.jobs import Jobs
 from services.reactions import DISPATCH, TABLE, TELL_SUBMITTER, WATCH_INCARNATION, Reactions

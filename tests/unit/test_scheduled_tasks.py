@@ -12,11 +12,11 @@ from domain.errors import CommandRefused
 from domain.task import Task, TaskStatus
 from domain.task_commands import SubmitTask
 from infra.caller import current_identity
-from infra.log.codec import create_mapper
+from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog
 from infra.log.repository import Repository
 from infra.names import Names
-from projections.tasks import TaskBoard
+from projections.board.tasks import TaskBoard
 from services.commands.tasks import TaskService
 from tests.unit.log_events import Log
 

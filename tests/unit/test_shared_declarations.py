@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from domain.agent import Agent
-from projections.agents import AgentHealth
-from projections.catalog import Catalog
+from projections.fleet.agents import AgentHealth
+from projections.fleet.catalog import Catalog
 from tests.unit.log_events import Log
 
 

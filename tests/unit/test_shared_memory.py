@@ -7,12 +7,12 @@ import pytest
 
 from domain import shared_values
 from domain.agent import Agent
-from infra.log.codec import create_mapper
+from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog
 from infra.log.repository import Repository
 from infra.names import Names
-from projections.agents import AgentHealth
-from projections.catalog import Catalog
+from projections.fleet.agents import AgentHealth
+from projections.fleet.catalog import Catalog
 from tests.unit.log_events import Log
 
 WEB = {"name": "web", "address": "10.0.0.1", "port": 80, "tags": [], "meta": {}}

@@ -14,10 +14,10 @@ import projections.snapshot as module
 from domain import shared_values
 from domain.agent import Agent
 from domain.task import Task
-from projections.agents import NOT_RUNNING, AgentHealth
-from projections.catalog import Catalog
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import NOT_RUNNING, AgentHealth
+from projections.fleet.catalog import Catalog
 from projections.snapshot import SNAPSHOT_VERSION, SnapshotUnusable, decode, encode, restore
-from projections.tasks import TaskBoard
 from tests.unit.log_events import FakeLogEvent, Log
 
 WEB = {"name": "web", "address": "10.0.0.1", "port": 80, "tags": ["v1"], "meta": {}}

@@ -9,9 +9,9 @@ from typing import Any
 from domain.agent import Agent
 from domain.errors import CommandRefused
 from domain.task import Task
-from projections.agents import AgentHealth
+from projections.board.tasks import TaskBoard
+from projections.fleet.agents import AgentHealth
 from projections.status_counts import StatusCounts
-from projections.tasks import TaskBoard
 from tests.unit.log_events import Log
 
 

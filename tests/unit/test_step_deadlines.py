@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from domain.task import Task
-from projections.deadlines import ACCEPTING, step_of
-from projections.tasks import HeldTask, TaskBoard
+from projections.board.deadlines import ACCEPTING, step_of
+from projections.board.tasks import HeldTask, TaskBoard
 from tests.unit.log_events import T0, Log
 
 ACCEPT_S = 2.0

@@ -12,12 +12,12 @@ import pytest
 from domain.errors import CommandRefused
 from domain.task_commands import CancelTask, SubmitTask
 from infra.caller import current_identity
-from infra.log.codec import create_mapper
+from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog
 from infra.log.repository import Repository
 from infra.names import Names
+from projections.board.tasks import TaskBoard
 from projections.runner import ProjectionRunner
-from projections.tasks import TaskBoard
 from services.commands.tasks import TaskService
 
 

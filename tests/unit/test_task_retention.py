@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from domain.agent import Agent
 from domain.task import Task
-from projections.tasks import TaskBoard
+from projections.board.tasks import TaskBoard
 from tests.unit.log_events import Log
 
 RETENTION_S = 0.0055  # the log's events are 1 ms apart: gone on the sixth event after
@@ -141,7 +141,7 @@ def test_a_time_kept_as_epoch_seconds_is_the_log_time_to_the_microsecond() -> No
     import random
     from datetime import UTC, datetime, timedelta
 
-    from projections.tasks import TaskView
+    from projections.board.tasks import TaskView
 
     rng = random.Random(21)
     start = datetime(2020, 1, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from domain.placement import queue_key
-from projections.waiting import WaitingTasks
+from projections.board.waiting import WaitingTasks
 
 
 def test_ready_tasks_come_by_priority_then_age() -> None:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain import shared_values
+from projections.fleet.service_counts import ServiceCounts
 from projections.log_event import LogEvent
-from projections.service_counts import ServiceCounts
 
 # An instance is discoverable as healthy while its agent is healthy or draining: a
 # draining agent takes no new tasks, but the services it runs still answer.

@@ -10,12 +10,12 @@ from typing import cast
 
 from domain import shared_values
 from domain.task import TERMINAL, TaskStatus
-from projections.deadlines import StepDeadlines, step_of
-from projections.finished_task import FinishedTask
+from projections.board.deadlines import StepDeadlines, step_of
+from projections.board.finished_task import FinishedTask
+from projections.board.task_view import TaskView
+from projections.board.waiting import WaitingTasks
 from projections.log_event import LogEvent
 from projections.status_counts import StatusCounts
-from projections.task_view import TaskView
-from projections.waiting import WaitingTasks
 
 # A view holds its status's plain value, as the log does: the board's counts by status
 # are served as JSON, and orjson writes no enum member as an object's key.

@@ -19,7 +19,7 @@ from operator import attrgetter
 from typing import Any, Generic, TypeVar, overload
 
 from domain.task import TaskStatus
-from projections.task_view import TaskView
+from projections.board.task_view import TaskView
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ class TaskView:
     a datetime; the `*_at` properties give datetimes, equal to the log's to the
     microsecond), values that repeat are shared, and what only an open task needs (its
     token, when its step started) is dropped when it finishes; the board then keeps it
-    packed, as a FinishedTask (projections/finished_task.py)."""
+    packed, as a FinishedTask (projections/board/finished_task.py)."""
 
     task_id: str
     kind: str
@@ -32,7 +32,7 @@ class TaskView:
     submitted_position: int
     submitted_ts: float
     updated_ts: float
-    status: str = TaskStatus.PENDING.value  # a plain string, as projections.tasks says
+    status: str = TaskStatus.PENDING.value  # a plain string, as projections.board.tasks says
     agent_id: str | None = None
     incarnation: int = 0
     attempt: int = 0

@@ -1,5 +1,5 @@
 """Serialization of events: eventsourcing's Mapper with an orjson transcoder, writing
-the compact forms the log stores an event's state in (infra/log/forms.py)."""
+the compact forms the log stores an event's state in (infra/log/format/forms.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
-from infra.log.forms import aggregate_topic, compact_state, expand_state, state_row
+from infra.log.format.forms import aggregate_topic, compact_state, expand_state, state_row
 
 _NATIVE = (str, int, float, bool, type(None))
 _CONTAINERS = (dict, list)  # all that orjson.loads makes besides scalars

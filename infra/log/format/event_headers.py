@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from infra.caller import ORCHESTRATOR
-from infra.log.foreign import ForeignRecord
+from infra.log.format.foreign import ForeignRecord
 from infra.names import Header
 
 SAME_AS_CAUSATION = True

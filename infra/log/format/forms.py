@@ -1,4 +1,4 @@
-"""The log's compact forms of an event's state, which LogMapper (infra/log/codec.py)
+"""The log's compact forms of an event's state, which LogMapper (infra/log/format/codec.py)
 writes and reads.
 
 Every event is stored forever and a lifecycle writes four, so the fields every event

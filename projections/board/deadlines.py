@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from domain.task import TaskStatus
 
 if TYPE_CHECKING:
-    from projections.tasks import HeldTask, TaskView
+    from projections.board.tasks import HeldTask, TaskView
 
 ACCEPTING = "accepting"
 RUNNING = "running"
