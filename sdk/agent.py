@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +34,11 @@ STOP_TIMEOUT_S = 5.0
 # Credentials are renewed (by reconnecting: the auth callout issues new ones) after this
 # share of their lifetime, well before the server would cut the connection.
 RENEW_AT = 0.7
+# Refused connections (the key not enrolled, or revoked) are tried again after a wait that
+# doubles from the first to the most; the refusal is logged at most once a while.
+REFUSED_WAIT_FIRST_S = 0.5
+REFUSED_WAIT_MAX_S = 30.0
+REFUSED_LOG_EVERY_S = 60.0
 
 
 class AgentClient(TaskRunner):
@@ -101,6 +107,8 @@ class AgentClient(TaskRunner):
         self._stopping = False
         self._work: dict[str, asyncio.Task[None]] = {}  # task id -> its handler run
         self._contexts: dict[str, TaskContext] = {}  # task id -> its current assignment
+        self._refused_wait_s = 0.0  # the wait after the next refusal, doubled each time
+        self._refused_logged_at: float | None = None
 
     async def start(self) -> dict[str, Any]:
         """Connect, register and start heartbeating; returns the registration reply."""
@@ -118,7 +126,7 @@ class AgentClient(TaskRunner):
         nc = await nats.connect(
             servers=self.nats_url.split(","), name=self.agent_id,
             max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-            reconnected_cb=self._on_reconnected, closed_cb=self._on_closed,
+            reconnected_cb=self._on_let_in_again, closed_cb=self._on_closed,
             error_cb=self._on_error,
             nkeys_seed_str=self.nkey_seed, token=self.enrollment_token, tls=self.tls,
             inbox_prefix=self.names.inbox_prefix(self.agent_id),
@@ -126,15 +134,32 @@ class AgentClient(TaskRunner):
         await nc.subscribe(self.names.agent_control(self.agent_id), cb=self._on_control)
         await nc.subscribe(self.names.agent_tasks(self.agent_id), cb=self._on_assignment)
         await flush_subscriptions(nc)  # subscribed before an assignment can be sent
+        self._refused_wait_s = 0.0
         return nc
+
+    async def _on_let_in_again(self) -> None:
+        self._refused_wait_s = 0.0
+        await self._on_reconnected()
 
     async def _on_error(self, exc: Exception) -> None:
         # nats-py's own handler prints a traceback per failed reconnect; one line will do.
-        if "uthorization" in str(exc):
-            log.warning("not let in agent=%s: its key is not enrolled, or was revoked",
-                        self.agent_id)
-        else:
+        if "uthorization" not in str(exc):
             log.debug("nats error agent=%s: %r", self.agent_id, exc)
+            return
+        now = time.monotonic()
+        if self._refused_logged_at is None or now - self._refused_logged_at >= \
+                REFUSED_LOG_EVERY_S:
+            self._refused_logged_at = now
+            log.warning("not let in agent=%s: its key is not enrolled, or was revoked; run "
+                        "`orchestrator enroll %s` and give the agent its token "
+                        "(ORCH_ENROLLMENT_TOKEN)", self.agent_id, self.agent_id)
+        # nats-py waits a fixed reconnect_time_wait between attempts (a refused agent
+        # tried four times a second, for ever), and awaits this callback between them in
+        # its connect and reconnect loops: the backoff is waited here.
+        self._refused_wait_s = min(REFUSED_WAIT_MAX_S,
+                                   self._refused_wait_s * 2 or REFUSED_WAIT_FIRST_S)
+        if not self._stopping:
+            await asyncio.sleep(self._refused_wait_s)
 
     async def _renew_loop(self) -> None:
         """Reconnect before the credentials run out: the callout issues fresh ones (and

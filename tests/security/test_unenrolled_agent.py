@@ -1,0 +1,45 @@
+"""An agent started without its enrollment token is refused at every attempt: it waits
+longer after each (it tried four times a second, for ever) and says, once, what to do."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+
+from infra.auth.keys import Role, new_seed
+from sdk.agent import AgentClient
+from tests.security.conftest import Secure
+from tests.support import eventually
+
+
+async def test_an_unenrolled_agent_backs_off_and_says_how_to_enroll(
+        secure: Secure, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sdk.agent")
+
+    def refused() -> float:
+        return secure.orch.metrics.registry.get_sample_value(
+            "orch_auth_connections_total", {"outcome": "refused"}) or 0.0
+
+    agent = AgentClient("stray", nats_url=secure.url, prefix=secure.names.prefix,
+                        nkey_seed=new_seed(Role.USER))
+    starting = asyncio.create_task(agent.start())
+    try:
+        await eventually(lambda: refused() >= 3, timeout=30, what="three refused attempts")
+        # A fixed wait would have made eight more attempts in these two seconds; after
+        # the third the agent waits two seconds and more.
+        seen = refused()
+        await asyncio.sleep(2)
+        assert refused() <= seen + 1
+        assert not starting.done()
+    finally:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await agent.stop(deregister=False)
+    hints = [r.getMessage() for r in caplog.records if "not let in" in r.getMessage()]
+    assert hints == ["not let in agent=stray: its key is not enrolled, or was revoked; run "
+                     "`orchestrator enroll stray` and give the agent its token "
+                     "(ORCH_ENROLLMENT_TOKEN)"]
