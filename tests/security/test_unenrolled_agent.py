@@ -27,12 +27,12 @@ async def test_an_unenrolled_agent_backs_off_and_says_how_to_enroll(
                         nkey_seed=new_seed(Role.USER))
     starting = asyncio.create_task(agent.start())
     try:
-        await eventually(lambda: refused() >= 3, timeout=30, what="three refused attempts")
-        # A fixed wait would have made eight more attempts in these two seconds; after
-        # the third the agent waits two seconds and more.
-        seen = refused()
-        await asyncio.sleep(2)
-        assert refused() <= seen + 1
+        # Its wait doubles at each refusal: 0.5, 1, 2, 4 s after the fourth. A fixed wait
+        # (it was 0.25 s) never gets there, and would have tried some fifteen times
+        # meanwhile; the server saw each attempt it made, and no more.
+        await eventually(lambda: agent._refused_wait_s >= 4.0, timeout=30,
+                         what="the wait doubled three times")
+        assert 4 <= refused() <= 5
         assert not starting.done()
     finally:
         starting.cancel()
