@@ -11,7 +11,7 @@ import orjson
 
 from infra import names as n
 from services.cli.auth import CommandFailed
-from services.cli.connection import add_client_flags, connect_client
+from services.cli.common.connection import add_client_flags, connect_client
 
 WRITE_COMMANDS = ("cancel", "drain", "deregister")
 REQUEST_TIMEOUT_S = 10.0

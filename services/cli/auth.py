@@ -14,7 +14,7 @@ from infra import names as n
 from infra.auth.credentials import Keys, server_auth_config_for, write_secret
 from infra.auth.keys import Role, new_seed, public_key
 from infra.names import Names
-from services.cli.connection import add_client_flags, connect_client
+from services.cli.common.connection import add_client_flags, connect_client
 
 SECURITY_COMMANDS = ("enroll", "revoke", "identity", "token", "auth")
 

@@ -33,11 +33,11 @@ import nats.errors
 from infra import settings as settings_module
 from infra.startup import CannotStart
 from services.cli.admin import WRITE_COMMANDS, add_write_commands, run_write
-from services.cli.audit import AUDIT_COMMANDS, add_audit_commands, run_audit
+from services.cli.audit.commands import AUDIT_COMMANDS, add_audit_commands, run_audit
 from services.cli.auth import SECURITY_COMMANDS, CommandFailed, add_security_commands, run_security
+from services.cli.common.connection import Unreachable
 from services.cli.completion import add_completion_command, run_completion
-from services.cli.connection import Unreachable
-from services.cli.demo_agent import AgentRefused, add_agent_command, run_agent, until_signalled
+from services.cli.demo.agent import AgentRefused, add_agent_command, run_agent, until_signalled
 from services.cli.fleet import READ_COMMANDS, add_read_commands, run_read
 from services.cli.submit import add_submit_command, run_submit
 

@@ -15,7 +15,7 @@ import orjson
 
 from infra.auth.credentials import Keys, read_secret
 from services.cli.auth import CommandFailed
-from services.cli.connection import Unreachable, add_log_level_flag
+from services.cli.common.connection import Unreachable, add_log_level_flag
 
 API_TOKEN = "ORCH_API_TOKEN"
 INDEX_HEADER = "X-Orch-Index"

@@ -13,7 +13,7 @@ from infra import names as n
 from sdk.agent import CommandError
 from sdk.client import Client
 from services.cli.auth import CommandFailed
-from services.cli.connection import add_client_flags, connect_client
+from services.cli.common.connection import add_client_flags, connect_client
 
 
 def add_submit_command(commands: argparse._SubParsersAction) -> None:

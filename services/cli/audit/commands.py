@@ -1,5 +1,5 @@
 """The audit commands of the CLI: events, state, explain and what-if. Their flags and
-dispatch are here; what each one reads and prints is in services/cli/audit_reads.py."""
+dispatch are here; what each one reads and prints is in services/cli/audit/reads.py."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from infra.log.event_store import EventStore, StoreUnavailable
 from infra.log.format.codec import create_mapper
 from infra.names import Names
 from services.audit.what_if import MAX_AXIS
-from services.cli.audit_reads import HANDLERS, parse_time
-from services.cli.connection import Unreachable, add_client_flags, connect_client
+from services.cli.audit.reads import HANDLERS, parse_time
+from services.cli.common.connection import Unreachable, add_client_flags, connect_client
 
 
 def add_audit_commands(commands: Any) -> None:

@@ -20,8 +20,8 @@ from infra.auth.credentials import Keys, read_secret, write_secret
 from infra.auth.keys import Role, new_seed
 from infra.bus.tls import client_context
 from sdk.agent import AgentClient, CommandError
-from services.cli.connection import add_client_flags, connect_client
-from services.cli.demo import DEMO_HANDLERS
+from services.cli.common.connection import add_client_flags, connect_client
+from services.cli.demo.commands import DEMO_HANDLERS
 
 
 class AgentRefused(Exception):

@@ -1,5 +1,5 @@
 """What the CLI's audit commands read and print (their flags and dispatch are in
-services/cli/audit.py): events, state, explain and what-if."""
+services/cli/audit/commands.py): events, state, explain and what-if."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""What every client command shares: its connection settings and credentials."""

@@ -1,0 +1,1 @@
+"""`orchestrator demo` and the demo agent it starts."""
