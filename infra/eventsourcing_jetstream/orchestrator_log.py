@@ -46,7 +46,7 @@ from infra.eventsourcing_jetstream.provenance import ProvenanceMapper
 from infra.log.format.codec import OrjsonTranscoder
 from infra.names import Names
 
-# The same variables as the CLI's (services/cli/connection.py).
+# The same variables as the CLI's (services/cli/common/connection.py).
 CREDENTIALS = "ORCH_CREDENTIALS"
 IDENTITY = "ORCH_IDENTITY"
 _NOT_IN_A_PREFIX = frozenset("*> \t\r\n")
