@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from bench.harness import IDENTITY, connect, nats_server, orchestrator, percentile
 from bench.profile import cpu_seconds
 from bench.sizes import Size
+from infra.bus.connection import flush_subscriptions
 from infra.settings import Settings
 from sdk.agent import AgentClient, TaskContext
 from sdk.client import Client, TaskHandle
@@ -183,7 +184,7 @@ async def request_rtts(nc: Nats, url: str, samples: int) -> list[float]:
         await msg.respond(msg.data)
 
     await responder.subscribe("bench.echo", cb=echo)
-    await responder.flush()
+    await flush_subscriptions(responder)  # the server has the SUB before the first request
     times = []
     try:
         for _ in range(samples):
