@@ -198,17 +198,28 @@ class Names:
         return f"{INBOX_ROOT}.{identity}"
 
     def task_outcome(self, identity: str, task_id: str) -> str:
-        """Where a finished task's outcome goes: its submitter's own inbox, which no other
-        identity may subscribe to (`_INBOX.<submitter>.task.<task_id>`)."""
-        return f"{INBOX_ROOT}.{identity}.task.{task_id}"
+        """Where a finished task's outcome goes: `<prefix>.result.<submitter>.<task_id>`,
+        which only that submitter may subscribe to (DESIGN section 8)."""
+        return f"{self.prefix}.result.{identity}.{task_id}"
 
     def task_outcomes(self, identity: str) -> str:
-        return f"{INBOX_ROOT}.{identity}.task.>"
+        return f"{self.prefix}.result.{identity}.>"
 
-    def task_feed(self, identity: str, task_id: str) -> str:
-        """A running task's partial output and progress, relayed to its submitter alone
-        (`_INBOX.<submitter>.feed.<task_id>`)."""
-        return f"{INBOX_ROOT}.{identity}.feed.{task_id}"
+    def task_feed(self, identity: str, task_id: str, agent_id: str) -> str:
+        """A running task's partial output and progress, relayed to its submitter alone:
+        `<prefix>.stream.<submitter>.<task_id>.<agent_id>`, the agent that holds it last."""
+        return f"{self.prefix}.stream.{identity}.{task_id}.{agent_id}"
+
+    def task_feeds(self, identity: str) -> str:
+        return f"{self.prefix}.stream.{identity}.>"
+
+    @property
+    def task_outcomes_wildcard(self) -> str:
+        return f"{self.prefix}.result.*.*"
+
+    @property
+    def task_feeds_wildcard(self) -> str:
+        return f"{self.prefix}.stream.*.*.*"
 
     def agent_stream(self, agent_id: str, task_id: str) -> str:
         """Where an agent writes a task's partial output: under its own subjects, which

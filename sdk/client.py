@@ -1,9 +1,10 @@
 """The client half of the SDK: programs that give the fleet its work submit tasks, await
 their results or take them as they finish, and cancel them.
 
-Results are pushed, never polled: a finished task's outcome is published to its
-submitter's own inbox (`_INBOX.<identity>.task.<task_id>`, which no other identity may
-subscribe to), and the client subscribes there before it submits anything. What finished
+Results are pushed, never polled: a finished task's outcome is published on
+`<prefix>.result.<identity>.<task_id>` and a running task's feed on
+`<prefix>.stream.<identity>.<task_id>.<agent_id>`, which no other identity may subscribe
+to, and the client subscribes to both before it submits anything. What finished
 while the client was away is asked for once it is connected again (`task.results`), so
 no result is lost; each task's first outcome is kept and later copies are dropped (every
 orchestrator that applies the finish sends it, so it is sent at least once across leader
@@ -203,10 +204,11 @@ class Client:
         return client
 
     async def listen(self) -> None:
-        """Take outcomes from this identity's inbox (Client.connect does it; a client
+        """Take this identity's outcomes and feeds (Client.connect does it; a client
         made on a connection of the caller's calls it once before submitting)."""
-        await self.nc.subscribe(f"{self._inbox}.task.>", cb=self._on_outcome)
-        await self.nc.subscribe(f"{self._inbox}.feed.>", cb=self._on_feed)
+        prefix = self.subjects.prefix
+        await self.nc.subscribe(f"{prefix}.result.{self.identity}.>", cb=self._on_outcome)
+        await self.nc.subscribe(f"{prefix}.stream.{self.identity}.>", cb=self._on_feed)
         await flush_subscriptions(self.nc)  # subscribed before any task can finish
 
     async def __aenter__(self) -> Client:
@@ -335,7 +337,8 @@ class Client:
         self._settle(outcome)
 
     async def _on_feed(self, msg: Msg) -> None:
-        feed = self._feeds.get(msg.subject.rsplit(".", 1)[-1])
+        # <prefix>.stream.<identity>.<task_id>.<agent_id>
+        feed = self._feeds.get(msg.subject.rsplit(".", 2)[-2])
         if feed is None:
             return  # a task not awaited here (or finished)
         headers = msg.headers or {}

@@ -57,7 +57,8 @@ def serving_user_permissions(names: Names) -> dict[str, list[str]]:
     sends by design; subscribe: the commands, the callout, the micro service's own."""
     return {
         "pub": [f"{INBOX_ROOT}.*.>", CALLOUT_REPLIES, names.agent_tasks("*"),
-                names.agent_control("*"), names.catalog_changes_wildcard, names.log_appended],
+                names.agent_control("*"), names.catalog_changes_wildcard, names.log_appended,
+                names.task_outcomes_wildcard, names.task_feeds_wildcard],
         "sub": [f"{names.prefix}.>", "$SRV.>", "$SYS.REQ.USER.AUTH", f"{SERVING_INBOX}.>"],
     }
 

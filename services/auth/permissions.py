@@ -49,6 +49,8 @@ def _agent(names: Names, identity: str, grant: Permissions) -> None:
 
 def _submitter(names: Names, identity: str, grant: Permissions) -> None:
     grant.pub_allow |= {names.client_command(c, identity) for c in n.SUBMITTER_COMMANDS}
+    # Its tasks' outcomes and feeds: its own subjects, which no other identity may read.
+    grant.sub_allow |= {names.task_outcomes(identity), names.task_feeds(identity)}
 
 
 def _operator(names: Names, identity: str, grant: Permissions) -> None:

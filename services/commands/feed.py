@@ -3,7 +3,8 @@ progress, relayed over core NATS and never written to the log one by one.
 
 An agent writes a chunk on `<prefix>.agent.<agent_id>.stream.<task_id>`, under its own
 subjects: NATS lets no other identity publish there. One orchestrator (a queue group)
-relays it to `_INBOX.<submitter>.feed.<task_id>` only while that agent holds the task
+relays it to `<prefix>.stream.<submitter>.<task_id>.<agent_id>` only while that agent
+holds the task
 (the board says so), so no agent can write into another's task, and no one but the
 submitter can read it. Chunks carry the agent's sequence number (`Orch-Seq`); the client
 puts them in order. Progress reports, which the log keeps only now and then
@@ -65,20 +66,23 @@ class TaskFeed:
             self.metrics.feed_messages.labels("chunk", "too_large").inc()
             return
         seq = (msg.headers or {}).get(SEQ_HEADER, "")
-        await self._tell(task_id, "chunk", msg.data, {SEQ_HEADER: seq} if seq else None)
+        await self._tell(task_id, agent_id, "chunk", msg.data,
+                         {SEQ_HEADER: seq} if seq else None)
 
     async def progress(self, task_id: str, value: float) -> None:
         """An accepted progress report, to the submitter (TaskService.on_progress)."""
-        await self._tell(task_id, "progress", b"", {PROGRESS_HEADER: repr(value)})
+        view = self.board.get(task_id)
+        agent_id = getattr(view, "agent_id", None) or "_"
+        await self._tell(task_id, agent_id, "progress", b"", {PROGRESS_HEADER: repr(value)})
 
-    async def _tell(self, task_id: str, kind: str, data: bytes,
+    async def _tell(self, task_id: str, agent_id: str, kind: str, data: bytes,
                     headers: dict[str, str] | None) -> None:
         submitter = self.submitters.of(task_id)
         if not submitter:
             self.metrics.feed_messages.labels(kind, "no_submitter").inc()
             return
         try:
-            await self.nc.publish(self.names.task_feed(submitter, task_id), data,
+            await self.nc.publish(self.names.task_feed(submitter, task_id, agent_id), data,
                                   headers=headers)
         except nats.errors.Error as exc:
             log.debug("task feed not relayed task=%s: %r", task_id, exc)

@@ -1,8 +1,8 @@
-"""How a task's submitter learns its outcome: pushed to the submitter's own inbox when the
-task finishes (`OutcomeNotice`), and asked for with `task.results` after a reconnect
-(`TaskResultsQuery`). Neither writes to the log, and no one but the submitter (or an
-operator) can read an outcome: the inbox is the submitter's alone by NATS permissions,
-and the query answers another's task as unknown.
+"""How a task's submitter learns its outcome: pushed on `<prefix>.result.<submitter>.
+<task_id>` when the task finishes (`OutcomeNotice`), and asked for with `task.results`
+after a reconnect (`TaskResultsQuery`). Neither writes to the log, and no one but the
+submitter (or an operator) can read an outcome: NATS lets only the submitter subscribe
+to its result subjects, and the query answers another's task as unknown.
 
 Every orchestrator that applies the finishing event live sends the outcome, so it is
 sent at least once across leader changes; a client keeps the first of each task's.

@@ -37,11 +37,12 @@ async def test_only_the_submitter_reads_its_tasks_outcome(secure):
     thief = await secure.connect("ci-b", thief_seed)
     stolen: list[bytes] = []
     try:
-        # The thief listens where the owner's outcomes go: the server refuses it.
+        # The thief listens where the owner's outcomes and feeds go: the server refuses it.
         async def steal(msg: Msg) -> None:
             stolen.append(msg.data)
 
         await thief.nc.subscribe(secure.names.task_outcomes("ci-a"), cb=steal)
+        await thief.nc.subscribe(secure.names.task_feeds("ci-a"), cb=steal)
         await thief.nc.flush(timeout=5)
 
         handle = await owner.submit("echo", {"secret": 42}, task_id="t1")

@@ -52,6 +52,8 @@ NEVER_PUBLISH = [
     "$KV.ORCH_LEADER.leader", "$JS.API.STREAM.DELETE.KV_ORCH_LEADER",
     n.AUTH_CALLOUT_SUBJECT, f"_INBOX.{OTHER}.forged-reply", "$SYS.REQ.SERVER.PING",
     NAMES.log_appended,  # the orchestrator's notice: a forged one would wake readers
+    # A forged outcome or piece of output for a submitter: only the orchestrator sends them.
+    NAMES.task_outcome("sub1", "t1"), NAMES.task_feed("sub1", "t1", "w1"),
     # No consumers, of any stream, by anyone: nats-server does not check a push
     # consumer's deliver subject against its creator's rights, so one delivering to an
     # agent's control subject would forge the orchestrator's messages (issue 29, 2).
@@ -71,9 +73,12 @@ NEVER_SUBSCRIBE = [
 
 
 def subscribe_subjects(me: str) -> list[str]:
+    # Task outcomes and feeds: its own (a submitter's), and another's.
+    results = [NAMES.task_outcomes(me), NAMES.task_feeds(me), NAMES.task_outcomes("op1"),
+               NAMES.task_feeds("sub1"), NAMES.task_outcome(OTHER, "t1")]
     return [NAMES.agent_tasks(me), NAMES.agent_control(me), f"_INBOX.{me}.>",
             NAMES.catalog_changes_wildcard, NAMES.heartbeats_wildcard, NAMES.log_appended,
-            *NEVER_SUBSCRIBE]
+            *results, *NEVER_SUBSCRIBE]
 
 
 def _tokens_cover(pattern: list[str], subject: list[str]) -> bool:
