@@ -290,6 +290,8 @@ class Orchestrator:
         await self._final_snapshot()
         await self.jobs.cancel("leader-lease")
         await self._stack.aclose()
+        if self.system is not None:  # started: say it has stopped, as it said it was up
+            log.info("orchestrator stopped holder=%s", self.holder)
 
     async def _final_snapshot(self) -> None:
         """On a clean stop the leader leaves a snapshot, so the next start is quick."""

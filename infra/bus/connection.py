@@ -32,7 +32,12 @@ async def connect(
     `nkey_seed`, as the user of that key (the orchestrator's own, with auth on)."""
     urls = servers.split(",") if isinstance(servers, str) else servers
 
+    made: list[Client] = []  # the client, once connected
+
     async def disconnected() -> None:
+        if made and made[0].is_closed:  # closed by us (a stop): not news, no one to tell
+            log.info("nats connection closed name=%s", name)
+            return
         log.warning("nats disconnected")
         if on_disconnected:
             await on_disconnected()
@@ -55,6 +60,7 @@ async def connect(
                             inbox_prefix)
     finally:
         warning.cancel()
+    made.append(nc)
     return nc
 
 

@@ -32,6 +32,8 @@ BusCheck = Callable[[], Awaitable[int]]
 # the consumer (the app restarts it after every reconnect: NATS may have restarted, with
 # a new heartbeat stream whose sequences start again at 1).
 _CONSUMER_REPLACED_AFTER = frozenset({"reconnected"})
+# Restarts that come with every start, not with trouble: logged at info.
+ROUTINE_RESTARTS = frozenset({"elected"})
 
 
 class BusEvidence:
@@ -96,7 +98,10 @@ class BusEvidence:
 
     def _report_lost(self, reason: str, detail: str = "") -> None:
         self.metrics.blind_resets.labels(reason).inc()
-        log.warning("health deadlines restarted reason=%s%s", reason, detail)
+        # Taking the lease is routine (every start): the deadlines restart by design. The
+        # other reasons are trouble (a disconnect, a stall) and warned of.
+        level = logging.INFO if reason in ROUTINE_RESTARTS else logging.WARNING
+        log.log(level, "health deadlines restarted reason=%s%s", reason, detail)
 
     def _current_again(self) -> None:
         evidence = self.evidence
