@@ -131,6 +131,10 @@ class ControlMessage(BaseModel):
     reason: str
     incarnation: int | None = None
     task_id: Identifier | None = None
+    # For a revoke of an assignment that moved: its token, so that an agent given the
+    # task again (a newer token) keeps working on it.
+    token: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = Field(
+        default=None, exclude_if=lambda token: token is None)  # absent from the others
 
 
 class RemoveAgent(BaseModel):

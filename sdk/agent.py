@@ -264,7 +264,12 @@ class AgentClient(TaskRunner):
             await self._reregister(control.reason)
         elif control.type in ("cancel", "revoke") and control.task_id:
             work = self._work.get(control.task_id)
+            context = self._contexts.get(control.task_id)
+            if control.token and context is not None and context.assignment.token != control.token:
+                return  # an older assignment's: the task was given to it again since
             if work is not None:
+                log.info("stopping task=%s agent=%s reason=%s", control.task_id,
+                         self.agent_id, control.reason)
                 work.cancel()
         if self.on_control is not None:
             await self.on_control(control)

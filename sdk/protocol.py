@@ -205,6 +205,8 @@ class ControlMessage:
     reason: str
     incarnation: int | None = None
     task_id: str | None = None
+    # A revoke of an assignment that moved names its token: a newer one is kept working.
+    token: str | None = None
 
     @classmethod
     def parse(cls, data: bytes | str | dict[str, Any]) -> ControlMessage:
@@ -217,6 +219,7 @@ class ControlMessage:
             reason=_field(body, "reason", str, "control message"),
             incarnation=_field(body, "incarnation", int, "control message", optional=True),
             task_id=_field(body, "task_id", str, "control message", optional=True),
+            token=_field(body, "token", str, "control message", optional=True),
         )
 
 

@@ -290,26 +290,52 @@ class TaskService:
                        unaccepted_token: str | None = None) -> Outcome:
         """Move an open task; with `unaccepted_token`, only if that assignment is still
         unaccepted (an accept that lands as the timeout fires wins)."""
+        moved: list[str | None] = [None]
+
         def decide(task: Task | None) -> Task:
             task = _existing(task, task_id)
             task.check_move(from_agent, unaccepted_token)
+            moved[0] = task.token
             task.reassign(agent.agent_id, agent.incarnation, new_token(), reason, strategy,
                           considered(seen))
             return task
 
         outcome = await execute(self.repository, task_id, decide, causation_id)
         await self._deliver(outcome)
+        # To itself, the work goes on under the new token; off an assignment it never
+        # accepted (the accept timeout), there is no work of it to stop.
+        if agent.agent_id != from_agent and unaccepted_token is None:
+            await self._stop_moved(outcome, task_id, from_agent, moved[0], reason)
         return outcome
 
     async def requeue(self, task_id: str, from_agent: str, reason: str,
                       causation_id: str | None, unaccepted_token: str | None = None) -> Outcome:
+        moved: list[str | None] = [None]
+
         def decide(task: Task | None) -> Task:
             task = _existing(task, task_id)
             task.check_move(from_agent, unaccepted_token)
+            moved[0] = task.token
             task.requeue(reason)
             return task
 
-        return await execute(self.repository, task_id, decide, causation_id)
+        outcome = await execute(self.repository, task_id, decide, causation_id)
+        if unaccepted_token is None:  # it may be given to the same agent again next
+            await self._stop_moved(outcome, task_id, from_agent, moved[0], reason)
+        return outcome
+
+    async def _stop_moved(self, outcome: Outcome, task_id: str, from_agent: str,
+                          token: str | None, reason: str) -> None:
+        """The agent a task moved off is told to stop it (it may be alive: a gray
+        failure, an accept too late, a death declared wrongly), so that running twice
+        lasts no longer than this notice takes to arrive. The moved assignment's token
+        goes with it: an agent given the task again keeps the newer one's work."""
+        if not outcome.positions or not token:
+            return
+        control = ControlMessage(type="revoke", reason=f"moved: {reason}", task_id=task_id,
+                                 token=token)
+        await self.publish(self.names.agent_control(from_agent),
+                           control.model_dump_json().encode())
 
     async def time_out(self, task_id: str, token: str, causation_id: str | None) -> Outcome:
         """A task ran past its timeout_s: a retryable failure of that attempt; its agent

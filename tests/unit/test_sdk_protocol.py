@@ -127,14 +127,16 @@ class TestWhatTheSdkReads:
         server.ControlMessage(type="reregister", reason="unknown incarnation", incarnation=3),
         server.ControlMessage(type="cancel", reason="cancelled", task_id="t1"),
         server.ControlMessage(type="revoke", reason="reassigned", task_id="t2"),
+        server.ControlMessage(type="revoke", reason="moved: agent declared dead",
+                              task_id="t3", token="0123456789abcdef"),
     ])
     def test_a_control_message_as_the_server_writes_it(
         self, sent: server.ControlMessage
     ) -> None:
         read = ControlMessage.parse(sent.model_dump_json().encode())
 
-        assert (read.type, read.reason, read.incarnation, read.task_id) == (
-            sent.type, sent.reason, sent.incarnation, sent.task_id)
+        assert (read.type, read.reason, read.incarnation, read.task_id, read.token) == (
+            sent.type, sent.reason, sent.incarnation, sent.task_id, sent.token)
 
     def test_a_catalog_change_as_the_server_writes_it(self) -> None:
         instance = {"service": "web", "agent_id": "a1", "address": "h", "port": 80,
