@@ -49,9 +49,7 @@ async def run_write(args: argparse.Namespace) -> int:
         what = f"agent {args.agent_id}"
     connected = await connect_client(args)
     try:
-        msg = await connected.nc.request(
-            connected.names.client_command(command, connected.identity), orjson.dumps(body),
-            timeout=REQUEST_TIMEOUT_S)
+        msg = await connected.request(command, orjson.dumps(body), timeout=REQUEST_TIMEOUT_S)
     finally:
         await connected.nc.close()
     reply: dict[str, Any] = orjson.loads(msg.data)

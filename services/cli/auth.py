@@ -156,9 +156,7 @@ async def _identity_create(args: argparse.Namespace) -> int:
 
 
 async def _send(connected: Any, command: str, body: dict[str, Any]) -> dict[str, Any]:
-    msg = await connected.nc.request(connected.names.client_command(command,
-                                                                    connected.identity),
-                                     orjson.dumps(body), timeout=10)
+    msg = await connected.request(command, orjson.dumps(body), timeout=10)
     reply: dict[str, Any] = orjson.loads(msg.data)
     if not reply.get("ok"):
         error = reply.get("error", {})

@@ -10,7 +10,8 @@ tasks, task-status, services) ask the read API at --api-url (default from ORCH_H
 and ORCH_HTTP_PORT) with ORCH_API_TOKEN or <data dir>/auth/read.token.
 
 Exit codes: 0 done; 1 refused by the orchestrator or the read API (its code and message
-on stderr), or an unexpected error; 2 bad usage or input; 3 cannot start (a port in use,
+on stderr), or by NATS for a command the identity's roles do not allow, or an unexpected
+error; 2 bad usage or input; 3 cannot start (a port in use,
 keys missing, an open NATS with auth on); 4 cannot reach NATS or the read API, or no
 orchestrator answered. Errors are one or two lines on stderr; --log-level DEBUG adds the
 traceback.
@@ -35,7 +36,7 @@ from infra.startup import CannotStart
 from services.cli.admin import WRITE_COMMANDS, add_write_commands, run_write
 from services.cli.audit.commands import AUDIT_COMMANDS, add_audit_commands, run_audit
 from services.cli.auth import SECURITY_COMMANDS, CommandFailed, add_security_commands, run_security
-from services.cli.common.connection import Unreachable
+from services.cli.common.connection import Denied, Unreachable
 from services.cli.completion import add_completion_command, run_completion
 from services.cli.demo.agent import AgentRefused, add_agent_command, run_agent, until_signalled
 from services.cli.fleet import READ_COMMANDS, add_read_commands, run_read
@@ -197,7 +198,7 @@ def _say(debug: bool, text: str) -> None:
 def _run_reporting(args: argparse.Namespace, parser: argparse.ArgumentParser,
                    debug: bool) -> int:
     failures: tuple[tuple[type[BaseException], int], ...] = (
-        (AgentRefused, EXIT_REFUSED), (CommandFailed, EXIT_REFUSED),
+        (AgentRefused, EXIT_REFUSED), (CommandFailed, EXIT_REFUSED), (Denied, EXIT_REFUSED),
         (CannotStart, EXIT_CANNOT_START), (Unreachable, EXIT_UNREACHABLE),
         (ValueError, EXIT_USAGE),
     )

@@ -63,9 +63,7 @@ async def run_submit(args: argparse.Namespace) -> int:
         return await _submit_and_wait(args, body)
     connected = await connect_client(args)
     try:
-        msg = await connected.nc.request(
-            connected.names.client_command(n.TASK_SUBMIT, connected.identity),
-            orjson.dumps(body), timeout=5)
+        msg = await connected.request(n.TASK_SUBMIT, orjson.dumps(body), timeout=5)
     finally:
         await connected.nc.close()
     reply = orjson.loads(msg.data)

@@ -15,7 +15,7 @@ import pytest
 
 from infra.auth.credentials import Keys, read_secret
 from infra.bus.embedded import EmbeddedNats, free_port
-from services.cli.main import EXIT_CANNOT_START, EXIT_UNREACHABLE
+from services.cli.main import EXIT_CANNOT_START, EXIT_REFUSED, EXIT_UNREACHABLE
 from tests.support import eventually, get_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,9 +146,11 @@ async def test_enroll_revoke_token_and_identity_commands(up, tmp_path):
     assert seed_file.stat().st_mode & 0o777 == 0o600
     code, out, err = await cli(up, "submit", "echo", ORCH_CREDENTIALS=str(seed_file))
     assert code == 0 and orjson.loads(out)["ok"], err
-    # alice submits, but may not enroll: the server drops it, nobody answers.
+    # alice submits, but may not enroll: NATS refuses it, and the CLI says so at once.
     code, _, err = await cli(up, "enroll", "w6", ORCH_CREDENTIALS=str(seed_file))
-    assert code == EXIT_UNREACHABLE and len(err.strip().splitlines()) == 1
+    assert code == EXIT_REFUSED and err.splitlines() == [
+        "orchestrator: alice may not send admin.enroll: NATS refused it (the identity's "
+        "roles do not allow it)"]
 
     code, out, err = await cli(up, "revoke", "alice")
     assert code == 0 and "revoked alice" in out, err

@@ -10,12 +10,15 @@ machine needs no extra step. The identity is the file's name (`operator.nk` is
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from infra import settings
 from infra.auth.credentials import Keys, read_secret
@@ -69,11 +72,48 @@ def add_client_flags(parser: argparse.ArgumentParser, log_level: str = "WARNING"
                              "<data dir>/auth/operator.nk when it exists)")
 
 
+class Denied(Exception):
+    """NATS refused to let this identity publish the command: its roles do not allow it."""
+
+
 @dataclass(frozen=True)
 class Connected:
     nc: Client
     identity: str
     names: Names
+    # Subjects NATS refused this connection (lowercase, as nats-py reports them), each
+    # with the futures of the requests waiting on it.
+    denied: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
+
+    async def request(self, command: str, body: bytes, timeout: float) -> Msg:
+        """The identity's command, answered; Denied at once when NATS refuses to carry it
+        (a permissions violation comes back at once, where the answer never would)."""
+        subject = self.names.client_command(command, self.identity)
+        refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.denied.setdefault(subject.lower(), []).append(refused)
+        answered = asyncio.ensure_future(self.nc.request(subject, body, timeout=timeout))
+        either: set[asyncio.Future[Any]] = {answered, refused}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.denied[subject.lower()].remove(refused)
+        if answered.done():
+            refused.cancel()
+            return answered.result()
+        answered.cancel()
+        raise Denied(f"{self.identity} may not send {command}: NATS refused it (the "
+                     f"identity's roles do not allow it)")
+
+    def violation(self, exc: Exception) -> None:
+        """An error from the server: a refused publish settles the requests it stopped."""
+        text = str(exc).lower()
+        marker = "permissions violation for publish to "
+        if marker not in text:
+            return
+        subject = text.split(marker, 1)[1].strip().strip('"\'')
+        for refused in self.denied.get(subject, []):
+            if not refused.done():
+                refused.set_result(None)
 
 
 def credentials_file(args: argparse.Namespace) -> Path | None:
@@ -105,8 +145,12 @@ def _refused(identity: str, args: argparse.Namespace) -> str:
 async def connect_client(args: argparse.Namespace) -> Connected:
     identity, seed = credentials_of(args)
 
+    made: list[Connected] = []
+
     async def quiet(exc: Exception) -> None:
         log.debug("nats: %r", exc)  # one plain line is said instead, below
+        if made:
+            made[0].violation(exc)
 
     try:
         nc = await nats_connect(
@@ -123,4 +167,5 @@ async def connect_client(args: argparse.Namespace) -> Connected:
                 else "is it running? is ORCH_NATS_URL (--nats-url) right?")
         raise Unreachable(f"cannot connect to NATS at {redact(args.nats_url)}: {hint}") \
             from None
-    return Connected(nc, identity, Names(args.subject_prefix))
+    made.append(Connected(nc, identity, Names(args.subject_prefix)))
+    return made[0]

@@ -66,9 +66,9 @@ async def _own_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
 async def _enrollment_token(args: argparse.Namespace) -> str:
     connected = await connect_client(args)
     try:
-        msg = await connected.nc.request(
-            connected.names.client_command(n.ADMIN_ENROLL, connected.identity),
-            orjson.dumps({"agent_id": args.agent_id, "ttl_s": 300.0}), timeout=10)
+        msg = await connected.request(
+            n.ADMIN_ENROLL, orjson.dumps({"agent_id": args.agent_id, "ttl_s": 300.0}),
+            timeout=10)
     finally:
         await connected.nc.close()
     reply = orjson.loads(msg.data)
