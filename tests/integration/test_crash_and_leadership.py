@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
-
-import pytest
 
 from infra.log.event_store import EventStore
 from infra.log.format.codec import create_mapper
@@ -16,15 +13,6 @@ from tests.processes import OrchestratorProcess
 from tests.support import eventually, get_json, request, subject
 
 TASKS = 150
-
-
-@pytest.fixture
-def orchestrators(nats_server, prefix, tmp_path) -> Iterator[list[OrchestratorProcess]]:
-    procs = [OrchestratorProcess(nats_server.url, prefix, tmp_path / f"orch{i}.log")
-             for i in range(2)]
-    yield procs
-    for proc in procs:
-        proc.stop()
 
 
 async def start_workers(nats_server, names, count=3) -> list[AgentClient]:

@@ -5,10 +5,7 @@ is killed meanwhile."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from infra.log.event_store import EventStore
 from infra.log.format.codec import create_mapper
@@ -42,15 +39,6 @@ async def test_a_delayed_task_waits_as_scheduled_then_runs(orchestrator, nats_se
     finally:
         await client.close()
         await agent.stop()
-
-
-@pytest.fixture
-def orchestrators(nats_server, prefix, tmp_path) -> Iterator[list[OrchestratorProcess]]:
-    procs = [OrchestratorProcess(nats_server.url, prefix, tmp_path / f"orch{i}.log")
-             for i in range(2)]
-    yield procs
-    for proc in procs:
-        proc.stop()
 
 
 async def test_a_scheduled_task_survives_the_leader_that_took_it(orchestrators, nats_server,
