@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,7 +55,7 @@ class OutcomeNotice:
         self.live = live
         self.submitter_in_log = submitter_in_log
         self.sent = 0
-        self._queue: list[tuple[str, dict[str, Any]]] = []
+        self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._sending: asyncio.Task[None] | None = None
 
     def finished(self, event: LogEvent) -> None:
@@ -74,7 +75,7 @@ class OutcomeNotice:
 
     async def _send(self) -> None:
         while self._queue:
-            submitter, body = self._queue.pop(0)
+            submitter, body = self._queue.popleft()
             try:
                 # Unknown after a restore from a snapshot: the task's own history says.
                 submitter = submitter or await self.submitter_in_log(body["task_id"])
