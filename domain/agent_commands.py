@@ -127,7 +127,7 @@ class ControlMessage(BaseModel):
 
     model_config = STRICT
 
-    type: Literal["reregister", "cancel", "revoke"]
+    type: Literal["reregister", "cancel", "revoke", "deregistered"]
     reason: str
     incarnation: int | None = None
     task_id: Identifier | None = None

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import signal
 import ssl
 import time
 import uuid
@@ -102,6 +103,12 @@ class AgentClient(TaskRunner):
         # Set when the orchestrator refused to let us re-register: another process holds
         # this agent id now, so we stopped heartbeating.
         self.replaced_by_another: CommandError | None = None
+        # Set when the orchestrator deregistered this agent (an operator's `deregister`,
+        # a revocation): it stopped; a program's run_until_stopped() returns.
+        self.deregistered_by_orchestrator: ControlMessage | None = None
+        self._deregistered_itself = 0  # the incarnation it deregistered itself, if any
+        self._ended = asyncio.Event()  # set by stop()
+        self._stopper: asyncio.Task[None] | None = None
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -113,6 +120,8 @@ class AgentClient(TaskRunner):
     async def start(self) -> dict[str, Any]:
         """Connect, register and start heartbeating; returns the registration reply."""
         self._stopping = False
+        self.deregistered_by_orchestrator = None
+        self._ended.clear()
         self.nc = await self._connect()
         reply = await self.register()
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
@@ -219,9 +228,11 @@ class AgentClient(TaskRunner):
         return reply
 
     async def deregister(self) -> dict[str, Any]:
-        return await self.request(
+        reply = await self.request(
             DEREGISTER, {"agent_id": self.agent_id, "incarnation": self.incarnation}
         )
+        self._deregistered_itself = self.incarnation
+        return reply
 
     async def heartbeat(self) -> None:
         """Publish one heartbeat to JetStream and wait for its acknowledgement."""
@@ -262,6 +273,14 @@ class AgentClient(TaskRunner):
             if control.incarnation not in (None, self.incarnation):
                 return  # meant for another process with this id (the control subject is shared)
             await self._reregister(control.reason)
+        elif control.type == "deregistered":
+            if control.incarnation not in (None, self.incarnation) \
+                    or control.incarnation == self._deregistered_itself or self._stopping:
+                return  # another process's, or its own leaving
+            self.deregistered_by_orchestrator = control
+            log.error("agent %s was deregistered by the orchestrator (%s): stopping, no more "
+                      "heartbeats; start it again to rejoin", self.agent_id, control.reason)
+            self._stopper = asyncio.create_task(self.stop(deregister=False))
         elif control.type in ("cancel", "revoke") and control.task_id:
             work = self._work.get(control.task_id)
             context = self._contexts.get(control.task_id)
@@ -291,6 +310,29 @@ class AgentClient(TaskRunner):
         except Exception as exc:  # unreachable now; the next reregister control tries again
             log.info("re-registration failed agent=%s: %r", self.agent_id, exc)
 
+    async def run_until_stopped(
+        self, signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+        deregister: bool = True,
+    ) -> None:
+        """After start(): run until one of `signals` (then stop, and deregister unless
+        told not to) or until the orchestrator deregisters this agent (then stop;
+        deregistered_by_orchestrator says why)."""
+        loop = asyncio.get_running_loop()
+        signalled = asyncio.Event()
+        for sig in signals:
+            loop.add_signal_handler(sig, signalled.set)
+        try:
+            waits = [asyncio.create_task(signalled.wait()), asyncio.create_task(self._ended.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+        await self.stop(deregister=deregister)
+
     async def stop(self, deregister: bool = True) -> None:
         """Stop heartbeating; deregister unless told not to; close the connection."""
         self._stopping = True
@@ -306,8 +348,10 @@ class AgentClient(TaskRunner):
                     task.exception()  # retrieved, so asyncio does not report it again
         self._tasks.clear()
         if self.nc is None:
+            self._ended.set()
             return
-        if deregister and self.incarnation and self.nc.is_connected:
+        if deregister and self.deregistered_by_orchestrator is None and self.incarnation \
+                and self.nc.is_connected:
             with contextlib.suppress(Exception):
                 await self.deregister()
         nc, self.nc = self.nc, None
@@ -316,3 +360,4 @@ class AgentClient(TaskRunner):
                 await nc.drain()
             else:
                 await nc.close()
+        self._ended.set()

@@ -31,8 +31,8 @@ CATALOG_QUERY = "catalog.query"
 
 INBOX_ROOT = "_INBOX"
 
-ControlType = Literal["reregister", "cancel", "revoke"]
-CONTROL_TYPES: tuple[ControlType, ...] = ("reregister", "cancel", "revoke")
+ControlType = Literal["reregister", "cancel", "revoke", "deregistered"]
+CONTROL_TYPES: tuple[ControlType, ...] = ("reregister", "cancel", "revoke", "deregistered")
 
 
 @dataclass(frozen=True)

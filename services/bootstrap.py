@@ -138,7 +138,7 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
         Repository(store, n.AGENT, keep=lambda agent: agent.liveness != ALIVE),
         names, settings.heartbeat_interval, silence_in(agents), settings.suspect_after,
         settings.auth_jwt_ttl if settings.auth_on else None,
-        known=lambda agent_id: agents.get(agent_id) is not None)
+        known=lambda agent_id: agents.get(agent_id) is not None, publish=nc.publish)
     access_control = AccessControl(nc, names, store, settings, metrics)
 
     def is_operator(identity: str) -> bool:

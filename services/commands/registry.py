@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from domain.agent import Agent
 from domain.agent_commands import (
+    ControlMessage,
     DeclareServices,
     DeregisterAgent,
     DrainAgent,
     RegisterAgent,
     RegisterReply,
     RemoveAgent,
+    UndrainAgent,
 )
 from domain.errors import CommandRefused, ErrorCode
 from infra.caller import current_identity
@@ -24,6 +26,11 @@ from services.execute import Outcome, execute
 
 # Seconds since an agent's given incarnation was last heard from; None if unknown here.
 SilenceOf = Callable[[str, int], float | None]
+Publish = Callable[[str, bytes], Awaitable[None]]
+
+
+async def _nowhere(subject: str, data: bytes) -> None:
+    """No agent to tell (tests that do not listen)."""
 
 
 def silence_in(agents: AgentHealth, clock: Callable[[], float] = time.time) -> SilenceOf:
@@ -52,8 +59,11 @@ class AgentRegistry:
     def __init__(self, repository: Repository, names: Names, heartbeat_interval: float,
                  silence_of: SilenceOf = lambda agent_id, incarnation: None,
                  suspect_after: float = 3.0, credentials_ttl_s: float | None = None,
-                 known: Callable[[str], bool] = lambda agent_id: False) -> None:
+                 known: Callable[[str], bool] = lambda agent_id: False,
+                 publish: Publish = _nowhere) -> None:
         self.repository = repository
+        # Tells an agent taken out by an operator or a revocation, on its control subject.
+        self.publish = publish
         # Whether the agent has registered before, as the projection says: a healthy
         # agent's aggregate is not cached (services.app), and its re-registration then
         # reads it from the log at once rather than after a refused creation.
@@ -118,7 +128,17 @@ class AgentRegistry:
 
         outcome = await execute(
             self.repository, cmd.agent_id, decide, causation_id, causation_id)
+        if outcome.position is not None:
+            await self._tell_deregistered(outcome.aggregate, f"removed by {current_identity.get()}")
         return _reply(outcome, status=outcome.aggregate.status)
+
+    async def _tell_deregistered(self, agent: Agent, reason: str) -> None:
+        """The process is told at once (its next heartbeat would tell it too: a core NATS
+        message to an agent that is reconnecting is lost)."""
+        message = ControlMessage(type="deregistered", reason=reason,
+                                 incarnation=agent.incarnation)
+        await self.publish(self.names.agent_control(agent.id),
+                           message.model_dump_json().encode())
 
     async def remove_revoked(self, agent_id: str, causation_id: str | None) -> int | None:
         """The revoked identity's agent, if registered and not gone, deregistered as an
@@ -131,12 +151,24 @@ class AgentRegistry:
 
         outcome = await execute(
             self.repository, agent_id, decide, causation_id, causation_id)
+        if outcome.position is not None:
+            await self._tell_deregistered(outcome.aggregate, "revoked")
         return outcome.position
 
     async def drain(self, cmd: DrainAgent, causation_id: str | None = None) -> dict[str, Any]:
         def decide(agent: Agent | None) -> Agent:
             agent = _existing(agent, cmd.agent_id)
             agent.drain()
+            return agent
+
+        outcome = await execute(
+            self.repository, cmd.agent_id, decide, causation_id, causation_id)
+        return _reply(outcome, status=outcome.aggregate.status)
+
+    async def undrain(self, cmd: UndrainAgent, causation_id: str | None = None) -> dict[str, Any]:
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, cmd.agent_id)
+            agent.undrain()
             return agent
 
         outcome = await execute(

@@ -44,7 +44,8 @@ WATCHDOG_INTERVAL_S = 2.0
 
 
 class HeartbeatIntake:
-    """Applies each heartbeat; tells agents we do not know (any more) to re-register."""
+    """Applies each heartbeat; tells agents we do not know (any more) to re-register, and
+    deregistered ones that still beat to stop."""
 
     def __init__(
         self, nc: Client, js: JetStreamContext, names: Names, projection: AgentHealth,
@@ -216,10 +217,8 @@ class HeartbeatIntake:
             # without the position (older agents) is judged by the projection alone.
             return
         view = self.projection.get(agent_id)
-        if view is not None and (incarnation > view.incarnation or view.left):
-            # Ahead of our projection (its registration is on its way), or a last beat
-            # sent after leaving: neither is a reason to re-register.
-            return
+        if view is not None and incarnation > view.incarnation:
+            return  # ahead of our projection: its registration is on its way
         now = time.monotonic()
         if now - self._told.get(agent_id, 0.0) < self.reregister_every:
             return
@@ -227,10 +226,16 @@ class HeartbeatIntake:
             self._told = {a: t for a, t in self._told.items()
                           if now - t < self.reregister_every}
         self._told[agent_id] = now
-        reason = "unknown agent" if view is None else (
-            "declared dead" if view.liveness == "dead" else "old incarnation"
-        )
-        message = ControlMessage(type="reregister", reason=reason, incarnation=incarnation)
+        if view is not None and view.left:
+            # Deregistered (by an operator, a revocation, ORCH_DEREGISTER_DEAD_AFTER) while
+            # the process runs on: told to stop, in case the word sent then was missed.
+            message = ControlMessage(type="deregistered", reason="deregistered",
+                                     incarnation=incarnation)
+        else:
+            reason = "unknown agent" if view is None else (
+                "declared dead" if view.liveness == "dead" else "old incarnation"
+            )
+            message = ControlMessage(type="reregister", reason=reason, incarnation=incarnation)
         await self.nc.publish(
             self.names.agent_control(agent_id), message.model_dump_json().encode()
         )

@@ -258,6 +258,26 @@ class TestDeregisterAndDrain:
         reply = await request(nc, subject(names, "admin.agent.drain"), {"agent_id": "nobody"})
         assert reply["error"]["code"] == "not_found"
 
+    async def test_an_agent_taken_out_is_told_at_once_and_again_by_its_next_heartbeat(
+        self, orchestrator, nc, names
+    ):
+        await request(nc, subject(names, "register", "a1"), registration("a1"))
+        control = await nc.subscribe(names.agent_control("a1"))
+        await nc.flush()
+
+        reply = await request(nc, subject(names, "admin.agent.deregister"), {"agent_id": "a1"})
+        told = orjson.loads((await control.next_msg(timeout=5)).data)
+
+        assert reply["status"] == "left"
+        assert told["type"] == "deregistered" and told["incarnation"] == 1
+        assert told["reason"].startswith("removed by ")
+        # Missed (the agent was reconnecting, say): a heartbeat of it says it again.
+        await orchestrator.runner.position.wait_for(reply["position"], 10)
+        await heartbeat(nc, names, "a1", 1, 7)
+        again = orjson.loads((await control.next_msg(timeout=5)).data)
+        assert again == {"type": "deregistered", "reason": "deregistered", "incarnation": 1,
+                         "task_id": None}
+
 
 async def test_a_healthy_agent_is_not_cached_and_still_re_registers_and_drains(
         settings, nc, names):

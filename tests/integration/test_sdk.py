@@ -70,6 +70,22 @@ class TestAgentClient:
         finally:
             await agent.stop()
 
+    async def test_an_operators_deregister_stops_it_and_ends_its_run(
+        self, orchestrator, make_agent, nc, names, caplog
+    ):
+        agent = make_agent("sdk1")
+        await agent.start()
+        running = asyncio.create_task(agent.run_until_stopped(signals=()))
+
+        reply = await request(nc, subject(names, "admin.agent.deregister"), {"agent_id": "sdk1"})
+
+        assert reply["status"] == "left"
+        await asyncio.wait_for(running, 10)  # its run ends
+        told = agent.deregistered_by_orchestrator
+        assert told is not None and told.reason.startswith("removed by ")
+        assert agent.nc is None  # no more heartbeats: its connection is closed
+        assert "sdk1 was deregistered by the orchestrator" in caplog.text
+
     async def test_refusals_raise_with_their_code(self, orchestrator, make_agent):
         agent = make_agent("sdk1")
         await agent.start()

@@ -129,6 +129,8 @@ class TestWhatTheSdkReads:
         server.ControlMessage(type="revoke", reason="reassigned", task_id="t2"),
         server.ControlMessage(type="revoke", reason="moved: agent declared dead",
                               task_id="t3", token="0123456789abcdef"),
+        server.ControlMessage(type="deregistered", reason="removed by operator",
+                              incarnation=2),
     ])
     def test_a_control_message_as_the_server_writes_it(
         self, sent: server.ControlMessage

@@ -106,7 +106,8 @@ async def run_agent(args: argparse.Namespace) -> None:
     print(f"agent {args.agent_id} registered incarnation={reply['incarnation']} "
           f"heartbeat every {reply['heartbeat_interval_s']}s", flush=True)
     try:
-        await until_signalled()
+        # Until Ctrl-C or SIGTERM, or until the orchestrator deregisters it (logged).
+        await agent.run_until_stopped(deregister=not args.keep_registration)
     finally:
         await agent.stop(deregister=not args.keep_registration)
 
