@@ -162,6 +162,19 @@ class Agent(StrIdAggregate):
     def _drain_started(self, incarnation: int) -> None:
         self.draining = True
 
+    def undrain(self) -> bool:
+        """Take new work again after a drain; False when not draining (nothing to record)."""
+        self.check_has_not_left()
+        self.check_is_not_dead()
+        if not self.draining:
+            return False
+        self._undrained(incarnation=self.incarnation)
+        return True
+
+    @event("Undrained")
+    def _undrained(self, incarnation: int) -> None:
+        self.draining = False
+
     def deregister(self, incarnation: int, reason: str = "requested") -> bool:
         """Leave for good; False when this incarnation already left."""
         self.check_incarnation(incarnation)

@@ -66,6 +66,14 @@ class DrainAgent(BaseModel):
     agent_id: Identifier
 
 
+class UndrainAgent(BaseModel):
+    """The agent takes new work again: the end of a drain."""
+
+    model_config = STRICT
+
+    agent_id: Identifier
+
+
 class DeclareServices(BaseModel):
     """Replace the set of services an agent offers, without registering again."""
 

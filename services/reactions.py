@@ -26,6 +26,7 @@ TABLE: Mapping[str, tuple[str, ...]] = {
     "Reregistered": (WATCH_INCARNATION, DISPATCH),
     "Recovered": (DISPATCH,),
     "DrainStarted": (DISPATCH,),
+    "Undrained": (DISPATCH,),
     "Deregistered": (DISPATCH,),
     "Submitted": (DISPATCH,),
     "Requeued": (DISPATCH,),

@@ -17,6 +17,7 @@ from domain.agent_commands import (
     RegisterAgent,
     RegisterReply,
     RemoveAgent,
+    UndrainAgent,
 )
 from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
 from domain.replies import (
@@ -46,6 +47,7 @@ PROTOCOL_MODELS: dict[str, type[BaseModel]] = {
     "agent.register.reply": RegisterReply,
     "agent.deregister.request": DeregisterAgent,
     "admin.agent.drain.request": DrainAgent,
+    "admin.agent.undrain.request": UndrainAgent,
     "admin.agent.deregister.request": RemoveAgent,
     "admin.enroll.request": EnrollAgent,
     "admin.revoke.request": RevokeIdentity,

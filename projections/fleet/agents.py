@@ -157,6 +157,8 @@ class AgentHealth:
             view = found
             if name == "DrainStarted":
                 view.draining = True
+            elif name == "Undrained":
+                view.draining = False
             elif name == "ServicesChanged":
                 share_declared({}, data["services"])
                 view.services = shared_values.services(data["services"])

@@ -87,10 +87,10 @@ class Catalog:
             self.add(entry)
         elif name == "Deregistered":
             self._forget(agent_id)
-        elif name in _LIVENESS or name == "DrainStarted":
+        elif name in _LIVENESS or name in ("DrainStarted", "Undrained"):
             before = entry.status
             entry.liveness = _LIVENESS.get(name, entry.liveness)
-            entry.draining = entry.draining or name == "DrainStarted"
+            entry.draining = name == "DrainStarted" or (entry.draining and name != "Undrained")
             if entry.status != before:
                 self.changed |= {s["name"] for s in entry.services}
                 if (before in _HEALTHY) != (entry.status in _HEALTHY):

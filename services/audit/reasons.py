@@ -171,6 +171,7 @@ REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
                                f"(dead_after {d.get('dead_after_s')}s)"),
     "Recovered": lambda d: "heartbeating again: no longer suspect",
     "DrainStarted": lambda d: "draining: takes no new tasks",
+    "Undrained": lambda d: "no longer draining: takes new tasks again",
     "Deregistered": lambda d: f"left ({d.get('reason')})",
     "ServicesChanged": lambda d: f"now offers {len(d.get('services') or [])} service(s)",
 }

@@ -1,6 +1,6 @@
-"""The write commands: `cancel`, `drain` and `deregister`, sent over NATS as the CLI's
-identity (`<prefix>.task.cancel.<identity>`, `<prefix>.admin.agent.drain|deregister.
-<identity>`), so that NATS holds it to its roles and the log records who asked."""
+"""The write commands: `cancel`, `drain`, `undrain` and `deregister`, sent over NATS as
+the CLI's identity (`<prefix>.task.cancel.<identity>`, `<prefix>.admin.agent.drain|undrain|
+deregister.<identity>`), so that NATS holds it to its roles and the log records who asked."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from infra import names as n
 from services.cli.auth import CommandFailed
 from services.cli.common.connection import add_client_flags, connect_client
 
-WRITE_COMMANDS = ("cancel", "drain", "deregister")
+WRITE_COMMANDS = ("cancel", "drain", "undrain", "deregister")
+AGENT_COMMANDS = {"drain": n.ADMIN_DRAIN, "undrain": n.ADMIN_UNDRAIN,
+                  "deregister": n.ADMIN_DEREGISTER}
 REQUEST_TIMEOUT_S = 10.0
 
 
@@ -30,6 +32,12 @@ def add_write_commands(commands: Any) -> None:
     add_client_flags(drain)
     drain.add_argument("--json", action="store_true", help="the reply, as JSON")
 
+    undrain = commands.add_parser(
+        "undrain", help="end a drain: the agent takes new work again")
+    undrain.add_argument("agent_id")
+    add_client_flags(undrain)
+    undrain.add_argument("--json", action="store_true", help="the reply, as JSON")
+
     deregister = commands.add_parser(
         "deregister", help="take an agent out, as if it had deregistered; its tasks move")
     deregister.add_argument("agent_id")
@@ -45,7 +53,7 @@ async def run_write(args: argparse.Namespace) -> int:
         command, what = n.TASK_CANCEL, f"task {args.task_id}"
     else:
         body = {"agent_id": args.agent_id}
-        command = n.ADMIN_DRAIN if args.command == "drain" else n.ADMIN_DEREGISTER
+        command = AGENT_COMMANDS[args.command]
         what = f"agent {args.agent_id}"
     connected = await connect_client(args)
     try:
@@ -67,4 +75,5 @@ async def run_write(args: argparse.Namespace) -> int:
 
 
 def _done(command: str) -> str:
-    return {"cancel": "cancelled", "drain": "drained", "deregister": "deregistered"}[command]
+    return {"cancel": "cancelled", "drain": "drained", "undrain": "undrained",
+            "deregister": "deregistered"}[command]

@@ -93,7 +93,7 @@ async def test_reads_print_tables_for_people_and_json_for_scripts(
         code, out, _ = await run("agent-status", "w1", env=env)
         assert code == 0
         assert fields(out)["status"] == "healthy" and fields(out)["running"] == "1/2: t1"
-        assert "last 1 event(s)" in out and "Registered" in out
+        assert "history: 1 event(s)" in out and "Registered" in out
         code, out, _ = await run("agent-status", "w1", "--json", env=env)
         shown = orjson.loads(out)
         assert shown["agent"]["agent_id"] == "w1"
@@ -155,6 +155,14 @@ async def test_writes_are_sent_as_the_cli_identity_and_say_what_changed(
         assert (code, err) == (0, "") and out.startswith("agent w1: draining (position ")
         await eventually(lambda: orchestrator.agents.get("w1").status == "draining",
                          what="w1 draining")
+        code, out, err = await run("undrain", "w1", env=env)
+        assert (code, err) == (0, "") and out.startswith("agent w1: healthy (position ")
+        await eventually(lambda: orchestrator.agents.get("w1").status == "healthy",
+                         what="w1 healthy again")
+        history = await orchestrator.store.history("agent", "w1")
+        assert history[-1].name == "Undrained" and history[-1].identity == "anonymous"
+        code, out, _ = await run("undrain", "w1", env=env)
+        assert (code, out) == (0, "agent w1: healthy (already: no change)\n")
         code, out, err = await run("deregister", "w2", "--json", env=env)
         assert code == 0 and orjson.loads(out)["status"] == "left", err
         await eventually(lambda: orchestrator.agents.get("w2").status == "left",
@@ -293,7 +301,7 @@ async def test_completion_scripts_know_every_command() -> None:
     code, bash, _ = await run("completion", "bash")
     assert code == 0
     for command in ("agents", "agent-status", "tasks", "task-status", "services", "cancel",
-                    "drain", "deregister", "events", "completion"):
+                    "drain", "undrain", "deregister", "events", "completion"):
         assert command in bash
     assert "--api-url" in bash and "--watch" in bash
     code, zsh, _ = await run("completion", "zsh")

@@ -202,6 +202,40 @@ class TestDrain:
         assert_conflict(excinfo, agent)
 
 
+class TestUndrain:
+    def test_ends_a_drain_with_undrained(self) -> None:
+        agent = new_agent()
+        agent.drain()
+        agent.collect_events()
+
+        assert agent.undrain() is True
+
+        events = agent.collect_events()
+        assert [type(e).__name__ for e in events] == ["Undrained"]
+        assert vars(events[0])["incarnation"] == 1
+        assert agent.draining is False
+        assert agent.status == "healthy"
+
+    def test_an_agent_not_draining_records_nothing(self) -> None:
+        agent = new_agent()
+
+        assert agent.undrain() is False
+        assert agent.collect_events() == []
+
+    @pytest.mark.parametrize("end", [declare_dead, deregister], ids=["dead", "left"])
+    def test_refuses_a_dead_agent_or_one_that_left(self, end: Any) -> None:
+        agent = new_agent()
+        agent.drain()
+        end(agent)
+        agent.collect_events()
+
+        with pytest.raises(CommandRefused) as excinfo:
+            agent.undrain()
+
+        assert_conflict(excinfo, agent)
+        assert agent.collect_events() == []
+
+
 class TestDeregister:
     def test_records_deregistered_and_returns_true(self) -> None:
         agent = new_agent()

@@ -162,6 +162,18 @@ class TestLivenessEvents:
         assert view(health).status == "draining"
         assert view(health).draining is True
 
+    def test_undrained_returns_the_agent_to_healthy(self, health: AgentHealth, log: Log) -> None:
+        agent = register(log)
+        agent.drain()
+        log.record(agent)
+        assert view(health).status == "draining"
+
+        assert agent.undrain() is True
+        log.record(agent)
+
+        assert view(health).status == "healthy"
+        assert health.counts()["healthy"] == 1 and not health.counts().get("draining")
+
     def test_a_draining_agent_that_recovers_is_draining_again(
         self, health: AgentHealth, log: Log
     ) -> None:
