@@ -39,7 +39,7 @@ def add_read_commands(commands: Any) -> None:
     agent = commands.add_parser("agent-status", help="one agent and its recent history")
     agent.add_argument("agent_id")
     agent.add_argument("--history", type=int, default=10, metavar="N",
-                       help="the last N events (default 10)")
+                       help="N events: the first and the latest (default 10)")
     add_api_flags(agent)
 
     tasks = commands.add_parser("tasks", help="the tasks, by submission order (read API)")
@@ -53,7 +53,8 @@ def add_read_commands(commands: Any) -> None:
     task = commands.add_parser("task-status", help="one task and its history")
     task.add_argument("task_id")
     task.add_argument("--history", type=int, default=10, metavar="N",
-                      help="the last N events (default 10)")
+                      help="N rows of its history: the first event and the latest, each run "
+                           "of progress reports as one (default 10; --json: the last N)")
     add_api_flags(task)
 
     services = commands.add_parser("services", help="the service catalog, or one service's "
@@ -215,9 +216,10 @@ async def _details(api: ReadApi, args: argparse.Namespace, what: str,
     history = await api.get(f"/v1/{what}s/{quoted}/history", missing_ok=True)
     if found is None and history is None:
         raise CommandFailed(f"not_found: no {what} {ident}")
-    events = history.body["events"][-args.history:] if history and args.history > 0 else []
+    events = history.body["events"] if history and args.history > 0 else []
     if args.json:
-        print(orjson.dumps({what: found.body if found else None, "history": events}).decode())
+        print(orjson.dumps({what: found.body if found else None,
+                            "history": events[-args.history:] if events else []}).decode())
         return None
     return found, events
 
@@ -243,8 +245,7 @@ async def _agent_status(api: ReadApi, args: argparse.Namespace) -> int:
             ("registered_at", a["registered_at"]),
             ("last_heartbeat", f"{a['last_heartbeat_at']} ({_ago(a['last_heartbeat_at'])})"
              if a["last_heartbeat_at"] else "never")]))
-        print(f"\nlast {len(events)} event(s)")
-    print(_events_table(events))
+    print(_history(events, args.history))
     return 0
 
 
@@ -270,20 +271,47 @@ async def _task_status(api: ReadApi, args: argparse.Namespace) -> int:
             *([("result", orjson.dumps(t["result"]).decode())] if t["result"] is not None
               else []),
             *([("error", t["error"])] if t["error"] else [])]))
-        print(f"\nlast {len(events)} event(s)")
-    print(_events_table(events))
+    print(_history(events, args.history))
     return 0
 
 
-def _events_table(events: list[dict[str, Any]]) -> str:
-    return table([[e["position"], e["recorded_at"], e["aggregate"], e["aggregate_id"],
-                   e["type"], e.get("identity") or "", _gist(e["data"])] for e in events],
-                 ["position", "recorded_at", "aggregate", "id", "type", "by", "details"])
+def _history(events: list[dict[str, Any]], rows: int) -> str:
+    """The history as a table of at most `rows` rows: each run of Progressed as its last
+    report (how many it stands for), then the first row and the latest, so that a long
+    task's reports do not hide how it began (Submitted) or moved (Reassigned)."""
+    folded: list[tuple[dict[str, Any], int]] = []  # (event, reports it stands for)
+    for event in events:
+        if event["type"] == "Progressed" and folded and folded[-1][0]["type"] == "Progressed":
+            folded[-1] = (event, folded[-1][1] + 1)
+        else:
+            folded.append((event, 1))
+    shown: list[list[Any]] = [_event_row(e, n) for e, n in folded]
+    left_out = len(shown) - rows
+    if left_out > 0:
+        # The first, a row saying how many are left out, and the latest.
+        shown = [shown[0], ["...", "", "", "", f"{left_out + 1} more", "", ""],
+                 *shown[len(shown) - (rows - 2):]] if rows > 2 else shown[-rows:]
+    head = f"\nhistory: {len(events)} event(s)" + (
+        f", {len(folded)} row(s) with the progress reports folded" if len(folded) < len(events)
+        else "")
+    return head + "\n" + table(shown, ["position", "recorded_at", "aggregate", "id", "type",
+                                       "by", "details"])
+
+
+def _event_row(event: dict[str, Any], reports: int) -> list[Any]:
+    details = _gist(event["data"])
+    if reports > 1:
+        details += f" (the last of {reports} reports)"
+    return [event["position"], event["recorded_at"], event["aggregate"], event["aggregate_id"],
+            event["type"], event.get("identity") or "", details]
 
 
 def _gist(data: dict[str, Any]) -> str:
     keys = ("agent_id", "from_agent", "attempt", "status", "reason", "error", "incarnation")
-    return " ".join(f"{k}={data[k]}" for k in keys if data.get(k) not in (None, ""))
+    said = [f"{k}={data[k]}" for k in keys if data.get(k) not in (None, "")]
+    if isinstance(data.get("progress"), int | float):
+        said.append(f"progress={data['progress']:.0%}")
+    return " ".join(said)
 
 
 def _fields(pairs: list[tuple[str, Any]]) -> str:

@@ -102,6 +102,12 @@ async def test_a_scripted_incident_is_explained_replayed_and_exported(
         assert [e["type"] for e in exported] == ["Registered", "Suspected", "DeclaredDead"]
         code, listing = await cli("events", "--type", "DeclaredDead", *common)
         assert code == 0 and "doomed" in listing and "DeclaredDead" in listing
+        # The table says who wrote each event and which event set it off, not a command id.
+        code, listing = await cli("events", *common)
+        header, _, *rows = listing.splitlines()
+        assert header.split()[-2:] == ["by", "caused_by"] and "cmd-" not in listing
+        [reassigned] = [row.split() for row in rows if "Reassigned" in row.split()]
+        assert reassigned[-3:] == ["orchestrator", str(death), "DeclaredDead"]
     finally:
         await rescuer.stop(deregister=False)
 

@@ -51,6 +51,7 @@ async def _events(args: argparse.Namespace, nc: Client, names: Names,
     subject = _subject(names, args)
     shown = 0
     rows: list[list[Any]] = []
+    seen = _Seen()
     # An export of a long log shows how far it is (on a terminal only, on stderr).
     bar = None if args.follow else ProgressBar("reading")
     end = await store.last_position() if bar is not None else 0
@@ -63,13 +64,13 @@ async def _events(args: argparse.Namespace, nc: Client, names: Names,
         if args.json:
             sys.stdout.write(orjson.dumps(event.to_json()).decode() + "\n")
         elif args.follow:
-            print(_row_text(event), flush=True)
+            print(_row_text(event, seen), flush=True)
         else:
-            rows.append(_row(event))
+            rows.append(_row(event, seen))
     if bar is not None:
         bar.close()
     if rows:
-        print(table(rows, ["position", "recorded_at", "aggregate", "id", "type", "caused_by"]))
+        print(table(rows, EVENT_COLUMNS))
     return 0
 
 
@@ -104,13 +105,43 @@ async def _listing(store: EventStore, args: argparse.Namespace,
         await subscription.unsubscribe()
 
 
-def _row(event: RecordedEvent) -> list[Any]:
+# `by`: the identity whose command wrote the event (`orchestrator` for its own decisions);
+# `caused_by`: the event that set it off, by position and type, when it is one (an event
+# written by a command names the command's id, which says nothing more than `by`).
+EVENT_COLUMNS = ["position", "recorded_at", "aggregate", "id", "type", "by", "caused_by"]
+_SEEN_LIMIT = 100_000
+
+
+class _Seen:
+    """The events listed so far, by id: a cause is named by its position and type."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, str] = {}
+
+    def cause(self, event: RecordedEvent) -> str:
+        self._remember(event)
+        cause = event.causation_id
+        if not cause or cause == event.event_id:
+            return ""
+        if cause in self.events:
+            return self.events[cause]
+        # A command's id the orchestrator made (services/commands/service.py) says nothing
+        # `by` does not; a client's own request id, or an event not listed, is shown.
+        return "" if cause.startswith("cmd-") else cause
+
+    def _remember(self, event: RecordedEvent) -> None:
+        if len(self.events) >= _SEEN_LIMIT:  # a long --follow: the oldest go first
+            del self.events[next(iter(self.events))]
+        self.events[event.event_id] = f"{event.position} {event.name}"
+
+
+def _row(event: RecordedEvent, seen: _Seen) -> list[Any]:
     return [event.position, event.recorded_at.isoformat(timespec="milliseconds"), event.kind,
-            event.aggregate_id, event.name, event.causation_id or ""]
+            event.aggregate_id, event.name, event.identity or "", seen.cause(event)]
 
 
-def _row_text(event: RecordedEvent) -> str:
-    return "  ".join(str(c) for c in _row(event))
+def _row_text(event: RecordedEvent, seen: _Seen) -> str:
+    return "  ".join(str(c) for c in _row(event, seen))
 
 
 async def _state(args: argparse.Namespace, nc: Client, names: Names, store: EventStore) -> int:
