@@ -18,3 +18,7 @@ current_identity: ContextVar[str] = ContextVar("orch_identity", default=ORCHESTR
 # Assigned (services.commands.tasks.TaskService.submit).
 decided_by_orchestrator: ContextVar[frozenset[str]] = ContextVar(
     "orch_own_decisions", default=frozenset())
+
+# The command in hand comes with an admin API token (the dashboard's actions, over HTTP):
+# its holder acts as an operator does, on any task, whatever roles its identity has.
+admin_token: ContextVar[bool] = ContextVar("orch_admin_token", default=False)

@@ -214,7 +214,7 @@ class Orchestrator:
                 await asyncio.sleep(min(0.2 * attempt, 2.0))
 
     async def _start_http(self, system: System) -> None:
-        http = JsonErrorAppRunner(create_app(system.read_model), access_log=None)
+        http = JsonErrorAppRunner(create_app(system.read_model, system.commands()), access_log=None)
         await http.setup()
         self._stack.push_async_callback(http.cleanup)
         site = web.TCPSite(http, self.settings.http_host, self.settings.http_port,

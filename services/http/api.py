@@ -6,7 +6,7 @@ services/http/log_routes.py; what every route shares, in services/http/query.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -27,6 +27,8 @@ from projections.fleet.catalog import Catalog
 from projections.runner import ProjectionRunner
 from services.auth.http import bearer_auth
 from services.commands.catalog import catalog_at
+from services.commands.service import Command
+from services.http.actions import add_action_routes
 from services.http.blocking import RETRY_AFTER_S, BlockingQueries, TooManyBlocking, wait_past
 from services.http.limits import enforce_limits
 from services.http.log_routes import (
@@ -277,7 +279,9 @@ async def openapi(request: web.Request) -> web.Response:
     return json_reply(openapi_document())
 
 
-def create_app(model: ReadModel) -> web.Application:
+def create_app(model: ReadModel, commands: Sequence[Command] = ()) -> web.Application:
+    """The read API, and the dashboard's actions run by these command handlers (the
+    NATS endpoints' own; services/http/actions.py)."""
     # Outermost first: limits and coded errors apply to refused requests too.
     middlewares: list[Any] = [_envelope, enforce_limits]
     if model.access is not None:
@@ -302,5 +306,6 @@ def create_app(model: ReadModel) -> web.Application:
     app.router.add_get("/v1/what-if", what_if_points)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
-    add_ui_routes(app)
+    add_action_routes(app, commands)
+    add_ui_routes(app, auth=model.access is not None)
     return app

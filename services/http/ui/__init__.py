@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from aiohttp import web
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -30,9 +31,12 @@ def _files() -> dict[str, tuple[bytes, str]]:
     return found
 
 
-def add_ui_routes(app: web.Application) -> None:
-    """`/ui/` (index.html), `/ui/<file>`, and `/ui` redirecting to `/ui/`."""
+def add_ui_routes(app: web.Application, auth: bool = False) -> None:
+    """`/ui/` (index.html), `/ui/<file>`, `/ui` redirecting to `/ui/`, and
+    `/ui/config.json`: whether the API wants a token, so that a page without one asks for
+    it at once instead of being refused first (a 401 the browser logs as an error)."""
     files = _files()
+    files["config.json"] = (orjson.dumps({"auth": auth}), "application/json")
 
     async def serve(request: web.Request) -> web.StreamResponse:
         name = request.match_info.get("path") or "index.html"
