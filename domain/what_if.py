@@ -40,13 +40,36 @@ class Silence:
     incarnation: int = 0
     recorded_death: float | None = None  # when the log says this silence killed it
     death_position: int | None = None  # the DeclaredDead event's position in the log
+    # Ended by another process taking the id (a restart), not by the silent one heard
+    # from again: a real death followed by a restart (see `ended_by`).
+    restarted: bool = False
 
     @property
     def resumed(self) -> bool:
-        return self.end is not None
+        """The same incarnation was heard from again: a death declared during this silence
+        was a false death."""
+        return self.end is not None and not self.restarted
 
     def length(self, until: float) -> float:
         return (until if self.end is None else min(self.end, until)) - self.start
+
+
+def same_incarnation(silent: str | None, heard: str | None) -> bool:
+    """Whether the process heard from (its instance id, random per process start) is the
+    one that went silent. Unknown on either side (an agent that sends no instance id): not
+    known to be the same, so not counted as heard from again."""
+    return silent is not None and silent == heard
+
+
+def ended_by(silence: Silence, at: float, same: bool) -> Silence:
+    """The silence as it ends when the agent's id is heard from again at `at`.
+
+    The rule of a false death: the SAME incarnation heard from again after being declared
+    dead (`same`: its process came back, it was never dead). Another process registering
+    the id (a new incarnation: the agent was killed and restarted) is a real death
+    followed by a restart: the silence ends there, `restarted`, not resumed."""
+    return Silence(silence.start, at, silence.incarnation, silence.recorded_death,
+                   silence.death_position, restarted=not same)
 
 
 def Detector(suspect_after: float, dead_after: float,
@@ -126,7 +149,8 @@ class Outcome:
 
     @property
     def false_death(self) -> bool:
-        """The agent was heard from again after the silence: it was not really dead."""
+        """The same incarnation was heard from again after the silence: it was not really
+        dead (a restart is a new incarnation: a real death)."""
         return self.silence.resumed
 
     @property
@@ -150,7 +174,12 @@ def compare(silences: Iterable[Silence], detector: DetectorSettings,
         if found.at is None and not recorded and not (found.pending and _suspected(
                 silence, detector, window)):
             continue
-        outcomes.append(Outcome(silence, found.at, found.pending))
+        replayed = found.at
+        if replayed is None and recorded and silence.restarted:
+            # A real death: a longer dead_after does not avoid it; the restart, taking
+            # the id over, is when its work would have moved.
+            replayed = silence.end
+        outcomes.append(Outcome(silence, replayed, found.pending))
     return outcomes
 
 

@@ -23,9 +23,11 @@ from domain.what_if import (
     Point,
     Silence,
     Span,
+    ended_by,
     evaluate,
     grid,
     holes,
+    same_incarnation,
     suspicion_after,
 )
 from infra.log.port import EventLog
@@ -63,6 +65,7 @@ class _Agent:
     lives: list[Span]
     life_from: float | None = None
     incarnation: int = 0
+    instance_id: str | None = None  # of the incarnation's process
     suspected: float | None = None  # start of a silence a Suspected opened
     dead: Silence | None = None  # the silence a DeclaredDead ended in, still going on
 
@@ -71,18 +74,16 @@ class _Agent:
             self.lives.append(Span(self.life_from, at))
             self.life_from = None
 
-    def came_back(self, at: float) -> None:
+    def came_back(self, at: float, instance_id: str | None) -> None:
+        """The id registered again at `at`, by this process (domain.what_if.ended_by)."""
+        same = same_incarnation(self.instance_id, instance_id)
         if self.dead is not None:
-            self.silences.append(_ended(self.dead, at))
+            self.silences.append(ended_by(self.dead, at, same))
             self.dead = None
         if self.suspected is not None:
-            self.silences.append(Silence(self.suspected, at, self.incarnation))
+            self.silences.append(ended_by(Silence(self.suspected, None, self.incarnation),
+                                          at, same))
             self.suspected = None
-
-
-def _ended(silence: Silence, at: float) -> Silence:
-    return Silence(silence.start, at, silence.incarnation, silence.recorded_death,
-                   silence.death_position)
 
 
 async def recording(store: EventLog, js: JetStreamContext, names: Names, now: float,
@@ -98,10 +99,12 @@ async def recording(store: EventLog, js: JetStreamContext, names: Names, now: fl
         agent = agents[event.aggregate_id]
         name = event.name
         if name in _REGISTRATIONS:
-            agent.came_back(at)
+            data = event.data()
+            agent.came_back(at, data.get("instance_id"))
             agent.end_life(at)
             agent.life_from = at
-            agent.incarnation = int(event.data().get("incarnation", 1))
+            agent.incarnation = int(data.get("incarnation", 1))
+            agent.instance_id = data.get("instance_id")
         elif name == "Suspected":
             agent.suspected = at - float(event.data()["silence_s"])
         elif name == "Recovered":

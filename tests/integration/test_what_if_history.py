@@ -236,3 +236,35 @@ async def test_kill_9_keeps_the_heartbeat_fields_of_dead_and_departed_agents(
         return await settled() == before
 
     await eventually(as_before, timeout=30, what="the views as they were before the kill")
+
+
+async def test_a_restart_is_a_real_death_the_same_process_heard_again_a_false_one(
+    orchestrator, nats_server, names
+):
+    """Killed and started again (a new process: a new instance id) is a real death
+    followed by a restart; a process that went quiet and was heard from again is the false
+    death (issue 34, item 5)."""
+    killed = agent(nats_server, names, "phoenix")
+    flappy = agent(nats_server, names, "flappy")
+    await killed.start()
+    await flappy.start()
+    restarted = agent(nats_server, names, "phoenix")
+    try:
+        await killed.stop(deregister=False)  # as a SIGKILL: heartbeats stop, no goodbye
+        flappy.heartbeats_paused = True
+        await eventually(lambda: all(orchestrator.agents.agents[a].status == "dead"
+                                     for a in ("phoenix", "flappy")), timeout=15)
+        await restarted.start()  # another process, the same id: incarnation 2
+        flappy.heartbeats_paused = False  # the same process again
+        await eventually(lambda: flappy.incarnation == 2, timeout=15,
+                         what="flappy re-registered")
+        assert restarted.incarnation == 2
+        report = await what_if(orchestrator, dead_after=DEAD_AFTER)
+    finally:
+        await restarted.stop(deregister=False)
+        await flappy.stop(deregister=False)
+    by_agent = {d["agent_id"]: d for d in report["deaths"]}
+    assert by_agent["flappy"]["false_death"] and by_agent["flappy"]["resumed"]
+    assert not by_agent["phoenix"]["false_death"] and not by_agent["phoenix"]["resumed"]
+    assert report["summary"]["recorded_deaths"] == 2
+    assert report["summary"]["false_deaths_recorded"] == 1

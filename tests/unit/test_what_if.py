@@ -13,10 +13,12 @@ from domain.what_if import (
     Span,
     compare,
     deadline,
+    ended_by,
     evaluate,
     grid,
     holes,
     merged,
+    same_incarnation,
 )
 
 WINDOW = Span(0.0, 100.0)
@@ -81,6 +83,46 @@ class TestVerdicts:
     def test_silences_outside_the_window_are_left_out(self):
         assert verdicts([Silence(10.0, 30.0, recorded_death=15.0)], IN_FORCE,
                         Span(40.0, 100.0)) == []
+
+
+class TestFalseDeath:
+    """A false death is the same incarnation heard from again after being declared dead;
+    another process taking the id (a new incarnation) is a real death and a restart."""
+
+    DIED = Silence(10.0, None, recorded_death=15.0, death_position=7)
+
+    def test_the_same_process_heard_again_is_a_false_death(self):
+        assert same_incarnation("proc-a", "proc-a")
+        back = ended_by(self.DIED, 17.0, same=True)
+        assert back.resumed and back.end == 17.0
+        [outcome] = compare([back], IN_FORCE, WINDOW)
+        assert outcome.false_death and outcome.verdict == "same"
+        assert evaluate({"a": [back]}, IN_FORCE, WINDOW)[1].false_deaths_recorded == 1
+
+    @pytest.mark.parametrize(("silent", "heard"), [("proc-a", "proc-b"), (None, "proc-b"),
+                                                   ("proc-a", None), (None, None)])
+    def test_a_new_process_is_a_real_death_followed_by_a_restart(self, silent, heard):
+        assert not same_incarnation(silent, heard)
+        restarted = ended_by(self.DIED, 17.0, same=same_incarnation(silent, heard))
+        assert not restarted.resumed and restarted.restarted
+        [outcome] = compare([restarted], IN_FORCE, WINDOW)
+        assert not outcome.false_death and outcome.verdict == "same"
+        point = evaluate({"a": [restarted]}, IN_FORCE, WINDOW)[1]
+        assert (point.false_deaths_recorded, point.false_deaths, point.real_deaths) == (0, 0, 1)
+
+    def test_a_longer_dead_after_does_not_avoid_a_real_death_it_moves_work_at_the_restart(
+            self):
+        restarted = ended_by(self.DIED, 17.0, same=False)
+        [outcome] = compare([restarted], Detector(5.0, 10.0), WINDOW)
+        assert outcome.verdict == "later" and outcome.shift_s == pytest.approx(2.0)
+        assert not outcome.false_death
+        point = evaluate({"a": [restarted]}, Detector(5.0, 10.0), WINDOW)[1]
+        assert point.counts["avoided"] == 0 and point.false_deaths == 0
+
+    def test_a_suspicion_ended_by_a_restart_is_no_false_suspicion(self):
+        suspected = ended_by(Silence(10.0, None), 12.0, same=False)
+        point = evaluate({"a": [suspected]}, Detector(1.0, 5.0), WINDOW)[1]
+        assert (point.suspicions, point.false_suspicions) == (1, 0)
 
 
 class TestDeadline:
