@@ -75,7 +75,15 @@ ADMIN_ENROLL = "admin.enroll"
 ADMIN_REVOKE = "admin.revoke"
 ADMIN_IDENTITY_CREATE = "admin.identity.create"
 ADMIN_TOKEN_CREATE = "admin.token.create"
-SUBMITTER_COMMANDS = (TASK_SUBMIT, TASK_CANCEL, TASK_RESULTS)
+# A submitter's schedules (docs/scheduling.md): `<prefix>.schedule.<verb>.<identity>`.
+SCHEDULE_CREATE = "schedule.create"
+SCHEDULE_PAUSE = "schedule.pause"
+SCHEDULE_RESUME = "schedule.resume"
+SCHEDULE_DELETE = "schedule.delete"
+SCHEDULE_LIST = "schedule.list"
+SCHEDULE_COMMANDS = (SCHEDULE_CREATE, SCHEDULE_PAUSE, SCHEDULE_RESUME, SCHEDULE_DELETE,
+                     SCHEDULE_LIST)
+SUBMITTER_COMMANDS = (TASK_SUBMIT, TASK_CANCEL, TASK_RESULTS, *SCHEDULE_COMMANDS)
 OPERATOR_COMMANDS = (ADMIN_DRAIN, ADMIN_UNDRAIN, ADMIN_DEREGISTER, ADMIN_ENROLL, ADMIN_REVOKE,
                      ADMIN_IDENTITY_CREATE, ADMIN_TOKEN_CREATE)
 CLIENT_COMMANDS = SUBMITTER_COMMANDS + OPERATOR_COMMANDS
@@ -92,6 +100,7 @@ AGENT = "agent"
 TASK = "task"
 IDENTITY = "identity"
 ACCESS = "access"  # refused connections, rate-limited, in hourly aggregates
+SCHEDULE = "schedule"
 
 # The class topic of each kind's aggregate: an event's topic is `<this>.<event name>`, so
 # the log leaves it out of an event's headers when it is that (the subject has both).
@@ -100,6 +109,7 @@ AGGREGATE_TOPICS = {
     TASK: "domain.task:Task",
     IDENTITY: "domain.identity:Identity",
     ACCESS: "domain.identity:AccessLog",
+    SCHEDULE: "domain.schedule:Schedule",
 }
 
 

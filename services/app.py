@@ -153,6 +153,8 @@ class Orchestrator:
         self._stack.push_async_callback(system.intake.stop)
         await system.access_control.start()
         self._stack.push_async_callback(system.access_control.stop)
+        await system.schedules.start()  # before leading: the firing duty reads them
+        self._stack.push_async_callback(system.schedules.stop)
         await system.feed.start()
         self._stack.push_async_callback(system.feed.stop)
 

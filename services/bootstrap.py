@@ -32,12 +32,14 @@ from projections.fleet.agents import AgentHealth
 from projections.fleet.catalog import Catalog
 from projections.position import Position
 from projections.runner import ProjectionRunner
+from projections.schedules import ScheduleBook
 from services.audit.log_notice import LogNotice
 from services.auth.access_control import AccessControl
 from services.commands.catalog import CatalogQueries, ChangeFeed
 from services.commands.feed import TaskFeed
 from services.commands.registry import AgentRegistry, silence_in
 from services.commands.results import OutcomeNotice, TaskResultsQuery, submitter_in
+from services.commands.schedules import ScheduleService
 from services.commands.service import Command
 from services.commands.table import command_table
 from services.commands.tasks import TaskService
@@ -48,6 +50,7 @@ from services.jobs import Jobs
 from services.leader.dispatcher import Dispatcher
 from services.leader.duties import LeaderDuties
 from services.leader.failover import FailoverReactor
+from services.leader.firing import ScheduleFiring
 from services.leader.fleet import Fleet
 from services.leader.lease import LeaderLease
 from services.leader.snapshots import Snapshots
@@ -95,6 +98,7 @@ class System:
     duties: LeaderDuties
     lease: LeaderLease
     read_model: ReadModel
+    schedules: ScheduleService
 
     @property
     def is_leader(self) -> bool:
@@ -102,7 +106,8 @@ class System:
 
     def commands(self) -> list[Command]:
         return command_table(self.registry, self.tasks, self.catalog_queries, self.results,
-                             self.access_control.admin, self.access_control.gate)
+                             self.access_control.admin, self.access_control.gate,
+                             self.schedules)
 
 
 def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | None = None,
@@ -168,6 +173,7 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
                              reregister_every=settings.heartbeat_interval, log_nc=log_nc,
                              position=position)
     dispatcher = Dispatcher(board, fleet, tasks, strategy, settings.accept_timeout, metrics)
+    schedules = ScheduleService(store, ScheduleBook(), is_operator)
     failover = FailoverReactor(js, names, store, board, fleet, tasks, position, strategy,
                                metrics)
 
@@ -197,8 +203,10 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
         jobs, metrics=metrics, monitor=monitor, fleet=fleet, tasks=tasks,
         dispatcher=dispatcher, failover=failover, snapshots=snapshots, store=store,
         board=board, repositories={n.AGENT: registry.repository, n.TASK: tasks.repository,
-                                   n.IDENTITY: access_control.identities},
-        log_max_age=settings.log_max_age, is_leader=leading)
+                                   n.IDENTITY: access_control.identities,
+                                   n.SCHEDULE: schedules.repository},
+        log_max_age=settings.log_max_age, is_leader=leading,
+        firing=ScheduleFiring(schedules.book, schedules, tasks, board, metrics))
     lease = LeaderLease(js, names, holder, settings.lease_ttl, duties.lead, duties.follow,
                         replicas=settings.stream_replicas)
     read_model = ReadModel(
@@ -210,7 +218,7 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
         settings, names, metrics, jobs, group_commit, store, agents, board, catalog, runner,
         snapshots, catalog_queries, results, outcomes, feed, log_notice, change_feed, registry,
         tasks, fleet, monitor, intake, dispatcher, failover, access_control, duties, lease,
-        read_model)
+        read_model, schedules)
 
 
 def _report_on_scrape(metrics: Metrics, store: EventLog, runner: ProjectionRunner,

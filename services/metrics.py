@@ -164,6 +164,12 @@ class Metrics:
             "Times this process acquired or lost the leader lease",
             ["change"], registry=self.registry,
         )
+        self.schedule_firings = Counter(
+            "orch_schedule_firings_total",
+            "Due slots of schedules decided by this process while leading: `fired` (its "
+            "task submitted) or `skipped` (docs/scheduling.md)",
+            ["outcome"], registry=self.registry,
+        )
         self.heartbeat_consumer_lag = Gauge(
             "orch_heartbeat_consumer_lag_messages",
             "Heartbeats in the stream not yet taken in here (stream last sequence minus "

@@ -30,6 +30,7 @@ from domain.replies import (
     TaskReply,
     TaskResultsReply,
 )
+from domain.schedule_commands import CreateSchedule, ListSchedules, ScheduleRef
 from domain.task_commands import (
     AgentAssignments,
     Assignment,
@@ -68,6 +69,11 @@ PROTOCOL_MODELS: dict[str, type[BaseModel]] = {
     "task.cancel.request": CancelTask,
     "task.results.request": TaskResults,
     "task.results.reply": TaskResultsReply,
+    "schedule.create.request": CreateSchedule,
+    "schedule.pause.request": ScheduleRef,
+    "schedule.resume.request": ScheduleRef,
+    "schedule.delete.request": ScheduleRef,
+    "schedule.list.request": ListSchedules,
     "task.outcome": TaskOutcome,
     "task.reply": TaskReply,
     "assignment": Assignment,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from domain.schedule import fired_by
 from domain.task import TaskStatus
 from projections.board.tasks import STATUS_BY_EVENT
 from services.audit.reasons import REASONS, TaskSoFar, detector_reading, step_reason
@@ -72,6 +73,11 @@ def task_story(events: Sequence[StoryEvent],
             found["cause"] = _cause(event, agent_events.get(data.get("from_agent") or "", ()))
         if event.name in ("Assigned", "Reassigned"):
             found["placement"] = placement(data)
+        if event.name == "Submitted" and (firing := fired_by(event.causation_id)):
+            found["schedule"] = {"name": firing[0], "due": firing[1]}
+            due = datetime.fromtimestamp(firing[1], UTC).isoformat()
+            found["reason"] = (f"{found.get('reason') or 'submitted'}; fired by schedule "
+                               f"{firing[0]} for its slot due at {due}")
         chain.append(found)
         walk.so_far.after(event.name, data)
         walk.attempts = max(walk.attempts, int(data.get("attempt") or 0))

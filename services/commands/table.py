@@ -14,6 +14,7 @@ from domain.agent_commands import (
     UndrainAgent,
 )
 from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
+from domain.schedule_commands import CreateSchedule, ListSchedules, ScheduleRef
 from domain.task_commands import (
     AgentAssignments,
     CancelTask,
@@ -30,6 +31,7 @@ from services.auth.gate import AccessGate, revoke_and_remove
 from services.commands.catalog import CatalogQueries
 from services.commands.registry import AgentRegistry
 from services.commands.results import TaskResultsQuery
+from services.commands.schedules import ScheduleService
 from services.commands.service import Command, Handler, Sender
 from services.commands.tasks import TaskService
 
@@ -38,7 +40,7 @@ AGENT, CLIENT = Sender.AGENT, Sender.CLIENT
 
 def command_table(registry: AgentRegistry, tasks: TaskService, catalog: CatalogQueries,
                   results: TaskResultsQuery, admin: AccessAdmin,
-                  gate: AccessGate) -> list[Command]:
+                  gate: AccessGate, schedules: ScheduleService) -> list[Command]:
     # Every command of a named sender passes the gate: a revoked identity's are refused,
     # and an agent's claims (register, services) are held to its enrollment policy.
     def agent(name: str, model: Any, handler: Handler, claims: bool = False) -> Command:
@@ -65,6 +67,11 @@ def command_table(registry: AgentRegistry, tasks: TaskService, catalog: CatalogQ
         client(n.TASK_SUBMIT, SubmitTask, tasks.submit),
         client(n.TASK_CANCEL, CancelTask, tasks.cancel),
         client(n.TASK_RESULTS, TaskResults, results.results),
+        client(n.SCHEDULE_CREATE, CreateSchedule, schedules.create),
+        client(n.SCHEDULE_PAUSE, ScheduleRef, schedules.pause),
+        client(n.SCHEDULE_RESUME, ScheduleRef, schedules.resume),
+        client(n.SCHEDULE_DELETE, ScheduleRef, schedules.delete),
+        client(n.SCHEDULE_LIST, ListSchedules, schedules.list),
         client(n.ADMIN_DRAIN, DrainAgent, registry.drain),
         client(n.ADMIN_UNDRAIN, UndrainAgent, registry.undrain),
         client(n.ADMIN_DEREGISTER, RemoveAgent, registry.remove),

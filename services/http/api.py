@@ -30,6 +30,7 @@ from services.commands.catalog import catalog_at
 from services.commands.service import Command
 from services.http.actions import add_action_routes
 from services.http.blocking import RETRY_AFTER_S, BlockingQueries, TooManyBlocking, wait_past
+from services.http.fleet_view import agent_json
 from services.http.limits import enforce_limits
 from services.http.log_routes import (
     agent_history,
@@ -174,7 +175,8 @@ async def list_agents(request: web.Request) -> web.Response:
     if len(agents) > limit:
         agents = agents[:limit]
         cursor = agents[-1].agent_id
-    return json_reply({"agents": [a.to_json() for a in agents], "next_after": cursor})
+    board = request.app[READ_MODEL].tasks
+    return json_reply({"agents": [agent_json(a, board) for a in agents], "next_after": cursor})
 
 
 
@@ -184,7 +186,7 @@ async def get_agent(request: web.Request) -> web.Response:
     view = request.app[READ_MODEL].agents.get(agent_id)
     if view is None:
         return error_response(404, ErrorCode.NOT_FOUND, f"agent {agent_id} is not registered")
-    return json_reply(view.to_json())
+    return json_reply(agent_json(view, request.app[READ_MODEL].tasks))
 
 
 

@@ -18,6 +18,7 @@ from services.health.monitor import HealthMonitor
 from services.jobs import Job, Jobs
 from services.leader.dispatcher import Dispatcher
 from services.leader.failover import FailoverReactor
+from services.leader.firing import ScheduleFiring
 from services.leader.fleet import Fleet
 from services.leader.log_keeper import LogKeeper
 from services.leader.snapshots import Snapshots
@@ -29,7 +30,7 @@ class LeaderDuties:
                  tasks: TaskService, dispatcher: Dispatcher, failover: FailoverReactor,
                  snapshots: Snapshots, store: EventLog, board: TaskBoard,
                  repositories: dict[str, Repository], log_max_age: float,
-                 is_leader: Callable[[], bool]) -> None:
+                 is_leader: Callable[[], bool], firing: ScheduleFiring | None = None) -> None:
         self.jobs = jobs
         self.metrics = metrics
         self.monitor = monitor
@@ -41,6 +42,8 @@ class LeaderDuties:
         self.duties: dict[str, Job] = {
             "health-monitor": monitor.run, "dispatcher": dispatcher.run,
             "failover": failover.run, "snapshots": snapshots.run}
+        if firing is not None:
+            self.duties["schedules"] = firing.run  # docs/scheduling.md
         if log_max_age:
             def keep_log() -> Coroutine[Any, Any, None]:
                 # A keeper per term: what it has looked at is this term's.

@@ -437,7 +437,52 @@ public_key_wrong = wrong_for_str() | st.one_of(
 scope_wrong = wrong_for_str() | st.sampled_from(["Read", "READ", "read ", "write", "",
                                                  "admin\u200b", "*"]) | odd_text
 
+# A schedule's commands (domain/schedule_commands.py).
+schedule_name = Field("name", pattern_text(ID_CHARS, 48), wrong_for_str()
+                      | not_matching(ID_CHARS, 48), required=True)
+TEMPLATE = Spec("task", (
+    Field("kind", pattern_text(CAPABILITY_CHARS, 30), wrong_for_str() | invalid_kind,
+          required=True),
+    Field("payload", any_json, beyond_64_bits, noise=any_noise),
+    Field("requires", capabilities_valid,
+          wrong_for_list(wrong_for_str() | invalid_capability,
+                         pattern_text(CAPABILITY_CHARS, 20), 32)),
+    Field("priority", st.integers(-1000, 1000), wrong_for_int(-1000, 1000)),
+    Field("max_attempts", st.integers(1, 100), wrong_for_int(1, 100)),
+    Field("timeout_s", st.floats(0, 604800, exclude_min=True) | st.integers(1, 604800),
+          wrong_for_float(0, 604800, low_open=True)),
+))
+CRONS = ["* * * * *", "*/5 * * * *", "0 3 * * mon-fri", "@daily", "0 0 29 2 *"]
+NOT_CRONS = ["", "* * * *", "* * * * * *", "61 * * * *", "0 0 30 2 *", "@often", "5-1 * * * *",
+             "*/0 * * * *", "* * * * 8", "x" * 129]
+choice_wrong = wrong_for_str() | st.sampled_from(["", "Skip", "ALLOW", "always", "skip "])
+SCHEDULE_SPECS = (
+    Spec(n.SCHEDULE_CREATE, (
+        schedule_name,
+        Field("cron", st.sampled_from(CRONS) | st.none(),
+              not_null(wrong_for_str()) | st.sampled_from(NOT_CRONS)),
+        Field("every_s", st.integers(1, 31_622_400) | st.none(),
+              not_null(wrong_for_int(1, 31_622_400))),
+        Field("task", obj(TEMPLATE), st.one_of(
+            odd_text, st.integers(), st.none(), st.lists(small_json, max_size=3),
+            st.deferred(lambda: mutated_object(TEMPLATE))), required=True),
+        Field("overlap", st.sampled_from(["skip", "allow"]), choice_wrong),
+        Field("catch_up", st.sampled_from(["once", "skip"]), choice_wrong),
+        Field("grace_s", st.floats(0, 86400, exclude_min=True) | st.integers(1, 86400),
+              wrong_for_float(0, 86400, low_open=True)),
+        Field("replace", st.booleans(), wrong_for_bool),
+    )),
+    *(Spec(command, (schedule_name,))
+      for command in (n.SCHEDULE_PAUSE, n.SCHEDULE_RESUME, n.SCHEDULE_DELETE)),
+    Spec(n.SCHEDULE_LIST, (
+        Field("after", pattern_text(ID_CHARS, 48) | st.none(),
+              not_null(wrong_for_str()) | not_matching(ID_CHARS, 48)),
+        Field("limit", st.integers(1, 1000), wrong_for_int(1, 1000)),
+    )),
+)
+
 SPECS: dict[str, Spec] = {s.command: s for s in (
+    *SCHEDULE_SPECS,
     # An agent's commands, about itself.
     Spec(n.REGISTER, (
         own_agent_id,

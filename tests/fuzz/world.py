@@ -102,7 +102,8 @@ class _Handlers:
 # Every command endpoint the orchestrator serves, as services/commands/table.py lists them.
 _stub = cast(Any, _Handlers())
 MODELS: dict[str, type[BaseModel]] = {
-    c.name: c.model for c in command_table(_stub, _stub, _stub, _stub, _stub, AccessGate(Access()))}
+    c.name: c.model for c in command_table(_stub, _stub, _stub, _stub, _stub, AccessGate(Access()),
+                            _stub)}
 COMMANDS: tuple[str, ...] = tuple(MODELS)
 
 # Payloads sent by this session, per command subject (reported at the end of the run).

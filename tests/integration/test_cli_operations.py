@@ -381,3 +381,32 @@ async def test_no_flag_is_taken_by_a_prefix_of_it() -> None:
                     yield from parsers(sub)
 
     assert all(not parser.allow_abbrev for parser in parsers(build_parser()))
+
+
+async def test_a_dead_agent_counts_none_of_the_tasks_moved_off_it(
+        orchestrator, nats_server, names, nc, tmp_path):
+    """`agents --status dead` and the read API: what the board still holds on a dead
+    agent, not its last heartbeat (issue 34, item 2)."""
+    env = settings_env(orchestrator, nats_server.url, names.prefix, tmp_path)
+    doomed = AgentClient("doomed", ["gpu"], capacity=3, nats_url=nats_server.url,
+                         prefix=names.prefix, handlers={"work": hold})
+    rescuer = AgentClient("rescuer", ["gpu"], capacity=3, nats_url=nats_server.url,
+                          prefix=names.prefix, handlers={"work": hold})
+    await doomed.start()
+    try:
+        for i in range(3):
+            await request(nc, subject(names, "task.submit"), {"task_id": f"j{i}", "kind": "work"})
+        await eventually(lambda: len(doomed.running) == 3, what="three running on doomed")
+        await eventually(lambda: len(orchestrator.agents.get("doomed").running) == 3,
+                         what="a heartbeat saying so")
+        await rescuer.start()
+        await doomed.stop(deregister=False)  # a crash: its last heartbeat said 3 running
+        await eventually(lambda: all(orchestrator.board.tasks[f"j{i}"].agent_id == "rescuer"
+                                     for i in range(3)), timeout=20, what="moved off")
+        code, out, err = await run("agents", "--status", "dead", env=env)
+        assert code == 0, err
+        row = out.splitlines()[2].split()
+        assert row[:5] == ["doomed", "dead", "1", "0/3", "0%"], out
+    finally:
+        await rescuer.stop(deregister=False)
+        await doomed.stop(deregister=False)
