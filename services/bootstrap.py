@@ -212,7 +212,8 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
     read_model = ReadModel(
         names, store, js, runner, agents, board, catalog, metrics,
         lambda: nc.is_connected and log_nc.is_connected, leading,
-        access_control.access if settings.auth_on else None, detector)
+        access_control.access if settings.auth_on else None, detector,
+        schedules=schedules.book)
     _report_on_scrape(metrics, store, runner, intake, js, names)
     return System(
         settings, names, metrics, jobs, group_commit, store, agents, board, catalog, runner,

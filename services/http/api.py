@@ -25,6 +25,7 @@ from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.fleet.catalog import Catalog
 from projections.runner import ProjectionRunner
+from projections.schedules import ScheduleBook
 from services.auth.http import bearer_auth
 from services.commands.catalog import catalog_at
 from services.commands.service import Command
@@ -51,6 +52,7 @@ from services.http.query import (
     json_reply,
     path_id,
 )
+from services.http.schedule_routes import add_schedule_routes
 from services.http.ui import add_ui_routes
 from services.metrics import Metrics
 
@@ -85,6 +87,8 @@ class ReadModel:
     access: Access | None = None
     # The failure detector in force (the live monitor's own settings).
     detector: DetectorSettings | None = None
+    # The schedules (services/http/schedule_routes.py).
+    schedules: ScheduleBook | None = None
 
 
 BLOCKING = web.AppKey("blocking", BlockingQueries)
@@ -309,5 +313,6 @@ def create_app(model: ReadModel, commands: Sequence[Command] = ()) -> web.Applic
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     add_action_routes(app, commands)
+    add_schedule_routes(app)
     add_ui_routes(app, auth=model.access is not None)
     return app

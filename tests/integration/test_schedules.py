@@ -1,0 +1,135 @@
+"""Schedules on a real nats-server: the commands and their refusals, a schedule's tasks
+run and explained as its firings, and one task per slot across a change of leader.
+(Another submitter's refusals, with real credentials: tests/security.)"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from nats.aio.client import Client
+
+from domain.schedule import firing_task_id
+from infra.names import Names
+from infra.settings import Settings
+from sdk.agent import AgentClient, TaskContext
+from services.app import Orchestrator
+from tests.support import eventually, get_json, request
+
+ALICE = "alice"
+
+
+async def send(nc: Client, names: Names, verb: str, body: Any,
+               identity: str = ALICE) -> dict[str, Any]:
+    return await request(nc, names.client_command(f"schedule.{verb}", identity), body, 10)
+
+
+def every_second(name: str = "tick", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "every_s": 1, "task": {"kind": "echo", "payload": {"n": 1}},
+            **extra}
+
+
+async def fired(orch: Orchestrator, name: str) -> list[dict[str, Any]]:
+    return [e.data() for e in await orch.store.history("schedule", name) if e.name == "Fired"]
+
+
+async def echo(ctx: TaskContext) -> Any:
+    return ctx.payload
+
+
+async def test_commands_refuse_bad_input_and_others_and_write_nothing(orchestrator, nc,
+                                                                      names):
+    before = await orchestrator.store.last_position()
+    for body in ({"name": "a.b", "every_s": 1, "task": {"kind": "k"}},
+                 {"name": "x", "cron": "61 * * * *", "task": {"kind": "k"}},
+                 {"name": "x", "cron": "* * * * *", "every_s": 5, "task": {"kind": "k"}},
+                 {"name": "x", "every_s": 5},
+                 {"name": "x", "every_s": 5, "task": {"kind": "k"}, "overlap": "sometimes"}):
+        reply = await send(nc, names, "create", body)
+        assert reply["error"]["code"] == "invalid_request", reply
+    reply = await send(nc, names, "pause", {"name": "nothing"})
+    assert reply["error"]["code"] == "not_found"
+    assert await orchestrator.store.last_position() == before
+
+    made = await send(nc, names, "create", every_second(overlap="allow", catch_up="skip",
+                                                         grace_s=5.0))
+    assert made["ok"] and made["schedule"]["owner"] == ALICE
+    # The same again: answered, nothing written; another definition needs replace.
+    before = await orchestrator.store.last_position()
+    again = await send(nc, names, "create", every_second(overlap="allow", catch_up="skip",
+                                                          grace_s=5.0))
+    assert again["ok"] and "position" not in again
+    assert (await send(nc, names, "create", every_second()))["error"]["code"] == "conflict"
+    assert await orchestrator.store.last_position() == before
+    paused = await send(nc, names, "pause", {"name": "tick"})
+    assert paused["schedule"]["status"] == "paused" and paused["schedule"]["next_due"] is None
+    [listed] = (await send(nc, names, "list", {}))["schedules"]
+    assert listed["name"] == "tick" and listed["status"] == "paused"
+    assert (await send(nc, names, "delete", {"name": "tick"}))["schedule"]["status"] == "deleted"
+    assert (await send(nc, names, "list", {}))["schedules"] == []
+
+
+async def test_a_schedule_runs_its_tasks_and_each_says_which_slot_fired_it(
+        orchestrator, nc, names, nats_server):
+    agent = AgentClient("w1", nats_url=nats_server.url, prefix=names.prefix,
+                        handlers={"echo": echo})
+    await agent.start()
+    try:
+        await send(nc, names, "create", every_second())
+
+        async def two_fired() -> list[dict[str, Any]] | None:
+            found = await fired(orchestrator, "tick")
+            return found if len(found) >= 2 else None
+
+        first, second = (await eventually(two_fired, timeout=15, what="two firings"))[:2]
+        assert second["due"] > first["due"] and first["task_id"] == firing_task_id(
+            "tick", first["due"])
+        view = await eventually(lambda: (v := orchestrator.board.get(first["task_id"]))
+                                and v.status == "completed" and v, timeout=15,
+                                what="the first firing's task completed")
+        assert view.result == {"n": 1}
+        history = await orchestrator.store.history("task", first["task_id"])
+        assert history[0].data()["submitted_by"] == ALICE
+        port = orchestrator.http_port
+        _, _, why = await get_json(f"http://127.0.0.1:{port}/v1/tasks/{first['task_id']}/why")
+        assert why["chain"][0]["schedule"] == {"name": "tick", "due": first["due"]}
+        assert "fired by schedule tick" in why["chain"][0]["reason"]
+        _, _, listed = await get_json(f"http://127.0.0.1:{port}/v1/schedules")
+        [tick] = listed["schedules"]
+        assert tick["name"] == "tick" and tick["fired"] >= 2 and tick["next_due"]
+        assert orchestrator.metrics.schedule_firings.labels("fired")._value.get() >= 2
+    finally:
+        await agent.stop()
+
+
+async def test_one_task_per_slot_across_a_change_of_leader(settings: Settings, started, nc,
+                                                         names, tmp_path):
+    first = Orchestrator(settings)
+    await first.start()
+    started.append(first)
+    await eventually(lambda: first.is_leader, what="the first leads")
+    second = Orchestrator(replace(settings, data_dir=tmp_path / "second"))
+    await second.start()
+    started.append(second)
+    await send(nc, names, "create", every_second(overlap="allow"))
+
+    async def count(at_least: int) -> bool:
+        return len(await fired(second, "tick")) >= at_least
+
+    await eventually(lambda: count(2), timeout=15, what="fired by the first")
+    started.remove(first)
+    await first.stop()  # gives up the lease: the second takes over
+    await eventually(lambda: second.is_leader, timeout=10, what="the second leads")
+    before = len(await fired(second, "tick"))
+    await eventually(lambda: count(before + 2), timeout=15, what="fired by the second")
+    await send(nc, names, "pause", {"name": "tick"})
+    events = [e for e in await second.store.history("schedule", "tick")
+              if e.name in ("Fired", "Skipped")]
+    dues = [e.data()["due"] for e in events]
+    assert dues == sorted(set(dues))  # each slot decided once, in order
+    for event in events:
+        if event.name == "Fired":
+            task_id = event.data()["task_id"]
+            history = await second.store.history("task", task_id)
+            assert [e.name for e in history][:1] == ["Submitted"]
+            assert [e.name for e in history].count("Submitted") == 1
