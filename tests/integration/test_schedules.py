@@ -7,19 +7,21 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from nats.aio.client import Client
+import pytest
+from nats.aio.client import Client as Nats
 
 from domain.schedule import firing_task_id
 from infra.names import Names
 from infra.settings import Settings
-from sdk.agent import AgentClient, TaskContext
+from sdk.agent import AgentClient, CommandError, TaskContext
+from sdk.client import Client
 from services.app import Orchestrator
 from tests.support import eventually, get_json, request
 
 ALICE = "alice"
 
 
-async def send(nc: Client, names: Names, verb: str, body: Any,
+async def send(nc: Nats, names: Names, verb: str, body: Any,
                identity: str = ALICE) -> dict[str, Any]:
     return await request(nc, names.client_command(f"schedule.{verb}", identity), body, 10)
 
@@ -133,3 +135,31 @@ async def test_one_task_per_slot_across_a_change_of_leader(settings: Settings, s
             history = await second.store.history("task", task_id)
             assert [e.name for e in history][:1] == ["Submitted"]
             assert [e.name for e in history].count("Submitted") == 1
+
+
+async def test_the_client_makes_lists_pauses_and_removes_schedules(orchestrator, nats_server,
+                                                                   names):
+    client = await Client.connect(nats_server.url, identity=ALICE,
+                                  subject_prefix=names.prefix)
+    try:
+        made = await client.schedule("nightly", cron="0 3 * * *", kind="report",
+                                     payload={"since": "yesterday"}, overlap="allow")
+        assert made.owner == ALICE and made.cron == "0 3 * * *" and made.next_due
+        assert made.next_due % 86400 == 3 * 3600  # 03:00 UTC
+        with pytest.raises(CommandError) as refused:
+            await client.schedule("nightly", cron="0 4 * * *", kind="report")
+        assert refused.value.code == "conflict"
+        moved = await client.schedule("nightly", cron="0 4 * * *", kind="report",
+                                      replace=True)
+        assert moved.next_due is not None and moved.next_due % 86400 == 4 * 3600
+        assert (await client.pause_schedule("nightly")).status == "paused"
+        assert (await client.resume_schedule("nightly")).status == "active"
+        await eventually(lambda: orchestrator.schedules.book.get("nightly") is not None,
+                         what="the schedule in the projection")
+        assert [s.name for s in await client.schedules()] == ["nightly"]
+        assert (await client.unschedule("nightly")).status == "deleted"
+        await eventually(lambda: orchestrator.schedules.book.get("nightly") is None,
+                         what="the deletion applied")
+        assert await client.schedules() == []
+    finally:
+        await client.close()
