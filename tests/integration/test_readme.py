@@ -1,6 +1,8 @@
 """README runs as written: its console sessions print what they show, against a real
-orchestrator; its SDK example registers, completes tasks and stops cleanly; its settings
-table is the code's; and README and docs/ spell commands and links so that they work."""
+orchestrator, with the log positions a fresh `make run` gives; its SDK example registers,
+completes tasks and stops cleanly, and so does docs/client.md's; the settings table in
+docs/settings.md is the code's; README stays short; and README and docs/ spell commands
+and links so that they work."""
 
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ from tests.support import eventually, get_json, subject
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+SETTINGS_DOC = ROOT / "docs" / "settings.md"
+CLIENT_DOC = ROOT / "docs" / "client.md"
+README_MAX_LINES = 250
+# The screenful a newcomer sees first.
+FIRST_SCREEN = 30
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 CLI = ".venv/bin/orchestrator"
 DEADLINE = 30.0  # seconds for anything the README waits for, on a loaded machine
@@ -71,7 +78,7 @@ def sdk_example() -> str:
 
 
 def client_example() -> str:
-    [example] = [b.text for b in blocks(README)
+    [example] = [b.text for b in blocks(CLIENT_DOC)
                  if b.lang == "python" and "Client.connect(" in b.text]
     return example
 
@@ -115,6 +122,12 @@ def explain_lines(lines: list[str]) -> list[str]:
     return shown
 
 
+def positions(explained: str) -> list[int]:
+    """The log positions `explain task` prints, progress reports left out."""
+    return [int(p) for p, kind in re.findall(r"^ *(\d+)  \S+  (\w+)", explained, flags=re.M)
+            if kind != "Progressed"]
+
+
 # --- static checks ----------------------------------------------------------------------
 
 
@@ -123,9 +136,21 @@ def test_first_commands_are_make_run_and_make_test() -> None:
     assert [line.split("#")[0].strip() for line in first] == ["make run", "make test"]
 
 
+def test_readme_is_short_and_its_first_screen_says_where_to_start() -> None:
+    lines = README.read_text().splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README is {len(lines)} lines"
+    first = "\n".join(lines[:FIRST_SCREEN])
+    for needed in ("make run", "make test", "](#quick-start)", "](#writing-an-agent)",
+                   "](#more)"):
+        assert needed in first, needed
+    assert "| `ORCH_" not in README.read_text(), "the settings table is in docs/settings.md"
+
+
 def test_settings_table_is_the_settings_module() -> None:
-    """Every setting in infra/settings.py is a row, with its flag and its default."""
-    rows = [line for line in README.read_text().splitlines() if line.startswith("| `ORCH_")]
+    """Every setting in infra/settings.py is a row of docs/settings.md, with its flag and
+    its default."""
+    rows = [line for line in SETTINGS_DOC.read_text().splitlines()
+            if line.startswith("| `ORCH_")]
     defaults = Settings()
     seen = set()
     for row in rows:
@@ -139,9 +164,10 @@ def test_settings_table_is_the_settings_module() -> None:
             assert flag == option_flag, variable
             expected = getattr(defaults, name)
             actual = None if value == "unset" else settings_module._convert(name, value)
-            assert actual == expected, f"{variable}: README says {value}, code {expected}"
+            assert actual == expected, f"{variable}: settings.md says {value}, code {expected}"
             seen.add(variable)
-    assert seen == {v for _, v, _, _ in settings_module._OPTIONS}
+    missing = {v for _, v, _, _ in settings_module._OPTIONS} - seen
+    assert not missing, f"settings without a row in docs/settings.md: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
@@ -194,17 +220,28 @@ class Session:
         self.nats_url = settings.nats_url
         self.prefix = settings.subject_prefix
         self.interval = settings.heartbeat_interval
+        self.http_port = orchestrator.http_port
         self.http = f"http://127.0.0.1:{orchestrator.http_port}"
         self.tmp_path = tmp_path
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self.extra_env: dict[str, str] = {}
+        # README shows the positions of a fresh `make run`, which has auth on; the fixture
+        # has it off, and so writes fewer events: at the first start, the local operator's
+        # identity and its read token (Created, ApiTokenIssued); for each demo agent, its
+        # enrollment (Created, EnrollmentIssued, AgentEnrolled); for each SDK agent given
+        # an enrollment token, its first connection (AgentEnrolled).
+        self.auth_on_events = 2
+        # Until the SDK's part: what follows depends on how long long-1 has run (its
+        # progress is recorded every few seconds).
+        self.positions_exact = True
 
     @property
     def env(self) -> dict[str, str]:
         # The identity `make run`'s local operator credentials give the CLI.
         return {**os.environ, "ORCH_NATS_URL": self.nats_url,
                 "ORCH_SUBJECT_PREFIX": self.prefix, "ORCH_IDENTITY": "operator",
-                "ORCH_DATA_DIR": str(self.tmp_path / "data"), **self.extra_env}
+                "ORCH_DATA_DIR": str(self.tmp_path / "data"),
+                "ORCH_HTTP_PORT": str(self.http_port), **self.extra_env}
 
     async def run(self, step: Step) -> None:
         argv = shlex.split(step.command.split(" | ")[0])
@@ -217,6 +254,7 @@ class Session:
             _, out, _ = await self.cli(["enroll", agent_id])
             assert out.startswith(f"oe1.{agent_id}.")
             self.extra_env["ORCH_ENROLLMENT_TOKEN"] = out.strip()
+            self.positions_exact = False
             return
         if argv[0] == CLI and argv[1] == "agent" and step.output[0].startswith("orchestrator:"):
             code, _, err = await self.cli(argv[1:], check=False)  # refused: it says why
@@ -224,27 +262,54 @@ class Session:
         elif argv[0] == CLI and argv[1] == "agent":
             await self.start(argv[2], [sys.executable, "-m", "services.cli.main", *argv[1:],
                                        *self.connection], step)
-        elif argv == [".venv/bin/python", "resizer.py"]:
+            self.auth_on_events += 3
+        elif argv[:2] == [".venv/bin/python", "resizer.py"]:
             program = self.tmp_path / "resizer.py"
             program.write_text(sdk_example())
-            await self.start("resizer-1", [sys.executable, str(program)], step,
+            await self.start(argv[2], [sys.executable, str(program), argv[2]], step,
                              cwd=self.tmp_path)  # where it keeps its key
+            self.auth_on_events += 1
         elif argv[0] == CLI and argv[1] == "submit":
             _, out, _ = await self.cli(argv[1:])
-            assert masked(orjson.loads(out)) == masked(orjson.loads("\n".join(step.output)))
+            shown = orjson.loads("\n".join(step.output))
+            assert masked(orjson.loads(out)) == masked(shown)
+            self.check_position(orjson.loads(out)["position"], shown["position"], step)
         elif argv[0] == CLI and argv[1] == "explain":
             await self.until_shown(step, lambda: self.explain(argv[1:]),
                                    explain_lines(step.output))
+            _, out, _ = await self.cli(argv[1:])
+            for printed, shown in zip(positions(out), positions("\n".join(step.output)),
+                                      strict=True):
+                self.check_position(printed, shown, step)
+        elif argv[0] == CLI and argv[1] == "services":
+            await self.until_shown(step, lambda: self.lines(argv[1:]),
+                                   [line.rstrip() for line in step.output])
         elif argv[:2] == ["curl", "-s"]:
             assert argv[2:4] == ["-H", "Authorization: Bearer $TOKEN"], step.command
             shown = masked(orjson.loads("\n".join(step.output))) if step.output else None
             await self.until_shown(step, lambda: self.get(argv[4]), shown)
+            if step.output:
+                _, _, body = await get_json(argv[4].replace("localhost:8080", self.http))
+                self.check_position(body["position"],
+                                    orjson.loads("\n".join(step.output))["position"], step)
         elif argv[:3] == ["pkill", "-9", "-f"]:
             agent_id = argv[3].removeprefix("orchestrator agent ")
             self.processes[agent_id].kill()
             await self.processes.pop(agent_id).wait()
         else:
             raise AssertionError(f"README shows a command this test cannot run: {step.command}")
+
+    def check_position(self, printed: int, shown: int, step: Step) -> None:
+        if self.positions_exact:
+            assert printed + self.auth_on_events == shown, (
+                f"{step.command}: a fresh `make run` gives position "
+                f"{printed + self.auth_on_events}, README shows {shown}")
+
+    async def lines(self, args: list[str]) -> list[str]:
+        """What a command prints, stderr after stdout (a service not declared yet is
+        not found)."""
+        _, out, err = await self.cli(args, check=False, over_nats=False)
+        return [line.rstrip() for line in (out + err).splitlines()]
 
     @property
     def connection(self) -> list[str]:
@@ -261,10 +326,13 @@ class Session:
         [shown] = step.output
         assert line == re.sub(r"every [\d.]+s", f"every {self.interval}s", shown)
 
-    async def cli(self, args: list[str], check: bool = True) -> tuple[int, str, str]:
-        """Run `orchestrator <args>`: exit code, stdout, stderr."""
+    async def cli(self, args: list[str], check: bool = True,
+                  over_nats: bool = True) -> tuple[int, str, str]:
+        """Run `orchestrator <args>`: exit code, stdout, stderr. The reads ask the read
+        API (its port is in the environment), the rest NATS."""
+        connection = self.connection if over_nats else []
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli.main", *args, *self.connection, cwd=ROOT,
+            sys.executable, "-m", "services.cli.main", *args, *connection, cwd=ROOT,
             env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(process.communicate(), DEADLINE)
         code = process.returncode or 0
@@ -322,7 +390,8 @@ async def test_console_sessions_print_what_readme_shows(orchestrator, settings, 
             await session.run(step)
     finally:
         codes = await session.stop()
-    assert codes == {"worker-2": 0, "resizer-1": 0}  # worker-1 was killed on purpose
+    # worker-1 was killed on purpose.
+    assert codes == {"worker-2": 0, "resizer-1": 0, "resizer-2": 0}
 
 
 # --- the SDK example, run -------------------------------------------------------------------
