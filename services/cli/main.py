@@ -40,6 +40,7 @@ from services.cli.common.connection import Denied, Unreachable
 from services.cli.completion import add_completion_command, run_completion
 from services.cli.demo.agent import AgentRefused, add_agent_command, run_agent, until_signalled
 from services.cli.fleet import READ_COMMANDS, add_read_commands, run_read
+from services.cli.schedule import add_schedule_command, run_schedule
 from services.cli.submit import add_submit_command, run_submit
 
 EXIT_REFUSED = 1
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     settings_module.add_flags(up)
     add_agent_command(commands)
     add_submit_command(commands)
+    add_schedule_command(commands)
     add_read_commands(commands)
     add_write_commands(commands)
     add_security_commands(commands)
@@ -141,6 +143,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         asyncio.run(run_agent(args))
     elif args.command == "submit":
         return asyncio.run(run_submit(args))
+    elif args.command == "schedule":
+        return asyncio.run(run_schedule(args))
     elif args.command in READ_COMMANDS:
         return asyncio.run(run_read(args))
     elif args.command in WRITE_COMMANDS:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 from nats.aio.client import Client as Nats
 
@@ -16,6 +17,7 @@ from infra.settings import Settings
 from sdk.agent import AgentClient, CommandError, TaskContext
 from sdk.client import Client
 from services.app import Orchestrator
+from tests.integration.test_cli_operations import run, settings_env
 from tests.support import eventually, get_json, request
 
 ALICE = "alice"
@@ -163,3 +165,24 @@ async def test_the_client_makes_lists_pauses_and_removes_schedules(orchestrator,
         assert await client.schedules() == []
     finally:
         await client.close()
+
+
+async def test_the_cli_makes_lists_and_deletes_a_schedule(orchestrator, nats_server,
+                                                          prefix, tmp_path):
+    env = {**settings_env(orchestrator, nats_server.url, prefix, tmp_path),
+           "ORCH_AUTH": "off", "ORCH_IDENTITY": ALICE}
+    code, out, err = await run("schedule", "create", "backup", "--cron", "*/5 * * * *",
+                               "--kind", "backup", "--payload", '{"disk": 1}', env=env)
+    assert code == 0, err
+    assert out.startswith("backup") and "cron '*/5 * * * *'" in out and "owner alice" in out
+    code, out, err = await run("schedule", "create", "backup", "--every", "60", "--kind",
+                               "backup", env=env)
+    assert code == 1 and "conflict" in err and "replace" in err
+    code, _, err = await run("schedule", "create", "x", "--every", "60", "--kind", "k",
+                             "--payload", "{nope", env=env)
+    assert code == 2 and "--payload is not JSON" in err
+    code, out, _ = await run("schedule", "list", "--json", env=env)
+    [listed] = orjson.loads(out)["schedules"]
+    assert listed["name"] == "backup" and listed["next_due"] % 300 == 0
+    code, out, _ = await run("schedule", "delete", "backup", env=env)
+    assert code == 0 and "deleted" in out
