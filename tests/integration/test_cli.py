@@ -101,3 +101,25 @@ async def test_a_second_demo_agent_with_a_live_id_exits_saying_why(
         assert orchestrator.agents.get("worker-1").incarnation == 1
     finally:
         first.stop()
+
+
+async def test_a_demo_agent_an_operator_deregisters_exits_saying_so(
+        orchestrator, nats_server, names, tmp_path):
+    agent = AgentProcess("demo", nats_server.url, names.prefix, tmp_path / "agent.log")
+    agent.start()
+    try:
+        await eventually(lambda: "demo" in orchestrator.agents.agents, timeout=30)
+
+        code, out = await cli("deregister", "demo", "--nats-url", nats_server.url,
+                              "--subject-prefix", names.prefix)
+
+        assert code == 0 and "left" in out
+        process = agent.process
+        assert process is not None
+        await eventually(lambda: process.poll() is not None, timeout=30,
+                         what="the demo agent exited")
+        assert process.returncode == 0
+        log = (tmp_path / "agent.log").read_text()
+        assert "demo was deregistered by the orchestrator (removed by " in log
+    finally:
+        agent.stop()
