@@ -13,6 +13,7 @@ import * as services from "./views/services.js";
 import * as service from "./views/service.js";
 import * as events from "./views/events.js";
 import * as whatif from "./views/whatif.js";
+import * as schedules from "./views/schedules.js";
 
 const ROUTES = [
   [/^\/?$/, overview, "#/"],
@@ -24,6 +25,7 @@ const ROUTES = [
   [/^\/services\/([^/]+)$/, service, "#/services"],
   [/^\/events$/, events, "#/events"],
   [/^\/what-if$/, whatif, "#/what-if"],
+  [/^\/schedules$/, schedules, "#/schedules"],
 ];
 
 const main = document.getElementById("main");
