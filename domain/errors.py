@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNAUTHORIZED = "unauthorized"
     UNAVAILABLE = "unavailable"
+    OVERLOADED = "overloaded"
     INTERNAL = "internal"
 
 
@@ -33,3 +34,16 @@ class CommandRefused(Exception):
             "ok": False,
             "error": {"code": str(self.code), "message": self.message, "details": self.details},
         }
+
+
+class Overloaded(CommandRefused):
+    """A submit past an admission bound: nothing is written; try again after a while."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(ErrorCode.OVERLOADED, message)
+        self.retry_after_s = retry_after_s
+
+    def to_reply(self) -> dict[str, Any]:
+        reply = super().to_reply()
+        reply["error"]["retry_after_s"] = self.retry_after_s
+        return reply

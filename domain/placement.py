@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+# Labels a task's selector (or prefer) names, as sorted (label, value) pairs.
+Selector = tuple[tuple[str, str], ...]
 
 
 class Strategy(StrEnum):
@@ -25,6 +28,7 @@ class Candidate:
     status: str
     # The task kinds the agent runs; empty means any kind.
     kinds: frozenset[str] = frozenset()
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def free(self) -> int:
@@ -34,15 +38,28 @@ class Candidate:
         """True if the agent runs tasks of this kind (None: the kind does not matter)."""
         return kind is None or not self.kinds or kind in self.kinds
 
+    def matches(self, selector: Selector) -> bool:
+        """True if the agent has every label the selector names, with that value."""
+        labels = self.labels
+        return all(labels.get(label) == value for label, value in selector)
 
-def is_eligible(candidate: Candidate, requires: Iterable[str], kind: str | None = None) -> bool:
-    """Healthy (so neither draining, suspect nor dead), capable, runs the kind, has room."""
+
+def is_eligible(candidate: Candidate, requires: Iterable[str], kind: str | None = None,
+                selector: Selector = ()) -> bool:
+    """Healthy (so neither draining, suspect nor dead), capable, runs the kind, has the
+    labels, has room."""
     return (
         candidate.status == "healthy"
         and candidate.free > 0
         and candidate.capabilities.issuperset(requires)
         and candidate.runs(kind)
+        and candidate.matches(selector)
     )
+
+
+def preferring(selector: Selector, prefer: Selector) -> Selector:
+    """The selector an agent with the preferred labels too matches: tried first."""
+    return tuple(sorted(set(selector) | set(prefer)))
 
 
 def choose(
@@ -52,6 +69,8 @@ def choose(
     after: str = "",
     exclude: frozenset[str] = frozenset(),
     kind: str | None = None,
+    selector: Selector = (),
+    prefer: Selector = (),
 ) -> Candidate | None:
     """The agent a task should go to, or None if no agent can take it now.
 
@@ -59,9 +78,14 @@ def choose(
     `kind` is the task's kind: agents that declared the kinds they run get only those.
     `exclude` names agents the task must not go back to (e.g. one that let it time out),
     unless no other agent can take it.
+    `selector` names labels the agent must have; `prefer`, labels that rank the agents
+    having them before the others.
     """
     needed = frozenset(requires)
-    eligible = [c for c in candidates if is_eligible(c, needed, kind)]
+    eligible = [c for c in candidates if is_eligible(c, needed, kind, selector)]
+    if prefer:
+        wanted = preferring(selector, prefer)
+        eligible = [c for c in eligible if c.matches(wanted)] or eligible
     preferred = [c for c in eligible if c.agent_id not in exclude] or eligible
     if not preferred:
         return None
@@ -83,6 +107,7 @@ def queue_key(priority: int, submitted_position: int) -> tuple[int, int]:
 NO_AGENTS = "no_agents"
 NO_CAPABILITY = "no_capability"
 KIND_NOT_RUN = "kind_not_run"
+NO_LABELS = "selector_unmatched"
 NOT_HEALTHY = "not_healthy"
 DRAINING = "draining"
 AT_CAPACITY = "at_capacity"
@@ -99,7 +124,7 @@ class WaitReason:
 
 
 def why_waiting(candidates: Iterable[Candidate], requires: Iterable[str],
-                kind: str | None = None) -> list[WaitReason]:
+                kind: str | None = None, selector: Selector = ()) -> list[WaitReason]:
     """Why no agent takes a task with these requirements now, by reason and count."""
     needed = frozenset(requires)
     present = [c for c in candidates if c.status != "left"]
@@ -107,7 +132,8 @@ def why_waiting(candidates: Iterable[Candidate], requires: Iterable[str],
         return [WaitReason(NO_AGENTS, "no agent is registered", 0)]
     buckets: dict[str, list[Candidate]] = {}
     for candidate in present:
-        buckets.setdefault(_first_refusal(candidate, needed, kind), []).append(candidate)
+        buckets.setdefault(_first_refusal(candidate, needed, kind, selector),
+                           []).append(candidate)
     live = [c for c in present if c.status != "dead"]
     reasons = []
     missing = sorted(needed - frozenset().union(*(c.capabilities for c in live)))
@@ -124,6 +150,11 @@ def why_waiting(candidates: Iterable[Candidate], requires: Iterable[str],
                    f"kind {kind}" if anyone else
                    f"no live {'capable ' if needed else ''}agent runs kind {kind}")
         reasons.append(WaitReason(KIND_NOT_RUN, message, count))
+    if buckets.get(NO_LABELS):
+        count = len(buckets[NO_LABELS])
+        wanted = ", ".join(f"{label}={value}" for label, value in selector)
+        reasons.append(WaitReason(NO_LABELS, f"selector {wanted} excludes "
+                                             f"{_agents(count, 'capable ')}", count))
     if buckets.get(NOT_HEALTHY):
         unhealthy = buckets[NOT_HEALTHY]
         statuses = sorted({c.status for c in unhealthy}, key=lambda s: (s != "suspect", s))
@@ -141,11 +172,14 @@ def why_waiting(candidates: Iterable[Candidate], requires: Iterable[str],
     return reasons
 
 
-def _first_refusal(candidate: Candidate, needed: frozenset[str], kind: str | None) -> str:
+def _first_refusal(candidate: Candidate, needed: frozenset[str], kind: str | None,
+                   selector: Selector = ()) -> str:
     if not candidate.capabilities.issuperset(needed):
         return NO_CAPABILITY
     if not candidate.runs(kind):
         return KIND_NOT_RUN
+    if not candidate.matches(selector):
+        return NO_LABELS
     if candidate.status not in ("healthy", "draining"):
         return NOT_HEALTHY
     if candidate.status == "draining":

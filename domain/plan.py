@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from domain.placement import Candidate, Strategy, choose, is_eligible
+from domain.placement import Candidate, Selector, Strategy, choose, is_eligible, preferring
 
-Shape = tuple[frozenset[str], str | None]  # what a task needs: capabilities, kind
+# What a task needs: capabilities, kind, labels.
+Shape = tuple[frozenset[str], str | None, Selector]
 
 
 _FIRST_COMPACTION = 1024
@@ -47,30 +48,40 @@ class Plan:
             self._by_load = None
 
     def _push(self, candidate: Candidate) -> None:
-        for (needed, kind), heap in self._eligible.items():
-            if is_eligible(candidate, needed, kind):
+        for (needed, kind, selector), heap in self._eligible.items():
+            if is_eligible(candidate, needed, kind, selector):
                 heapq.heappush(heap, (self._key(candidate), candidate.agent_id))
         if self._by_load is not None:
             heapq.heappush(self._by_load, (candidate.load, candidate.agent_id))
 
-    def choose(self, requires: Iterable[str], kind: str | None, after: str = "") -> (
-            Candidate | None):
-        """What `choose(list(candidates), requires, strategy, after, kind=kind)` gives."""
+    def choose(self, requires: Iterable[str], kind: str | None, after: str = "",
+               selector: Selector = (), prefer: Selector = ()) -> Candidate | None:
+        """What `choose(list(candidates), requires, strategy, after, kind=kind,
+        selector=selector, prefer=prefer)` gives."""
         if self.strategy == Strategy.ROUND_ROBIN:  # by the cursor: no heap order to keep
             return choose(list(self.candidates.values()), requires, self.strategy, after,
-                          kind=kind)
-        shape = (frozenset(requires), kind)
+                          kind=kind, selector=selector, prefer=prefer)
+        needed = frozenset(requires)
+        if prefer:
+            found = self._first(needed, kind, preferring(selector, prefer))
+            if found is not None:
+                return found
+        return self._first(needed, kind, selector)
+
+    def _first(self, needed: frozenset[str], kind: str | None,
+               selector: Selector) -> Candidate | None:
+        shape = (needed, kind, selector)
         heap = self._eligible.get(shape)
         if heap is None:
             heap = self._eligible[shape] = [
                 (self._key(c), c.agent_id) for c in self.candidates.values()
-                if is_eligible(c, shape[0], kind)]
+                if is_eligible(c, needed, kind, selector)]
             heapq.heapify(heap)
         while heap:
             key, agent_id = heap[0]
             candidate = self.candidates.get(agent_id)
             if candidate is not None and key == self._key(candidate) \
-                    and is_eligible(candidate, shape[0], kind):
+                    and is_eligible(candidate, needed, kind, selector):
                 return candidate
             heapq.heappop(heap)  # stale (pushed again with its new key), gone, or full
         return None

@@ -25,7 +25,7 @@ else:
     TaskStatus = Literal[tuple(status.value for status in task.TaskStatus)]
 ErrorCodeName = Literal[
     "invalid_request", "not_found", "conflict", "stale_token", "payload_too_large",
-    "unauthorized", "unavailable", "internal",
+    "unauthorized", "unavailable", "overloaded", "internal",
 ]
 Position = Annotated[int, Field(ge=1)]
 
@@ -112,6 +112,8 @@ class ErrorBody(BaseModel):
     code: ErrorCodeName
     message: str
     details: Annotated[list[ErrorDetail], Field(max_length=20)]
+    # `overloaded`: seconds to wait before submitting again.
+    retry_after_s: float | None = None
 
 
 class ErrorReply(BaseModel):

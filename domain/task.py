@@ -59,7 +59,8 @@ class Task(StrIdAggregate):
     def __init__(
         self, task_id: str, kind: str, payload: Any, requires: list[str], priority: int,
         max_attempts: int, timeout_s: float, fingerprint: str, submitted_by: str = "",
-        not_before: float = 0.0,
+        not_before: float = 0.0, concurrency_key: str = "", fairness_key: str = "",
+        selector: dict[str, str] | None = None, prefer: dict[str, str] | None = None,
     ) -> None:
         self.kind = kind
         # Its owner: the only submitter that may act on it ("" before tasks had owners).
@@ -73,6 +74,11 @@ class Task(StrIdAggregate):
         # When it may be placed (epoch seconds), decided at its submit; 0: at once.
         self.not_before = not_before
         self.status = TaskStatus.SCHEDULED if not_before else TaskStatus.PENDING
+        # Flow control (domain/flow.py): "" and {} when not given.
+        self.concurrency_key = concurrency_key
+        self.fairness_key = fairness_key
+        self.selector = dict(selector or {})
+        self.prefer = dict(prefer or {})
         self.attempt = 0
         self.failures = 0
         self.agent_id: str | None = None

@@ -6,12 +6,27 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from domain.fields import STRICT, Capability, Identifier, Kind, StorableJson
+from domain.fields import (
+    STRICT,
+    Capability,
+    Identifier,
+    Kind,
+    LabelKey,
+    LabelValue,
+    StorableJson,
+)
+from domain.flow import KEY_PATTERN
 
 # How far ahead a task may be scheduled.
 MAX_DELAY_S = 366 * 24 * 3600
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Text = Annotated[str, StringConstraints(max_length=4096)]
+FlowKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=16)]
+# The fields of a submission that flow control reads (domain/flow.py); left out of its
+# fingerprint when not given, so that a submission from before they existed, retried,
+# is still the same one.
+FLOW_FIELDS = ("concurrency_key", "fairness_key", "selector", "prefer")
 
 
 class SubmitTask(BaseModel):
@@ -30,6 +45,15 @@ class SubmitTask(BaseModel):
     # UTC); one or the other. A time already past runs at once.
     delay_s: Annotated[float, Field(gt=0, le=MAX_DELAY_S)] | None = None
     not_before: Annotated[float, Field(gt=0)] | None = None
+    # At most the key's limit of such tasks run at once, placed at most at its rate.
+    concurrency_key: FlowKey | None = None
+    # Served in turn with the other fairness keys of its priority (default: its
+    # submitter).
+    fairness_key: FlowKey | None = None
+    # Labels the agent must have (exact values), and labels that rank agents having
+    # them first without excluding the others.
+    selector: Labels | None = None
+    prefer: Labels | None = None
 
     @model_validator(mode="after")
     def _one_delay(self) -> SubmitTask:

@@ -75,6 +75,7 @@ ADMIN_ENROLL = "admin.enroll"
 ADMIN_REVOKE = "admin.revoke"
 ADMIN_IDENTITY_CREATE = "admin.identity.create"
 ADMIN_TOKEN_CREATE = "admin.token.create"
+ADMIN_LIMITS_SET = "admin.limits.set"  # flow control's limits (domain/flow.py)
 # A submitter's schedules (docs/scheduling.md): `<prefix>.schedule.<verb>.<identity>`.
 SCHEDULE_CREATE = "schedule.create"
 SCHEDULE_PAUSE = "schedule.pause"
@@ -85,7 +86,7 @@ SCHEDULE_COMMANDS = (SCHEDULE_CREATE, SCHEDULE_PAUSE, SCHEDULE_RESUME, SCHEDULE_
                      SCHEDULE_LIST)
 SUBMITTER_COMMANDS = (TASK_SUBMIT, TASK_CANCEL, TASK_RESULTS, *SCHEDULE_COMMANDS)
 OPERATOR_COMMANDS = (ADMIN_DRAIN, ADMIN_UNDRAIN, ADMIN_DEREGISTER, ADMIN_ENROLL, ADMIN_REVOKE,
-                     ADMIN_IDENTITY_CREATE, ADMIN_TOKEN_CREATE)
+                     ADMIN_IDENTITY_CREATE, ADMIN_TOKEN_CREATE, ADMIN_LIMITS_SET)
 CLIENT_COMMANDS = SUBMITTER_COMMANDS + OPERATOR_COMMANDS
 
 # Reads that anyone allowed may send, on `<prefix>.<command>`.
@@ -101,6 +102,7 @@ TASK = "task"
 IDENTITY = "identity"
 ACCESS = "access"  # refused connections, rate-limited, in hourly aggregates
 SCHEDULE = "schedule"
+LIMIT = "limit"  # flow control's limits, one aggregate each (domain/flow.py)
 
 # The class topic of each kind's aggregate: an event's topic is `<this>.<event name>`, so
 # the log leaves it out of an event's headers when it is that (the subject has both).
@@ -110,6 +112,7 @@ AGGREGATE_TOPICS = {
     IDENTITY: "domain.identity:Identity",
     ACCESS: "domain.identity:AccessLog",
     SCHEDULE: "domain.schedule:Schedule",
+    LIMIT: "domain.flow:Limit",
 }
 
 

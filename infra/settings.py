@@ -34,6 +34,8 @@ STREAM_REPLICAS = "ORCH_STREAM_REPLICAS"
 SNAPSHOT_EVERY = "ORCH_SNAPSHOT_EVERY"
 FINISHED_TASK_RETENTION = "ORCH_FINISHED_TASK_RETENTION"
 FINISHED_TASK_LIMIT = "ORCH_FINISHED_TASK_LIMIT"
+MAX_UNFINISHED_PER_SUBMITTER = "ORCH_MAX_UNFINISHED_PER_SUBMITTER"
+MAX_UNFINISHED_TASKS = "ORCH_MAX_UNFINISHED_TASKS"
 LOG_MAX_AGE = "ORCH_LOG_MAX_AGE"
 AUTH = "ORCH_AUTH"
 AUTH_JWT_TTL = "ORCH_AUTH_JWT_TTL"
@@ -72,6 +74,10 @@ class Settings:
     snapshot_every: int = 100_000
     finished_task_retention: float = 86_400.0
     finished_task_limit: int = 100_000
+    # Admission control (domain/flow.py): a submit past either bound is refused as
+    # `overloaded`, so that memory stays bounded under any burst.
+    max_unfinished_per_submitter: int = 100_000
+    max_unfinished_tasks: int = 500_000
     log_max_age: float = 0.0
     auth: str = "on"
     auth_jwt_ttl: float = 300.0
@@ -110,6 +116,9 @@ class Settings:
             raise ValueError("finished_task_retention must be >= 0 (0 = keep forever)")
         if self.finished_task_limit < 0:
             raise ValueError("finished_task_limit must be >= 0 (0 = no bound)")
+        if self.max_unfinished_per_submitter < 0 or self.max_unfinished_tasks < 0:
+            raise ValueError("max_unfinished_per_submitter and max_unfinished_tasks must be "
+                             ">= 0 (0 = no bound)")
         if self.log_max_age < 0:
             raise ValueError("log_max_age must be >= 0 (0 = the log is kept forever)")
         if self.log_max_age and not self.snapshot_every:
@@ -171,6 +180,12 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("finished_task_limit", FINISHED_TASK_LIMIT, "--finished-task-limit",
      "finished tasks the task board holds at most, the earliest finished leaving first; "
      "0 = no bound"),
+    ("max_unfinished_per_submitter", MAX_UNFINISHED_PER_SUBMITTER,
+     "--max-unfinished-per-submitter",
+     "unfinished tasks a submitter may have; past it a submit is refused as overloaded "
+     "(an operator may set one submitter's own: `orchestrator limits set`); 0 = no bound"),
+    ("max_unfinished_tasks", MAX_UNFINISHED_TASKS, "--max-unfinished-tasks",
+     "unfinished tasks in all; past it a submit is refused as overloaded; 0 = no bound"),
     ("log_max_age", LOG_MAX_AGE, "--log-max-age",
      "seconds an event stays in the log; older ones are cut, what is still needed carried "
      "forward and covered by a snapshot (export first: `orchestrator events --json`); "

@@ -42,7 +42,7 @@ import orjson
 
 from domain import shared_values
 from projections.board.finished_task import row_of
-from projections.board.tasks import HeldTask, TaskBoard, TaskView
+from projections.board.tasks import HeldTask, TaskBoard, TaskView, shared_flow
 from projections.fleet.agents import NOT_RUNNING, AgentHealth, AgentView, share_declared
 from projections.fleet.catalog import AgentEntry, Catalog
 
@@ -275,6 +275,7 @@ _AGENT_SHARED: dict[int, Callable[[Any], Any]] = {
 }
 _TASK_SHARED: dict[int, Callable[[Any], Any]] = {
     _TASK_FIELDS.index("requires"): shared_values.capabilities,
+    _TASK_FIELDS.index("flow"): shared_flow,
 }
 
 

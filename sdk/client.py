@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -61,11 +63,17 @@ REQUEST_TIMEOUT_S = 10.0
 # orchestrator restarts): safe, as a submit with its task id is idempotent.
 REQUEST_ATTEMPTS = 5
 
+# How long a submit refused as `overloaded` keeps trying, in all (seconds): each wait as
+# the refusal says, a little spread out (the CLI's --overload-wait is the same).
+OVERLOAD_PATIENCE_S = 60.0
+
 
 class Client:
     def __init__(self, nc: Nats, identity: str, subject_prefix: str = "orch") -> None:
         self.nc = nc
         self.identity = identity
+        # How long a submit refused as overloaded keeps trying, in all (seconds).
+        self.overload_patience_s = OVERLOAD_PATIENCE_S
         self.subjects = Subjects(subject_prefix)
         self._inbox = self.subjects.inbox_prefix(identity)
         # The tasks awaited: their outcome to come, and their feed meanwhile.
@@ -134,13 +142,19 @@ class Client:
     async def submit(self, kind: str, payload: Any = None, *, task_id: str | None = None,
                      requires: Iterable[str] = (), priority: int = 0, max_attempts: int = 3,
                      timeout_s: float = 300.0, delay_s: float | None = None,
-                     not_before: float | None = None) -> TaskHandle:
+                     not_before: float | None = None, concurrency_key: str | None = None,
+                     fairness_key: str | None = None,
+                     selector: Mapping[str, str] | None = None,
+                     prefer: Mapping[str, str] | None = None) -> TaskHandle:
         """Submit a task; its handle. Without `task_id` one is made here (72 random bits:
         short, as each of the task's events stores it twice), so a submit
         retried after a lost reply is still the same task (the orchestrator answers a
         repeated submission with the task as it is, and refuses a different body).
         `delay_s` or `not_before` (epoch seconds) schedule it: it waits as `scheduled`
-        and is placed once its time has come."""
+        and is placed once its time has come. `concurrency_key`, `fairness_key`,
+        `selector` and `prefer` are flow control's (docs/flow-control.md). Refused as
+        `overloaded` (an admission bound), it waits as told and submits again, for at
+        most `overload_patience_s` in all."""
         task_id = check_identifier(task_id or f"t-{secrets.token_urlsafe(9)}", "task_id")
         body = {"task_id": task_id, "kind": kind, "payload": payload,
                 "requires": list(requires), "priority": priority,
@@ -149,6 +163,13 @@ class Client:
             body["delay_s"] = delay_s
         if not_before is not None:
             body["not_before"] = not_before
+        for name, value in (("concurrency_key", concurrency_key),
+                            ("fairness_key", fairness_key)):
+            if value is not None:
+                body[name] = value
+        for name, labels in (("selector", selector), ("prefer", prefer)):
+            if labels:
+                body[name] = dict(labels)
         handle = self.handle(task_id, ask=False)  # waiting before it can finish
         try:
             reply = await self._request(TASK_SUBMIT, body)
@@ -287,7 +308,26 @@ class Client:
 
     async def _request(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
         """One command, retried while no reply comes (safe: each is idempotent by the
-        task id); CommandError with the protocol's code for a refusal."""
+        task id), and while the orchestrator is overloaded, as long as it says, for at
+        most `overload_patience_s`; CommandError with the protocol's code for a refusal."""
+        deadline: float | None = None
+        while True:
+            try:
+                return await self._request_once(command, body)
+            except CommandError as refused:
+                if refused.code != "overloaded":
+                    raise
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.overload_patience_s
+                # Spread out: many clients told the same wait do not all come back at once.
+                wait = (refused.retry_after_s or 1.0) * (1.0 + random.random() / 2)
+                if now + wait > deadline:
+                    raise
+                log.info("overloaded; submitting again in %.2fs client=%s", wait,
+                         self.identity)
+                await asyncio.sleep(wait)
+
+    async def _request_once(self, command: str, body: dict[str, Any]) -> dict[str, Any]:
         subject = f"{self.subjects.prefix}.{command}.{self.identity}"
         data = orjson.dumps(body)
         delay = 0.1
@@ -308,7 +348,7 @@ class Client:
                     delay = min(delay * 2, 2.0)
                     continue
                 raise CommandError(str(error.get("code")), str(error.get("message")),
-                                   error.get("details"))
+                                   error.get("details"), error.get("retry_after_s"))
             return reply
         raise AssertionError("unreachable")
 

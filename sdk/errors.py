@@ -9,11 +9,13 @@ from typing import Any
 class CommandError(Exception):
     """The orchestrator refused a command; `code` is the protocol's error code."""
 
-    def __init__(self, code: str, message: str, details: list[Any] | None = None) -> None:
+    def __init__(self, code: str, message: str, details: list[Any] | None = None,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.details = details or []
+        self.retry_after_s = retry_after_s  # `overloaded`: when to try again
 
 
 class TaskFailed(Exception):

@@ -141,6 +141,7 @@ class Orchestrator:
         with no_full_collections():
             restored = await system.snapshots.restore()
             await self._check_log_covered(restored)
+            await _limits_before(system, restored)
             await system.runner.start(after=restored)
             self._stack.push_async_callback(system.runner.stop)
             await system.runner.wait_ready(REBUILD_TIMEOUT_S)
@@ -305,3 +306,13 @@ class Orchestrator:
             await asyncio.wait_for(system.snapshots.write(), FINAL_SNAPSHOT_TIMEOUT_S)
         except Exception as exc:
             log.warning("final snapshot not written: %r", exc)
+
+
+async def _limits_before(system: System, restored: int) -> None:
+    """The limits set before the snapshot's position, which it does not hold: the runner
+    applies those after it, in log order."""
+    if restored:
+        async for event in system.store.iterate(0, system.names.kind_events(n.LIMIT)):
+            if event.position > restored:
+                break
+            system.limits.apply(event)

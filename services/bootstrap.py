@@ -8,7 +8,7 @@ The process around it (connections, start and stop order, reconnects) is service
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -30,6 +30,7 @@ from projections.board.submitters import Submitters
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.fleet.catalog import Catalog
+from projections.limits import Limits
 from projections.position import Position
 from projections.runner import ProjectionRunner
 from projections.schedules import ScheduleBook
@@ -37,6 +38,7 @@ from services.audit.log_notice import LogNotice
 from services.auth.access_control import AccessControl
 from services.commands.catalog import CatalogQueries, ChangeFeed
 from services.commands.feed import TaskFeed
+from services.commands.limits import LimitService
 from services.commands.registry import AgentRegistry, silence_in
 from services.commands.results import OutcomeNotice, TaskResultsQuery, submitter_in
 from services.commands.schedules import ScheduleService
@@ -100,6 +102,10 @@ class System:
     read_model: ReadModel
     schedules: ScheduleService
 
+    # Flow control: the limits in force, and the operators' command that sets them.
+    limits: Limits = field(default_factory=Limits)
+    limit_service: LimitService | None = None
+
     @property
     def is_leader(self) -> bool:
         return self.lease.is_leader
@@ -107,7 +113,7 @@ class System:
     def commands(self) -> list[Command]:
         return command_table(self.registry, self.tasks, self.catalog_queries, self.results,
                              self.access_control.admin, self.access_control.gate,
-                             self.schedules)
+                             self.schedules, limits=self.limit_service)
 
 
 def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | None = None,
@@ -133,6 +139,9 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
 
     agents = AgentHealth()
     board = TaskBoard(settings.finished_task_retention, settings.finished_task_limit)
+    limits = Limits(settings.max_unfinished_per_submitter, settings.max_unfinished_tasks)
+    board.follow(limits)
+    limit_service = LimitService(Repository(store, n.LIMIT))
     catalog = Catalog()
     submitters = Submitters()
     position = Position()  # how far the projections have applied the log
@@ -158,7 +167,8 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
         # A finished task leaves the cache: commands on it are rare, read from the log.
         Repository(store, n.TASK, keep=lambda task: task.status not in TERMINAL),
         names, board, nc.publish, settings.retry_backoff, settings.retry_backoff_max,
-        is_operator=is_operator, on_progress=feed.progress)
+        is_operator=is_operator, on_progress=feed.progress, limits=limits,
+        on_refused=lambda bound: metrics.flow.refused.labels(bound).inc())
     results = TaskResultsQuery(tasks.repository, is_operator)
     fleet = Fleet(agents, board, position)
     detector = DetectorSettings(settings.suspect_after, settings.dead_after,
@@ -172,7 +182,8 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
     intake = HeartbeatIntake(nc, js, names, agents, monitor, metrics,
                              reregister_every=settings.heartbeat_interval, log_nc=log_nc,
                              position=position)
-    dispatcher = Dispatcher(board, fleet, tasks, strategy, settings.accept_timeout, metrics)
+    dispatcher = Dispatcher(board, fleet, tasks, strategy, settings.accept_timeout, metrics,
+                            limits=limits)
     schedules = ScheduleService(store, ScheduleBook(), is_operator)
     failover = FailoverReactor(js, names, store, board, fleet, tasks, position, strategy,
                                metrics)
@@ -195,7 +206,8 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
          DISPATCH: lambda event: dispatcher.poke(), TELL_SUBMITTER: outcomes.finished},
         live=live, count_task_event=metrics.task_event, notice_position=log_notice.applied,
         catalog=catalog, feed=change_feed.on_event)
-    runner = ProjectionRunner(store, [agents, board, catalog, submitters],
+    # The limits first: a placement is decided under those in force before it.
+    runner = ProjectionRunner(store, [limits, agents, board, catalog, submitters],
                               on_applied=reactions.on_applied, position=position)
     snapshots = Snapshots(SnapshotStore(js, names, settings.stream_replicas), store, runner,
                           agents, board, catalog, settings.snapshot_every, metrics)
@@ -204,7 +216,8 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
         dispatcher=dispatcher, failover=failover, snapshots=snapshots, store=store,
         board=board, repositories={n.AGENT: registry.repository, n.TASK: tasks.repository,
                                    n.IDENTITY: access_control.identities,
-                                   n.SCHEDULE: schedules.repository},
+                                   n.SCHEDULE: schedules.repository,
+                                   n.LIMIT: limit_service.repository},
         log_max_age=settings.log_max_age, is_leader=leading,
         firing=ScheduleFiring(schedules.book, schedules, tasks, board, metrics))
     lease = LeaderLease(js, names, holder, settings.lease_ttl, duties.lead, duties.follow,
@@ -212,14 +225,14 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
     read_model = ReadModel(
         names, store, js, runner, agents, board, catalog, metrics,
         lambda: nc.is_connected and log_nc.is_connected, leading,
-        access_control.access if settings.auth_on else None, detector,
+        access_control.access if settings.auth_on else None, detector, limits=limits,
         schedules=schedules.book)
     _report_on_scrape(metrics, store, runner, intake, js, names)
     return System(
         settings, names, metrics, jobs, group_commit, store, agents, board, catalog, runner,
         snapshots, catalog_queries, results, outcomes, feed, log_notice, change_feed, registry,
         tasks, fleet, monitor, intake, dispatcher, failover, access_control, duties, lease,
-        read_model, schedules)
+        read_model, schedules, limits, limit_service)
 
 
 def _report_on_scrape(metrics: Metrics, store: EventLog, runner: ProjectionRunner,

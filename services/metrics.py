@@ -27,6 +27,7 @@ from domain.task import TERMINAL, TaskStatus
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.log_event import LogEvent
+from services.flow_metrics import FlowMetrics
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Metrics:
         PlatformCollector(registry=self.registry)
         self._scrape_hooks: list[ScrapeHook] = []
         self._answered: dict[tuple[str, str], tuple[Any, Any]] = {}  # bound label children
+        self.flow = FlowMetrics(self.registry)
         self.commands = Counter(
             "orch_commands_total", "Commands answered, by command and outcome",
             ["command", "outcome"], registry=self.registry,

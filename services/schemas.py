@@ -19,6 +19,7 @@ from domain.agent_commands import (
     RemoveAgent,
     UndrainAgent,
 )
+from domain.flow_commands import SetLimit
 from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
 from domain.replies import (
     AgentStatusReply,
@@ -54,6 +55,7 @@ PROTOCOL_MODELS: dict[str, type[BaseModel]] = {
     "admin.revoke.request": RevokeIdentity,
     "admin.identity.create.request": CreateIdentity,
     "admin.token.create.request": CreateApiToken,
+    "admin.limits.set.request": SetLimit,
     "agent.status.reply": AgentStatusReply,
     "agent.assignments.request": AgentAssignments,
     "agent.assignments.reply": AssignmentsReply,

@@ -171,8 +171,11 @@ class Following:
                 await self.on_message(msg)
             if batch and pending:
                 continue
+            # Not wait_for: on Python 3.11 it swallows a cancel that arrives while the
+            # event is set, and the reader would go on after unsubscribe.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), LOOK_EVERY_S)
+                async with asyncio.timeout(LOOK_EVERY_S):
+                    await self._woken.wait()
 
     async def unsubscribe(self) -> None:
         if self._task is not None:

@@ -19,7 +19,7 @@ from operator import attrgetter
 from typing import Any, Generic, TypeVar, overload
 
 from domain.task import TaskStatus
-from projections.board.task_view import TaskView
+from projections.board.task_view import NO_FLOW, TaskView
 
 T = TypeVar("T")
 
@@ -87,8 +87,12 @@ class FinishedTask:
     max_attempts = _Packed[int]("max_attempts")
     attempt = _Packed[int]("attempt")
     failures = _Packed[int]("failures")
-    # What only an open task has.
+    # What only an open task has (flow control's fields among them).
     is_open = False
+    flow = NO_FLOW
+    submitter = concurrency_key = fairness_key = ""
+    selector: tuple[tuple[str, str], ...] = ()
+    prefer: tuple[tuple[str, str], ...] = ()
     token: None = None
     assigned_ts: None = None
     started_ts: None = None
@@ -146,7 +150,7 @@ class FinishedTask:
         return (self.task_id, self.kind, self.payload, self.requires, priority, max_attempts,
                 timeout_s, submitted_position, submitted_ts, updated_ts, STATUSES[status],
                 self.agent_id, incarnation, attempt, None, None, None, failures, retry_at,
-                progress, self.result, self.error, position, finished_ts)
+                progress, self.result, self.error, position, finished_ts, NO_FLOW)
 
     def thaw(self) -> TaskView:
         return TaskView(*self.row())
@@ -175,5 +179,5 @@ if FIELDS != ("task_id", "kind", "payload", "requires", "priority", "max_attempt
               "timeout_s", "submitted_position", "submitted_ts", "updated_ts", "status",
               "agent_id", "incarnation", "attempt", "token", "assigned_ts", "started_ts",
               "failures", "retry_at", "progress", "result", "error", "position",
-              "finished_ts"):
+              "finished_ts", "flow"):
     raise TypeError("TaskView's fields changed: update FinishedTask.row and _LAYOUT")

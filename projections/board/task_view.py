@@ -8,6 +8,12 @@ from typing import Any
 
 from domain.task import OPEN, TaskStatus
 
+# Flow control's view of a task (domain/flow.py), one tuple shared by the tasks that
+# have the same: (submitter, concurrency key, fairness key, selector, prefer), the last
+# two as sorted (label, value) pairs. A plain tuple, so that a snapshot holds it as is.
+Flow = tuple[str, str, str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+NO_FLOW: Flow = ("", "", "", (), ())
+
 
 def _time(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
@@ -46,6 +52,28 @@ class TaskView:
     error: str | None = None
     position: int = 0
     finished_ts: float | None = None
+    flow: Flow = NO_FLOW
+
+    @property
+    def submitter(self) -> str:
+        return self.flow[0]
+
+    @property
+    def concurrency_key(self) -> str:
+        return self.flow[1]
+
+    @property
+    def fairness_key(self) -> str:
+        """Its own, else its submitter's: tasks are served in turn across these."""
+        return self.flow[2] or self.flow[0]
+
+    @property
+    def selector(self) -> tuple[tuple[str, str], ...]:
+        return self.flow[3]
+
+    @property
+    def prefer(self) -> tuple[tuple[str, str], ...]:
+        return self.flow[4]
 
     @property
     def is_open(self) -> bool:
@@ -91,4 +119,19 @@ class TaskView:
             "submitted_at": self.submitted_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "position": self.position,
+            **_flow_json(self.flow),
         }
+
+
+def _flow_json(flow: Flow) -> dict[str, Any]:
+    """The flow control fields a task was given (none for a task without them)."""
+    found: dict[str, Any] = {}
+    if flow[1]:
+        found["concurrency_key"] = flow[1]
+    if flow[2]:
+        found["fairness_key"] = flow[2]
+    if flow[3]:
+        found["selector"] = dict(flow[3])
+    if flow[4]:
+        found["prefer"] = dict(flow[4])
+    return found

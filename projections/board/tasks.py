@@ -12,8 +12,10 @@ from domain import shared_values
 from domain.task import TERMINAL, TaskStatus
 from projections.board.deadlines import StepDeadlines, step_of
 from projections.board.finished_task import FinishedTask
-from projections.board.task_view import TaskView
-from projections.board.waiting import WaitingTasks
+from projections.board.flow_use import FlowUse
+from projections.board.task_view import NO_FLOW, Flow, TaskView
+from projections.board.waiting import Round, WaitingTasks
+from projections.limits import Limits
 from projections.log_event import LogEvent
 from projections.status_counts import StatusCounts
 
@@ -46,6 +48,26 @@ def _shared_float(value: float) -> float:
     return shared_values.one_of(_shared_floats, value, _MAX_SHARED_FLOATS)
 
 
+_shared_flows: dict[Flow, Flow] = {}
+_MAX_SHARED_FLOWS = 10_000
+
+
+def shared_flow(flow: Flow) -> Flow:
+    """One tuple for the tasks of a submitter with the same flow control fields."""
+    return NO_FLOW if flow == NO_FLOW else shared_values.one_of(_shared_flows, flow,
+                                                                _MAX_SHARED_FLOWS)
+
+
+def flow_of(data: dict[str, object]) -> Flow:
+    """A Submitted event's flow control fields (domain/flow.py), as a view holds them."""
+    selector, prefer = data.get("selector") or {}, data.get("prefer") or {}
+    return shared_flow((
+        sys.intern(str(data.get("submitted_by") or "")),
+        str(data.get("concurrency_key") or ""), str(data.get("fairness_key") or ""),
+        tuple(sorted(selector.items())) if isinstance(selector, dict) else (),
+        tuple(sorted(prefer.items())) if isinstance(prefer, dict) else ()))
+
+
 class TaskBoard:
     """The task board projection. `apply` is pure state change; no I/O.
 
@@ -63,7 +85,10 @@ class TaskBoard:
         self.tasks: dict[str, HeldTask] = {}
         self.open_by_agent: dict[str, set[str]] = {}
         self.queued: set[str] = set()
-        self.waiting = WaitingTasks()  # the queued tasks again, in serving order
+        self.flow = FlowUse()  # what the tasks use of their limits
+        # The queued tasks again, in serving order; a fairness key's weight is set by
+        # bootstrap from the limits (projections/limits.py).
+        self.waiting = WaitingTasks()
         self.position = 0
         # The finished tasks held, in the order they finished in the log: 8 bytes each,
         # where a heap by time took a tuple and a float. The log's clock is the stream's,
@@ -109,6 +134,11 @@ class TaskBoard:
             del self.tasks[task_id]
             self._counts.moved(self.tasks, view.status, None)
 
+    def follow(self, limits: Limits) -> None:
+        """Place under these limits (its keys' rates, its fairness keys' weights)."""
+        self.flow.limit_of = limits.key_limit
+        self.waiting.weight = limits.weight
+
     def enter(self, view: TaskView) -> None:
         """Take a view as it is (from a snapshot) with everything derived from it; the
         caller puts `finished` in its order (the snapshot's)."""
@@ -132,6 +162,7 @@ class TaskBoard:
                 priority=data["priority"], max_attempts=data["max_attempts"],
                 timeout_s=_shared_float(data["timeout_s"]),
                 submitted_position=event.position, submitted_ts=at, updated_ts=at,
+                flow=flow_of(data),
             )
             # Scheduled: waits, as a retry does, until its time (domain.task).
             view.retry_at = data.get("not_before") or 0.0
@@ -152,6 +183,10 @@ class TaskBoard:
             view.assigned_ts = at
             view.started_ts = None
             view.progress = 0.0
+            if name == "Assigned":  # a placement: the key's token, the fairness turn
+                if view.concurrency_key:
+                    self.flow.placed(view.concurrency_key, at)
+                self.waiting.charge(view.fairness_key)
         elif name == "Requeued":
             view.agent_id = None
             view.token = None
@@ -189,11 +224,15 @@ class TaskBoard:
         self.tasks[view.task_id] = _held(view)
 
     def _leave_indexes(self, view: TaskView) -> None:
-        self.queued.discard(view.task_id)
-        self.waiting.discard(view.task_id)
+        if view.task_id in self.queued:
+            self.queued.discard(view.task_id)
+            self.waiting.discard(view.task_id)
+            self.flow.left(view, waiting=True)
         if view.agent_id is not None:
             open_tasks = self.open_by_agent.get(view.agent_id)
             if open_tasks is not None:
+                if view.task_id in open_tasks:
+                    self.flow.left(view, waiting=False)
                 open_tasks.discard(view.task_id)
                 if not open_tasks:  # an agent that held tasks once costs nothing after
                     del self.open_by_agent[view.agent_id]
@@ -205,9 +244,12 @@ class TaskBoard:
         if view.status in WAITING:
             self.queued.add(view.task_id)
             self.waiting.add(view.task_id, view.priority, view.submitted_position,
-                             view.retry_at if view.status in DELAYED else 0.0)
+                             view.retry_at if view.status in DELAYED else 0.0,
+                             view.fairness_key, view.concurrency_key)
+            self.flow.entered(view, waiting=True)
         elif view.is_open and view.agent_id is not None:
             self.open_by_agent.setdefault(view.agent_id, set()).add(view.task_id)
+            self.flow.entered(view, waiting=False)
             if self.on_load_change is not None:
                 self.on_load_change(view.agent_id)
 
@@ -221,6 +263,10 @@ class TaskBoard:
 
     def open_tasks_of(self, agent_id: str) -> list[TaskView]:
         return [_open(self.tasks[t]) for t in sorted(self.open_by_agent.get(agent_id, ()))]
+
+    def round(self, now: float) -> Round:
+        """A walk of the tasks ready at `now`, in serving order (waiting.Round)."""
+        return self.waiting.round(now)
 
     def due(self, now: float) -> Generator[TaskView, None, None]:
         """Tasks waiting for an agent, in the order they are served, as consumed; close

@@ -11,6 +11,7 @@ from infra.log.port import EventLog
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.fleet.catalog import Catalog
+from projections.limits import Limits
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -22,6 +23,10 @@ class Snapshot:
     agents: AgentHealth = field(default_factory=AgentHealth)
     tasks: TaskBoard = field(default_factory=TaskBoard)
     catalog: Catalog = field(default_factory=Catalog)
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        self.tasks.follow(self.limits)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -42,6 +47,7 @@ async def state_at(store: EventLog, position: int | None = None,
     async for event in store.iterate(0, until=until):
         if time is not None and event.recorded_at > time:
             break
+        snapshot.limits.apply(event)  # before the board: placed under those in force
         if event.name != CARRIED_FORWARD:  # a restatement changes no view
             for projection in (snapshot.agents, snapshot.tasks, snapshot.catalog):
                 projection.apply(event)

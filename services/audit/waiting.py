@@ -6,8 +6,10 @@ from typing import Any
 
 from domain.placement import PLACEABLE, Candidate, why_waiting
 from domain.task import TaskStatus
+from projections.board.key_gate import KeyGate
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
+from projections.limits import Limits
 from services.audit.reasons import iso
 
 
@@ -15,18 +17,21 @@ def fleet(agents: AgentHealth, board: TaskBoard) -> list[Candidate]:
     """Every agent as placement sees it, whatever its status: to say why none fits."""
     return [
         Candidate(v.agent_id, v.incarnation, frozenset(v.capabilities), v.capacity,
-                  board.load(v.agent_id), v.status, frozenset(v.kinds))
+                  board.load(v.agent_id), v.status, frozenset(v.kinds), v.labels)
         for v in agents.agents.values()
     ]
 
 
 def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
-            now: float) -> dict[str, Any] | None:
+            now: float, limits: Limits | None = None) -> dict[str, Any] | None:
     """Why an explained task waits and when its retry falls due; None if it does not wait."""
     status = found["status"]
     if status not in (TaskStatus.PENDING, TaskStatus.RETRY_WAIT, TaskStatus.SCHEDULED):
         return None
-    reasons = why_waiting(fleet(agents, board), found["requires"], found["kind"] or None)
+    view = board.get(found["task_id"])
+    selector = view.selector if view is not None else ()
+    reasons = why_waiting(fleet(agents, board), found["requires"], found["kind"] or None,
+                          selector)
     body: dict[str, Any] = {
         "reasons": [{"code": r.code, "message": r.message, "count": r.count}
                     for r in reasons],
@@ -35,6 +40,16 @@ def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
     blocking = [r.message for r in reasons if r.code != PLACEABLE]
     summary = ("waiting for an agent: " + "; ".join(blocking) if blocking and not any(
         r.code == PLACEABLE for r in reasons) else "an agent can take it: it is placed next")
+    key = view.concurrency_key if view is not None else ""
+    hold = KeyGate(limits, board.flow).holds(key, now) if key and limits else None
+    if hold is not None:
+        limit = {"code": hold.code, "message": hold.message, "count": 0, "key": key,
+                 "next_at": iso(hold.next_at) if hold.next_at else None}
+        body["reasons"].insert(0, limit)
+        body["limit"] = limit
+        summary = f"waiting for its key's limit: {hold.message}"
+    if view is not None and view.fairness_key and len(board.waiting) > 1:
+        body["fairness_key"] = view.fairness_key
     retry_at = found.get("retry_at")
     if status != TaskStatus.PENDING and isinstance(retry_at, int | float) and retry_at:
         # A retry's backoff, or a scheduled task's time: placed not before it.

@@ -40,6 +40,7 @@ from services.cli.common.connection import Denied, Unreachable
 from services.cli.completion import add_completion_command, run_completion
 from services.cli.demo.agent import AgentRefused, add_agent_command, run_agent, until_signalled
 from services.cli.fleet import READ_COMMANDS, add_read_commands, run_read
+from services.cli.limits import add_limits_command, run_limits
 from services.cli.schedule import add_schedule_command, run_schedule
 from services.cli.submit import add_submit_command, run_submit
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_schedule_command(commands)
     add_read_commands(commands)
     add_write_commands(commands)
+    add_limits_command(commands)
     add_security_commands(commands)
     add_audit_commands(commands)
 
@@ -149,6 +151,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return asyncio.run(run_read(args))
     elif args.command in WRITE_COMMANDS:
         return asyncio.run(run_write(args))
+    elif args.command == "limits":
+        return asyncio.run(run_limits(args))
     elif args.command == "completion":
         return run_completion(args, parser)
     elif args.command in AUDIT_COMMANDS:

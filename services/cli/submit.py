@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import sys
+import time
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +37,20 @@ def add_submit_command(commands: argparse._SubParsersAction) -> None:
     when.add_argument("--not-before", type=_moment, default=None, metavar="TIME",
                       help="run it at this time: ISO 8601 with a UTC offset "
                            "(2026-12-24T18:00:00+01:00), or epoch seconds")
+    submit.add_argument("--concurrency-key", default=None, metavar="KEY",
+                        help="the key whose limits bound it (orchestrator limits)")
+    submit.add_argument("--fairness-key", default=None, metavar="KEY",
+                        help="tasks of one priority are served in turn across these "
+                             "(default: the submitter)")
+    submit.add_argument("--selector", action="append", default=[], type=_label,
+                        metavar="LABEL=VALUE",
+                        help="a label the agent must have; repeatable")
+    submit.add_argument("--prefer", action="append", default=[], type=_label,
+                        metavar="LABEL=VALUE",
+                        help="a label that ranks agents having it first; repeatable")
+    submit.add_argument("--overload-wait", type=float, default=60.0, metavar="SECONDS",
+                        help="refused as overloaded, submit again as told for at most this "
+                             "long (default 60)")
     submit.add_argument("--wait", action="store_true",
                         help="wait for the task to finish and print its outcome; exit 1 "
                              "unless it completed")
@@ -59,19 +76,51 @@ async def run_submit(args: argparse.Namespace) -> int:
         body["delay_s"] = args.delay
     if args.not_before is not None:
         body["not_before"] = args.not_before
+    if args.concurrency_key is not None:
+        body["concurrency_key"] = args.concurrency_key
+    if args.fairness_key is not None:
+        body["fairness_key"] = args.fairness_key
+    if args.selector:
+        body["selector"] = dict(args.selector)
+    if args.prefer:
+        body["prefer"] = dict(args.prefer)
     if args.wait:
         return await _submit_and_wait(args, body)
     connected = await connect_client(args)
     try:
-        msg = await connected.request(n.TASK_SUBMIT, orjson.dumps(body), timeout=5)
+        reply = await _admitted(connected, body, args.overload_wait)
     finally:
         await connected.nc.close()
-    reply = orjson.loads(msg.data)
     if not reply.get("ok"):
         error = reply.get("error") or {}
         raise CommandFailed(f"{error.get('code', 'refused')}: {error.get('message', '')}")
     print(orjson.dumps(reply).decode())
     return 0
+
+
+async def _admitted(connected: Any, body: dict[str, Any], patience: float) -> dict[str, Any]:
+    """The submit's reply; refused as overloaded, submitted again as the reply says, for
+    at most `patience` seconds (the last refusal is the reply then)."""
+    deadline = time.monotonic() + patience
+    while True:
+        msg = await connected.request(n.TASK_SUBMIT, orjson.dumps(body), timeout=5)
+        reply: dict[str, Any] = orjson.loads(msg.data)
+        error = reply.get("error") or {}
+        if reply.get("ok") or error.get("code") != "overloaded":
+            return reply
+        wait = float(error.get("retry_after_s") or 1.0)
+        if time.monotonic() + wait > deadline:
+            return reply
+        print(f"overloaded: {error.get('message')}; submitting again in {wait:g}s",
+              file=sys.stderr)
+        await asyncio.sleep(wait)
+
+
+def _label(text: str) -> tuple[str, str]:
+    label, sep, value = text.partition("=")
+    if not sep or not label:
+        raise argparse.ArgumentTypeError(f"not LABEL=VALUE: {text!r}")
+    return label, value
 
 
 def _moment(text: str) -> float:
@@ -97,6 +146,7 @@ async def _submit_and_wait(args: argparse.Namespace, body: dict[str, Any]) -> in
     connected = await connect_client(args)
     try:
         client = Client(connected.nc, connected.identity, connected.names.prefix)
+        client.overload_patience_s = args.overload_wait
         await client.listen()
         try:
             handle = await client.submit(**body)

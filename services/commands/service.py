@@ -39,6 +39,7 @@ _MICRO_CODES = {
     ErrorCode.STALE_TOKEN: "409",
     ErrorCode.PAYLOAD_TOO_LARGE: "413",
     ErrorCode.UNAVAILABLE: "503",
+    ErrorCode.OVERLOADED: "429",
     ErrorCode.INTERNAL: "500",
 }
 

@@ -13,6 +13,7 @@ from domain.agent_commands import (
     RemoveAgent,
     UndrainAgent,
 )
+from domain.flow_commands import SetLimit
 from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
 from domain.schedule_commands import CreateSchedule, ListSchedules, ScheduleRef
 from domain.task_commands import (
@@ -29,6 +30,7 @@ from infra import names as n
 from services.auth.admin import AccessAdmin
 from services.auth.gate import AccessGate, revoke_and_remove
 from services.commands.catalog import CatalogQueries
+from services.commands.limits import LimitService
 from services.commands.registry import AgentRegistry
 from services.commands.results import TaskResultsQuery
 from services.commands.schedules import ScheduleService
@@ -40,7 +42,8 @@ AGENT, CLIENT = Sender.AGENT, Sender.CLIENT
 
 def command_table(registry: AgentRegistry, tasks: TaskService, catalog: CatalogQueries,
                   results: TaskResultsQuery, admin: AccessAdmin,
-                  gate: AccessGate, schedules: ScheduleService) -> list[Command]:
+                  gate: AccessGate, schedules: ScheduleService,
+                  limits: LimitService | None = None) -> list[Command]:
     # Every command of a named sender passes the gate: a revoked identity's are refused,
     # and an agent's claims (register, services) are held to its enrollment policy.
     def agent(name: str, model: Any, handler: Handler, claims: bool = False) -> Command:
@@ -72,6 +75,7 @@ def command_table(registry: AgentRegistry, tasks: TaskService, catalog: CatalogQ
         client(n.SCHEDULE_RESUME, ScheduleRef, schedules.resume),
         client(n.SCHEDULE_DELETE, ScheduleRef, schedules.delete),
         client(n.SCHEDULE_LIST, ListSchedules, schedules.list),
+        *([client(n.ADMIN_LIMITS_SET, SetLimit, limits.set)] if limits is not None else []),
         client(n.ADMIN_DRAIN, DrainAgent, registry.drain),
         client(n.ADMIN_UNDRAIN, UndrainAgent, registry.undrain),
         client(n.ADMIN_DEREGISTER, RemoveAgent, registry.remove),

@@ -7,14 +7,16 @@ import logging
 import secrets
 import time
 import uuid
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from domain.agent_commands import ControlMessage
-from domain.errors import CommandRefused, ErrorCode
+from domain.errors import CommandRefused, ErrorCode, Overloaded
 from domain.placement import Candidate
 from domain.task import StaleToken, Task, TaskStatus, fingerprint
 from domain.task_commands import (
+    FLOW_FIELDS,
     MAX_DELAY_S,
     AgentAssignments,
     Assignment,
@@ -29,6 +31,7 @@ from infra.caller import current_identity, decided_by_orchestrator
 from infra.log.repository import Repository
 from infra.names import Names
 from projections.board.tasks import TaskBoard
+from projections.limits import Limits
 from services.execute import Outcome, execute
 
 Publish = Callable[[str, bytes], Awaitable[None]]
@@ -53,9 +56,16 @@ class Claim(Protocol):
     def release(self) -> None: ...
 
 
-# The leader's offer of an agent for a task just submitted, when one has room and no
-# task waits before it; None otherwise (and on every orchestrator but the leader).
-Placer = Callable[[str, list[str], str], "Claim | None"]
+class Placer(Protocol):
+    """The leader's offer of an agent for a task just submitted, when one has room, no
+    task waits before it and its limits allow; None otherwise (and on every orchestrator
+    but the leader)."""
+
+    def __call__(self, task_id: str, cmd: SubmitTask) -> Claim | None: ...
+
+
+# How long a submitter refused as overloaded is told to wait before it tries again.
+OVERLOADED_RETRY_AFTER_S = 1.0
 
 
 def new_token() -> str:
@@ -89,8 +99,16 @@ class TaskService:
     def __init__(self, repository: Repository, names: Names, board: TaskBoard,
                  publish: Publish, backoff_base: float, backoff_cap: float,
                  is_operator: Callable[[str], bool] = lambda identity: True,
-                 on_progress: Callable[[str, float], Awaitable[None]] | None = None) -> None:
+                 on_progress: Callable[[str, float], Awaitable[None]] | None = None,
+                 limits: Limits | None = None,
+                 on_refused: Callable[[str], None] = lambda reason: None) -> None:
         self.repository = repository
+        self.limits = limits or Limits(0, 0)
+        self.on_refused = on_refused  # told each submit refused as overloaded (metrics)
+        # Submits admitted and being written, by submitter: a burst of concurrent ones
+        # is counted before the board has applied any of them.
+        self._admitting: Counter[str] = Counter()
+        self._unapplied: deque[tuple[int, str]] = deque()  # (position, submitter)
         # Told of every accepted progress report, written or not (the submitter's feed).
         self.on_progress = on_progress
         self._progress_written: dict[str, float] = {}  # task id -> when, while it runs
@@ -111,20 +129,46 @@ class TaskService:
         batch: one sync where a submit and its placement took two, and no dispatcher
         round between them)."""
         task_id = cmd.task_id or f"t-{uuid.uuid4().hex}"
-        body = cmd.model_dump(exclude={"task_id", "delay_s", "not_before"})
-        if cmd.delay_s is not None or cmd.not_before is not None:  # else as before delays
-            body.update(cmd.model_dump(include={"delay_s", "not_before"}, exclude_none=True))
+        # Fields added later count only when given: a retry of a submission made before
+        # they existed is still the same submission.
+        body = cmd.model_dump(exclude={"task_id", "delay_s", "not_before", *FLOW_FIELDS})
+        body.update(cmd.model_dump(include={"delay_s", "not_before", *FLOW_FIELDS},
+                                   exclude_none=True))
         digest = fingerprint(body)
         submitter = current_identity.get()
         operator = self.is_operator(submitter)
+        admitted = [False]  # a new task was let in: counted until the board has it
+        written: int | None = None
+        try:
+            reply = await self._submit(cmd, task_id, digest, submitter, operator,
+                                       causation_id, admitted)
+            written = reply.get("position")
+            return reply
+        finally:
+            if admitted[0] and written is not None:
+                self._unapplied.append((written, submitter))
+            elif admitted[0]:
+                self._admitted(submitter)
+
+    async def _submit(self, cmd: SubmitTask, task_id: str, digest: str, submitter: str,
+                      operator: bool, causation_id: str | None,
+                      admitted: list[bool]) -> dict[str, Any]:
         not_before = _not_before(cmd, time.time())  # decided now: the event records it
-        claim = (self.placer(task_id, list(cmd.requires), cmd.kind)
-                 if self.placer and not not_before else None)
+        claim = self.placer(task_id, cmd) if self.placer and not not_before else None
 
         def decide(task: Task | None) -> Task:
             if task is None:
+                # Only a new task is held to the bounds: a retried submission is
+                # answered (a refusal is decided again on the log's state, so a task not
+                # cached is found there).
+                if not admitted[0]:
+                    self._admit(submitter)
+                    self._admitting[submitter] += 1
+                    admitted[0] = True
                 task = Task(task_id, cmd.kind, cmd.payload, list(cmd.requires), cmd.priority,
-                            cmd.max_attempts, cmd.timeout_s, digest, submitter, not_before)
+                            cmd.max_attempts, cmd.timeout_s, digest, submitter, not_before,
+                            cmd.concurrency_key or "", cmd.fairness_key or "",
+                            cmd.selector or None, cmd.prefer or None)
                 if claim is not None:
                     task.assign(claim.agent.agent_id, claim.agent.incarnation, new_token(),
                                 claim.strategy, considered(claim.seen), time.time())
@@ -159,6 +203,31 @@ class TaskService:
             else:  # the task existed already: the claim was not used
                 claim.release()
         return _reply(outcome, status=outcome.aggregate.status)
+
+    def _admitted(self, submitter: str) -> None:
+        left = self._admitting[submitter] - 1
+        if left > 0:
+            self._admitting[submitter] = left
+        else:
+            del self._admitting[submitter]
+
+    def _admit(self, submitter: str) -> None:
+        """Refuse (`overloaded`, nothing written) a new task past an admission bound."""
+        use, limits = self.board.flow, self.limits
+        unapplied = self._unapplied
+        while unapplied and unapplied[0][0] <= self.board.position:
+            self._admitted(unapplied.popleft()[1])
+        quota = limits.quota(submitter)
+        if quota and use.unfinished[submitter] + self._admitting[submitter] >= quota:
+            self.on_refused("submitter")
+            raise Overloaded(f"{submitter or 'this submitter'} has {quota} unfinished tasks, "
+                             f"its bound; submit again when some have finished",
+                             OVERLOADED_RETRY_AFTER_S)
+        total = limits.max_unfinished_total
+        if total and use.total_unfinished + self._admitting.total() >= total:
+            self.on_refused("total")
+            raise Overloaded(f"the orchestrator holds {total} unfinished tasks, its bound; "
+                             f"submit again when some have finished", OVERLOADED_RETRY_AFTER_S)
 
     async def cancel(self, cmd: CancelTask, causation_id: str | None = None) -> dict[str, Any]:
         holder: list[str | None] = [None]

@@ -151,6 +151,7 @@ class BusEvidence:
                 elif self.evidence.horizon > horizon and self._running:
                     self.tick(answered)  # deadlines this look covers: at once
             await asyncio.sleep(MIN_LOOK_GAP_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._look_wanted.wait(), self.look_every)
+            with contextlib.suppress(TimeoutError):  # not wait_for: see Dispatcher.run
+                async with asyncio.timeout(self.look_every):
+                    await self._look_wanted.wait()
             self._look_wanted.clear()

@@ -33,6 +33,7 @@ _STATUS = {
     ErrorCode.STALE_TOKEN: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.OVERLOADED: 429,
     ErrorCode.INTERNAL: 500,
 }
 

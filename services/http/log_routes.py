@@ -75,7 +75,7 @@ async def task_why(request: web.Request) -> web.Response:
     found = await Explainer(model.store, model.js, model.names).task(task_id)
     if found is None:
         return error_response(404, ErrorCode.NOT_FOUND, f"task {task_id} does not exist")
-    found["waiting"] = waiting(found, model.agents, model.tasks, time.time())
+    found["waiting"] = waiting(found, model.agents, model.tasks, time.time(), model.limits)
     return json_reply(redacted(found))
 
 

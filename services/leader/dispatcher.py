@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from domain.errors import CommandRefused
 from domain.placement import Candidate, Strategy
 from domain.plan import Plan
 from domain.task import TaskStatus
+from domain.task_commands import SubmitTask
 from projections.board.deadlines import ACCEPTING, step_of
+from projections.board.key_gate import KeyGate
 from projections.board.tasks import HeldTask, TaskBoard, TaskView
+from projections.board.waiting import Round
+from projections.limits import Limits
 from services.commands.tasks import TaskService
 from services.leader.fleet import Fleet
 from services.metrics import Metrics
@@ -49,8 +52,11 @@ class Placement:
 class Dispatcher:
     def __init__(self, board: TaskBoard, fleet: Fleet, tasks: TaskService, strategy: Strategy,
                  accept_timeout: float, metrics: Metrics,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, limits: Limits | None = None) -> None:
         self.board = board
+        # Concurrency and rate limits of the tasks' keys (domain/flow.py).
+        self.gate = KeyGate(limits or Limits(), board.flow,
+                            lambda key: fleet.keys_in_flight.get(key, 0))
         self.fleet = fleet
         self.tasks = tasks
         self.strategy = strategy
@@ -58,29 +64,36 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.wake = asyncio.Event()
+        self._token_at: float | None = None  # when a key held for its rate next may place
 
-    def claim(self, task_id: str, requires: list[str], kind: str) -> Placement | None:
+    def claim(self, task_id: str, cmd: SubmitTask) -> Placement | None:
         """An agent for a task being submitted, set aside (counted against it) until the
         submit's append settles or releases it: only when no task waits before this one
-        (the queue keeps its order) and an agent has room."""
+        (the queue keeps its order), its key's limits allow and an agent has room."""
         if len(self.board.waiting):
             return None
-        chosen = self._set_aside(self.fleet.plan(self.strategy), task_id, requires, kind)
+        key = cmd.concurrency_key or ""
+        if key and self.gate.holds(key, self.clock()) is not None:
+            return None
+        chosen = self._set_aside(self.fleet.plan(self.strategy), task_id, list(cmd.requires),
+                                 cmd.kind, _pairs(cmd.selector), _pairs(cmd.prefer), key)
         if chosen is None:
             return None
         agent, seen = chosen
         return Placement(self.fleet, task_id, agent, seen, self.strategy, self.metrics)
 
-    def _set_aside(self, plan: Plan, task_id: str, requires: list[str],
-                   kind: str) -> tuple[Candidate, list[Candidate]] | None:
+    def _set_aside(self, plan: Plan, task_id: str, requires: list[str], kind: str,
+                   selector: tuple[tuple[str, str], ...] = (),
+                   prefer: tuple[tuple[str, str], ...] = (),
+                   key: str = "") -> tuple[Candidate, list[Candidate]] | None:
         """The agent the plan gives the task, counted against it from now on, with the
         candidates the placement records it looked at (the least loaded, before it)."""
-        agent = plan.choose(requires, kind, self.fleet.cursor)
+        agent = plan.choose(requires, kind, self.fleet.cursor, selector, prefer)
         if agent is None:
             return None
         seen = plan.considered()
         self.fleet.cursor = agent.agent_id
-        self.fleet.reserve(task_id, agent.agent_id)
+        self.fleet.reserve(task_id, agent.agent_id, key)
         plan.take(agent.agent_id)
         return agent, seen
 
@@ -90,8 +103,11 @@ class Dispatcher:
 
     async def run(self) -> None:
         while True:
+            # Not wait_for: on Python 3.11 it swallows a cancel that arrives while the
+            # event is set, and a dispatcher told to stop (leadership lost) went on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self._next_timer())
+                async with asyncio.timeout(self._next_timer()):
+                    await self.wake.wait()
             self.wake.clear()
             try:
                 await self.round()
@@ -111,6 +127,8 @@ class Dispatcher:
         """Seconds until a retry falls due or an open task's deadline passes."""
         now = self.clock()
         times = [self.board.next_retry_at() or now + 1.0]
+        if self._token_at is not None:
+            times.append(self._token_at)
         due = self.board.deadlines.next_due(self.board.tasks, self.accept_timeout)
         if due is not None:
             times.append(due)
@@ -120,35 +138,53 @@ class Dispatcher:
         """Decide placements one by one (each sees the loads the previous ones add), then
         write them concurrently."""
         now = self.clock()
+        self._token_at = None
         await self._expire(now)
-        due = self.board.due(now)
-        first = next(due, None)
-        if first is None:
+        if not len(self.board.waiting):
             return  # registrations poke too: no O(agents) plan when nothing waits
-        plan = self.fleet.plan(self.strategy)
-        free = self.fleet.free
+        walk = self.board.round(now)
         writes: list[Awaitable[None]] = []
         try:
-            self._plan(itertools.chain((first,), due), plan, free, writes)
+            self._plan(walk, now, writes)
         finally:
-            due.close()  # the queue is whole again before anything else reads it
+            walk.close()  # the queue is whole again before anything else reads it
         await asyncio.gather(*writes)
 
-    def _plan(self, due: Iterator[TaskView], plan: Plan, free: int,
-              writes: list[Awaitable[None]]) -> None:
-        """Choose agents for the tasks in queue order while capacity lasts; each choice
-        sees the loads the ones before it add."""
-        for view in due:
+    def _plan(self, walk: Round, now: float, writes: list[Awaitable[None]]) -> None:
+        """Choose agents for the tasks in serving order while capacity lasts; each choice
+        sees the loads the ones before it add. A task that cannot be placed now never
+        holds back the ones behind it: a key at its limit sets its lane aside, a task no
+        agent can take is stepped over."""
+        plan: Plan | None = None
+        free = 0
+        tasks = self.board.tasks
+        while (task_id := walk.next()) is not None:
+            if plan is None:  # made only once a task is due: no O(agents) work before
+                plan, free = self.fleet.plan(self.strategy), self.fleet.free
             if free <= 0:
                 break  # the fleet is full: the rest of the queue waits for capacity
             if len(writes) >= MAX_CONCURRENT_PLACEMENTS:
                 self.poke()  # more to place: another round right after this one
                 break
-            if self.fleet.reserved(view.task_id):
+            view: TaskView = tasks[task_id]  # type: ignore[assignment]  # waiting: a view
+            if self.fleet.reserved(task_id):
+                walk.skip()
                 continue
-            chosen = self._set_aside(plan, view.task_id, view.requires, view.kind)
+            key = view.concurrency_key
+            hold = self.gate.holds(key, now) if key else None
+            if hold is not None:
+                if hold.next_at is not None:  # look again when its next token comes
+                    self._token_at = min(self._token_at or hold.next_at, hold.next_at)
+                self.metrics.flow.throttled.labels(self.metrics.flow.label(key),
+                                                   hold.code).inc()
+                walk.block()
+                continue
+            chosen = self._set_aside(plan, task_id, view.requires, view.kind, view.selector,
+                                     view.prefer, key)
             if chosen is None:
-                continue  # a later task may need less; this one waits for capacity
+                walk.skip()  # a later task may need less; this one waits for capacity
+                continue
+            walk.served()
             free -= 1
             writes.append(self._place(view, *chosen))
 
@@ -205,12 +241,13 @@ async def move(tasks: TaskService, fleet: Fleet, view: HeldTask, from_agent: str
     agents, and a death's moves waited for all of them).
     """
     plan = fleet.plan(strategy)
-    agent = _choose_except(plan, view.requires, view.kind, fleet.cursor, from_agent)
+    agent = _choose_except(plan, view, fleet.cursor, from_agent)
     seen = plan.considered()
     if agent is not None:
         fleet.cursor = agent.agent_id
         plan.take(agent.agent_id)
-    # Reserved before the first await, so concurrent moves see each other's choices.
+    # Reserved before the first await, so concurrent moves see each other's choices. A
+    # move keeps its task's key count (it was open, and stays open or waits).
     fleet.reserve(view.task_id, agent.agent_id if agent is not None else "")
     try:
         if agent is not None:
@@ -233,15 +270,19 @@ async def move(tasks: TaskService, fleet: Fleet, view: HeldTask, from_agent: str
     return agent.agent_id if agent is not None else None
 
 
-def _choose_except(plan: Plan, requires: list[str], kind: str, cursor: str,
+def _choose_except(plan: Plan, view: HeldTask, cursor: str,
                    excluded: str) -> Candidate | None:
     """The plan's choice among every agent but `excluded` (the one the task leaves: it
     may be healthy again, re-registered, or merely slow to accept)."""
-    agent = plan.choose(requires, kind, cursor)
+    agent = plan.choose(view.requires, view.kind, cursor, view.selector, view.prefer)
     if agent is None or agent.agent_id != excluded:
         return agent
     plan.update(excluded, None)  # set aside for this choice only
     try:
-        return plan.choose(requires, kind, cursor)
+        return plan.choose(view.requires, view.kind, cursor, view.selector, view.prefer)
     finally:
         plan.update(excluded, agent)
+
+
+def _pairs(labels: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items())) if labels else ()

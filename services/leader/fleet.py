@@ -9,6 +9,8 @@ was most of the orchestrator's work; `python -m bench profile`).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from domain.placement import Candidate, Strategy
 from domain.plan import Plan
 from projections.board.tasks import TaskBoard
@@ -28,6 +30,10 @@ class Fleet:
         self.position = position
         self._in_flight: dict[str, tuple[str, int]] = {}  # task id -> (agent id, position)
         self._extra: dict[str, int] = {}  # agent id -> its placements in flight
+        # Placements from the queue in flight, by concurrency key, and each one's key:
+        # counted against the key's limits until the projections apply them.
+        self.keys_in_flight: Counter[str] = Counter()
+        self._key_of: dict[str, str] = {}
         # round_robin's cursor, the agent chosen last: placements and moves share it.
         self.cursor = ""
         self._candidates: dict[str, Candidate] = {}  # the healthy agents
@@ -41,12 +47,20 @@ class Fleet:
     # --- placements in flight ---------------------------------------------------------
 
     def note(self, task_id: str, agent_id: str, position: int) -> None:
+        key = self._key_of.get(task_id)  # written now: still counted against its key
         self._leave(task_id)
         self._enter(task_id, agent_id, position)
+        if key is not None:
+            self._key_of[task_id] = key
+            self.keys_in_flight[key] += 1
 
-    def reserve(self, task_id: str, agent_id: str) -> None:
-        """Count a placement being written against its agent until it is settled."""
+    def reserve(self, task_id: str, agent_id: str, key: str = "") -> None:
+        """Count a placement being written against its agent (and its concurrency key,
+        if given) until it is settled."""
         self.note(task_id, agent_id, _UNWRITTEN)
+        if key:
+            self._key_of[task_id] = key
+            self.keys_in_flight[key] += 1
 
     def release(self, task_id: str) -> None:
         self._leave(task_id)
@@ -75,6 +89,13 @@ class Fleet:
         held = self._in_flight.pop(task_id, None)
         if held is None:
             return
+        key = self._key_of.pop(task_id, None)
+        if key is not None:
+            left_of_key = self.keys_in_flight[key] - 1
+            if left_of_key > 0:
+                self.keys_in_flight[key] = left_of_key
+            else:
+                del self.keys_in_flight[key]
         agent_id = held[0]
         left = self._extra[agent_id] - 1
         if left:
@@ -116,7 +137,7 @@ class Fleet:
             new = self._candidates[agent_id] = Candidate(
                 agent_id, view.incarnation, frozenset(view.capabilities), view.capacity,
                 self.board.load(agent_id) + self._extra.get(agent_id, 0), view.status,
-                frozenset(view.kinds))
+                frozenset(view.kinds), view.labels)
             self._free += max(0, new.free)
         for plan in self._plans.values():
             plan.update(agent_id, new)

@@ -265,7 +265,9 @@ class TestRows:
             "Submitted": ((("timestamp", r), ("kind", r), ("fingerprint", r),
                            ("payload", None), ("requires", []), ("priority", 0),
                            ("max_attempts", 3), ("timeout_s", 300.0),
-                           ("submitted_by", ""), ("not_before", 0.0)), ("task_id",)),
+                           ("submitted_by", ""), ("not_before", 0.0),
+                           ("concurrency_key", ""), ("fairness_key", ""),
+                           ("selector", None), ("prefer", None)), ("task_id",)),
             "Assigned": ((("timestamp", r), ("agent_id", r), ("token", r),
                           ("considered", r), ("strategy", "least_loaded"),
                           ("incarnation", 1), ("attempt", 1)), ()),
@@ -429,7 +431,8 @@ def submitted_state() -> dict[str, Any]:
     return {"timestamp": datetime(2026, 1, 1, tzinfo=UTC), "originator_topic": "domain.task:Task",
             "task_id": "t1", "kind": "k", "payload": None, "requires": [], "priority": 0,
             "max_attempts": 3, "timeout_s": 300.0, "fingerprint": "f" * 64,
-            "submitted_by": "", "not_before": 0.0}
+            "submitted_by": "", "not_before": 0.0, "concurrency_key": "",
+            "fairness_key": "", "selector": None, "prefer": None}
 
 
 # A lifecycle's events as the orchestrator wrote them before rows: objects with every field.

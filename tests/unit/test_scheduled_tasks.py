@@ -64,7 +64,7 @@ async def test_the_submit_decides_the_time_and_records_it() -> None:
     log = InMemoryEventLog(names, create_mapper())
     placements: list[str] = []
 
-    def placer(task_id: str, requires: list[str], kind: str) -> None:
+    def placer(task_id: str, cmd: SubmitTask) -> None:
         placements.append(task_id)  # a delayed task is not placed with its submit
 
     tasks = TaskService(Repository(log, "task"), names, TaskBoard(), _nowhere, 1.0, 60.0)

@@ -63,12 +63,15 @@ _TASK = "domain.task:Task."
 # as they were when this form was made; a value of another type (300 for 300.0) is
 # written, not left out. A column may be appended, with a default: every event written
 # before it reads as that default (Submitted's `submitted_by`, "" for tasks submitted
-# before tasks had owners; its `not_before`, 0.0 for tasks submitted before delays).
+# before tasks had owners; its `not_before`, 0.0 for tasks submitted before delays; its
+# flow control fields, "" and null for tasks submitted before flow control).
 ROW_FORMS: Final[Mapping[str, RowForm]] = MappingProxyType({
     _TASK + "Submitted": RowForm(
         (("timestamp", REQUIRED), ("kind", REQUIRED), ("fingerprint", REQUIRED),
          ("payload", None), ("requires", []), ("priority", 0), ("max_attempts", 3),
-         ("timeout_s", 300.0), ("submitted_by", ""), ("not_before", 0.0)),
+         ("timeout_s", 300.0), ("submitted_by", ""), ("not_before", 0.0),
+         ("concurrency_key", ""), ("fairness_key", ""), ("selector", None),
+         ("prefer", None)),
         from_subject=("task_id",)),
     _TASK + "Assigned": RowForm(
         (("timestamp", REQUIRED), ("agent_id", REQUIRED), ("token", REQUIRED),
@@ -123,7 +126,9 @@ _ROWS = {topic: _compile(form) for topic, form in ROW_FORMS.items()}
 # Columns appended to a form after events were written as objects without them: such an
 # object reads as holding the column's default, as a row written before does.
 _APPENDED: Final[Mapping[str, tuple[tuple[str, Any], ...]]] = MappingProxyType({
-    _TASK + "Submitted": (("submitted_by", ""), ("not_before", 0.0)),
+    _TASK + "Submitted": (("submitted_by", ""), ("not_before", 0.0),
+                          ("concurrency_key", ""), ("fairness_key", ""), ("selector", None),
+                          ("prefer", None)),
 })
 
 

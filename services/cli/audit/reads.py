@@ -205,12 +205,12 @@ async def _waiting(store: EventStore, found: dict[str, Any]) -> dict[str, Any] |
     # the CLI knows only NATS (no API address), the answer does not depend on which
     # orchestrator is asked or how far behind it is, and it works while none is up.
     # A replay reads the whole log, so it is done only for a task that waits.
-    if found["status"] not in ("pending", "retry_wait"):
+    if found["status"] not in ("pending", "retry_wait", "scheduled"):
         return None
     bar = ProgressBar("replaying")
     snapshot = await state_at(store, progress=bar)
     bar.close()
-    return waiting(found, snapshot.agents, snapshot.tasks, time.time())
+    return waiting(found, snapshot.agents, snapshot.tasks, time.time(), snapshot.limits)
 
 
 async def _what_if(args: argparse.Namespace, nc: Client, names: Names,
