@@ -64,7 +64,7 @@ class _Handlers:
 _stub = cast(Any, _Handlers())
 MODELS = {c.name: c.model
           for c in command_table(_stub, _stub, _stub, _stub, _stub, AccessGate(Access()),
-                            _stub)}
+                            _stub, limits=_stub)}
 
 
 def documented_subject(command: str) -> str:
