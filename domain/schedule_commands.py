@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator, model
 
 from domain.cron import Cron, CronError
 from domain.fields import STRICT, Capability, Kind, StorableJson
+from domain.task_commands import FlowKey, Labels
 
 # Short enough that `<name>-<slot epoch>` is a task id (64 characters at most).
 ScheduleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,48}$")]
@@ -27,6 +28,11 @@ class TaskTemplate(BaseModel):
     priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 300.0
+    # Flow control's (docs/flow-control.md), as on a submit.
+    concurrency_key: FlowKey | None = None
+    fairness_key: FlowKey | None = None
+    selector: Labels | None = None
+    prefer: Labels | None = None
 
 
 class CreateSchedule(BaseModel):

@@ -12,7 +12,7 @@ task: its outcome comes to this identity like any it submits (`client.handle(tas
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -62,16 +62,23 @@ def task_id_of(name: str, due: float) -> str:
 async def create(request: Request, name: str, *, kind: str, cron: str | None = None,
                  every_s: int | None = None, payload: Any = None,
                  requires: Iterable[str] = (), priority: int = 0, max_attempts: int = 3,
-                 timeout_s: float = 300.0, overlap: Literal["skip", "allow"] = "skip",
+                 timeout_s: float = 300.0, concurrency_key: str | None = None,
+                 fairness_key: str | None = None, selector: Mapping[str, str] | None = None,
+                 prefer: Mapping[str, str] | None = None,
+                 overlap: Literal["skip", "allow"] = "skip",
                  catch_up: Literal["once", "skip"] = "once", grace_s: float = 60.0,
                  replace: bool = False) -> Schedule:
     """Create a schedule (`cron` or `every_s`); the same definition again changes nothing,
-    another is refused `conflict` unless `replace`."""
-    body: dict[str, Any] = {
-        "name": name, "task": {"kind": kind, "payload": payload, "requires": list(requires),
-                               "priority": priority, "max_attempts": max_attempts,
-                               "timeout_s": timeout_s},
-        "overlap": overlap, "catch_up": catch_up, "grace_s": grace_s, "replace": replace}
+    another is refused `conflict` unless `replace`. The task's fields are submit's."""
+    task: dict[str, Any] = {"kind": kind, "payload": payload, "requires": list(requires),
+                            "priority": priority, "max_attempts": max_attempts,
+                            "timeout_s": timeout_s}
+    for key, value in (("concurrency_key", concurrency_key), ("fairness_key", fairness_key),
+                       ("selector", selector), ("prefer", prefer)):
+        if value:
+            task[key] = dict(value) if isinstance(value, Mapping) else value
+    body: dict[str, Any] = {"name": name, "task": task, "overlap": overlap,
+                            "catch_up": catch_up, "grace_s": grace_s, "replace": replace}
     if cron is not None:
         body["cron"] = cron
     if every_s is not None:

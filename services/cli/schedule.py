@@ -41,6 +41,10 @@ def add_schedule_command(commands: Any) -> None:
     create.add_argument("--max-attempts", type=int, default=3, dest="max_attempts")
     create.add_argument("--timeout", type=float, default=300.0, dest="timeout_s",
                         metavar="SECONDS", help="each attempt's timeout (default 300)")
+    create.add_argument("--concurrency-key", dest="concurrency_key",
+                        help="flow control: at most the key's limit of such tasks at once")
+    create.add_argument("--fairness-key", dest="fairness_key",
+                        help="flow control: the turn it waits in (default its submitter)")
     create.add_argument("--overlap", choices=("skip", "allow"), default="skip",
                         help="a slot that finds the last task unfinished: skip it "
                              "(default) or submit beside it")
@@ -106,7 +110,9 @@ def _definition(args: argparse.Namespace) -> dict[str, Any]:
         "name": args.name, "task": {
             "kind": args.kind, "payload": payload, "requires": args.requires,
             "priority": args.priority, "max_attempts": args.max_attempts,
-            "timeout_s": args.timeout_s},
+            "timeout_s": args.timeout_s,
+            **{key: getattr(args, key) for key in ("concurrency_key", "fairness_key")
+               if getattr(args, key) is not None}},
         "overlap": args.overlap, "catch_up": args.catch_up, "grace_s": args.grace_s,
         "replace": args.replace}
     if args.cron is not None:

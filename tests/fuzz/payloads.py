@@ -451,6 +451,11 @@ TEMPLATE = Spec("task", (
     Field("max_attempts", st.integers(1, 100), wrong_for_int(1, 100)),
     Field("timeout_s", st.floats(0, 604800, exclude_min=True) | st.integers(1, 604800),
           wrong_for_float(0, 604800, low_open=True)),
+    *(Field(key, pattern_text(ID_CHARS + ":", 30) | st.none(),
+            not_null(wrong_for_str()) | not_matching(ID_CHARS + ":", 64))
+      for key in ("concurrency_key", "fairness_key")),
+    *(Field(key, labels_valid | st.none(), not_null(labels_wrong))
+      for key in ("selector", "prefer")),
 ))
 CRONS = ["* * * * *", "*/5 * * * *", "0 3 * * mon-fri", "@daily", "0 0 29 2 *"]
 NOT_CRONS = ["", "* * * *", "* * * * * *", "61 * * * *", "0 0 30 2 *", "@often", "5-1 * * * *",

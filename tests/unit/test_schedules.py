@@ -171,6 +171,16 @@ class TestFiring:
         assert story["chain"][0]["schedule"] == {"name": "tick", "due": T0 + 10}
         assert "fired by schedule tick for its slot due at" in story["chain"][0]["reason"]
 
+    async def test_the_task_carries_the_templates_flow_control_keys(self, world: World):
+        await world.schedules.create(CreateSchedule.model_validate(
+            {"name": "keyed", "every_s": 10, "task": {
+                "kind": "report", "concurrency_key": "db:main", "selector": {"zone": "a"}}}))
+        await world.settle()
+        world.clock.now = T0 + 10
+        await world.firing.round()
+        task, _ = await world.tasks.repository.get(firing_task_id("keyed", T0 + 10), True)
+        assert task is not None and task.concurrency_key == "db:main"
+
     async def test_a_slot_meeting_the_last_task_unfinished_is_skipped(self, world):
         await world.schedules.create(every())
         await world.settle()
