@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit chaos fuzz schemas bench bench-quick clean js-deps chromium \
-	promtool promtool-rules
+	promtool promtool-rules screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,11 @@ bench-quick: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/orchestrator schemas --out docs/schemas
+
+# The dashboard's screenshots in docs/img, from a real orchestrator with a small fleet
+# and a few incidents, in Chromium (scripts/screenshots.py).
+screenshots: $(CHROMIUM_STAMP)
+	$(BIN)/python scripts/screenshots.py docs/img
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache bench/results.json \

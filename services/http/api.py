@@ -53,6 +53,7 @@ from services.http.query import (
     path_id,
 )
 from services.http.schedule_routes import add_schedule_routes
+from services.http.task_pages import newest_first
 from services.http.ui import add_ui_routes
 from services.metrics import Metrics
 
@@ -198,11 +199,16 @@ async def list_tasks(request: web.Request) -> web.Response:
     status = _one_of(request, "status", TASK_STATUSES)
     await _block(request)
     limit = int_param(request, "limit", 100, 1, 1000)
-    after = int_param(request, "after", 0, 0, 2**63)
-    tasks = request.app[READ_MODEL].tasks.query(
-        status=status, agent_id=request.query.get("agent"),
-        kind=request.query.get("kind"), after=after, limit=limit,
-    )
+    if _one_of(request, "order", ("oldest", "newest")) == "newest":
+        before = int_param(request, "before", 0, 1, 2**63) if "before" in request.query else None
+        tasks = newest_first(request.app[READ_MODEL].tasks, status, request.query.get("agent"),
+                             request.query.get("kind"), before, limit)
+    else:
+        after = int_param(request, "after", 0, 0, 2**63)
+        tasks = request.app[READ_MODEL].tasks.query(
+            status=status, agent_id=request.query.get("agent"),
+            kind=request.query.get("kind"), after=after, limit=limit,
+        )
     cursor = tasks[-1].submitted_position if len(tasks) == limit else None
     return json_reply({"tasks": [t.to_json() for t in tasks], "next_after": cursor})
 

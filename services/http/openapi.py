@@ -112,6 +112,13 @@ def openapi_document() -> dict[str, Any]:
         {"name": "after", "in": "query", "required": False,
          "description": "next_after of the previous page",
          "schema": {"type": "integer", "minimum": 0}},
+        {"name": "order", "in": "query", "required": False,
+         "description": "oldest (submission order, the default) or newest first",
+         "schema": {"type": "string", "enum": ["oldest", "newest"]}},
+        {"name": "before", "in": "query", "required": False,
+         "description": "with order=newest: next_after of the previous page (tasks "
+                        "submitted before it)",
+         "schema": {"type": "integer", "minimum": 1}},
         {"name": "limit", "in": "query", "required": False,
          "description": "page size: 100 without it, at most 1000",
          "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},

@@ -78,8 +78,8 @@ class ScheduleFiring:
         if schedule is None:
             return None
         decision = schedule.decide(now, self._open(schedule.last_task_id))
-        if decision is None:
-            return schedule.next_due()
+        if decision is None:  # paused or deleted: woken when that changes
+            return None if schedule.paused else schedule.next_due()
         if decision.action == FIRE:
             task_id = firing_task_id(name, decision.due.due)
             taken = await self._submit(schedule, task_id, decision)

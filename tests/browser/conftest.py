@@ -31,8 +31,8 @@ EXPECT_TIMEOUT_MS = 20_000
 # declared dead, long enough for the page to show it whatever the load.
 SUSPECT_AFTER = 1.0
 DEAD_AFTER = 4.0
-# UPDATE_SCREENSHOTS=1 writes the README's screenshots to docs/img/; else to tmp.
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+# The tests' own screenshots go to their tmp directory; docs/img is made by `make
+# screenshots` (scripts/screenshots.py), one scene for every page it shows.
 
 expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
@@ -66,7 +66,7 @@ class Dash:
     base: str
     requests: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    shots: Path = DOCS_IMG
+    shots: Path = Path(".")
 
     async def open(self, fragment: str = "#/") -> None:
         await self.page.goto(f"{self.base}/ui/{fragment}")
@@ -94,9 +94,7 @@ async def dashboard(browser: Browser, http_port: int, tmp_path: Path,
     context = await browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(EXPECT_TIMEOUT_MS)
     page = await context.new_page()
-    shots = DOCS_IMG if os.environ.get("UPDATE_SCREENSHOTS") else tmp_path
-    shots.mkdir(parents=True, exist_ok=True)
-    found = Dash(page, f"http://127.0.0.1:{http_port}", shots=shots)
+    found = Dash(page, f"http://127.0.0.1:{http_port}", shots=tmp_path)
     page.on("request", lambda request: found.requests.append(request.url))
     page.on("pageerror", lambda error: found.errors.append(str(error)))
     # Chromium logs every 4xx and failed fetch as "Failed to load resource": those are

@@ -20,6 +20,11 @@ def agent(nats_server, names, agent_id: str, **extra) -> AgentClient:
                        prefix=names.prefix, **extra)
 
 
+def fact(dash: Dash, term: str):
+    return dash.page.locator("dl.facts dt", has_text=re.compile(f"^{re.escape(term)}$")).locator(
+        "xpath=following-sibling::dd[1]")
+
+
 def row(dash: Dash, name: str):
     return dash.page.get_by_role("row").filter(has=dash.page.get_by_role("link", name=name,
                                                                          exact=True))
@@ -38,8 +43,9 @@ async def test_an_agent_registered_after_the_page_loaded_appears_without_a_reloa
         await expect(found).to_be_visible()
         await expect(found.get_by_role("cell").nth(1)).to_have_text("healthy")
         await expect(found.get_by_role("cell").nth(3)).to_have_text("zone=eu")
+        # Running of capacity and the load, as the CLI prints them (issue 34, item 1).
         load = found.get_by_role("cell").nth(4)
-        await expect(load).to_have_text(re.compile(r"^\d+(\.\d+)? / 3$"))
+        await expect(load).to_have_text(re.compile(r"^[0-3]/3 \d{1,3}%$"))
         # The overview counts it too, and it links to the agents of that status.
         await dash.page.get_by_role("link", name="Overview").click()
         agents_table = dash.page.get_by_role("table", name="Agents by status")
@@ -126,6 +132,9 @@ async def test_a_moved_tasks_page_shows_the_chain_from_the_missed_heartbeat_to_t
         await expect(marked).to_contain_text("DeclaredDead")
         moved = dash.page.get_by_role("table", name="Tasks moved off agent doomed")
         await expect(moved.get_by_role("link", name="job-1")).to_be_visible()
+        # What moved off no longer runs there (issue 34, item 2): not its last heartbeat's.
+        await expect(fact(dash, "Running")).to_have_text("nothing")
+        await expect(fact(dash, "Running / capacity, load")).to_have_text("0/1 0%")
         assert orchestrator.board.tasks["job-1"].agent_id == "rescuer"
     finally:
         await rescuer.stop(deregister=False)
@@ -182,7 +191,7 @@ async def test_tasks_filters_and_the_event_tail(dash, nc, names):
     await expect(table.get_by_role("link", name=re.compile(r"^echo-"))).to_have_count(2)
     await dash.page.get_by_role("combobox", name="Status").select_option("completed")
     await expect(dash.page.get_by_text("No tasks match these filters.")).to_be_visible()
-    # Paging: 55 more tasks make two pages of 50 in submission order, followed live.
+    # Paging: 55 more tasks make two pages of 50, newest first, followed live.
     await asyncio.gather(*(request(nc, subject(names, "task.submit"),
                                    {"task_id": f"bulk-{i:02d}", "kind": "bulk"})
                            for i in range(55)))
@@ -190,13 +199,21 @@ async def test_tasks_filters_and_the_event_tail(dash, nc, names):
     await dash.page.get_by_role("searchbox", name="Kind").fill("")
     await dash.page.get_by_role("button", name="Apply filters").click()
     await expect(dash.page.get_by_text("Page 1: tasks 1\u201350")).to_be_visible()
+    first = dash.page.get_by_role("table", name="Tasks, page 1")
+    # The newest first (issue 34, item 4): the last submitted heads the list.
+    await expect(first.get_by_role("row").nth(1).get_by_role("link")
+                 ).to_have_text(re.compile(r"^bulk-"))
+    await expect(first.get_by_role("link", name="echo-0")).to_have_count(0)
     await dash.page.get_by_role("button", name="Next page").click()
     page2 = dash.page.get_by_role("table", name="Tasks, page 2")
-    await expect(page2.get_by_role("link", name=re.compile(r"^bulk-"))).to_have_count(8)
+    await expect(page2.get_by_role("link", name=re.compile(r"^(bulk|echo)-"))).to_have_count(8)
+    await expect(page2.get_by_role("row").last.get_by_role("link")).to_have_text("echo-0")
     await expect(dash.page.get_by_text("Page 2: tasks 51\u201358")).to_be_visible()
     await dash.page.get_by_role("button", name="Previous page").click()
     await expect(dash.page.get_by_role("table", name="Tasks, page 1")
-                 .get_by_role("link", name="echo-0")).to_be_visible()
+                 .get_by_role("link", name="echo-0")).to_have_count(0)
+    await expect(dash.page.get_by_role("table", name="Tasks, page 1")
+                 .get_by_role("link", name=re.compile(r"^bulk-"))).to_have_count(50)
     # Auth is off here: the event tail is open, newest first.
     await dash.page.get_by_role("link", name="Events").click()
     tail = dash.page.get_by_role("table", name=re.compile("last 50 events"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import expect
+from playwright.async_api import Route, expect
 
 from infra.auth.credentials import read_secret
 from sdk.agent import AgentClient
@@ -50,14 +50,30 @@ async def test_the_chart_and_its_table_show_the_replayed_points(
         cells = in_force.get_by_role("cell")
         await expect(cells).to_have_text(["4", "1", "1", "0", "0", "0", "0"])
         await expect(dash.page.get_by_text("In force: dead_after 4 s")).to_be_visible()
-        # Typed values: an hour's dead_after would not have declared the false death.
+        # The field says the values of the chart below it (issue 34, item 5).
         field = dash.page.get_by_label("dead_after values (seconds, comma-separated)")
+        await expect(field).to_have_value("1, 2, 3, 4, 6, 8, 12")
         await field.fill("0")
         await dash.page.get_by_role("button", name="Replay").click()
         await expect(dash.page.get_by_text("Give at most 10 values")).to_be_visible()
         await field.fill("4, 3600")
+        # While the replay runs, the earlier chart is not shown under the values typed.
+        held: list[Route] = []
+
+        async def hold(route: Route) -> None:
+            held.append(route)
+
+        await dash.page.route(re.compile(r"/v1/what-if\?dead_after="), hold)
         await dash.page.get_by_role("button", name="Replay").click()
+        await expect(dash.page.get_by_text("Replaying under dead_after 4, 3600 s…")
+                     ).to_be_visible()
+        await expect(table).to_have_count(0)
+        await eventually(lambda: bool(held), what="the replay asked for")
+        for route in held:
+            await route.continue_()
+        await dash.page.unroute(re.compile(r"/v1/what-if\?dead_after="))
         await expect(table.get_by_role("row")).to_have_count(3)
+        await expect(field).to_have_value("4, 3600")
         await expect(point_row(dash, "3600").get_by_role("cell")).to_have_text(
             ["3600", "1", "1", "1", "0", "0", "0"])
         await expect(chart.locator("[data-series='avoided'] circle")).to_have_count(2)

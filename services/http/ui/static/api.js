@@ -25,12 +25,33 @@ export class ApiError extends Error {
 export class NetworkError extends Error {}
 
 export async function get(path, { signal } = {}) {
+  return request(path, { signal });
+}
+
+// An action (drain, undrain, cancel): POST with a JSON body; the same errors as get().
+export async function post(path, payload = {}) {
+  return request(path, { method: "POST", body: JSON.stringify(payload) });
+}
+
+// Whether the API wants a token (/ui/config.json, served with the page): a page without
+// one asks for it at once rather than being refused first.
+export async function authOn() {
+  try {
+    const response = await fetch("/ui/config.json", { cache: "no-store", credentials: "omit" });
+    return Boolean((await response.json()).auth);
+  } catch {
+    return false; // unknown: the API's 401 will say so
+  }
+}
+
+async function request(path, { signal, method = "GET", body: payload } = {}) {
   const headers = { Accept: "application/json" };
+  if (payload !== undefined) headers["Content-Type"] = "application/json";
   const value = token();
   if (value) headers.Authorization = `Bearer ${value}`;
   let response, body;
   try {
-    response = await fetch(path, { headers, signal, cache: "no-store", credentials: "omit" });
+    response = await fetch(path, { method, headers, signal, body: payload, cache: "no-store", credentials: "omit" });
     body = await response.json();
   } catch (error) {
     if (signal && signal.aborted) throw error;

@@ -1,9 +1,10 @@
 // The dashboard shell: the router (the URL's fragment: #/agents/a1?event=12), the pause
 // switch, the connection indicator and the token form.
 
-import { clearToken, setToken, token } from "./api.js";
-import { h, heading, notice } from "./dom.js";
-import { follow, live } from "./live.js";
+import { authOn, clearToken, setToken, token } from "./api.js";
+import { h, heading, notice, refreshTimes } from "./dom.js";
+import { follow, live, watchConnection } from "./live.js";
+import { clearStale, markStale } from "./stale.js";
 import * as overview from "./views/overview.js";
 import * as agents from "./views/agents.js";
 import * as agent from "./views/agent.js";
@@ -99,6 +100,7 @@ function route() {
       else a.removeAttribute("aria-current");
     }
     main.replaceChildren();
+    delete main.dataset.stale; // a new page: marked again if still disconnected
     stop = view.mount(main, { ...context, id: match[1] && decodeURIComponent(match[1]), params });
     if (!firstRoute) main.querySelector("h1")?.focus();
     firstRoute = false;
@@ -108,6 +110,11 @@ function route() {
   main.replaceChildren(heading("Not found"), notice(`The dashboard has no page ${path}.`));
 }
 
+// Each change of connection: what is shown is marked stale while disconnected.
+live.subscribe((state) => {
+  if (state.connection === "disconnected") markStale(main, new Date());
+  else if (state.connection === "live") clearStale(main);
+});
 pause.addEventListener("click", () => live.set({ paused: !live.paused }));
 signout.addEventListener("click", () => { clearToken(); showLogin("Signed out."); });
 live.subscribe((state) => {
@@ -128,4 +135,8 @@ document.getElementById("skip").addEventListener("click", (event) => {
   main.focus();
 });
 window.addEventListener("hashchange", route);
-route();
+setInterval(() => refreshTimes(main), 1000);
+watchConnection();
+// With auth on and no token yet, ask for one before any request the API would refuse.
+if (!token() && await authOn()) showLogin();
+else route();

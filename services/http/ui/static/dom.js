@@ -29,8 +29,15 @@ export const taskHref = (id) => `#/tasks/${encodeURIComponent(id)}`;
 export const agentLink = (id) => (id ? link(agentHref(id), id) : h("span", { class: "muted" }, "none"));
 export const taskLink = (id) => link(taskHref(id), id);
 
+// A status as the API said it; while the page is disconnected it reads "unknown (last
+// seen ...)" instead (stale.js), its value kept in data-value.
 export function status(value) {
-  return h("span", { class: `status status-${value}` }, value);
+  return h("span", { class: `status status-${value}`, "data-value": value }, value);
+}
+
+// Running of capacity and the load the agent reports, as the CLI prints them: "2/3 67%".
+export function load(agent) {
+  return `${agent.running.length}/${agent.capacity} ${Math.round(agent.load * 100)}%`;
 }
 
 // A table with a caption and column headers; `rows` are arrays of cells (nodes or text),
@@ -56,8 +63,20 @@ export function facts(pairs) {
 
 export function when(iso) {
   if (!iso) return h("span", { class: "muted" }, "never");
+  return h("time", { datetime: iso, title: iso }, whenText(iso));
+}
+
+function whenText(iso) {
   const at = new Date(iso);
-  return h("time", { datetime: iso, title: iso }, `${ago(at)} (${at.toLocaleTimeString()})`);
+  return `${ago(at)} (${at.toLocaleTimeString()})`;
+}
+
+// Ages move on between two answers of the API (and while none comes): say them again.
+export function refreshTimes(root) {
+  for (const el of root.querySelectorAll("time[datetime]")) {
+    const text = whenText(el.getAttribute("datetime"));
+    if (el.textContent !== text) el.textContent = text;
+  }
 }
 
 export function ago(date) {

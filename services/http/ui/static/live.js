@@ -1,13 +1,18 @@
 // Following the API live: each view loads, then waits with a blocking query
 // (?index=<X-Orch-Index>&wait=S) until the log moves past what it showed, and loads
 // again. A pause switch stops the updates; a lost connection shows "Disconnected,
-// retrying" and recovers on its own, with a capped backoff.
+// retrying" and recovers on its own, with a capped backoff. A blocking query can hang on
+// a server that is going away (it lets a waiting query finish), so /healthz is asked
+// every PING_MS besides: no answer within PING_TIMEOUT_MS is a lost connection at once.
 
 import { ApiError, get } from "./api.js";
 
 export const WAIT_S = 10; // also refreshes what the log does not move (heartbeats, ages)
 const MIN_INTERVAL_MS = 250; // throttling: at most four updates a second per view
 const BACKOFF_MS = [500, 1000, 2000, 4000];
+export const PING_MS = 1000;
+const PING_TIMEOUT_MS = 3000;
+const waits = new Set(); // the blocking queries in flight: a failed ping ends them
 
 const listeners = new Set();
 export const live = {
@@ -39,9 +44,40 @@ function untilResumed(signal) {
   });
 }
 
-// The cheapest blocking query: returns once the log passes `index`, or after WAIT_S.
+// The cheapest blocking query: returns once the log passes `index`, or after WAIT_S;
+// ended early (an error) when a ping finds the server gone.
 async function waitPast(index, signal) {
-  await get(`/v1/tasks?limit=1&index=${index}&wait=${WAIT_S}`, { signal });
+  const step = new AbortController();
+  const stop = () => step.abort();
+  signal.addEventListener("abort", stop, { once: true });
+  waits.add(step);
+  try {
+    await get(`/v1/tasks?limit=1&index=${index}&wait=${WAIT_S}`, { signal: step.signal });
+  } finally {
+    waits.delete(step);
+    signal.removeEventListener("abort", stop);
+  }
+}
+
+// Is the server there? /healthz needs no token. A failure shows at once and ends the
+// blocking queries (their loops then retry with backoff and say "Live" when answered).
+export function watchConnection() {
+  const ping = async () => {
+    let ok = false;
+    try {
+      const response = await fetch("/healthz", { cache: "no-store", credentials: "omit",
+        signal: AbortSignal.timeout(PING_TIMEOUT_MS) });
+      ok = response.ok;
+    } catch {
+      ok = false;
+    }
+    if (!ok && live.connection !== "disconnected") {
+      live.set({ connection: "disconnected" });
+      for (const step of waits) step.abort();
+    }
+    setTimeout(ping, PING_MS);
+  };
+  setTimeout(ping, PING_MS);
 }
 
 // Run `load(signal)` (which resolves to {index, ...}) and `render(result)` now and at

@@ -1,8 +1,9 @@
-// One agent: its state, its history timeline (/history with the reasons of /why), and
-// the tasks moved off it.
+// One agent: its state, the drain and undrain actions, its history timeline (/history
+// with the reasons of /why), and the tasks moved off it.
 
 import { get } from "../api.js";
-import { agentLink, facts, h, heading, labels, notice, status, table, taskLink, when } from "../dom.js";
+import { actionBar, send } from "../actions.js";
+import { agentLink, facts, h, heading, labels, load, notice, status, table, taskLink, when } from "../dom.js";
 import { detectorText, identity } from "./detail.js";
 
 export function mount(root, ctx) {
@@ -10,8 +11,11 @@ export function mount(root, ctx) {
   const marked = Number(ctx.params.get("event") || 0);
   const enc = encodeURIComponent(id);
   const out = h("div");
+  const actions = actionBar(`Actions on agent ${id}`);
   let scrolled = false;
-  root.append(heading(`Agent ${id}`), out);
+  root.append(heading(`Agent ${id}`), actions.element, out);
+  const drain = ["Drain", () => send(`/v1/agents/${enc}/drain`, {}, `Agent ${id}`)];
+  const undrain = ["Undrain", () => send(`/v1/agents/${enc}/undrain`, {}, `Agent ${id}`)];
   return ctx.follow(async (signal) => {
     const [view, history, why] = await Promise.all([
       get(`/v1/agents/${enc}`, { signal }),
@@ -20,6 +24,8 @@ export function mount(root, ctx) {
     ]);
     return { index: view.index, agent: view.body, events: history.body.events, why: why.body };
   }, ({ agent, events, why }) => {
+    // Suspect hides whether it drains: both are offered. Dead or gone: neither.
+    actions.show(agent.status, { healthy: [drain], draining: [undrain], suspect: [drain, undrain] }[agent.status] || []);
     const steps = new Map(why.chain.map((s) => [s.event_id, s]));
     const rows = events.map((e) => {
       const step = steps.get(e.event_id) || {};
@@ -34,7 +40,7 @@ export function mount(root, ctx) {
         ["Capabilities", agent.capabilities.join(", ") || "none"],
         ["Task kinds", agent.kinds.length ? agent.kinds.join(", ") : "any"],
         ["Labels", labels(agent.labels) || "none"],
-        ["Load / capacity", `${agent.load} / ${agent.capacity}`],
+        ["Running / capacity, load", load(agent)],
         ["Last heartbeat", when(agent.last_heartbeat_at)],
         ["Registered", when(agent.registered_at)],
         ["Running", agent.running.length ? agent.running.map((t, i) => [i ? ", " : "", taskLink(t)]) : "nothing"],

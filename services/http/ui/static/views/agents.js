@@ -1,8 +1,8 @@
-// Agents: status, capabilities, labels, load/capacity, last heartbeat; filters by status
+// Agents: status, capabilities, labels, running/capacity and load, last heartbeat; filters by status
 // and capability; pages of PAGE_SIZE by id (the API's `after`/`limit`).
 
 import { get, query } from "../api.js";
-import { agentLink, h, heading, labels, status, table, when } from "../dom.js";
+import { agentLink, h, heading, labels, load, status, table, when } from "../dom.js";
 import { pager } from "../pager.js";
 
 const PAGE_SIZE = 50;
@@ -50,9 +50,9 @@ export function mount(root, ctx) {
     if (summary.textContent !== said) summary.textContent = said; // live region: changes only
     pages.shown(page.next_after);
     results.replaceChildren(table(`Agents, page ${number}`,
-      ["Agent", "Status", "Capabilities", "Labels", "Load / capacity", "Last heartbeat", "Incarnation"],
+      ["Agent", "Status", "Capabilities", "Labels", "Running / capacity, load", "Last heartbeat", "Incarnation"],
       page.agents.map((a) => [agentLink(a.agent_id), status(a.status), a.capabilities.join(", "),
-        labels(a.labels), `${a.load} / ${a.capacity}`, when(a.last_heartbeat_at), String(a.incarnation)]),
+        labels(a.labels), load(a), when(a.last_heartbeat_at), String(a.incarnation)]),
       { numeric: [6], wide: [6], empty: "No agents match these filters." }));
   }
 

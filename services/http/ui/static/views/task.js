@@ -3,10 +3,12 @@
 // to the agents and events involved.
 
 import { ApiError, get } from "../api.js";
+import { actionBar, send } from "../actions.js";
 import { agentLink, facts, h, heading, notice, status, table, when } from "../dom.js";
 import { agentEventLink, detectorText, identity } from "./detail.js";
 
 const MOVES = new Set(["Reassigned", "Requeued"]);
+const FINISHED = new Set(["completed", "dead_lettered", "cancelled"]);
 
 function moveChain(step) {
   const cause = step.cause;
@@ -53,7 +55,9 @@ export function mount(root, ctx) {
   const id = ctx.id;
   const enc = encodeURIComponent(id);
   const out = h("div");
-  root.append(heading(`Task ${id}`), out);
+  const actions = actionBar(`Actions on task ${id}`);
+  root.append(heading(`Task ${id}`), actions.element, out);
+  const cancel = ["Cancel task", () => send(`/v1/tasks/${enc}/cancel`, { reason: "cancelled from the dashboard" }, `Task ${id}`)];
   return ctx.follow(async (signal) => {
     const [view, why] = await Promise.all([
       get(`/v1/tasks/${enc}`, { signal }).catch((error) => {
@@ -64,6 +68,8 @@ export function mount(root, ctx) {
     ]);
     return { index: view.index, task: view.body, why: why.body };
   }, ({ task, why }) => {
+    const open = task && !FINISHED.has(task.status);
+    actions.show(open ? "open" : "finished", open ? [cancel] : []);
     const rows = why.chain.map((s) => [String(s.position), when(s.at), s.type,
       details(s), identity(s.identity)]);
     const waiting = why.waiting;

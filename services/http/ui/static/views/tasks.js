@@ -1,4 +1,5 @@
-// Tasks by submission order: filters by status, agent and kind; pages by `next_after`.
+// Tasks, newest first: filters by status, agent and kind; pages back in time by
+// `next_after` (the API's order=newest&before=).
 
 import { get, query } from "../api.js";
 import { agentLink, h, heading, status, table, taskLink, when } from "../dom.js";
@@ -24,7 +25,7 @@ export function mount(root, ctx) {
     h("button", { type: "submit" }, "Apply filters"));
   const summary = h("p", { class: "muted", "aria-live": "polite" });
   const results = h("div");
-  const pages = pager(0, restart);
+  const pages = pager("", restart);
   root.append(heading("Tasks"), form, summary, results, pages.element);
 
   const filters = () => ({ status: state.status, agent: state.agent, kind: state.kind });
@@ -34,7 +35,7 @@ export function mount(root, ctx) {
     pages.loading();
     history.replaceState(null, "", `#/tasks${query(filters())}`);
     stop = ctx.follow(async (signal) => {
-      const page = await get(`/v1/tasks${query({ ...filters(), limit: PAGE_SIZE, after: pages.after })}`, { signal });
+      const page = await get(`/v1/tasks${query({ ...filters(), order: "newest", limit: PAGE_SIZE, before: pages.after })}`, { signal });
       return { index: page.index, page: page.body };
     }, render);
   }
@@ -47,7 +48,7 @@ export function mount(root, ctx) {
       : `Page ${number}: no tasks match`;
     if (summary.textContent !== said) summary.textContent = said; // live region: changes only
     pages.shown(page.next_after);
-    results.replaceChildren(table(`Tasks, page ${number}`,
+    results.replaceChildren(table(`Tasks, page ${number}, newest first`,
       ["Task", "Kind", "Status", "Agent", "Attempt", "Progress", "Updated"],
       page.tasks.map((t) => [taskLink(t.task_id), t.kind, status(t.status), agentLink(t.agent_id),
         `${t.attempt} of ${t.max_attempts}`, `${Math.round(t.progress * 100)}%`, when(t.updated_at)]),

@@ -89,20 +89,31 @@ function parseValues(text) {
 export function mount(root, ctx) {
   const input = h("input", { name: "dead_after", type: "text", inputmode: "decimal", autocomplete: "off", size: 30 });
   const problem = h("p", { class: "muted", id: "whatif-problem", role: "alert" });
+  const hint = h("p", { class: "muted", id: "whatif-hint" });
   const form = h("form", { class: "filters", "aria-label": "Replay under other settings" },
     h("label", {}, "dead_after values (seconds, comma-separated)", input),
     h("button", { type: "submit" }, "Replay"));
   const out = h("div");
   root.append(heading("What if"),
     h("p", {}, "The recorded heartbeats and deaths replayed under other dead_after settings: "
-      + "the false deaths (agents declared dead that came back) each would have avoided, and "
-      + "the deaths it would have added."),
-    form, problem, out);
+      + "the false deaths (an agent declared dead, then heard from again by the same process; "
+      + "one killed and started again is a real death) each would have avoided, and the deaths "
+      + "it would have added."),
+    form, problem, hint, out);
+  let shown = "";
+  input.addEventListener("input", () => {
+    hint.textContent = shown && input.value.trim() !== shown
+      ? `The chart below is for dead_after ${shown}: press Replay to replay under the values typed.` : "";
+  });
 
   let stop = () => {};
   const start = (values) => {
     stop();
     let cached = null;
+    // What is shown is always what was replayed: an earlier replay's chart does not stay
+    // under values typed since, and the field says the values of the chart below it.
+    out.replaceChildren(h("p", { class: "muted" }, values
+      ? `Replaying under dead_after ${values.join(", ")} s…` : "Replaying…"));
     const path = values ? `/v1/what-if?dead_after=${values.join(",")}` : "/v1/what-if";
     stop = ctx.follow(async (signal) => {
       if (cached) {
@@ -116,7 +127,9 @@ export function mount(root, ctx) {
     }, ({ body, at, same }) => {
       if (same) return;
       const inForce = body.settings ? body.settings.dead_after : null;
-      if (!values) input.value = body.points.map((p) => p.dead_after).join(", ");
+      shown = body.points.map((p) => p.dead_after).join(", ");
+      input.value = shown;
+      hint.textContent = "";
       const recorded = body.recorded_dead_after.length
         ? `Recorded deaths were declared under dead_after ${body.recorded_dead_after.map(seconds).join(", ")}.`
         : "The log holds no recorded death.";
