@@ -194,16 +194,16 @@ class Schedule(StrIdAggregate):
         self.deleted = False
         self.paused = False
 
-    def pause(self, by: str) -> bool:
+    def pause(self, by: str, reason: str = "") -> bool:
         """False when paused already (nothing to record)."""
         self.check_live()
         if self.paused:
             return False
-        self._paused(by=by)
+        self._paused(by=by, reason=reason)
         return True
 
     @event("Paused")
-    def _paused(self, by: str) -> None:
+    def _paused(self, by: str, reason: str = "") -> None:
         self.paused = True
 
     def resume(self, now: float, by: str) -> bool:

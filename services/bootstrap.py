@@ -219,7 +219,9 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
                                    n.SCHEDULE: schedules.repository,
                                    n.LIMIT: limit_service.repository},
         log_max_age=settings.log_max_age, is_leader=leading,
-        firing=ScheduleFiring(schedules.book, schedules, tasks, board, metrics))
+        firing=ScheduleFiring(schedules.book, schedules, tasks, board, metrics,
+                              revoked=lambda identity: settings.auth_on
+                              and access_control.access.is_revoked(identity)))
     lease = LeaderLease(js, names, holder, settings.lease_ttl, duties.lead, duties.follow,
                         replicas=settings.stream_replicas)
     read_model = ReadModel(

@@ -21,7 +21,7 @@ from domain.errors import CommandRefused, ErrorCode
 from domain.schedule import FIRE, Decision, Schedule, firing_cause, firing_task_id
 from domain.task import TERMINAL
 from domain.task_commands import SubmitTask
-from infra.caller import current_identity
+from infra.caller import ORCHESTRATOR, current_identity
 from projections.board.tasks import TaskBoard
 from projections.schedules import ScheduleBook
 from services.commands.schedules import ScheduleService
@@ -33,22 +33,29 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 30.0  # a round at least this often, whatever the schedules say
 RETRY_S = 1.0  # after a firing that failed (the log, or a refused submit)
+# Refusals of a slot's submit that another try would meet again: the slot is skipped.
+_FOR_GOOD = frozenset({ErrorCode.INVALID_REQUEST, ErrorCode.NOT_FOUND,
+                       ErrorCode.UNAUTHORIZED, ErrorCode.PAYLOAD_TOO_LARGE})
 
 
 class ScheduleFiring:
     def __init__(self, book: ScheduleBook, schedules: ScheduleService, tasks: TaskService,
                  board: TaskBoard, metrics: Metrics,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 revoked: Callable[[str], bool] = lambda identity: False) -> None:
         self.book = book
         self.schedules = schedules
         self.tasks = tasks
         self.board = board
         self.metrics = metrics
         self.clock = clock
+        # Whether an identity is revoked: its schedules are paused, not fired.
+        self.revoked = revoked
         self._wake = asyncio.Event()
         book.on_change = self._wake.set  # a schedule made, changed or decided
 
     async def run(self) -> None:
+        current_identity.set(ORCHESTRATOR)  # the firings are the orchestrator's decisions
         while True:
             self._wake.clear()
             wait = await self.round()
@@ -80,6 +87,9 @@ class ScheduleFiring:
         decision = schedule.decide(now, self._open(schedule.last_task_id))
         if decision is None:  # paused or deleted: woken when that changes
             return None if schedule.paused else schedule.next_due()
+        if self.revoked(schedule.owner):
+            await self._pause(name, f"its owner {schedule.owner} is revoked")
+            return None
         if decision.action == FIRE:
             task_id = firing_task_id(name, decision.due.due)
             taken = await self._submit(schedule, task_id, decision)
@@ -105,6 +115,8 @@ class ScheduleFiring:
                 SubmitTask(task_id=task_id, **template),
                 firing_cause(schedule.id, decision.due.due))
         except CommandRefused as refused:
+            if refused.code in _FOR_GOOD:
+                return f"submit refused: {refused.code}: {refused.message}"
             if refused.code != ErrorCode.CONFLICT:
                 raise
             task, _ = await self.tasks.repository.get(task_id, fresh=True)
@@ -116,6 +128,15 @@ class ScheduleFiring:
         if not reply.get("ok"):
             raise RuntimeError(f"submit refused: {reply.get('error')}")
         return ""
+
+    async def _pause(self, name: str, reason: str) -> None:
+        def decide(schedule: Schedule | None) -> Schedule | None:
+            if schedule is None or not schedule.pause(ORCHESTRATOR, reason):
+                return None
+            return schedule
+
+        await execute(self.schedules.repository, name, decide)
+        log.warning("schedule paused schedule=%s reason=%s", name, reason)
 
     async def _record(self, name: str, decision: Decision, now: float) -> float | None:
         task_id = firing_task_id(name, decision.due.due)

@@ -254,6 +254,49 @@ class TestFiring:
         assert [n for n, _ in await world.events("tick")] == ["Created", "Deleted"]
         assert world.schedules.book.get("tick") is None
 
+    async def test_a_revoked_owners_schedule_is_paused_not_fired(self, world):
+        await world.schedules.create(every())
+        await world.settle()
+        world.firing.revoked = lambda identity: identity == "alice"
+        world.clock.now = T0 + 10
+        await world.firing.round()
+        [*_, (name, data)] = await world.events("tick")
+        assert name == "Paused" and data["by"] == "orchestrator"
+        assert data["reason"] == "its owner alice is revoked"
+        assert await world.log.history("task", firing_task_id("tick", T0 + 10)) == []
+
+    async def test_a_submit_refused_for_good_skips_the_slot(self, world, monkeypatch):
+        await world.schedules.create(every())
+        await world.settle()
+
+        async def refuse(*args: Any) -> dict[str, Any]:
+            raise CommandRefused(ErrorCode.INVALID_REQUEST, "no such thing")
+
+        monkeypatch.setattr(world.tasks, "submit", refuse)
+        world.clock.now = T0 + 10
+        await world.firing.round()
+        [*_, (name, data)] = await world.events("tick")
+        assert name == "Skipped" and data["reason"] == (
+            "submit refused: invalid_request: no such thing")
+
+    async def test_a_submit_refused_for_now_is_tried_again(self, world, monkeypatch):
+        await world.schedules.create(every())
+        await world.settle()
+        refusals = [CommandRefused(ErrorCode.UNAVAILABLE, "event log unavailable; retry")]
+        submit = world.tasks.submit
+
+        async def once_unavailable(*args: Any) -> dict[str, Any]:
+            if refusals:
+                raise refusals.pop()
+            return await submit(*args)
+
+        monkeypatch.setattr(world.tasks, "submit", once_unavailable)
+        world.clock.now = T0 + 10
+        assert await world.firing.round() == pytest.approx(1.0)  # again in a second
+        assert [n for n, _ in await world.events("tick")] == ["Created"]
+        await world.firing.round()
+        assert [n for n, _ in await world.events("tick")] == ["Created", "Fired"]
+
     async def test_two_leaders_on_one_slot_make_one_task_and_one_firing(self, world):
         await world.schedules.create(every())
         await world.settle()
