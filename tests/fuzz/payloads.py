@@ -550,6 +550,7 @@ SPECS: dict[str, Spec] = {s.command: s for s in (
     )),
     # Operators' commands.
     Spec(n.ADMIN_DRAIN, (agent_id,)),
+    Spec(n.ADMIN_UNDRAIN, (agent_id,)),
     Spec(n.ADMIN_DEREGISTER, (agent_id,)),
     Spec(n.ADMIN_ENROLL, (
         agent_id,

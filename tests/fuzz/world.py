@@ -85,7 +85,7 @@ OK_REPLY_MODELS: dict[str, type[Any]] = {
     n.ASSIGNMENTS: AssignmentsReply, n.CATALOG_QUERY: CatalogReply, n.TASK_SUBMIT: TaskReply,
     n.TASK_ACCEPT: TaskReply, n.TASK_PROGRESS: TaskReply, n.TASK_COMPLETE: TaskReply,
     n.TASK_FAIL: TaskReply, n.TASK_CANCEL: TaskReply, n.TASK_RESULTS: TaskResultsReply,
-    n.ADMIN_DRAIN: AgentStatusReply,
+    n.ADMIN_DRAIN: AgentStatusReply, n.ADMIN_UNDRAIN: AgentStatusReply,
     n.ADMIN_DEREGISTER: AgentStatusReply, n.ADMIN_REVOKE: RevokeReply,
 }
 READ_ONLY = frozenset({n.ASSIGNMENTS, n.CATALOG_QUERY, n.TASK_RESULTS})
@@ -590,7 +590,7 @@ def semantic_probes(world: World, command: str) -> st.SearchStrategy[p.Probe] | 
             reason.map(lambda r: _probe({"task_id": "fz-cancelled", **r}, p.OK,
                                         category="repeat")),
         )
-    if command == n.ADMIN_DRAIN:
+    if command in (n.ADMIN_DRAIN, n.ADMIN_UNDRAIN):
         return st.one_of(
             unknown_id().map(lambda a: _probe({"agent_id": a}, p.NOT_FOUND,
                                               category="unknown-agent")),
