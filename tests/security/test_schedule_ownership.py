@@ -39,3 +39,26 @@ async def test_another_submitter_cannot_touch_take_or_see_a_schedule(secure: Sec
     events = await secure.orch.store.history("schedule", "nightly")
     assert [(e.name, e.identity) for e in events] == [("Created", "sub-own"),
                                                       ("Paused", "operator")]
+
+
+async def test_a_revoked_owners_schedule_stops_firing(secure: Secure) -> None:
+    owner = await secure.connect("sub-rev", await secure.identity("sub-rev", ["submitter"]))
+    made = await send(owner, n.SCHEDULE_CREATE, {
+        "name": "often", "every_s": 1, "overlap": "allow", "task": {"kind": "x"}})
+    assert made["ok"], made
+
+    async def names() -> list[str]:
+        return [e.name for e in await secure.orch.store.history("schedule", "often")]
+
+    await eventually(lambda: _has(names(), "Fired"), timeout=15, what="a firing")
+    revoked = await secure.admin("admin.revoke", {"name": "sub-rev", "reason": "left"})
+    assert revoked["ok"], revoked
+    await eventually(lambda: _has(names(), "Paused"), timeout=15, what="paused")
+    events = await secure.orch.store.history("schedule", "often")
+    paused = [e for e in events if e.name == "Paused"]
+    assert paused[0].data()["reason"] == "its owner sub-rev is revoked"
+    assert events[-1].name == "Paused"  # and nothing fired after it
+
+
+async def _has(found: Any, name: str) -> bool:
+    return name in await found
