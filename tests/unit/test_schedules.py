@@ -297,6 +297,24 @@ class TestFiring:
         await world.firing.round()
         assert [n for n, _ in await world.events("tick")] == ["Created", "Fired"]
 
+    async def test_a_long_history_is_carried_forward_and_reads_the_same(self, world):
+        await world.schedules.create(every(overlap="allow"))
+        await world.settle()
+        for slot in range(1, 13):
+            world.clock.now = T0 + 10 * slot
+            await world.firing.round()
+        await world.settle()
+        names = [n for n, _ in await world.events("tick")]
+        assert names.count("Fired") == 12 and "CarriedForward" in names
+        fresh = ScheduleService(world.log, ScheduleBook(), clock=world.clock)
+        schedule, _ = await fresh.repository.get("tick", fresh=True)
+        assert schedule is not None and schedule.fired == 12
+        assert schedule.last_due == T0 + 120 and schedule.next_due() == T0 + 130
+        await fresh.start()  # a projection made from the log reads the same
+        view = fresh.book.get("tick")
+        assert view is not None and view.fired == 12 and view.next_due() == T0 + 130
+        await fresh.stop()
+
     async def test_two_leaders_on_one_slot_make_one_task_and_one_firing(self, world):
         await world.schedules.create(every())
         await world.settle()
