@@ -155,10 +155,17 @@ async def test_writes_are_sent_as_the_cli_identity_and_say_what_changed(
         assert (code, err) == (0, "") and out.startswith("agent w1: draining (position ")
         await eventually(lambda: orchestrator.agents.get("w1").status == "draining",
                          what="w1 draining")
+        # Draining, w1 (the only gpu agent) is given nothing; undrained, it is.
+        await request(nc, subject(names, "task.submit"),
+                      {"task_id": "t3", "kind": "work", "requires": ["gpu"]})
+        await eventually(lambda: "t3" in orchestrator.board.tasks, what="t3 on the board")
+        assert orchestrator.board.tasks["t3"].agent_id is None
         code, out, err = await run("undrain", "w1", env=env)
         assert (code, err) == (0, "") and out.startswith("agent w1: healthy (position ")
         await eventually(lambda: orchestrator.agents.get("w1").status == "healthy",
                          what="w1 healthy again")
+        await eventually(lambda: orchestrator.board.tasks["t3"].agent_id == "w1",
+                         what="t3 placed on w1 once undrained")
         history = await orchestrator.store.history("agent", "w1")
         assert history[-1].name == "Undrained" and history[-1].identity == "anonymous"
         code, out, _ = await run("undrain", "w1", env=env)
