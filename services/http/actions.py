@@ -39,7 +39,14 @@ _STATUS = {
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object (none: an empty one); a coded refusal otherwise."""
+    """The request's JSON object (none: an empty one); a coded refusal otherwise.
+
+    Only as application/json: another site's page cannot send that without asking first
+    (a CORS preflight, which nothing here answers), so with auth off, where no token is
+    asked, a page elsewhere still cannot drain or cancel through the user's browser."""
+    if request.content_type != "application/json":
+        raise CommandRefused(ErrorCode.INVALID_REQUEST,
+                             "an action's body is JSON: send Content-Type: application/json")
     raw = await request.read()
     if len(raw) > MAX_ACTION_BYTES:
         raise CommandRefused(ErrorCode.PAYLOAD_TOO_LARGE,

@@ -14,9 +14,10 @@ from tests.security.conftest import Secure
 from tests.security.test_read_api_tokens import token
 
 
-async def post(secure: Secure, path: str, bearer: str, body: bytes = b"") -> tuple[int, Any]:
+async def post(secure: Secure, path: str, bearer: str, body: bytes = b"",
+               content_type: str = "application/json") -> tuple[int, Any]:
     url = f"http://127.0.0.1:{secure.orch.http_port}{path}"
-    headers = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {bearer}", "Content-Type": content_type}
     async with aiohttp.ClientSession() as session, session.post(
             url, data=body, headers=headers) as reply:
         return reply.status, orjson.loads(await reply.read())
@@ -46,6 +47,9 @@ async def test_actions_need_an_admin_token_and_record_who_acted(secure: Secure) 
             ("/v1/agents/ghost/undrain", b"", "not_found", 404)]:
         got, body = await post(secure, path, admin, raw)
         assert (got, body["error"]["code"]) == (status, code), (path, raw, body)
+    # Not JSON by its type (what a form on another site could send without asking).
+    got, body = await post(secure, "/v1/tasks/t1/cancel", admin, b"", "text/plain")
+    assert (got, body["error"]["code"]) == (400, "invalid_request"), body
     assert await store.last_position() == before  # nothing written
 
     status, body = await post(secure, "/v1/tasks/t1/cancel", admin, b'{"reason": "not needed"}')
