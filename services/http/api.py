@@ -30,7 +30,13 @@ from services.auth.http import bearer_auth
 from services.commands.catalog import catalog_at
 from services.commands.service import Command
 from services.http.actions import add_action_routes
-from services.http.blocking import RETRY_AFTER_S, BlockingQueries, TooManyBlocking, wait_past
+from services.http.blocking import (
+    RETRY_AFTER_S,
+    BlockingQueries,
+    TooManyBlocking,
+    release_on_shutdown,
+    wait_past,
+)
 from services.http.fleet_view import agent_json
 from services.http.limits import enforce_limits
 from services.http.log_routes import (
@@ -301,6 +307,7 @@ def create_app(model: ReadModel, commands: Sequence[Command] = ()) -> web.Applic
     app = web.Application(middlewares=middlewares)
     app[READ_MODEL] = model
     app[BLOCKING] = BlockingQueries()
+    release_on_shutdown(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/agents", list_agents)

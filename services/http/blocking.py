@@ -64,9 +64,25 @@ class BlockingQueries:
                 del self._by_key[key]  # no entry kept per token that waits no more
 
 
+# Set when the server shuts down: the queries waiting answer within CHECK_S, so that a
+# stopping orchestrator neither waits for them nor leaves its dashboards on "Live".
+CLOSING: web.AppKey[asyncio.Event] = web.AppKey("blocking_closing", asyncio.Event)
+
+
+def release_on_shutdown(app: web.Application) -> None:
+    app[CLOSING] = asyncio.Event()
+
+    async def closing(app: web.Application) -> None:
+        app[CLOSING].set()
+
+    app.on_shutdown.append(closing)
+
+
 async def wait_past(request: web.Request, position: Position, index: int,
                     wait: float) -> None:
-    """Until `position` passes `index`, `wait` runs out, or the client hangs up."""
+    """Until `position` passes `index`, `wait` runs out, the client hangs up, or the
+    server shuts down."""
+    closing = request.app.get(CLOSING)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
@@ -75,6 +91,8 @@ async def wait_past(request: web.Request, position: Position, index: int,
             return
         if request.transport is None or request.transport.is_closing():
             return  # nobody to answer: the place goes to another query
+        if closing is not None and closing.is_set():
+            return  # the server is going: answer now
 
 
 def _key(request: web.Request) -> str:

@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from tests.support import get_json, registration, request, subject
+from services.app import Orchestrator
+from tests.support import eventually, get_json, registration, request, subject
 
 
 def url(orch, path: str) -> str:
@@ -150,3 +151,23 @@ class TestOperations:
                 "/v1/events", "/v1/stats", "/metrics", "/healthz", "/readyz"} <= set(doc["paths"])
         for ref in ("AgentOut", "EventOut", "ErrorOut"):
             assert ref in doc["components"]["schemas"]
+
+
+async def test_a_stopping_orchestrator_answers_its_waiting_blocking_queries(settings):
+    """Stopping does not wait out a blocking query (nor keep a dashboard on "Live" until
+    it ends): the waiting query is answered as the server shuts down (issue 34, item 3)."""
+    orch = Orchestrator(settings)
+    await orch.start()
+    try:
+        await eventually(lambda: orch.runner.ready, what="projections ready")
+        index = orch.runner.position.value
+        waiting = asyncio.create_task(
+            get_json(url(orch, f"/v1/agents?index={index}&wait=600"), timeout=600))
+        # A reader waiting on the position makes its change event (an idle orchestrator
+        # has no other).
+        await eventually(lambda: orch.runner.position._changed is not None,
+                         what="the query waiting")
+    finally:
+        await asyncio.wait_for(orch.stop(), 60)  # well inside the query's 600 s
+    status, _, _ = await asyncio.wait_for(waiting, 10)
+    assert status == 200
