@@ -64,8 +64,8 @@ REQUEST_TIMEOUT_S = 10.0
 REQUEST_ATTEMPTS = 5
 
 # How long a submit refused as `overloaded` keeps trying, in all (seconds): each wait as
-# the refusal says, a little spread out (the CLI's --overload-wait is the same).
-OVERLOAD_PATIENCE_S = 60.0
+# the refusal says, a little spread out (the CLI waits 60 s: its --overload-wait).
+OVERLOAD_PATIENCE_S = 300.0
 
 
 class Client:

@@ -8,7 +8,7 @@ The process around it (connections, start and stop order, reconnects) is service
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -103,8 +103,8 @@ class System:
     schedules: ScheduleService
 
     # Flow control: the limits in force, and the operators' command that sets them.
-    limits: Limits = field(default_factory=Limits)
-    limit_service: LimitService | None = None
+    limits: Limits
+    limit_service: LimitService
 
     @property
     def is_leader(self) -> bool:

@@ -43,7 +43,7 @@ AGENT, CLIENT = Sender.AGENT, Sender.CLIENT
 def command_table(registry: AgentRegistry, tasks: TaskService, catalog: CatalogQueries,
                   results: TaskResultsQuery, admin: AccessAdmin,
                   gate: AccessGate, schedules: ScheduleService,
-                  limits: LimitService | None = None) -> list[Command]:
+                  limits: LimitService) -> list[Command]:
     # Every command of a named sender passes the gate: a revoked identity's are refused,
     # and an agent's claims (register, services) are held to its enrollment policy.
     def agent(name: str, model: Any, handler: Handler, claims: bool = False) -> Command:
@@ -75,7 +75,7 @@ def command_table(registry: AgentRegistry, tasks: TaskService, catalog: CatalogQ
         client(n.SCHEDULE_RESUME, ScheduleRef, schedules.resume),
         client(n.SCHEDULE_DELETE, ScheduleRef, schedules.delete),
         client(n.SCHEDULE_LIST, ListSchedules, schedules.list),
-        *([client(n.ADMIN_LIMITS_SET, SetLimit, limits.set)] if limits is not None else []),
+        client(n.ADMIN_LIMITS_SET, SetLimit, limits.set),
         client(n.ADMIN_DRAIN, DrainAgent, registry.drain),
         client(n.ADMIN_UNDRAIN, UndrainAgent, registry.undrain),
         client(n.ADMIN_DEREGISTER, RemoveAgent, registry.remove),

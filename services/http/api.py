@@ -24,6 +24,7 @@ from projections.access import Access
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.fleet.catalog import Catalog
+from projections.limits import Limits
 from projections.runner import ProjectionRunner
 from projections.schedules import ScheduleBook
 from services.auth.http import bearer_auth
@@ -96,6 +97,8 @@ class ReadModel:
     detector: DetectorSettings | None = None
     # The schedules (services/http/schedule_routes.py).
     schedules: ScheduleBook | None = None
+    # Flow control's limits in force (GET /v1/limits).
+    limits: Limits | None = None
 
 
 BLOCKING = web.AppKey("blocking", BlockingQueries)
@@ -281,10 +284,30 @@ async def stats(request: web.Request) -> web.Response:
 
 
 
+async def list_limits(request: web.Request) -> web.Response:
+    """Every limit an operator set, with what its key uses now; the admission bounds."""
+    model = request.app[READ_MODEL]
+    limits, use = model.limits or Limits(), model.tasks.flow
+    rows = limits.listing()
+    for row in rows:
+        if row["scope"] == "key":
+            row["running"] = use.open.get(row["name"], 0)
+            row["waiting"] = use.waiting.get(row["name"], 0)
+    return json_reply({
+        "position": model.runner.position.value,
+        "limits": rows,
+        "admission": {"max_unfinished_per_submitter": limits.max_unfinished_per_submitter,
+                      "max_unfinished_tasks": limits.max_unfinished_total,
+                      "unfinished_tasks": use.total_unfinished},
+    })
+
+
 async def metrics(request: web.Request) -> web.Response:
     model = request.app[READ_MODEL]
     await model.metrics.before_scrape()
     model.metrics.read_projections(model.agents, model.tasks)
+    if model.limits is not None:
+        model.metrics.flow.read(model.limits, model.tasks.flow)
     model.metrics.leader.set(1 if model.is_leader() else 0)
     model.metrics.position.set(model.runner.position.value)
     body = generate_latest(model.metrics.registry)
@@ -323,6 +346,7 @@ def create_app(model: ReadModel, commands: Sequence[Command] = ()) -> web.Applic
     app.router.add_get("/v1/events", list_events)
     app.router.add_get("/v1/stats", stats)
     app.router.add_get("/v1/what-if", what_if_points)
+    app.router.add_get("/v1/limits", list_limits)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     add_action_routes(app, commands)

@@ -440,6 +440,31 @@ scope_wrong = wrong_for_str() | st.sampled_from(["Read", "READ", "read ", "write
 # A schedule's commands (domain/schedule_commands.py).
 schedule_name = Field("name", pattern_text(ID_CHARS, 48), wrong_for_str()
                       | not_matching(ID_CHARS, 48), required=True)
+# Flow control's fields of a task (domain/task_commands.py), in a submit and a template.
+FLOW_FIELDS = (
+    *(Field(key, pattern_text(ID_CHARS + ":", 30) | st.none(),
+            not_null(wrong_for_str()) | not_matching(ID_CHARS + ":", 64))
+      for key in ("concurrency_key", "fairness_key")),
+    *(Field(key, labels_valid | st.none(), not_null(labels_wrong))
+      for key in ("selector", "prefer")),
+)
+RATES = ["600/min", "10/s", "1 / hour", "2.5/sec"]
+NOT_RATES = ["", "600", "0/min", "-1/s", "ten/min", "5/day", "x" * 33]
+# A key's limits: the values a `key` takes; a weight or a submitter's bound there, or a
+# burst without a rate, is refused whatever its value (tests/unit/test_flow_dispatch.py).
+LIMIT_SPEC = Spec(n.ADMIN_LIMITS_SET, (
+    Field("scope", st.just("key"), wrong_for_str() | st.sampled_from(
+        ["", "Key", "keys", "team", "key "]), required=True),
+    Field("name", pattern_text(ID_CHARS + ":", 30), wrong_for_str()
+          | not_matching(ID_CHARS + ":", 64), required=True),
+    Field("concurrency", st.integers(0, 1_000_000) | st.none(),
+          not_null(wrong_for_int(0, 1_000_000))),
+    Field("rate", st.sampled_from(RATES) | st.none(),
+          not_null(wrong_for_str()) | st.sampled_from(NOT_RATES)),
+    Field("burst", st.none(), not_null(wrong_for_int(1, 1_000_000))),
+    Field("weight", st.none(), not_null(wrong_for_float(0, 1000, low_open=True))),
+    Field("max_unfinished", st.none(), not_null(wrong_for_int(0, 100_000_000))),
+))
 TEMPLATE = Spec("task", (
     Field("kind", pattern_text(CAPABILITY_CHARS, 30), wrong_for_str() | invalid_kind,
           required=True),
@@ -451,11 +476,7 @@ TEMPLATE = Spec("task", (
     Field("max_attempts", st.integers(1, 100), wrong_for_int(1, 100)),
     Field("timeout_s", st.floats(0, 604800, exclude_min=True) | st.integers(1, 604800),
           wrong_for_float(0, 604800, low_open=True)),
-    *(Field(key, pattern_text(ID_CHARS + ":", 30) | st.none(),
-            not_null(wrong_for_str()) | not_matching(ID_CHARS + ":", 64))
-      for key in ("concurrency_key", "fairness_key")),
-    *(Field(key, labels_valid | st.none(), not_null(labels_wrong))
-      for key in ("selector", "prefer")),
+    *FLOW_FIELDS,
 ))
 CRONS = ["* * * * *", "*/5 * * * *", "0 3 * * mon-fri", "@daily", "0 0 29 2 *"]
 NOT_CRONS = ["", "* * * *", "* * * * * *", "61 * * * *", "0 0 30 2 *", "@often", "5-1 * * * *",
@@ -488,6 +509,7 @@ SCHEDULE_SPECS = (
 
 SPECS: dict[str, Spec] = {s.command: s for s in (
     *SCHEDULE_SPECS,
+    LIMIT_SPEC,
     # An agent's commands, about itself.
     Spec(n.REGISTER, (
         own_agent_id,
@@ -541,6 +563,7 @@ SPECS: dict[str, Spec] = {s.command: s for s in (
         # Its alternative: only null among valid bodies, as both given at once is refused
         # whatever the values (tests/unit/test_scheduled_tasks.py).
         Field("not_before", st.none(), not_null(wrong_for_float(0, 2e10, low_open=True))),
+        *FLOW_FIELDS,
     )),
     Spec(n.TASK_CANCEL, (task_id, Field("reason", text_4096, text_wrong))),
     Spec(n.TASK_RESULTS, (

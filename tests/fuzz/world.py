@@ -103,7 +103,7 @@ class _Handlers:
 _stub = cast(Any, _Handlers())
 MODELS: dict[str, type[BaseModel]] = {
     c.name: c.model for c in command_table(_stub, _stub, _stub, _stub, _stub, AccessGate(Access()),
-                            _stub)}
+                            _stub, _stub)}
 COMMANDS: tuple[str, ...] = tuple(MODELS)
 
 # Payloads sent by this session, per command subject (reported at the end of the run).
