@@ -22,6 +22,10 @@ Shape = tuple[frozenset[str], str | None, Selector]
 
 
 _FIRST_COMPACTION = 1024
+# Heaps kept at once, one per shape asked for: every change of an agent is pushed into
+# each, so tasks with many distinct selectors would make each change cost them all. Past
+# this, they are dropped and made again as asked.
+MAX_SHAPES = 64
 
 
 class Plan:
@@ -73,6 +77,8 @@ class Plan:
         shape = (needed, kind, selector)
         heap = self._eligible.get(shape)
         if heap is None:
+            if len(self._eligible) >= MAX_SHAPES:
+                self._eligible.clear()
             heap = self._eligible[shape] = [
                 (self._key(c), c.agent_id) for c in self.candidates.values()
                 if is_eligible(c, needed, kind, selector)]

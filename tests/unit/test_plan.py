@@ -49,3 +49,32 @@ def test_a_round_of_placements_matches_choose_each_time(strategy: Strategy, seed
         reference[got.agent_id] = Candidate(
             got.agent_id, got.incarnation, got.capabilities, got.capacity, got.load + 1,
             got.status, got.kinds)
+
+
+@pytest.mark.parametrize("strategy", [Strategy.LEAST_LOADED, Strategy.BIN_PACK])
+@pytest.mark.parametrize("seed", range(10))
+def test_selectors_and_preferences_match_choose_past_the_heaps_kept(strategy: Strategy,
+                                                                  seed: int) -> None:
+    """Labels as placement reads them, with more distinct selectors than the plan keeps
+    heaps for (domain.plan.MAX_SHAPES): still what `choose` gives."""
+    rng = random.Random(seed)
+    zones = [f"z{i}" for i in range(6)]
+    candidates = {
+        c.agent_id: Candidate(c.agent_id, 1, c.capabilities, c.capacity, c.load, "healthy",
+                              c.kinds, {"zone": rng.choice(zones), "rack": str(i % 40)})
+        for i, c in enumerate(fleet(rng, rng.randrange(1, 60)).values())}
+    reference = dict(candidates)
+    plan = Plan(dict(candidates), strategy)
+    for _ in range(rng.randrange(50, 200)):
+        selector = rng.choice([(), (("zone", rng.choice(zones)),),
+                               (("rack", str(rng.randrange(80))),)])
+        prefer = rng.choice([(), (("zone", rng.choice(zones)),)])
+        expected = choose(list(reference.values()), [], strategy, selector=selector,
+                          prefer=prefer)
+        got = plan.choose([], None, "", selector, prefer)
+        assert got == expected
+        if got is not None:
+            plan.take(got.agent_id)
+            reference[got.agent_id] = Candidate(
+                got.agent_id, 1, got.capabilities, got.capacity, got.load + 1, got.status,
+                got.kinds, got.labels)
