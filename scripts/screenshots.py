@@ -5,7 +5,8 @@ orchestrator with auth on (its own embedded nats-server, in a temporary director
 enrolls a small fleet, plays a few incidents (a task moved off a crashed agent, an agent
 that came back after being declared dead, a drained agent) and photographs the pages
 in Debian's Chromium (/usr/bin/chromium, or ORCH_CHROMIUM) through Playwright, signed in
-with an admin token. Nothing leaves 127.0.0.1.
+with an admin token; last, sets flow control limits on a key some tasks use and
+photographs the limits page. Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -168,7 +169,29 @@ async def photograph(scene: Scene, moved: str, out: Path) -> None:
         await page.get_by_role("link", name="What if").click()
         await expect(page.get_by_role("table", name="What if, by dead_after")).to_be_visible()
         await shoot(page, out, "dashboard-what-if.png")
+        await flow(scene)
+        await page.get_by_role("link", name="Limits").click()
+        await expect(page.locator('tr[data-limit="key:openai:org-1"]')).to_contain_text("2/2")
+        await shoot(page, out, "dashboard-limits.png")
         await browser.close()
+
+
+async def flow(scene: Scene) -> None:
+    """Limits on a model API's key, with two of its tasks running and three waiting
+    (after the other pages' photographs, which it leaves as they were)."""
+    llm = await scene.agent("llm-1", ["llm"], {"summarize": hold}, capacity=4,
+                            labels={"zone": "eu-west"})
+    for body in ({"scope": "key", "name": "openai:org-1", "concurrency": 2, "rate": "600/min",
+                  "burst": 20},
+                 {"scope": "default", "name": "key", "concurrency": 8},
+                 {"scope": "fairness", "name": "team-a", "weight": 3},
+                 {"scope": "submitter", "name": "bulk-loader", "max_unfinished": 50000}):
+        await scene.admin("admin.limits.set", body)
+    for i in range(5):
+        await scene.admin("task.submit", {"task_id": f"summarize-{i}", "kind": "summarize",
+                                          "requires": ["llm"], "concurrency_key": "openai:org-1",
+                                          "fairness_key": "team-a"})
+    await until(lambda: len(llm.running) == 2, "two summaries running")
 
 
 async def main(out: Path) -> None:

@@ -15,6 +15,7 @@ import * as service from "./views/service.js";
 import * as events from "./views/events.js";
 import * as whatif from "./views/whatif.js";
 import * as schedules from "./views/schedules.js";
+import * as limits from "./views/limits.js";
 
 const ROUTES = [
   [/^\/?$/, overview, "#/"],
@@ -27,6 +28,7 @@ const ROUTES = [
   [/^\/events$/, events, "#/events"],
   [/^\/what-if$/, whatif, "#/what-if"],
   [/^\/schedules$/, schedules, "#/schedules"],
+  [/^\/limits$/, limits, "#/limits"],
 ];
 
 const main = document.getElementById("main");

@@ -81,11 +81,19 @@ export function refreshTimes(root) {
 
 export function ago(date) {
   const s = (Date.now() - date.getTime()) / 1000;
+  if (s < -0.5) return `in ${ahead(-s)}`; // a time to come: a retry, a rate's next token
   if (s < 0.5) return "just now";
   if (s < 60) return `${s.toFixed(1)} s ago`;
   if (s < 3600) return `${Math.floor(s / 60)} min ago`;
   if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
   return `${Math.floor(s / 86400)} d ago`;
+}
+
+function ahead(s) {
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86400)} d`;
 }
 
 export function labels(map) {

@@ -4,7 +4,7 @@
 
 import { ApiError, get } from "../api.js";
 import { actionBar, send } from "../actions.js";
-import { agentLink, facts, h, heading, notice, status, table, when } from "../dom.js";
+import { agentLink, facts, h, heading, labels, link, notice, status, table, when } from "../dom.js";
 import { agentEventLink, detectorText, identity } from "./detail.js";
 
 const MOVES = new Set(["Reassigned", "Requeued"]);
@@ -51,6 +51,41 @@ function details(step) {
   return parts;
 }
 
+// The flow control fields a task was given (docs/flow-control.md), those it has.
+function flowFacts(task) {
+  const pairs = [];
+  if (task.concurrency_key) {
+    pairs.push(["Concurrency key", h("span", {}, `${task.concurrency_key} (`, link("#/limits", "limits"), ")")]);
+  }
+  if (task.fairness_key) pairs.push(["Fairness key", task.fairness_key]);
+  if (task.selector && Object.keys(task.selector).length) pairs.push(["Selector", labels(task.selector)]);
+  if (task.prefer && Object.keys(task.prefer).length) pairs.push(["Prefers", labels(task.prefer)]);
+  return pairs;
+}
+
+const LIMITS = { concurrency_limit: "Concurrency limit", rate_limit: "Rate limit" };
+
+// Why a queued task waits: the limit of its key holding it (and when its next token
+// comes), then the agents, each reason with the agents it rules out.
+function waitingSection(waiting) {
+  const limit = waiting.limit;
+  const reasons = waiting.reasons.filter((r) => !(limit && r.code === limit.code && r.key === limit.key));
+  // The summary says the limit's message as of the answer; its next token counts down.
+  const held = limit ? [
+    ["Held by", h("span", { "data-code": limit.code }, `${LIMITS[limit.code] || limit.code} of key ${limit.key} (`,
+      link("#/limits", "limits"), ")")],
+  ] : [];
+  if (limit && limit.next_at) held.push(["Next token", when(limit.next_at)]);
+  if (waiting.fairness_key) {
+    held.push(["Turns", `takes turns with the other fairness keys' tasks, as ${waiting.fairness_key}`]);
+  }
+  return h("section", { "aria-labelledby": "waiting" }, h("h2", { id: "waiting" }, "Why it waits"),
+    h("p", {}, waiting.summary),
+    held.length ? facts(held) : "",
+    reasons.length ? [h("h3", { id: "waiting-agents" }, limit ? "Agents, the limit aside" : "Agents"),
+      h("ul", { "aria-labelledby": "waiting-agents" }, reasons.map((r) => h("li", { "data-code": r.code }, r.message)))] : "");
+}
+
 export function mount(root, ctx) {
   const id = ctx.id;
   const enc = encodeURIComponent(id);
@@ -80,13 +115,12 @@ export function mount(root, ctx) {
         ["Agent", agentLink(task.agent_id)],
         ["Attempt", `${task.attempt} of ${task.max_attempts}`],
         ["Requires", task.requires.join(", ") || "nothing"],
+        ...flowFacts(task),
         ["Progress", `${Math.round(task.progress * 100)}%`],
         ["Error", task.error || "none"],
         ["Submitted", when(task.submitted_at)],
       ]) : notice(`Task ${id} is no longer on the board (finished longer ago than the retention); its history follows.`),
-      waiting ? h("section", { "aria-labelledby": "waiting" }, h("h2", { id: "waiting" }, "Why it waits"),
-        h("p", {}, waiting.summary),
-        h("ul", {}, waiting.reasons.map((r) => h("li", {}, `${r.message} (${r.count})`)))) : "",
+      waiting ? waitingSection(waiting) : "",
       h("h2", {}, "Timeline"),
       table(`Timeline of task ${id}`, ["Position", "Time", "Event", "What happened", "By"], rows, { numeric: [0] }),
     );
