@@ -31,12 +31,13 @@ class KeyGate:
         # Placements of the key written or being written, not yet applied (the leader's).
         self.in_flight = in_flight
 
-    def holds(self, key: str, now: float) -> Hold | None:
-        """None if a task of the key may be placed at `now`; else why not."""
+    def holds(self, key: str, now: float, placing: int = 0) -> Hold | None:
+        """None if a task of the key may be placed at `now`, with `placing` more of it
+        decided in this round; else why not."""
         limit = self.limits.key_limit(key)
         if limit is None:
             return None
-        in_flight = self.in_flight(key)
+        in_flight = self.in_flight(key) + placing
         if limit.concurrency is not None:
             running = self.use.open.get(key, 0) + in_flight
             if running >= limit.concurrency:

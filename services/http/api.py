@@ -46,6 +46,7 @@ from services.http.log_routes import (
     list_events,
     task_history,
     task_why,
+    what_if_limits_route,
     what_if_points,
 )
 from services.http.openapi import openapi_document
@@ -346,6 +347,7 @@ def create_app(model: ReadModel, commands: Sequence[Command] = ()) -> web.Applic
     app.router.add_get("/v1/events", list_events)
     app.router.add_get("/v1/stats", stats)
     app.router.add_get("/v1/what-if", what_if_points)
+    app.router.add_get("/v1/what-if/limits", what_if_limits_route)
     app.router.add_get("/v1/limits", list_limits)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)

@@ -15,6 +15,7 @@ from infra.names import AGENT, TASK, Names
 from services.audit.explain import Explainer
 from services.audit.waiting import waiting
 from services.audit.what_if import heartbeat_interval_of, recording, sweep
+from services.audit.what_if_limits import parse_change, what_if_limits
 from services.http.query import (
     READ_MODEL,
     BadQuery,
@@ -133,6 +134,27 @@ def _seconds_list(request: web.Request, name: str) -> list[float] | None:
 def _around(dead_after: float) -> list[float]:
     found = {round(dead_after * k, 3) for k in WHAT_IF_AROUND}
     return sorted(v for v in found if 0 < v <= MAX_DETECTOR_S)
+
+
+# Limits a what-if request may change at once.
+MAX_LIMIT_CHANGES = 20
+
+
+async def what_if_limits_route(request: web.Request) -> web.Response:
+    """A recorded window replayed under other limits (services/audit/what_if_limits.py):
+    `?from=POS&to=POS&set=gpu:concurrency=4&set=...`, per key the waits and throughput
+    beside what happened, and whether the placements are the same."""
+    model = request.app[READ_MODEL]
+    start = int_param(request, "from", 1, 1, 2**63)
+    end = int_param(request, "to", 0, 0, 2**63) or None
+    raw = request.query.getall("set", [])
+    if len(raw) > MAX_LIMIT_CHANGES:
+        raise BadQuery(f"set takes at most {MAX_LIMIT_CHANGES} limits")
+    try:
+        changes = [parse_change(text) for text in raw]
+    except ValueError as exc:
+        raise BadQuery(f"set: {exc}") from None
+    return json_reply(await what_if_limits(model.store, start, end, changes))
 
 
 async def what_if_points(request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ from domain.task import TaskStatus
 from domain.task_commands import SubmitTask
 from projections.board.deadlines import ACCEPTING, step_of
 from projections.board.key_gate import KeyGate
+from projections.board.placing import decide
 from projections.board.tasks import HeldTask, TaskBoard, TaskView
 from projections.board.waiting import Round
 from projections.limits import Limits
@@ -26,8 +27,6 @@ from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-# Placements written at once per round: appends overlap, each still checked by OCC.
-MAX_CONCURRENT_PLACEMENTS = 64
 
 
 @dataclass
@@ -151,42 +150,22 @@ class Dispatcher:
         await asyncio.gather(*writes)
 
     def _plan(self, walk: Round, now: float, writes: list[Awaitable[None]]) -> None:
-        """Choose agents for the tasks in serving order while capacity lasts; each choice
-        sees the loads the ones before it add. A task that cannot be placed now never
-        holds back the ones behind it: a key at its limit sets its lane aside, a task no
-        agent can take is stepped over."""
-        plan: Plan | None = None
-        free = 0
-        tasks = self.board.tasks
-        while (task_id := walk.next()) is not None:
-            if plan is None:  # made only once a task is due: no O(agents) work before
-                plan, free = self.fleet.plan(self.strategy), self.fleet.free
-            if free <= 0:
-                break  # the fleet is full: the rest of the queue waits for capacity
-            if len(writes) >= MAX_CONCURRENT_PLACEMENTS:
-                self.poke()  # more to place: another round right after this one
-                break
-            view: TaskView = tasks[task_id]  # type: ignore[assignment]  # waiting: a view
-            if self.fleet.reserved(task_id):
-                walk.skip()
-                continue
-            key = view.concurrency_key
-            hold = self.gate.holds(key, now) if key else None
-            if hold is not None:
-                if hold.next_at is not None:  # look again when its next token comes
-                    self._token_at = min(self._token_at or hold.next_at, hold.next_at)
-                self.metrics.flow.throttled.labels(self.metrics.flow.label(key),
-                                                   hold.code).inc()
-                walk.block()
-                continue
-            chosen = self._set_aside(plan, task_id, view.requires, view.kind, view.selector,
-                                     view.prefer, key)
-            if chosen is None:
-                walk.skip()  # a later task may need less; this one waits for capacity
-                continue
-            walk.served()
-            free -= 1
-            writes.append(self._place(view, *chosen))
+        """Decide the round (projections/board/placing.py), set each placement aside
+        against its agent and key, and start writing it."""
+        fleet = self.fleet
+        decided = decide(walk, self.board.tasks, lambda: (fleet.plan(self.strategy),
+                                                          fleet.free),
+                         self.gate, now, fleet.cursor, fleet.reserved)
+        fleet.cursor = decided.cursor
+        self._token_at = decided.token_at  # look again when the next token comes
+        for key, hold in decided.holds:
+            self.metrics.flow.throttled.labels(self.metrics.flow.label(key), hold.code).inc()
+        for decision in decided.decisions:
+            view = decision.view
+            fleet.reserve(view.task_id, decision.agent.agent_id, view.concurrency_key)
+            writes.append(self._place(view, decision.agent, decision.seen))
+        if decided.more:
+            self.poke()  # more to place: another round right after this one
 
     async def _place(self, view: TaskView, agent: Candidate, seen: list[Candidate]) -> None:
         try:

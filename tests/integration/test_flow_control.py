@@ -282,6 +282,14 @@ async def test_admission_refuses_writes_nothing_and_the_client_backs_off(
         await fleet.stop()
 
 
+def on_board(orchestrator: Any, task_id: str) -> Callable[[], bool]:
+    return lambda: orchestrator.board.get(task_id) is not None
+
+
+def running(fleet: Holding, task_id: str) -> Callable[[], bool]:
+    return lambda: task_id in fleet.running
+
+
 def _refused(orchestrator: Any) -> float:
     return float(orchestrator.metrics.flow.refused.labels("submitter")._value.get())
 
@@ -297,3 +305,45 @@ async def test_a_bad_limit_is_refused_with_a_code_and_writes_nothing(
         assert reply["ok"] is False and reply["error"]["code"] == "invalid_request", body
     after = (await replayed(nc, names) or [None])[-1]
     assert (after.position if after else 0) == (before.position if before else 0)
+
+
+async def test_limits_and_what_if_limits_through_the_cli_and_the_read_api(
+        orchestrator: Any, nc: Any, names: Names, nats_server: Any) -> None:
+    """`orchestrator limits set|list`, and a window replayed under a wider limit: shorter
+    waits for the key than it had; the same placements under the limit it had."""
+    from tests.integration.test_cli import cli
+
+    api = f"http://127.0.0.1:{orchestrator.http_port}"
+    flags = ("--nats-url", nats_server.url, "--subject-prefix", names.prefix)
+    code, out = await cli("limits", "set", "gpu", "--concurrency", "1", *flags)
+    assert code == 0 and "limit key gpu: concurrency=1" in out, out
+    await eventually(lambda: orchestrator.limits.key_limit("gpu") is not None,
+                     what="the limit applied")
+    start = (await replayed(nc, names))[-1].position + 1
+    fleet = Holding(nats_server.url, names.prefix)
+    try:
+        await fleet.start("w1", capacity=4)
+        for task_id in ("q0", "q1", "q2"):
+            await request(nc, subject(names, "task.submit"),
+                          {"task_id": task_id, "kind": "work", "concurrency_key": "gpu"})
+            await until(on_board(orchestrator, task_id), "on the board")
+        for task_id in ("q0", "q1", "q2"):
+            await until(running(fleet, task_id), f"{task_id} running")
+            fleet.running[task_id].set()
+        await until(lambda: orchestrator.board.get("q2").status == "completed", "all done")
+    finally:
+        await fleet.stop()
+    code, out = await cli("limits", "list", "--api-url", api)
+    assert code == 0 and "gpu" in out and "concurrency=1" in out, out
+
+    _, _, found = await get_json(f"{api}/v1/what-if/limits?from={start}")
+    assert found["placements"]["same"], found["placements"]
+    _, _, wider = await get_json(f"{api}/v1/what-if/limits?from={start}"
+                                 "&set=gpu:concurrency=3")
+    gpu = wider["keys"]["gpu"]
+    assert gpu["what_if"]["longest_wait_s"] < gpu["actual"]["longest_wait_s"]
+    status, _, refused = await get_json(f"{api}/v1/what-if/limits?set=gpu:speed=9")
+    assert status == 400 and "speed" in refused["error"]["message"]
+    code, out = await cli("what-if", "limits", "--from-position", str(start), "--set",
+                          "gpu:concurrency=3", *flags)
+    assert code == 0 and "what_if" in out and "gpu" in out, out

@@ -12,6 +12,7 @@ from infra.log.event_store import EventStore, StoreUnavailable
 from infra.log.format.codec import create_mapper
 from infra.names import Names
 from services.audit.what_if import MAX_AXIS
+from services.cli.audit.limits_what_if import add_limit_flags
 from services.cli.audit.reads import HANDLERS, parse_time
 from services.cli.common.connection import Unreachable, add_client_flags, connect_client
 
@@ -46,12 +47,17 @@ def add_audit_commands(commands: Any) -> None:
     explain.add_argument("id", help="the task or agent id")
 
     whatif = commands.add_parser(
-        "what-if", help="replay recorded silences under other detector settings",
+        "what-if", help="replay recorded silences under other detector settings, or "
+                        "(what-if limits) recorded work under other limits",
         description="Replays the silences the leader recorded (the liveness record, kept "
                     "7 days) and the deaths in the log under other settings. One point: "
                     "--suspect-after and --dead-after, each death with its verdict. A "
                     "grid: --sweep with dead_after values, a table of points.")
     common(whatif)
+    whatif.add_argument("mode", nargs="?", choices=["limits"],
+                        help="limits: replay a window of submissions and fleet under other "
+                             "limits (--set), per key: waits, throughput, the longest wait")
+    add_limit_flags(whatif)
     whatif.add_argument("--suspect-after", type=_seconds_list,
                         help="seconds; with --sweep a comma-separated list (default: half "
                              "of each dead_after)")

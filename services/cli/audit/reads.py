@@ -23,6 +23,7 @@ from services.audit.render import ProgressBar, explanation, table
 from services.audit.replay import state_at
 from services.audit.waiting import waiting
 from services.audit.what_if import MAX_POINTS, heartbeat_interval_of, recording, replay, sweep
+from services.cli.audit.limits_what_if import run_limits_what_if
 
 
 def parse_time(raw: str) -> datetime:
@@ -215,6 +216,8 @@ async def _waiting(store: EventStore, found: dict[str, Any]) -> dict[str, Any] |
 
 async def _what_if(args: argparse.Namespace, nc: Client, names: Names,
                    store: EventStore) -> int:
+    if args.mode == "limits":
+        return await run_limits_what_if(args, store)
     if args.sweep is None and (args.dead_after is None or not args.suspect_after
                                or len(args.suspect_after) != 1):
         print("what-if: give --suspect-after S and --dead-after S, or --sweep S1,S2,...",
