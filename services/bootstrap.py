@@ -8,6 +8,7 @@ The process around it (connections, start and stop order, reconnects) is service
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -58,6 +59,12 @@ from services.leader.lease import LeaderLease
 from services.leader.snapshots import Snapshots
 from services.metrics import Metrics
 from services.reactions import DISPATCH, TELL_SUBMITTER, WATCH_INCARNATION, Reactions
+
+log = logging.getLogger(__name__)
+
+# How long a new leader waits for its projections to reach the log's position before its
+# first placement (they follow the log live: this is the rare case of one far behind).
+LEAD_CATCH_UP_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -182,8 +189,14 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
     intake = HeartbeatIntake(nc, js, names, agents, monitor, metrics,
                              reregister_every=settings.heartbeat_interval, log_nc=log_nc,
                              position=position)
+    async def caught_up() -> None:
+        last = await store.last_position()
+        if not await position.wait_for(last, LEAD_CATCH_UP_S):
+            log.warning("projections not at the log's position %d after %.0fs; placing "
+                        "anyway", last, LEAD_CATCH_UP_S)
+
     dispatcher = Dispatcher(board, fleet, tasks, strategy, settings.accept_timeout, metrics,
-                            limits=limits)
+                            limits=limits, catch_up=caught_up)
     schedules = ScheduleService(store, ScheduleBook(), is_operator)
     failover = FailoverReactor(js, names, store, board, fleet, tasks, position, strategy,
                                metrics)

@@ -51,8 +51,14 @@ class Placement:
 class Dispatcher:
     def __init__(self, board: TaskBoard, fleet: Fleet, tasks: TaskService, strategy: Strategy,
                  accept_timeout: float, metrics: Metrics,
-                 clock: Callable[[], float] = time.time, limits: Limits | None = None) -> None:
+                 clock: Callable[[], float] = time.time, limits: Limits | None = None,
+                 catch_up: Callable[[], Awaitable[None]] | None = None) -> None:
         self.board = board
+        # Waited for before a term's first decision: the projections have applied what
+        # the log held then, so what the last leader wrote (a key's placements, say)
+        # counts before anything is placed past it.
+        self.catch_up = catch_up
+        self.ready = False  # caught up, in this term
         # Concurrency and rate limits of the tasks' keys (domain/flow.py).
         self.gate = KeyGate(limits or Limits(), board.flow,
                             lambda key: fleet.keys_in_flight.get(key, 0))
@@ -69,7 +75,7 @@ class Dispatcher:
         """An agent for a task being submitted, set aside (counted against it) until the
         submit's append settles or releases it: only when no task waits before this one
         (the queue keeps its order), its key's limits allow and an agent has room."""
-        if len(self.board.waiting):
+        if not self.ready or len(self.board.waiting):
             return None
         key = cmd.concurrency_key or ""
         if key and self.gate.holds(key, self.clock()) is not None:
@@ -101,6 +107,16 @@ class Dispatcher:
         self.wake.set()
 
     async def run(self) -> None:
+        self.ready = False
+        if self.catch_up is not None:
+            await self.catch_up()
+        self.ready = True
+        try:
+            await self._run()
+        finally:
+            self.ready = False
+
+    async def _run(self) -> None:
         while True:
             # Not wait_for: on Python 3.11 it swallows a cancel that arrives while the
             # event is set, and a dispatcher told to stop (leadership lost) went on.

@@ -4,6 +4,8 @@ and selectors, each decision read back from the log."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +50,7 @@ class Leader:
     tasks: TaskService
     limit_service: LimitService
     delivered: list[dict[str, Any]]
+    dispatcher: Dispatcher
 
     def status(self, task_id: str) -> str | None:
         view = self.board.get(task_id)
@@ -110,7 +113,7 @@ async def leader() -> AsyncIterator[Leader]:
     jobs.spawn("dispatcher", dispatcher.run)
     try:
         yield Leader(log, board, limits, registry, tasks,
-                     LimitService(Repository(log, "limit")), delivered)
+                     LimitService(Repository(log, "limit")), delivered, dispatcher)
     finally:
         await jobs.cancel("dispatcher")
         await runner.stop()
@@ -232,3 +235,35 @@ async def test_a_bad_limit_is_refused_and_writes_nothing(leader: Leader, fields:
         await leader.set_limit(**fields)
     assert refused.value.code == ErrorCode.INVALID_REQUEST
     assert await leader.log.last_position() == before
+
+
+async def test_a_new_term_places_nothing_before_its_projections_caught_up(
+        leader: Leader) -> None:
+    """What the last leader wrote (a key's placements) counts before the first decision:
+    the dispatcher offers no placement until its catch-up has finished."""
+    await leader.agent("a1", capacity=4)
+    gate, entered = asyncio.Event(), asyncio.Event()
+
+    async def catch_up() -> None:
+        entered.set()
+        await gate.wait()
+
+    own = leader.dispatcher
+    term = Dispatcher(own.board, own.fleet, own.tasks, Strategy.LEAST_LOADED, 30.0,
+                      Metrics(), limits=leader.limits, catch_up=catch_up)
+    submit = SubmitTask(task_id="c1", kind="echo")
+    assert term.claim("c1", submit) is None
+    running = asyncio.create_task(term.run())
+    try:
+        await asyncio.wait_for(entered.wait(), 10)  # the term has begun: catching up
+        assert not term.ready and term.claim("c1", submit) is None
+        gate.set()
+        await eventually(lambda: term.ready, what="caught up")
+        claim = term.claim("c1", submit)
+        assert claim is not None and claim.agent.agent_id == "a1"
+        claim.release()
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert not term.ready  # a term that ended offers nothing
