@@ -465,7 +465,8 @@ async def test_client_example_prints_each_result_as_it_finishes(orchestrator, se
             sys.executable, str(program), cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "ORCH_NATS_URL": settings.nats_url,
                  "ORCH_SUBJECT_PREFIX": settings.subject_prefix,
-                 "ORCH_CREDENTIALS": str(tmp_path / "none.nk")})  # auth is off here
+                 "ORCH_CREDENTIALS": str(tmp_path / "none.nk"),  # auth is off here
+                 "ORCH_EXAMPLE_TASKS": "10"})
         out, _ = await asyncio.wait_for(process.communicate(), DEADLINE)
         assert process.returncode == 0
         lines = sorted(out.decode().splitlines())
