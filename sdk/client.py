@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import secrets
 import time
@@ -32,7 +33,7 @@ from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 
 from sdk import schedules as _schedules
-from sdk.agent import CommandError
+from sdk.agent import RENEW_AT, CommandError
 from sdk.connection import flush_subscriptions, request
 from sdk.protocol import Subjects, check_identifier
 from sdk.results import (  # noqa: F401  (importable from here, as before)
@@ -63,6 +64,9 @@ REQUEST_TIMEOUT_S = 10.0
 # orchestrator restarts): safe, as a submit with its task id is idempotent.
 REQUEST_ATTEMPTS = 5
 
+# Credentials are renewed at RENEW_AT (the agent SDK's rule) of their lifetime, the
+# orchestrator's ORCH_AUTH_JWT_TTL: 300 s unless set.
+DEFAULT_CREDENTIALS_TTL_S = 300.0
 # How long a submit refused as `overloaded` keeps trying, in all (seconds): each wait as
 # the refusal says, a little spread out (the CLI waits 60 s: its --overload-wait).
 OVERLOAD_PATIENCE_S = 300.0
@@ -80,16 +84,21 @@ class Client:
         self._waiting: dict[str, asyncio.Future[TaskOutcome]] = {}
         self._feeds: dict[str, Feed] = {}
         self._catching_up: asyncio.Task[None] | None = None
+        self._renewing: asyncio.Task[None] | None = None  # with credentials: their renewal
 
     @classmethod
     async def connect(cls, nats_url: str = "nats://127.0.0.1:4222", *,
                       identity: str = "anonymous", nkey_seed: str | None = None,
                       subject_prefix: str = "orch", tls: Any = None,
-                      name: str | None = None) -> Client:
+                      name: str | None = None,
+                      credentials_ttl_s: float | None = None) -> Client:
         """Connect as `identity` (with its nkey seed when the orchestrator runs with auth
         on: `orchestrator identity create NAME --role submitter`), reconnecting forever.
-        Credentials the auth callout issued are renewed by the reconnect the server asks
-        for when they expire; results are caught up after every reconnect."""
+        With a seed, the credentials the auth callout issues are renewed before they
+        expire, as the agent SDK does: a reconnect at RENEW_AT of `credentials_ttl_s`
+        (default ORCH_AUTH_JWT_TTL from the environment, else the setting's default,
+        300 s); a shorter TTL is still renewed, by the reconnect the server asks for when
+        they expire. Results are caught up after every reconnect."""
         check_identifier(identity, "identity")
         holder: list[Client] = []
 
@@ -108,7 +117,22 @@ class Client:
         client = cls(nc, identity, subject_prefix)
         holder.append(client)
         await client.listen()
+        if nkey_seed is not None:
+            ttl = credentials_ttl_s or float(os.environ.get("ORCH_AUTH_JWT_TTL")
+                                             or DEFAULT_CREDENTIALS_TTL_S)
+            client._renewing = asyncio.create_task(client._renew(ttl * RENEW_AT))
         return client
+
+    async def _renew(self, every_s: float) -> None:
+        """Reconnect before the credentials run out: the callout issues fresh ones."""
+        while not self.nc.is_closed:
+            await asyncio.sleep(every_s)
+            if self.nc.is_connected:
+                log.debug("renewing credentials client=%s", self.identity)
+                try:
+                    await self.nc.force_reconnect()
+                except (OSError, nats.errors.Error) as exc:  # reconnects on its own
+                    log.debug("renewal reconnect failed client=%s: %r", self.identity, exc)
 
     async def listen(self) -> None:
         """Take this identity's outcomes and feeds (Client.connect does it; a client
@@ -127,6 +151,8 @@ class Client:
     async def close(self) -> None:
         if self._catching_up is not None:
             self._catching_up.cancel()
+        if self._renewing is not None:
+            self._renewing.cancel()
         if self.nc.is_closed:
             return
         try:

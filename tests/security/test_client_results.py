@@ -14,7 +14,7 @@ from infra import names as n
 from infra.auth.keys import Role, new_seed
 from sdk.agent import AgentClient, CommandError, TaskContext
 from sdk.client import Client
-from tests.security.conftest import Secure
+from tests.security.conftest import JWT_TTL_S, Secure
 from tests.support import eventually
 
 
@@ -115,3 +115,31 @@ async def test_only_the_holder_writes_a_tasks_partial_output(secure):
     finally:
         await owner.close()
         await holder.stop()
+
+
+async def test_the_client_renews_its_credentials_before_they_expire(secure, caplog):
+    """As the agent SDK does: a reconnect before the callout's credentials run out, so the
+    server never has to cut the client off; work goes on across the renewals."""
+    caplog.set_level("DEBUG", logger="sdk.client")
+    worker = AgentClient("w2", nats_url=secure.url, nkey_seed=new_seed(Role.USER),
+                         enrollment_token=await secure.enroll("w2"), handlers={"echo": echo})
+    await worker.start()
+    seed = await secure.identity("renewer", ["submitter"])
+    client = await Client.connect(secure.url, identity="renewer", nkey_seed=seed,
+                                  subject_prefix=secure.names.prefix,
+                                  credentials_ttl_s=JWT_TTL_S)
+    try:
+        done = 0
+        while client.nc.stats["reconnects"] < 2:  # two renewals: over one lifetime
+            handle = await client.submit("echo", done)
+            assert await handle.result(timeout=20) == done
+            done += 1
+        handle = await client.submit("echo", "after")
+        assert await handle.result(timeout=20) == "after"
+        assert done >= 1
+        said = " ".join(r.getMessage() for r in caplog.records).lower()
+        assert "renewing credentials client=renewer" in said
+        assert "expired" not in said  # the server never had to cut it off
+    finally:
+        await client.close()
+        await worker.stop()
