@@ -20,7 +20,7 @@ from bench.report import render, write
 from bench.sizes import SIZES
 
 SCENARIOS = ("heartbeats", "failover", "tasks", "commands", "rebuild", "api", "memory",
-             "eventsourcing_peers", "auth", "history", "export", "client")
+             "eventsourcing_peers", "auth", "history", "export", "client", "flow")
 
 
 def build_parser() -> argparse.ArgumentParser:

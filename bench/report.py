@@ -32,6 +32,8 @@ TARGETS: dict[str, dict[str, str]] = {
                "events_per_lifecycle_with_progress": "<= 4",
                "progress_events_per_lifecycle": "== 0",
                "log_bytes_per_lifecycle_with_progress": "<= 1500"},
+    # burst_rss_bytes is held to burst_rss_bound_bytes, computed in the same run.
+    "flow": {"lifecycles_ratio_with_limits": ">= 0.9", "placement_cpu_ms_p99": "<= 1"},
 }
 
 
