@@ -57,6 +57,10 @@ class TaskReply(BaseModel):
     status: TaskStatus
     position: Position | SkipJsonSchema[None] = Field(
         default=None, json_schema_extra=_absent_when_not_written)
+    # A submit's: why the task will not be placed soon, though it was accepted (no agent
+    # runs its kind yet).
+    warning: str | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_absent_when_not_written)
 
 
 class TaskOutcome(BaseModel):

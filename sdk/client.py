@@ -204,6 +204,8 @@ class Client:
             raise
         if reply.get("status") in FINISHED:  # submitted before, and finished: no push
             self._catch_up()
+        if reply.get("warning"):
+            log.warning("task %s: %s", task_id, reply["warning"])
         return handle
 
     async def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> list[TaskHandle]:

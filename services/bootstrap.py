@@ -175,7 +175,8 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
         Repository(store, n.TASK, keep=lambda task: task.status not in TERMINAL),
         names, board, nc.publish, settings.retry_backoff, settings.retry_backoff_max,
         is_operator=is_operator, on_progress=feed.progress, limits=limits,
-        on_refused=lambda bound: metrics.flow.refused.labels(bound).inc())
+        on_refused=lambda bound: metrics.flow.refused.labels(bound).inc(),
+        kind_runs=agents.declares_kind)
     results = TaskResultsQuery(tasks.repository, is_operator)
     fleet = Fleet(agents, board, position)
     detector = DetectorSettings(settings.suspect_after, settings.dead_after,

@@ -36,6 +36,7 @@ class Decided:
     holds: list[tuple[str, Hold]] = field(default_factory=list)  # (key, why) per lane held
     token_at: float | None = None  # when the earliest key held for its rate may place
     more: bool = False  # stopped at MOST_PER_ROUND with tasks left to look at
+    looked_at_all: bool = False  # every ready task was looked at (none left unseen)
     cursor: str = ""  # round robin's: the agent chosen last
 
 
@@ -52,7 +53,11 @@ def decide(walk: Round, tasks: Mapping[str, object], make_plan: Callable[[], tup
     plan: Plan | None = None
     free = 0
     placed_of_key: Counter[str] = Counter()  # this round's, not yet counted by the gate
-    while (task_id := walk.next()) is not None:
+    while True:
+        task_id = walk.next()
+        if task_id is None:
+            decided.looked_at_all = True
+            break
         if plan is None:
             plan, free = make_plan()
         if free <= 0:

@@ -119,9 +119,28 @@ class AgentHealth:
         self.on_change: Callable[[str], None] | None = None
         self._counts = StatusCounts(_status)
         self.counts()  # counted from the start: events move the counts from here on
+        self._agent_events = 0
+        # The kinds some agent runs, as of (the agents dict, agent events applied): made
+        # again only after an agent event (a pass over the fleet), not per question.
+        self._kinds: tuple[tuple[int, int], frozenset[str], bool] | None = None
+
+    def declares_kind(self, kind: str) -> bool:
+        """True if an agent that has not left runs this kind: it declared it, or declared
+        no kinds (it runs any)."""
+        basis = (id(self.agents), self._agent_events)
+        if self._kinds is None or self._kinds[0] != basis:
+            kinds: set[str] = set()
+            anything = False
+            for view in self.agents.values():
+                if view.status != "left":
+                    kinds.update(view.kinds)
+                    anything = anything or not view.kinds
+            self._kinds = (basis, frozenset(kinds), anything)
+        return self._kinds[2] or kind in self._kinds[1]
 
     def apply(self, event: LogEvent) -> None:
         if event.kind == "agent":
+            self._agent_events += 1
             agents = self.agents
             found = agents.get(event.aggregate_id)
             before = found.status if found is not None else None

@@ -95,6 +95,8 @@ async def run_submit(args: argparse.Namespace) -> int:
         error = reply.get("error") or {}
         raise CommandFailed(f"{error.get('code', 'refused')}: {error.get('message', '')}")
     print(orjson.dumps(reply).decode())
+    if reply.get("warning"):
+        print(f"warning: {reply['warning']}", file=sys.stderr)
     return 0
 
 

@@ -101,7 +101,10 @@ class TaskService:
                  is_operator: Callable[[str], bool] = lambda identity: True,
                  on_progress: Callable[[str, float], Awaitable[None]] | None = None,
                  limits: Limits | None = None,
-                 on_refused: Callable[[str], None] = lambda reason: None) -> None:
+                 on_refused: Callable[[str], None] = lambda reason: None,
+                 kind_runs: Callable[[str], bool] = lambda kind: True) -> None:
+        # Whether some agent runs a kind: a submit of one nobody runs is told so.
+        self.kind_runs = kind_runs
         self.repository = repository
         self.limits = limits or Limits(0, 0)
         self.on_refused = on_refused  # told each submit refused as overloaded (metrics)
@@ -202,7 +205,11 @@ class TaskService:
                 await self._deliver(outcome)
             else:  # the task existed already: the claim was not used
                 claim.release()
-        return _reply(outcome, status=outcome.aggregate.status)
+        reply = _reply(outcome, status=outcome.aggregate.status)
+        if outcome.aggregate.agent_id is None and not self.kind_runs(cmd.kind):
+            reply["warning"] = (f"no agent runs kind {cmd.kind}: the task waits until one "
+                                f"that declares it (or declares no kinds) registers")
+        return reply
 
     def _admitted(self, submitter: str) -> None:
         left = self._admitting[submitter] - 1

@@ -70,12 +70,16 @@ class Dispatcher:
         self.clock = clock
         self.wake = asyncio.Event()
         self._token_at: float | None = None  # when a key held for its rate next may place
+        # (board position, tasks waiting) when a round looked at every waiting task and
+        # could place none: while both hold, a new task goes before none that can be
+        # placed, so a submit may place it at once (the queue keeps its order).
+        self._stuck_at: tuple[int, int] | None = None
 
     def claim(self, task_id: str, cmd: SubmitTask) -> Placement | None:
         """An agent for a task being submitted, set aside (counted against it) until the
         submit's append settles or releases it: only when no task waits before this one
         (the queue keeps its order), its key's limits allow and an agent has room."""
-        if not self.ready or len(self.board.waiting):
+        if not self.ready or (len(self.board.waiting) and not self._queue_stuck()):
             return None
         key = cmd.concurrency_key or ""
         if key and self.gate.holds(key, self.clock()) is not None:
@@ -86,6 +90,15 @@ class Dispatcher:
             return None
         agent, seen = chosen
         return Placement(self.fleet, task_id, agent, seen, self.strategy, self.metrics)
+
+    def _queue_stuck(self) -> bool:
+        """Nothing waiting can be placed now: the last round looked at all of it, at this
+        position, placed nothing, and no retry or token has fallen due since."""
+        board, now = self.board, self.clock()
+        if self._stuck_at != (board.position, len(board.waiting)):
+            return False
+        due = [at for at in (self._token_at, board.next_retry_at()) if at is not None]
+        return all(now < at for at in due)
 
     def _set_aside(self, plan: Plan, task_id: str, requires: list[str], kind: str,
                    selector: tuple[tuple[str, str], ...] = (),
@@ -169,11 +182,13 @@ class Dispatcher:
         """Decide the round (projections/board/placing.py), set each placement aside
         against its agent and key, and start writing it."""
         fleet = self.fleet
+        basis = (self.board.position, len(self.board.waiting))
         decided = decide(walk, self.board.tasks, lambda: (fleet.plan(self.strategy),
                                                           fleet.free),
                          self.gate, now, fleet.cursor, fleet.reserved)
         fleet.cursor = decided.cursor
         self._token_at = decided.token_at  # look again when the next token comes
+        self._stuck_at = basis if decided.looked_at_all and not decided.decisions else None
         for key, hold in decided.holds:
             self.metrics.flow.throttled.labels(self.metrics.flow.label(key), hold.code).inc()
         for decision in decided.decisions:

@@ -97,7 +97,7 @@ async def leader() -> AsyncIterator[Leader]:
 
     registry = AgentRegistry(Repository(log, "agent"), NAMES, 1.0, silence_in(agents))
     tasks = TaskService(Repository(log, "task"), NAMES, board, publish, 1.0, 60.0,
-                        limits=limits)
+                        limits=limits, kind_runs=agents.declares_kind)
 
     async def on_applied(event: LogEvent) -> None:
         if DISPATCH in TABLE.get(event.name, ()) or event.kind == "limit":
@@ -267,3 +267,32 @@ async def test_a_new_term_places_nothing_before_its_projections_caught_up(
         with contextlib.suppress(asyncio.CancelledError):
             await running
     assert not term.ready  # a term that ended offers nothing
+
+
+async def test_a_submit_behind_only_held_tasks_is_placed_at_once(leader: Leader) -> None:
+    """Issue 34, item 14: the reply said `pending` while agents were idle whenever
+    anything else waited. Behind tasks none of which can be placed, a new one is placed
+    in its submit's own append."""
+    await leader.set_limit(scope="key", name="held", concurrency=0)
+    await leader.agent("a1", capacity=4)
+    await leader.submit("ci", "h1", concurrency_key="held")
+    await eventually(lambda: leader.dispatcher._stuck_at is not None,
+                     what="a round that could place nothing")
+    reply = await leader.submit("ci", "next")
+    assert reply["status"] == "assigned"
+    assert leader.status("h1") == "pending"
+
+
+async def test_a_submit_of_a_kind_no_agent_runs_is_told_so(leader: Leader) -> None:
+    current_identity.set("a1")
+    await leader.registry.register(RegisterAgent(agent_id="a1", kinds=["echo"]))
+    await eventually(lambda: leader.dispatcher.fleet.agents.get("a1") is not None,
+                     what="a1 applied")
+    current_identity.set("ci")
+    unknown = await leader.tasks.submit(SubmitTask(task_id="u1", kind="translate"))
+    assert unknown["status"] == "pending"
+    assert unknown["warning"].startswith("no agent runs kind translate")
+    known = await leader.tasks.submit(SubmitTask(task_id="k1", kind="echo"))
+    assert "warning" not in known
+    await leader.agent("any", capacity=1)  # declares no kinds: it runs any
+    await eventually(lambda: leader.status("u1") == "assigned", what="u1 placed on it")
