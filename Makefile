@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck unit chaos fuzz schemas bench bench-quick clean js-deps chromium \
-	promtool promtool-rules screenshots
+	promtool promtool-rules screenshots sdk-ts test-ts
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,23 @@ $(JS_STAMP): tests/js/package.json tests/js/package-lock.json
 
 js-deps: $(JS_STAMP)
 
+# The TypeScript SDK (sdk-ts/): its packages as sdk-ts/package-lock.json pins them, and
+# tsc. Its tests (node --test, against a real orchestrator) run in `make test` through
+# tests/integration/test_sdk_ts.py, or alone with `make test-ts`.
+SDK_TS_STAMP := sdk-ts/node_modules/.installed
+$(SDK_TS_STAMP): sdk-ts/package.json sdk-ts/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "make: Node.js (>= 18) and npm are needed for sdk-ts (the TypeScript SDK)" >&2; \
+		exit 1; }
+	cd sdk-ts && npm ci --no-audit --no-fund
+	touch $(SDK_TS_STAMP)
+
+sdk-ts: $(SDK_TS_STAMP)
+	cd sdk-ts && npm run build
+
+test-ts: $(STAMP) $(SDK_TS_STAMP)
+	cd sdk-ts && ORCH_BIN=$(CURDIR)/$(BIN)/orchestrator npm test
+
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright; they fail,
 # not skip, without it. Playwright's own browser download is not used.
 CHROMIUM_STAMP := $(VENV)/.chromium
@@ -38,7 +55,7 @@ chromium: $(CHROMIUM_STAMP)
 run: $(STAMP)
 	$(BIN)/orchestrator up
 
-test: $(STAMP) $(JS_STAMP) $(CHROMIUM_STAMP) promtool-rules lint typecheck
+test: $(STAMP) $(JS_STAMP) $(SDK_TS_STAMP) $(CHROMIUM_STAMP) promtool-rules lint typecheck
 	$(BIN)/pytest
 
 # promtool checks and unit-tests the alerting rules in deploy/prometheus/ (and the
@@ -101,4 +118,4 @@ screenshots: $(CHROMIUM_STAMP)
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache .mypy_cache .ruff_cache bench/results.json \
-		tests/js/node_modules
+		tests/js/node_modules sdk-ts/node_modules sdk-ts/dist sdk-ts/dist-test
