@@ -7,11 +7,12 @@ import { randomUUID } from "node:crypto";
 import { jetstream } from "@nats-io/jetstream";
 import { headers, type Msg, type NatsConnection } from "@nats-io/transport-node";
 
-import { defaultLogger, noAnswer, open, sleep, type Logger } from "./connection.js";
+import { answer, defaultLogger, noAnswer, open, sleep, type Logger } from "./connection.js";
+import * as catalog from "./catalog.js";
 import { loadOrCreateSeed } from "./credentials.js";
 import { CommandError, TaskFailed } from "./errors.js";
 import {
-  ASSIGNMENTS, CATALOG_QUERY, DEREGISTER, REGISTER, SERVICES, STREAM_SEQ_HEADER, Subjects,
+  ASSIGNMENTS, DEREGISTER, REGISTER, SERVICES, STREAM_SEQ_HEADER, Subjects,
   TASK_ACCEPT, TASK_COMPLETE, TASK_FAIL, TASK_PROGRESS, checkIdentifier, decode, encode,
   parseAssignment, parseControl, serviceDeclaration,
   type Assignment, type ControlMessage, type JsonObject, type ServiceDeclaration,
@@ -320,11 +321,18 @@ export class Agent {
   /** The service catalog: the instances of `service` (or every service). */
   async catalogQuery(query: CatalogQuery = {}): Promise<JsonObject[]> {
     if (this.nc === null) throw new CommandError("unavailable", "start() first");
-    const body: JsonObject = { service: query.service ?? null, tags: query.tags ?? [],
-      labels: query.labels ?? {}, healthy_only: query.healthyOnly ?? true };
-    const msg = await this.nc.request(this.subjects.command(CATALOG_QUERY), encode(body),
-      { timeout: this.requestTimeoutMs });
-    return (await answer(msg)).instances as JsonObject[];
+    await this.ready(this.requestTimeoutMs);
+    const found = await catalog.query(this.nc, { ...query, prefix: this.subjects.prefix,
+      timeoutMs: this.requestTimeoutMs });
+    return found.instances;
+  }
+
+  /** The instances of `service` now, then again whenever they change (catalog.ts). */
+  watchCatalog(service: string, options: { healthyOnly?: boolean; checkEveryS?: number } = {}):
+      AsyncGenerator<JsonObject[]> {
+    if (this.nc === null) throw new CommandError("unavailable", "start() first");
+    return catalog.watch(this.nc, service, { ...options, prefix: this.subjects.prefix,
+      timeoutMs: this.requestTimeoutMs });
   }
 
   get currentLoad(): number {
@@ -585,17 +593,6 @@ export class Agent {
     this.background.set(tracked, name);
     void tracked.finally(() => this.background.delete(tracked));
   }
-}
-
-/** The JSON reply of a command: its fields, or CommandError with its code. */
-export function answer(msg: Msg): JsonObject {
-  const reply = decode(msg.data) as JsonObject;
-  if (!reply.ok) {
-    const error = (reply.error ?? {}) as JsonObject;
-    throw new CommandError(String(error.code ?? "unknown"), String(error.message ?? ""),
-      error.details as unknown[] | undefined, error.retry_after_s as number | undefined);
-  }
-  return reply;
 }
 
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {

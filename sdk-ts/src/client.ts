@@ -13,8 +13,8 @@
 import { randomBytes } from "node:crypto";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 
-import { RENEW_AT, answer } from "./agent.js";
-import { defaultLogger, noAnswer, open, sleep, type Logger } from "./connection.js";
+import { RENEW_AT } from "./agent.js";
+import { answer, defaultLogger, noAnswer, open, sleep, type Logger } from "./connection.js";
 import { readSeed } from "./credentials.js";
 import { CommandError, TimeoutError } from "./errors.js";
 import { PROGRESS_HEADER, STREAM_SEQ_HEADER, Subjects, checkIdentifier, decode, encode,

@@ -2,8 +2,11 @@
 // own nkey, reconnecting forever, and a growing wait while the server refuses it.
 
 import {
-  connect, errors, nkeyAuthenticator, type Authenticator, type NatsConnection,
+  connect, errors, nkeyAuthenticator, type Authenticator, type Msg, type NatsConnection,
 } from "@nats-io/transport-node";
+
+import { CommandError } from "./errors.js";
+import { decode, type JsonObject } from "./protocol.js";
 
 export interface ConnectOptions {
   servers: string;
@@ -145,4 +148,15 @@ export function refusedByServer(err: unknown): boolean {
     if (e instanceof errors.PermissionViolationError) return true;
   }
   return false;
+}
+
+/** The JSON reply of a command: its fields, or CommandError with its code. */
+export function answer(msg: Msg): JsonObject {
+  const reply = decode(msg.data) as JsonObject;
+  if (!reply.ok) {
+    const error = (reply.error ?? {}) as JsonObject;
+    throw new CommandError(String(error.code ?? "unknown"), String(error.message ?? ""),
+      error.details as unknown[] | undefined, error.retry_after_s as number | undefined);
+  }
+  return reply;
 }

@@ -8,3 +8,5 @@ export { loadOrCreateSeed, publicKey, readSeed } from "./credentials.js";
 export { Subjects, type Assignment, type ControlMessage, type ServiceDeclaration } from "./protocol.js";
 export { taskIdOf, type Schedule, type ScheduleOptions } from "./schedules.js";
 export type { Logger } from "./connection.js";
+export { query as catalogQuery, watch as watchCatalog, type CatalogAnswer,
+  type CatalogQueryOptions, type WatchOptions } from "./catalog.js";

@@ -78,6 +78,32 @@ describe("agent", () => {
     await eventually(async () => (await orch.agent("ts-life"))?.status === "left", "left");
   });
 
+  test("catalog watch: the instances now, then again as agents come, change their services and go", async () => {
+    const watcher = agent("ts-watcher", { "watch.none": () => null });
+    await watcher.start();
+    const seen: string[][] = [];
+    const watching = (async () => {
+      for await (const instances of watcher.watchCatalog("ts-web", { checkEveryS: 0.5 })) {
+        seen.push(instances.map((i) => `${i.agent_id}:${i.port}:${i.healthy}`));
+        if (seen.length === 4) return;
+      }
+    })();
+    await eventually(() => seen.length === 1, "the first answer");
+    assert.deepEqual(seen[0], []);
+    const web = agent("ts-web-1", { "web.none": () => null },
+      { services: [{ name: "ts-web", address: "10.0.0.2", port: 8080 }] });
+    await web.start();
+    await eventually(() => seen.length === 2, "the new instance");
+    assert.deepEqual(seen[1], ["ts-web-1:8080:true"]);
+    await web.declareServices([{ name: "ts-web", address: "10.0.0.2", port: 8081 }]);
+    await eventually(() => seen.length === 3, "the changed port");
+    assert.deepEqual(seen[2], ["ts-web-1:8081:true"]);
+    await web.stop();
+    await eventually(() => seen.length === 4, "the instance gone");
+    assert.deepEqual(seen[3], []);
+    await watching;
+  });
+
   test("fencing: an assignment whose token is stale is dropped, not retried, and work goes on", async () => {
     let runs = 0;
     const a = agent("ts-fence", { "fence.echo": (ctx) => { runs += 1; return ctx.payload; } });
