@@ -174,6 +174,8 @@ export class Agent {
   private readonly background = new Map<Promise<unknown>, string>();
   private seq = 0;
   private ready: (timeoutMs: number) => Promise<void> = () => Promise.resolve();
+  private expiredBefore = 0; // on connections closed since
+  private expirations: () => number = () => 0;
   private deregisteredItself = 0;
   private endedResolve: () => void = () => {};
   private ended: Promise<void> = Promise.resolve();
@@ -225,6 +227,8 @@ export class Agent {
     });
     const nc = connected.nc;
     this.ready = connected.ready;
+    this.expiredBefore += this.expirations();
+    this.expirations = connected.expirations;
     this.tokenSent = connected.tokenSent();
     nc.subscribe(this.subjects.agentControl(this.id), {
       callback: (err, msg) => { if (!err) void this.onControl(msg); },
@@ -334,6 +338,10 @@ export class Agent {
     return catalog.watch(this.nc, service, { ...options, prefix: this.subjects.prefix,
       timeoutMs: this.requestTimeoutMs });
   }
+
+  /** How many times the server cut it off because its credentials expired before they
+   * were renewed (0 while renewal keeps ahead of them). */
+  get credentialsExpired(): number { return this.expiredBefore + this.expirations(); }
 
   get currentLoad(): number {
     if (this.load !== null) return this.load;

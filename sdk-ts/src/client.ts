@@ -91,6 +91,10 @@ export class Client {
 
   /** Set by connect: resolves once the connection is up (see connection.ts). */
   ready: (timeoutMs: number) => Promise<void> = () => Promise.resolve();
+  private expirations: () => number = () => 0;
+  /** How many times the server cut it off because its credentials expired before they
+   * were renewed (0 while renewal keeps ahead of them). */
+  get credentialsExpired(): number { return this.expirations(); }
 
   constructor(readonly nc: NatsConnection, readonly identity: string, prefix = "orch",
               logger?: Logger) {
@@ -109,12 +113,13 @@ export class Client {
     let seed = options.credentials;
     if (seed && !seed.startsWith("SU")) seed = readSeed(seed);
     const logger = options.logger ?? defaultLogger(`client ${identity}`);
-    const { nc, ready } = await open({
+    const { nc, ready, expirations } = await open({
       servers: options.natsUrl ?? "nats://127.0.0.1:4222", name: options.name ?? identity,
       inboxPrefix: new Subjects(prefix).inboxPrefix(identity), seed, log: logger,
     });
     const client = new Client(nc, identity, prefix, logger);
     client.ready = ready;
+    client.expirations = expirations;
     void (async () => {
       for await (const status of nc.status()) {
         if (status.type === "reconnect") {

@@ -54,6 +54,9 @@ export interface Connected {
    * nats.js drops what is published while it is disconnected: a request sent then
    * would only be lost and wait out its timeout. */
   ready(timeoutMs: number): Promise<void>;
+  /** How many times the server cut the connection because its credentials expired
+   * (none while they are renewed in time). */
+  expirations(): number;
 }
 
 export async function open(options: ConnectOptions): Promise<Connected> {
@@ -85,6 +88,7 @@ export async function open(options: ConnectOptions): Promise<Connected> {
   });
   letIn = true;
   let connected = true;
+  let expired = 0;
   let waiters: (() => void)[] = [];
   const wake = () => {
     const woken = waiters;
@@ -94,6 +98,11 @@ export async function open(options: ConnectOptions): Promise<Connected> {
   void nc.closed().then(wake);
   (async () => {
     for await (const status of nc.status()) {
+      if (status.type === "error"
+          && (status as { error?: unknown }).error instanceof errors.UserAuthenticationExpiredError) {
+        expired += 1;
+        options.log.info(`credentials expired before they were renewed: ${options.name}`);
+      }
       if (status.type === "disconnect") connected = false;
       if (status.type === "reconnect") {
         connected = true;
@@ -115,7 +124,7 @@ export async function open(options: ConnectOptions): Promise<Connected> {
       waiters.push(() => { clearTimeout(timer); resolve(); });
     });
   };
-  return { nc, tokenSent: () => tokenSent, ready };
+  return { nc, tokenSent: () => tokenSent, ready, expirations: () => expired };
 }
 
 /** A request failed without an answer (timeout, nobody listening, reconnecting): safe to

@@ -70,6 +70,10 @@ describe("auth on", () => {
     const client = await Client.connect({ natsUrl: orch.url, identity: "ts-submitter",
       prefix: PREFIX, credentials: submitterSeed, credentialsTtlS: JWT_TTL_S });
     clients.push(client);
+    // One that does not renew in time: the server cuts it off, and it comes back.
+    const late = await Client.connect({ natsUrl: orch.url, identity: "ts-submitter",
+      prefix: PREFIX, credentials: submitterSeed, credentialsTtlS: 600 });
+    clients.push(late);
     const first = await client.submit("secure.echo", { n: 1 });
     assert.deepEqual(await first.result({ timeout: 15 }), { n: 1 });
 
@@ -78,6 +82,11 @@ describe("auth on", () => {
     await eventually(() => a.renewals >= 2, "the agent renewed twice", JWT_TTL_S * 3000);
     assert.equal(a.tokenSent, false);
     assert.ok(client.renewals >= 1, "the client renewed too");
+    assert.equal(a.credentialsExpired, 0, "the server never had to cut the agent off");
+    assert.equal(client.credentialsExpired, 0, "nor the client");
+    await eventually(() => late.credentialsExpired >= 1, "the late client cut off");
+    const viaLate = await late.submit("secure.echo", { n: 2.5 });
+    assert.deepEqual(await viaLate.result({ timeout: 15 }), { n: 2.5 });
     const second = await client.submit("secure.echo", { n: 2 });
     assert.deepEqual(await second.result({ timeout: 15 }), { n: 2 });
     assert.equal((await orch.agent("ts-secure")).status, "healthy");
