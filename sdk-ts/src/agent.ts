@@ -214,7 +214,17 @@ export class Agent {
     this.deregisteredByOrchestrator = null;
     this.ended = new Promise((resolve) => { this.endedResolve = resolve; });
     this.nc = await this.connect();
-    const reply = await this.register();
+    let reply: RegisterReply;
+    try {
+      reply = await this.register();
+    } catch (err) { // refused (a live incarnation, a policy): nothing keeps running
+      const nc = this.nc;
+      this.stopping = true;
+      this.nc = null;
+      await nc.close().catch(() => {});
+      this.endedResolve();
+      throw err;
+    }
     this.spawn(this.heartbeatLoop(), "heartbeat");
     if (this.credentialsTtlS) this.spawn(this.renewLoop(), "renew");
     return reply;
@@ -231,7 +241,9 @@ export class Agent {
     this.expirations = connected.expirations;
     this.tokenSent = connected.tokenSent();
     nc.subscribe(this.subjects.agentControl(this.id), {
-      callback: (err, msg) => { if (!err) void this.onControl(msg); },
+      callback: (err, msg) => {
+        if (!err) this.onControl(msg).catch((e) => this.log.warn(`control: ${String(e)}`));
+      },
     });
     nc.subscribe(this.subjects.agentTasks(this.id), {
       callback: (err, msg) => { if (!err) this.onAssignment(msg); },

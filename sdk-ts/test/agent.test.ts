@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { connect } from "@nats-io/transport-node";
 
-import { Agent, Client, type TaskContext } from "../src/index.js";
+import { Agent, Client, CommandError, type TaskContext } from "../src/index.js";
 import { Orchestrator, PREFIX, delay, eventually } from "./harness.js";
 import { AgentProcess } from "./support.js";
 
@@ -102,6 +102,18 @@ describe("agent", () => {
     await eventually(() => seen.length === 4, "the instance gone");
     assert.deepEqual(seen[3], []);
     await watching;
+  });
+
+  test("a second process with a live id is refused (conflict) and the first keeps it", async () => {
+    const first = agent("ts-twice", { "twice.echo": (ctx) => ctx.payload });
+    await first.start();
+    const second = agent("ts-twice", { "twice.echo": () => "the second" });
+    await assert.rejects(second.start(),
+      (err: unknown) => err instanceof CommandError && err.code === "conflict");
+    assert.equal(second.nc, null, "its connection closed");
+    const handle = await client.submit("twice.echo", "the first");
+    assert.equal(await handle.result({ timeout: 15 }), "the first");
+    assert.equal((await orch.agent("ts-twice")).incarnation, 1);
   });
 
   test("fencing: an assignment whose token is stale is dropped, not retried, and work goes on", async () => {
