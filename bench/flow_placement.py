@@ -183,6 +183,8 @@ def _decide(state: Board, dispatcher: Dispatcher, open_of_key: dict[str, deque[s
     return {
         "p50": percentile(cpu, 0.50), "p99": percentile(cpu, 0.99), "max": max(cpu),
         "lanes_set_aside_p50": percentile([float(w) for w in walked], 0.50),
+        # Keys at their limit out of the walks at the end (Round.park).
+        "keys_parked": float(len(state.board.waiting.parked)),
     }
 
 

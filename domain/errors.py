@@ -39,8 +39,9 @@ class CommandRefused(Exception):
 class Overloaded(CommandRefused):
     """A submit past an admission bound: nothing is written; try again after a while."""
 
-    def __init__(self, message: str, retry_after_s: float) -> None:
+    def __init__(self, bound: str, message: str, retry_after_s: float) -> None:
         super().__init__(ErrorCode.OVERLOADED, message)
+        self.bound = bound  # which bound it reached: a submitter's, or the total
         self.retry_after_s = retry_after_s
 
     def to_reply(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ limit events the projection snapshot does not hold (`catch_up`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from domain.base import CARRIED_FORWARD
@@ -27,6 +28,8 @@ class Limits:
         self.default_concurrency: int | None = None
         self.weights: dict[str, float] = {}
         self.quotas: dict[str, int] = {}
+        # Told of every change (the queue's keys parked at their limit come back).
+        self.on_change: Callable[[], None] = lambda: None
         self.position = 0
 
     def apply(self, event: LogEvent) -> None:
@@ -39,6 +42,7 @@ class Limits:
         self.position = max(self.position, event.position)
 
     def put(self, limit: str, values: dict[str, Any]) -> None:
+        self.on_change()
         scope, name = parse_limit_id(limit)
         values = {k: v for k, v in values.items() if v is not None}
         if values:

@@ -28,8 +28,9 @@ class FlowMetrics:
             "orch_key_concurrency_limit", "A concurrency key's limit, for keys that have one",
             ["key"], registry=registry)
         self.throttled = Counter(
-            "orch_key_throttled_total", "Placement rounds in which a key placed nothing "
-            "more, by reason (concurrency_limit, rate_limit)", ["key", "reason"],
+            "orch_key_throttled_total", "Times a key was found held, by reason: "
+            "concurrency_limit once each time it reaches its limit, rate_limit each round "
+            "it waits for a token", ["key", "reason"],
             registry=registry)
         self.refused = Counter(
             "orch_admission_refused_total", "Submits refused as overloaded, by the bound "

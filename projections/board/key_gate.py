@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from domain.flow import KeyLimit
 from projections.board.flow_use import FlowUse
 from projections.limits import Limits
 
@@ -16,11 +17,25 @@ NO_TOKEN = "rate_limit"
 
 @dataclass(frozen=True)
 class Hold:
-    """Why a key places nothing now, and (for a rate) when it next may."""
+    """Why a key places nothing now, and (for a rate) when it next may. Said in words
+    only when asked: a round meets many held keys and reads only their code."""
 
     code: str
-    message: str
+    key: str
+    limit: KeyLimit
+    running: int = 0
+    now: float = 0.0
     next_at: float | None = None
+
+    @property
+    def message(self) -> str:
+        if self.code == AT_CONCURRENCY:
+            return (f"key {self.key} has {self.running} of its {self.limit.concurrency} "
+                    f"tasks assigned or running")
+        rate = self.limit.rate_per_s or 0.0
+        wait = max(0.0, (self.next_at or self.now) - self.now)
+        return (f"key {self.key} is at its rate of {_rate(rate)}; its next token comes in "
+                f"{wait:.2f}s")
 
 
 class KeyGate:
@@ -41,14 +56,11 @@ class KeyGate:
         if limit.concurrency is not None:
             running = self.use.open.get(key, 0) + in_flight
             if running >= limit.concurrency:
-                return Hold(AT_CONCURRENCY, f"key {key} has {running} of its "
-                                            f"{limit.concurrency} tasks assigned or running")
+                return Hold(AT_CONCURRENCY, key, limit, running, now)
         if limit.rate_per_s is not None:
             if self.use.tokens(key, limit, now) - in_flight < 1.0:
                 next_at = self.use.next_token_at(key, limit, now, in_flight)
-                return Hold(NO_TOKEN, f"key {key} is at its rate of {_rate(limit.rate_per_s)}; "
-                                      f"its next token comes in {max(0.0, next_at - now):.2f}s",
-                            next_at)
+                return Hold(NO_TOKEN, key, limit, 0, now, next_at)
         return None
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from domain.placement import Candidate
 from domain.plan import Plan
-from projections.board.key_gate import Hold, KeyGate
+from projections.board.key_gate import AT_CONCURRENCY, Hold, KeyGate
 from projections.board.task_view import TaskView
 from projections.board.waiting import Round
 
@@ -75,7 +75,10 @@ def decide(walk: Round, tasks: Mapping[str, object], make_plan: Callable[[], tup
             if hold.next_at is not None:
                 decided.token_at = min(decided.token_at or hold.next_at, hold.next_at)
             decided.holds.append((key, hold))
-            walk.block()
+            if hold.code == AT_CONCURRENCY:
+                walk.park()
+            else:
+                walk.block()
             continue
         agent = plan.choose(view.requires, view.kind, decided.cursor, view.selector,
                             view.prefer)

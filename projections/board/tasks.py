@@ -138,6 +138,7 @@ class TaskBoard:
         """Place under these limits (its keys' rates, its fairness keys' weights)."""
         self.flow.limit_of = limits.key_limit
         self.waiting.weight = limits.weight
+        limits.on_change = self.waiting.unpark_all
 
     def enter(self, view: TaskView) -> None:
         """Take a view as it is (from a snapshot) with everything derived from it; the
@@ -233,6 +234,8 @@ class TaskBoard:
             if open_tasks is not None:
                 if view.task_id in open_tasks:
                     self.flow.left(view, waiting=False)
+                    if view.concurrency_key:
+                        self.waiting.unpark(view.concurrency_key)
                 open_tasks.discard(view.task_id)
                 if not open_tasks:  # an agent that held tasks once costs nothing after
                     del self.open_by_agent[view.agent_id]

@@ -58,6 +58,11 @@ class WaitingTasks:
         self._counter = itertools.count(1)
         self._entries = 0
         self._compact_above = _FIRST_COMPACTION
+        # Concurrency keys at their limit: their lanes are out of every walk until
+        # `unpark` (a task of the key leaves the open ones, a placement of it in flight
+        # is released, a limit changes).
+        self.parked: set[str] = set()
+        self._fairs_of_key: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._generation)
@@ -90,6 +95,7 @@ class WaitingTasks:
         heap = fair.lanes.get(lane[1])
         if heap is None:
             heap = fair.lanes[lane[1]] = []
+            self._fairs_of_key.setdefault(lane[1], set()).add(lane[0])
         if not heap or entry < heap[0]:
             heapq.heappush(fair.hints, (entry[0], entry[1], lane[1]))
         heapq.heappush(heap, entry)
@@ -102,6 +108,21 @@ class WaitingTasks:
         fair.waiting -= 1
         if not fair.waiting:  # its entries are all stale: dropped with it
             del self._fair[fairness_key]
+
+    def unpark(self, key: str) -> None:
+        """The key may place again: its lanes come back into the walks."""
+        if key not in self.parked:
+            return
+        self.parked.discard(key)
+        for fairness_key in self._fairs_of_key.get(key, ()):
+            fair = self._fair.get(fairness_key)
+            heap = fair.lanes.get(key) if fair is not None else None
+            if fair is not None and heap:
+                heapq.heappush(fair.hints, (heap[0][0], heap[0][1], key))
+
+    def unpark_all(self) -> None:
+        for key in list(self.parked):
+            self.unpark(key)
 
     def charge(self, fairness_key: str) -> None:
         """The log recorded a placement of a task of this fairness key from the queue."""
@@ -163,6 +184,11 @@ class WaitingTasks:
                     del fair.lanes[key]
             fair.hints = [(heap[0][0], heap[0][1], key) for key, heap in fair.lanes.items()]
             heapq.heapify(fair.hints)
+        self._fairs_of_key = {}
+        for fairness_key, fair in self._fair.items():
+            for key in fair.lanes:
+                self._fairs_of_key.setdefault(key, set()).add(fairness_key)
+        self.parked &= self._fairs_of_key.keys()  # a key with nothing waiting: none
         if len(self._pass) > 2 * len(self._fair) + _FIRST_COMPACTION:
             # Keys with nothing waiting join at the last pass when they come back.
             self._pass = {key: value for key, value in self._pass.items()
@@ -204,7 +230,7 @@ class Round:
             lane = fair.lanes.get(key)
             while lane and not waiting._live(lane[0]):
                 heapq.heappop(lane)
-            if not lane or (fairness_key, key) in self._blocked:
+            if not lane or (fairness_key, key) in self._blocked or key in waiting.parked:
                 heapq.heappop(hints)  # an empty lane; a set-aside one is hinted on close
                 continue
             if (lane[0][0], lane[0][1]) != (first, second):  # stale: hint its head now
@@ -256,6 +282,13 @@ class Round:
     def block(self) -> None:
         fairness_key, concurrency_key, _ = self._step()
         self._blocked.add((fairness_key, concurrency_key))
+        self._requeue(fairness_key)
+
+    def park(self) -> None:
+        """Its concurrency key is at its limit: its lanes leave the walks until the
+        queue is told the key may place again (WaitingTasks.unpark)."""
+        fairness_key, concurrency_key, _ = self._step()
+        self.waiting.parked.add(concurrency_key)
         self._requeue(fairness_key)
 
     def _take(self, fairness_key: str, concurrency_key: str, entry: ReadyEntry) -> None:

@@ -147,6 +147,9 @@ class TaskService:
                                        causation_id, admitted)
             written = reply.get("position")
             return reply
+        except Overloaded as refused:  # once, though decided twice (execute re-reads)
+            self.on_refused(refused.bound)
+            raise
         finally:
             if admitted[0] and written is not None:
                 self._unapplied.append((written, submitter))
@@ -226,14 +229,14 @@ class TaskService:
             self._admitted(unapplied.popleft()[1])
         quota = limits.quota(submitter)
         if quota and use.unfinished[submitter] + self._admitting[submitter] >= quota:
-            self.on_refused("submitter")
-            raise Overloaded(f"{submitter or 'this submitter'} has {quota} unfinished tasks, "
-                             f"its bound; submit again when some have finished",
+            raise Overloaded("submitter",
+                             f"{submitter or 'this submitter'} has {quota} unfinished "
+                             f"tasks, its bound; submit again when some have finished",
                              OVERLOADED_RETRY_AFTER_S)
         total = limits.max_unfinished_total
         if total and use.total_unfinished + self._admitting.total() >= total:
-            self.on_refused("total")
-            raise Overloaded(f"the orchestrator holds {total} unfinished tasks, its bound; "
+            raise Overloaded("total",
+                             f"the orchestrator holds {total} unfinished tasks, its bound; "
                              f"submit again when some have finished", OVERLOADED_RETRY_AFTER_S)
 
     async def cancel(self, cmd: CancelTask, causation_id: str | None = None) -> dict[str, Any]:

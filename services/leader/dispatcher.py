@@ -123,6 +123,7 @@ class Dispatcher:
         self.ready = False
         if self.catch_up is not None:
             await self.catch_up()
+        self.board.waiting.unpark_all()  # a new term looks at every key again
         self.ready = True
         try:
             await self._run()

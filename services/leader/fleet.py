@@ -96,6 +96,7 @@ class Fleet:
                 self.keys_in_flight[key] = left_of_key
             else:
                 del self.keys_in_flight[key]
+            self.board.waiting.unpark(key)
         agent_id = held[0]
         left = self._extra[agent_id] - 1
         if left:

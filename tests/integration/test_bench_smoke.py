@@ -38,6 +38,10 @@ def test_flow_placement_measure_runs_on_the_dispatcher_as_it_is():
     unlimited = placement_cpu(TINY.flow_waiting, TINY.flow_keys, 1, 0.9,
                               TINY.flow_decisions, limited=False)
 
-    assert limited["lanes_set_aside_p50"] == int(TINY.flow_keys * 0.9)
-    assert unlimited["lanes_set_aside_p50"] == 0
+    # The keys at their limit are parked once, not walked every round: after the first,
+    # a decision meets at most the key a completion let back in.
+    held = int(TINY.flow_keys * 0.9)
+    assert held - 1 <= limited["keys_parked"] <= held
+    assert limited["lanes_set_aside_p50"] <= 1
+    assert unlimited["lanes_set_aside_p50"] == 0 and unlimited["keys_parked"] == 0
     assert all(math.isfinite(v) and v > 0 for v in (limited["p99"], unlimited["p99"]))
