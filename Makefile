@@ -55,8 +55,10 @@ chromium: $(CHROMIUM_STAMP)
 run: $(STAMP)
 	$(BIN)/orchestrator up
 
+# Two workers, one per core: most tests wait on servers and processes, so the suite runs
+# in about half the time; each worker has its own nats-server (tests/conftest.py).
 test: $(STAMP) $(JS_STAMP) $(SDK_TS_STAMP) $(CHROMIUM_STAMP) promtool-rules lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # promtool checks and unit-tests the alerting rules in deploy/prometheus/ (and the
 # scrape of tests/integration/test_metrics.py). From Debian's `prometheus` package when
