@@ -161,6 +161,16 @@ describe("client", () => {
     }
   });
 
+  test("a delayed task waits as scheduled, then runs", async () => {
+    const started = Date.now();
+    const handle = await client.submit("echo", "later", { delayS: 1 });
+    assert.equal((await client.get(handle.taskId)).status, "scheduled");
+    assert.equal(await handle.result({ timeout: 15 }), "later");
+    assert.ok(Date.now() - started >= 900, `ran after ${Date.now() - started} ms`);
+    const at = await client.submit("echo", "at", { notBefore: Date.now() / 1000 + 0.5 });
+    assert.equal(await at.result({ timeout: 15 }), "at");
+  });
+
   test("schedules: create, list, pause, resume, delete", async () => {
     const made = await client.schedule("ts-nightly", { kind: "echo", cron: "0 3 * * *", payload: { r: 1 } });
     assert.equal(made.name, "ts-nightly");
