@@ -21,6 +21,8 @@ from projections.board.waiting import Round
 
 # Placements decided at most per round: the dispatcher writes them concurrently.
 MOST_PER_ROUND = 64
+# A placement's causation id: this and the log position the round's board stood at.
+DISPATCH_CAUSE = "dispatch-"
 
 
 @dataclass(frozen=True)

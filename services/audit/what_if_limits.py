@@ -22,9 +22,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import statistics
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ from domain.plan import Plan
 from infra.log.port import EventLog
 from infra.names import AGENT, TASK
 from projections.board.key_gate import KeyGate
-from projections.board.placing import decide
+from projections.board.placing import DISPATCH_CAUSE, decide
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.limits import LIMIT_KIND, Limits
@@ -44,6 +44,7 @@ from services.audit.waiting import fleet
 
 NO_KEY = "(none)"
 ENDS = frozenset({"Completed", "DeadLettered", "Cancelled"})
+FINISHED = frozenset({"completed", "dead_lettered", "cancelled"})
 PLACED = frozenset({"Assigned", "Reassigned"})
 GONE = frozenset({"DeclaredDead", "Deregistered", "Removed"})
 
@@ -115,15 +116,14 @@ async def what_if_limits(store: EventLog, start: int, end: int | None,
     for event in before:
         world.apply(event)
     tasks = _tasks(window)
-    replay = _Replay(world, tasks, window, changes)
+    replay = _Replay(world, tasks, window)
     decisions = replay.run()
     times = [e.recorded_at.timestamp() for e in window]
     seconds = (times[-1] - times[0]) if len(times) > 1 else 0.0
     actual = _actual(tasks, times[-1] if times else 0.0)
     replayed = replay.figures(times[-1] if times else 0.0)
-    recorded = [(task_id, t.first_placed[1]) for task_id, t in
-                sorted(tasks.items(), key=lambda item: item[1].first_placed or (0, ""))
-                if t.first_placed is not None]
+    recorded = [(e.aggregate_id, e.data()["agent_id"], _basis(e.causation_id))
+                for e in window if e.kind == TASK and e.name == "Assigned"]
     return {
         "window": {"from_position": start, "to_position": end,
                    "from": _iso(times[0]) if times else None,
@@ -132,9 +132,12 @@ async def what_if_limits(store: EventLog, start: int, end: int | None,
         "keys": {key: {"actual": actual[key].to_json(seconds),
                        "what_if": replayed[key].to_json(seconds)}
                  for key in sorted(set(actual) | set(replayed))},
+        # Each placement a dispatcher decided: task, agent, and the log position its
+        # round decided at (null: at the task's submit). The same set on both sides:
+        # the replay decided what the dispatcher did, where it did.
         "placements": {"actual": [list(p) for p in recorded],
                        "what_if": [list(p) for p in decisions],
-                       "same": recorded == decisions},
+                       "same": sorted(recorded, key=str) == sorted(decisions, key=str)},
     }
 
 
@@ -175,12 +178,15 @@ def _tasks(window: list[Any]) -> dict[str, _Task]:
 
 
 class _World:
-    """The projections the replay places on, and the limits in force in it."""
+    """The projections the replay places on, the limits in force in it, and the
+    placements it decided that the log has not applied yet (in flight, as the leader's
+    fleet counts them: against their agent and key, and not placed again)."""
 
     def __init__(self, changes: list[tuple[str, dict[str, Any]]], strategy: Strategy) -> None:
         self.agents, self.board, self.limits = AgentHealth(), TaskBoard(), Limits()
         self.board.follow(self.limits)
-        self.gate = KeyGate(self.limits, self.board.flow)
+        self.in_flight: dict[str, tuple[str, str]] = {}  # task -> (agent, key)
+        self.gate = KeyGate(self.limits, self.board.flow, self._key_in_flight)
         self.changes = changes
         self.strategy = strategy
         self._positions = itertools.count(1)
@@ -189,6 +195,9 @@ class _World:
     def _override(self) -> None:
         for limit, values in self.changes:
             self.limits.put(limit, values)
+
+    def _key_in_flight(self, key: str) -> int:
+        return sum(1 for _, of in self.in_flight.values() if of == key)
 
     def apply(self, event: Any) -> None:
         """A recorded event, numbered in the replay's own order."""
@@ -200,11 +209,17 @@ class _World:
         if event.name != CARRIED_FORWARD:
             self.agents.apply(own)
             self.board.apply(own)
+        if event.kind == TASK and event.name in PLACED:
+            self.in_flight.pop(event.aggregate_id, None)
 
     def plan(self) -> tuple[Plan, int]:
-        """The healthy agents as placement sees them now, and their free capacity."""
-        healthy = {c.agent_id: c for c in fleet(self.agents, self.board)
-                   if c.status == "healthy"}
+        """The healthy agents as placement sees them now, with the placements in flight
+        counted against them, and their free capacity."""
+        extra: dict[str, int] = defaultdict(int)
+        for agent_id, _ in self.in_flight.values():
+            extra[agent_id] += 1
+        healthy = {c.agent_id: replace(c, load=c.load + extra[c.agent_id])
+                   for c in fleet(self.agents, self.board) if c.status == "healthy"}
         return Plan(healthy, self.strategy), sum(max(0, c.free) for c in healthy.values())
 
     def make(self, kind: str, aggregate_id: str, name: str, at: float,
@@ -213,117 +228,160 @@ class _World:
         self.apply(_Event(0, kind, aggregate_id, name, datetime.fromtimestamp(at, UTC), body))
 
 
+@dataclass(frozen=True)
+class _Placed:
+    """A placement the log records: where, and the point its round decided it at (the
+    board's position, from its causation; None for one made at its task's submit)."""
+
+    position: int
+    agent_id: str
+    basis: int | None
+
+
 class _Replay:
-    def __init__(self, world: _World, tasks: dict[str, _Task], window: list[Any],
-                 changes: list[tuple[str, dict[str, Any]]]) -> None:
-        self.world, self.tasks = world, tasks
-        self.queue: list[tuple[float, int, str, Any]] = []
+    """The window's events in log order, and rounds where the dispatcher decided: at each
+    position its placements name as their round's, and right after a submit it placed at
+    once. While every decision is the log's, the log's own events carry the world on (a
+    placement the replay decides as the log did is in flight until the log applies it).
+    Once one differs, the replay's world is its own: it also looks after every event, as
+    the dispatcher looks on every change, and tasks it placed otherwise end a service
+    time later."""
+
+    def __init__(self, world: _World, tasks: dict[str, _Task], window: list[Any]) -> None:
+        self.world, self.tasks, self.window = world, tasks, window
+        self.queue: list[tuple[float, int, str, Any]] = []  # the replay's own: ends, wakes
         self.order = itertools.count()
-        self.placed_at: dict[str, float] = {}
+        self.placed_at: dict[str, float] = {}  # a task's first placement in the replay
+        self.latest: dict[str, float] = {}  # its latest
         self.finished: set[str] = set()
-        self.decisions: list[tuple[str, str]] = []
+        self.decisions: list[tuple[str, str, int | None]] = []
+        self.diverged: set[str] = set()  # tasks whose course is the replay's own
         self.cursor = ""
+        self.expected: dict[str, deque[_Placed]] = defaultdict(deque)
+        self.rounds: dict[int, float] = {}  # basis -> when its first placement was made
+        self.after_submit: dict[int, float] = {}
         medians: dict[str, list[float]] = defaultdict(list)
         for task in tasks.values():
             if task.service_s is not None:
                 medians[task.kind].append(task.service_s)
         self.median = {kind: statistics.median(v) for kind, v in medians.items()}
+        previous: Any = None
         for event in window:
+            if event.kind == TASK and event.name == "Assigned":
+                basis = _basis(event.causation_id)
+                at = event.recorded_at.timestamp()
+                if basis is None and previous is not None and previous.name == "Submitted" \
+                        and previous.aggregate_id == event.aggregate_id:
+                    self.after_submit.setdefault(previous.position, at)
+                elif basis is not None:
+                    self.rounds.setdefault(basis, at)
+                self.expected[event.aggregate_id].append(
+                    _Placed(event.position, event.data()["agent_id"], basis))
+            previous = event
+
+    @property
+    def own_world(self) -> bool:
+        return bool(self.diverged)
+
+    def run(self) -> list[tuple[str, str, int | None]]:
+        for event in self.window:
             at = event.recorded_at.timestamp()
-            if event.kind == TASK and event.name == "Submitted":
-                self._at(at, "recorded", event)
-            elif event.kind == TASK and event.name == "Cancelled":
-                self._at(at, "cancel", event)
-            elif event.kind in (AGENT, LIMIT_KIND):
-                self._at(at, "recorded", event)
-            elif event.kind == TASK and event.name in ENDS | {"Failed"} \
-                    and event.aggregate_id not in tasks:
-                self._at(at, "recorded", event)  # a task from before the window ends
-
-    def _at(self, at: float, what: str, item: Any) -> None:
-        heapq.heappush(self.queue, (at, next(self.order), what, item))
-
-    def run(self) -> list[tuple[str, str]]:
-        while self.queue:
-            now = self.queue[0][0]
-            while self.queue and self.queue[0][0] <= now:
-                _, _, what, item = heapq.heappop(self.queue)
-                self._do(what, item, now)
-            self._place(now)
+            self._own_until(at)
+            self._recorded(event, at)
+            if event.position in self.after_submit:  # placed with its submit: no basis
+                self._round(self.after_submit[event.position], None)
+            if event.position in self.rounds:
+                self._round(self.rounds[event.position], event.position)
+            elif self.own_world and event.position not in self.after_submit:
+                self._round(at, event.position)
+        self._own_until(float("inf"))
         return self.decisions
 
-    def _do(self, what: str, item: Any, now: float) -> None:
-        world = self.world
-        if what == "recorded":
-            gone = item.kind == AGENT and item.name in GONE
-            held = world.board.open_tasks_of(item.aggregate_id) if gone else []
-            world.apply(item)
-            for open_view in held:  # no failover here: its tasks wait again
-                if open_view.task_id not in self.finished:
-                    world.make(TASK, open_view.task_id, "Requeued", now,
-                               {"from_agent": item.aggregate_id, "reason": "agent_gone"})
-        elif what == "cancel":
-            found = world.board.get(item.aggregate_id)
-            if found is not None and found.status not in ("completed", "dead_lettered",
-                                                          "cancelled"):
-                world.apply(item)
-                self.finished.add(item.aggregate_id)
-        elif what == "end":
-            task_id, placed_at = item
-            running = world.board.get(task_id)
-            if running is not None and running.is_open \
-                    and self.placed_at.get(task_id) == placed_at:
-                world.make(TASK, task_id, "Completed", now,
-                           {"token": running.token, "agent_id": running.agent_id,
-                            "result": None, "attempt": running.attempt})
-                self.finished.add(task_id)
-        # "wake": only a round is wanted, for a key's next token.
+    def _own_until(self, until: float) -> None:
+        """The replay's own events before `until`, each followed by a look."""
+        while self.queue and self.queue[0][0] < until:
+            at, _, what, item = heapq.heappop(self.queue)
+            if what == "end":
+                self._end(item, at)
+            self._round(at, None)
 
-    def _place(self, now: float) -> None:
+    def _recorded(self, event: Any, at: float) -> None:
+        world = self.world
+        task_id = event.aggregate_id
+        if event.kind != TASK:
+            gone = event.kind == AGENT and event.name in GONE
+            held = world.board.open_tasks_of(task_id) if gone else []
+            world.apply(event)
+            for view in held:  # no failover of the replay's own placements: they wait
+                if view.task_id in self.diverged and view.task_id not in self.finished:
+                    world.make(TASK, view.task_id, "Requeued", at,
+                               {"from_agent": task_id, "reason": "agent_gone"})
+            return
+        if event.name == "Assigned" and task_id not in world.in_flight:
+            return  # a dispatcher's decision the replay's rounds did not make as the log
+        if task_id in self.diverged and event.name != "Cancelled":
+            return  # its course is the replay's own now
+        found = world.board.get(task_id)
+        if event.name == "Cancelled" and (found is None or found.status in FINISHED):
+            return
+        world.apply(event)
+        if event.name in ENDS:
+            self.finished.add(task_id)
+
+    def _round(self, now: float, basis: int | None) -> None:
         world = self.world
         while len(world.board.waiting):
             walk = world.board.round(now)
             try:
                 decided = decide(walk, world.board.tasks, world.plan, world.gate, now,
-                                 self.cursor)
+                                 self.cursor, lambda task_id: task_id in world.in_flight)
             finally:
                 walk.close()
             self.cursor = decided.cursor
             for decision in decided.decisions:
-                self._placed(decision.view.task_id, decision.agent, now)
+                self._placed(decision.view.task_id, decision.agent, now, basis,
+                             decision.view.concurrency_key)
             if decided.token_at is not None and decided.token_at > now:
-                self._at(decided.token_at, "wake", None)
+                heapq.heappush(self.queue, (decided.token_at, next(self.order), "wake", None))
             if not decided.more:
                 return
 
-    def _placed(self, task_id: str, agent: Candidate, now: float) -> None:
-        view = self.world.board.get(task_id)
-        attempt = (view.attempt if view is not None else 0) + 1
-        self.world.make(TASK, task_id, "Assigned", now,
-                        {"agent_id": agent.agent_id, "incarnation": agent.incarnation,
-                         "attempt": attempt, "token": f"w{next(self.order)}",
-                         "strategy": self.world.strategy.value, "considered": []})
-        self.placed_at[task_id] = now
+    def _placed(self, task_id: str, agent: Candidate, now: float, basis: int | None,
+                key: str) -> None:
+        world = self.world
+        expected = self.expected.get(task_id)
+        head = expected[0] if expected else None
+        self.decisions.append((task_id, agent.agent_id, basis))
+        if task_id not in self.placed_at:
+            self.placed_at[task_id] = now
+        self.latest[task_id] = now
+        if expected and head is not None and task_id not in self.diverged \
+                and head.agent_id == agent.agent_id and head.basis == basis:
+            expected.popleft()  # the log's own: in flight until the log applies it
+            world.in_flight[task_id] = (agent.agent_id, key)
+            return
+        self.diverged.add(task_id)
+        view = world.board.get(task_id)
+        world.make(TASK, task_id, "Assigned", now,
+                   {"agent_id": agent.agent_id, "incarnation": agent.incarnation,
+                    "attempt": (view.attempt if view is not None else 0) + 1,
+                    "token": f"w{next(self.order)}", "strategy": world.strategy.value,
+                    "considered": []})
         task = self.tasks.get(task_id)
-        if task is None:
-            return  # submitted before the window: neither counted nor ended here
-        self.decisions.append((task_id, agent.agent_id))
-        end = self._end(task, agent.agent_id, now)
-        if end is not None:
-            self._at(end, "end", (task_id, now))
+        service = None if task is None else (
+            task.service_s if task.service_s is not None else self.median.get(task.kind))
+        if service is not None and (task is None or task.cancelled_at is None):
+            heapq.heappush(self.queue, (now + service, next(self.order), "end",
+                                        (task_id, now)))
 
-    def _end(self, task: _Task, agent_id: str, now: float) -> float | None:
-        """Where and as the log placed it: when the log ended it; else a service later
-        (its own, or its kind's median for a task the log never ran)."""
-        if task.cancelled_at is not None:
-            return None  # the log's cancel ends it
-        if task.first_placed is not None and task.ended is None:
-            return None  # it ran past the window
-        if task.first_placed is not None and task.ended is not None \
-                and task.first_placed[1] == agent_id and task.ended[0] >= now:
-            return task.ended[0]
-        service = task.service_s if task.service_s is not None else self.median.get(task.kind)
-        return None if service is None else now + service
+    def _end(self, item: tuple[str, float], now: float) -> None:
+        task_id, placed_at = item
+        running = self.world.board.get(task_id)
+        if running is not None and running.is_open and self.latest.get(task_id) == placed_at:
+            self.world.make(TASK, task_id, "Completed", now,
+                            {"token": running.token, "agent_id": running.agent_id,
+                             "result": None, "attempt": running.attempt})
+            self.finished.add(task_id)
 
     def figures(self, end: float) -> dict[str, Figures]:
         found: dict[str, Figures] = defaultdict(Figures)
@@ -338,6 +396,14 @@ class _Replay:
             if task_id in self.finished and task.cancelled_at is None:
                 figures.finished += 1
         return found
+
+
+def _basis(causation_id: str | None) -> int | None:
+    """The board position a dispatcher's round decided at, from its placement's cause."""
+    if causation_id and causation_id.startswith(DISPATCH_CAUSE):
+        tail = causation_id[len(DISPATCH_CAUSE):]
+        return int(tail) if tail.isdigit() else None
+    return None
 
 
 def _actual(tasks: dict[str, _Task], end: float) -> dict[str, Figures]:

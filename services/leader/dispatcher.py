@@ -17,7 +17,7 @@ from domain.task import TaskStatus
 from domain.task_commands import SubmitTask
 from projections.board.deadlines import ACCEPTING, step_of
 from projections.board.key_gate import KeyGate
-from projections.board.placing import decide
+from projections.board.placing import DISPATCH_CAUSE, decide
 from projections.board.tasks import HeldTask, TaskBoard, TaskView
 from projections.board.waiting import Round
 from projections.limits import Limits
@@ -195,14 +195,17 @@ class Dispatcher:
         for decision in decided.decisions:
             view = decision.view
             fleet.reserve(view.task_id, decision.agent.agent_id, view.concurrency_key)
-            writes.append(self._place(view, decision.agent, decision.seen))
+            writes.append(self._place(view, decision.agent, decision.seen, basis[0]))
         if decided.more:
             self.poke()  # more to place: another round right after this one
 
-    async def _place(self, view: TaskView, agent: Candidate, seen: list[Candidate]) -> None:
+    async def _place(self, view: TaskView, agent: Candidate, seen: list[Candidate],
+                     basis: int) -> None:
         try:
+            # Caused by the round that decided it, named by the log position its board
+            # stood at: a replay decides at the same point (what-if limits).
             outcome = await self.tasks.assign(view.task_id, agent, self.strategy, seen,
-                                              causation_id=f"dispatch-{view.position}")
+                                              causation_id=f"{DISPATCH_CAUSE}{basis}")
         except CommandRefused as refused:
             log.debug("placement refused task=%s: %s", view.task_id, refused.message)
             self.fleet.release(view.task_id)

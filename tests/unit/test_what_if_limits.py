@@ -51,7 +51,7 @@ async def test_the_limits_in_force_reproduce_the_placements_and_others_differ(
     start = await run_window(leader)
     same = await what_if_limits(leader.log, start, None)
     assert same["placements"]["same"], same["placements"]
-    assert [task for task, _ in same["placements"]["what_if"]] == leader.assigned()
+    assert [task for task, _, _ in same["placements"]["what_if"]] == leader.assigned()
     gpu: dict[str, Any] = same["keys"]["gpu"]
     assert gpu["actual"]["placed"] == gpu["what_if"]["placed"] == 6
     assert gpu["what_if"]["p99_wait_s"] == gpu["actual"]["p99_wait_s"] or abs(
@@ -67,3 +67,32 @@ async def test_the_limits_in_force_reproduce_the_placements_and_others_differ(
     gpu = tighter["keys"]["gpu"]
     assert gpu["what_if"]["placed"] == 0 and gpu["what_if"]["longest_wait_s"] > 0
     assert tighter["keys"]["(none)"]["what_if"]["placed"] == 2  # no head-of-line blocking
+
+
+async def test_a_dispatcher_that_saw_several_submits_at_once_is_replayed_as_it_decided(
+        leader: Leader) -> None:
+    """Unpaced: the submits reach the dispatcher together and it decides them in one
+    round (or as it happens to look); the replay looks where it looked (each placement
+    names its round's board position) and decides the same."""
+    await leader.set_limit(scope="key", name="gpu", concurrency=2)
+    await leader.agent("a1", capacity=3)
+    await leader.agent("a2", capacity=3)
+    start = await leader.log.last_position() + 1
+    for i in range(8):
+        await leader.submit("ci" if i % 3 else "other", f"t{i}",
+                            concurrency_key="gpu" if i % 2 else None)
+    finished: list[str] = []
+    while len(finished) < 8:
+        await eventually(lambda: any(t not in finished for t in leader.assigned()),
+                         what="something to finish")
+        task_id = next(t for t in leader.assigned() if t not in finished)
+        await leader.complete(task_id)
+        finished.append(task_id)
+    await eventually(lambda: all(leader.status(f"t{i}") == "completed" for i in range(8)),
+                     what="all done")
+    same = await what_if_limits(leader.log, start, None)
+    assert same["placements"]["same"], same["placements"]
+    assert len(same["placements"]["what_if"]) == 8
+    other = await what_if_limits(leader.log, start, None, [("key:gpu", {"concurrency": 0})])
+    assert not other["placements"]["same"]
+    assert other["keys"]["gpu"]["what_if"]["placed"] == 0
