@@ -33,6 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 IDENTITY = "bench"
 
 
+class MissingTool(RuntimeError):
+    """A scenario cannot run here: what it needs is missing, and the message says how to
+    get it. The run fails (exit status 1) with the message alone, not a traceback."""
+
+
 @dataclass
 class Orchestrator:
     """`orchestrator up` in its own process, against the scenario's nats-server."""

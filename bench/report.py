@@ -34,6 +34,8 @@ TARGETS: dict[str, dict[str, str]] = {
                "log_bytes_per_lifecycle_with_progress": "<= 1500"},
     # burst_rss_bytes is held to burst_rss_bound_bytes, computed in the same run.
     "flow": {"lifecycles_ratio_with_limits": ">= 0.9", "placement_cpu_ms_p99": "<= 1"},
+    # The TypeScript SDK's agent within 20 % of the Python SDK's, on the same machine.
+    "sdk_ts": {"agent_ratio_vs_python": ">= 0.8"},
 }
 
 
