@@ -102,11 +102,12 @@ fuzz: $(STAMP)
 		--timeout $(FUZZ_TIME) -p no:cacheprovider; \
 	rc=$$?; echo "make fuzz: seed $$seed, exit $$rc"; exit $$rc
 
-bench: $(STAMP)
+# sdk-ts: the sdk_ts scenario runs the TypeScript agent (compiled).
+bench: $(STAMP) sdk-ts
 	bench/setup.sh
 	$(BIN)/python -m bench --size full
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) sdk-ts
 	bench/setup.sh
 	$(BIN)/python -m bench --size quick
 
