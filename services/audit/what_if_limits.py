@@ -284,16 +284,26 @@ class _Replay:
         return bool(self.diverged)
 
     def run(self) -> list[tuple[str, str, int | None]]:
+        bases = deque(sorted(self.rounds))
+        first = self.window[0].position if self.window else 0
+        while bases and bases[0] < first:
+            bases.popleft()  # decided before the window: its state is not replayed
         for event in self.window:
             at = event.recorded_at.timestamp()
+            while bases and bases[0] < event.position:  # a position no event of the log
+                basis = bases.popleft()  # has (a record iterate skips): the state before
+                self._round(self.rounds[basis], basis)
             self._own_until(at)
             self._recorded(event, at)
             if event.position in self.after_submit:  # placed with its submit: no basis
                 self._round(self.after_submit[event.position], None)
-            if event.position in self.rounds:
-                self._round(self.rounds[event.position], event.position)
+            if bases and bases[0] == event.position:
+                self._round(self.rounds[bases.popleft()], event.position)
             elif self.own_world and event.position not in self.after_submit:
                 self._round(at, event.position)
+        while bases:
+            basis = bases.popleft()
+            self._round(self.rounds[basis], basis)
         self._own_until(float("inf"))
         return self.decisions
 
