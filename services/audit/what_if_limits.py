@@ -265,19 +265,23 @@ class _Replay:
             if task.service_s is not None:
                 medians[task.kind].append(task.service_s)
         self.median = {kind: statistics.median(v) for kind, v in medians.items()}
-        previous: Any = None
+        # A placement made with its submit (every `Assigned` not caused by a round) is
+        # written in the submit's append; others may be written between the two (an
+        # append is atomic, not alone in the log).
+        submitted: dict[str, int] = {}
         for event in window:
-            if event.kind == TASK and event.name == "Assigned":
+            if event.kind == TASK and event.name == "Submitted":
+                submitted[event.aggregate_id] = event.position
+            elif event.kind == TASK and event.name == "Assigned":
                 basis = _basis(event.causation_id)
                 at = event.recorded_at.timestamp()
-                if basis is None and previous is not None and previous.name == "Submitted" \
-                        and previous.aggregate_id == event.aggregate_id:
-                    self.after_submit.setdefault(previous.position, at)
+                submit = submitted.get(event.aggregate_id)
+                if basis is None and submit is not None:  # only a submit places so
+                    self.after_submit.setdefault(submit, at)
                 elif basis is not None:
                     self.rounds.setdefault(basis, at)
                 self.expected[event.aggregate_id].append(
                     _Placed(event.position, event.data()["agent_id"], basis))
-            previous = event
 
     @property
     def own_world(self) -> bool:
