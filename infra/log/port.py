@@ -18,7 +18,7 @@ from eventsourcing.domain import CanInitAggregate
 from eventsourcing.persistence import Mapper
 
 from domain.base import StrIdCarriedForward
-from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator
+from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator, decision_causes
 from infra.log.format import event_headers
 from infra.log.format.event_headers import new_event_id
 from infra.log.format.foreign import ForeignRecords
@@ -85,6 +85,7 @@ def append_records(names: Names, mapper: Mapper[Any], kind: str, events: Sequenc
     the subject does not imply it). The expected position is each adapter's to add."""
     records: Records = []
     own_decisions = decided_by_orchestrator.get()
+    own_causes = decision_causes.get()
     for domain_event in events:
         stored = mapper.to_stored_event(domain_event)
         aggregate_id = str(stored.originator_id)
@@ -101,7 +102,8 @@ def append_records(names: Names, mapper: Mapper[Any], kind: str, events: Sequenc
             # header, and what the subject already says (the topic, for the aggregates'
             # own event classes) is left out.
             Header.EVENT: event_headers.pack(stored.originator_version, identity,
-                                             causation_id, correlation_id),
+                                             own_causes.get(event_name) or causation_id,
+                                             correlation_id),
         }
         if stored.topic != default_topic(kind, event_name):
             headers[Header.TOPIC] = stored.topic

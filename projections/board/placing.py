@@ -21,8 +21,24 @@ from projections.board.waiting import Round
 
 # Placements decided at most per round: the dispatcher writes them concurrently.
 MOST_PER_ROUND = 64
-# A placement's causation id: this and the log position the round's board stood at.
+# A placement's causation id: this, the log position the deciding board stood at, and
+# the decision's number in its leader's term (`dispatch-<position>.<n>`).
 DISPATCH_CAUSE = "dispatch-"
+
+
+def dispatch_cause(basis: int, number: int) -> str:
+    return f"{DISPATCH_CAUSE}{basis}.{number}"
+
+
+def parse_dispatch_cause(cause: str | None) -> tuple[int, int] | None:
+    """(board position, number) of a placement's cause; None for another cause. A cause
+    of before numbers (`dispatch-<position>`) reads as number 0."""
+    if not cause or not cause.startswith(DISPATCH_CAUSE):
+        return None
+    basis, _, number = cause[len(DISPATCH_CAUSE):].partition(".")
+    if not basis.isdigit() or (number and not number.isdigit()):
+        return None
+    return int(basis), int(number or 0)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from domain.plan import Plan
 from infra.log.port import EventLog
 from infra.names import AGENT, TASK
 from projections.board.key_gate import KeyGate
-from projections.board.placing import DISPATCH_CAUSE, decide
+from projections.board.placing import decide, parse_dispatch_cause
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.limits import LIMIT_KIND, Limits
@@ -258,8 +258,13 @@ class _Replay:
         self.diverged: set[str] = set()  # tasks whose course is the replay's own
         self.cursor = ""
         self.expected: dict[str, deque[_Placed]] = defaultdict(deque)
-        self.rounds: dict[int, float] = {}  # basis -> when its first placement was made
+        # The dispatchers' decisions in their order: (basis, number, when, the task a
+        # submit's placement was for, or "" for a round's), and the submits of tasks
+        # placed with their submit before decisions were numbered.
+        self.steps: list[tuple[int, int, float, str]] = []
         self.after_submit: dict[int, float] = {}
+        self.submits: dict[str, Any] = {}  # task -> its Submitted in the window
+        self.early: set[int] = set()  # Submitted positions applied ahead, for a claim
         medians: dict[str, list[float]] = defaultdict(list)
         for task in tasks.values():
             if task.service_s is not None:
@@ -268,48 +273,99 @@ class _Replay:
         # A placement made with its submit (every `Assigned` not caused by a round) is
         # written in the submit's append; others may be written between the two (an
         # append is atomic, not alone in the log).
-        submitted: dict[str, int] = {}
+        seen_steps: set[tuple[int, int | str]] = set()
         for event in window:
             if event.kind == TASK and event.name == "Submitted":
-                submitted[event.aggregate_id] = event.position
+                self.submits[event.aggregate_id] = event
             elif event.kind == TASK and event.name == "Assigned":
-                basis = _basis(event.causation_id)
+                cause = parse_dispatch_cause(event.causation_id)
                 at = event.recorded_at.timestamp()
-                submit = submitted.get(event.aggregate_id)
-                if basis is None and submit is not None:  # only a submit places so
-                    self.after_submit.setdefault(submit, at)
-                elif basis is not None:
-                    self.rounds.setdefault(basis, at)
+                submit = self.submits.get(event.aggregate_id)
+                if cause is None:
+                    if submit is not None:  # placed with its submit, not numbered
+                        self.after_submit.setdefault(submit.position, at)
+                else:
+                    basis, number = cause
+                    # A submit's placement: its task came after the board it was
+                    # decided on (the same append wrote both).
+                    claim = submit is not None and submit.position > basis
+                    key = (basis, number) if claim or number else (basis, "round")
+                    if key not in seen_steps:
+                        seen_steps.add(key)
+                        self.steps.append((basis, number, at,
+                                           event.aggregate_id if claim else ""))
                 self.expected[event.aggregate_id].append(
-                    _Placed(event.position, event.data()["agent_id"], basis))
+                    _Placed(event.position, event.data()["agent_id"],
+                            None if cause is None else cause[0]))
+        self.steps.sort(key=lambda step: (step[0], step[1]))
+        # One round's numbered decisions are one step: the first of each run of them.
+        merged: list[tuple[int, int, float, str]] = []
+        for step in self.steps:
+            previous = merged[-1] if merged else None
+            if previous is not None and not step[3] and not previous[3] \
+                    and previous[0] == step[0] and step[1] == previous[1] + 1:
+                merged[-1] = (previous[0], step[1], previous[2], "")
+                continue
+            merged.append(step)
+        self.steps = merged
 
     @property
     def own_world(self) -> bool:
         return bool(self.diverged)
 
     def run(self) -> list[tuple[str, str, int | None]]:
-        bases = deque(sorted(self.rounds))
+        steps = deque(self.steps)
         first = self.window[0].position if self.window else 0
-        while bases and bases[0] < first:
-            bases.popleft()  # decided before the window: its state is not replayed
+        while steps and steps[0][0] < first:
+            steps.popleft()  # decided before the window: its state is not replayed
         for event in self.window:
             at = event.recorded_at.timestamp()
-            while bases and bases[0] < event.position:  # a position no event of the log
-                basis = bases.popleft()  # has (a record iterate skips): the state before
-                self._round(self.rounds[basis], basis)
+            while steps and steps[0][0] < event.position:  # a position no event of the
+                self._step(steps.popleft())  # log has (a record the read skips)
             self._own_until(at)
+            if event.position in self.early:
+                continue  # applied ahead, for the placement made with it
             self._recorded(event, at)
-            if event.position in self.after_submit:  # placed with its submit: no basis
+            if event.position in self.after_submit:  # placed with its submit, unnumbered
                 self._round(self.after_submit[event.position], None)
-            if bases and bases[0] == event.position:
-                self._round(self.rounds[bases.popleft()], event.position)
-            elif self.own_world and event.position not in self.after_submit:
+            looked = False
+            while steps and steps[0][0] == event.position:
+                self._step(steps.popleft())
+                looked = True
+            if self.own_world and not looked and event.position not in self.after_submit:
                 self._round(at, event.position)
-        while bases:
-            basis = bases.popleft()
-            self._round(self.rounds[basis], basis)
+        while steps:
+            self._step(steps.popleft())
         self._own_until(float("inf"))
         return self.decisions
+
+    def _step(self, step: tuple[int, int, float, str]) -> None:
+        """One of the dispatchers' decisions: a round, or a placement made with a submit
+        (its task's Submitted applied ahead: the same append wrote them)."""
+        basis, _, at, task_id = step
+        if not task_id:
+            self._round(at, basis)
+            return
+        submit = self.submits[task_id]
+        if submit.position not in self.early:
+            self.early.add(submit.position)
+            self._recorded(submit, submit.recorded_at.timestamp())
+        self._claim(task_id, at, basis)
+
+    def _claim(self, task_id: str, now: float, basis: int) -> None:
+        """As the dispatcher's claim: the task alone, if its key's limits allow."""
+        world = self.world
+        view = world.board.get(task_id)
+        if view is None or view.is_open or task_id in world.in_flight:
+            return
+        key = view.concurrency_key
+        if key and world.gate.holds(key, now) is not None:
+            return
+        plan, _ = world.plan()
+        agent = plan.choose(view.requires, view.kind, self.cursor, view.selector, view.prefer)
+        if agent is not None:
+            self.cursor = agent.agent_id
+            self._placed(task_id, agent, now, basis, key)
 
     def _own_until(self, until: float) -> None:
         """The replay's own events before `until`, each followed by a look."""
@@ -413,11 +469,10 @@ class _Replay:
 
 
 def _basis(causation_id: str | None) -> int | None:
-    """The board position a dispatcher's round decided at, from its placement's cause."""
-    if causation_id and causation_id.startswith(DISPATCH_CAUSE):
-        tail = causation_id[len(DISPATCH_CAUSE):]
-        return int(tail) if tail.isdigit() else None
-    return None
+    """The board position a dispatcher's decision was made at, from its placement's
+    cause; None for a placement made with its submit before decisions were numbered."""
+    cause = parse_dispatch_cause(causation_id)
+    return None if cause is None else cause[0]
 
 
 def _actual(tasks: dict[str, _Task], end: float) -> dict[str, Figures]:

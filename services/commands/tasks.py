@@ -27,7 +27,7 @@ from domain.task_commands import (
     SubmitTask,
     TaskToken,
 )
-from infra.caller import current_identity, decided_by_orchestrator
+from infra.caller import current_identity, decided_by_orchestrator, decision_causes
 from infra.log.repository import Repository
 from infra.names import Names
 from projections.board.tasks import TaskBoard
@@ -51,6 +51,7 @@ class Claim(Protocol):
     agent: Candidate
     seen: list[Candidate]
     strategy: str
+    cause: str  # its placement's causation id: the decision (placing.dispatch_cause)
 
     def settle(self, position: int) -> None: ...
     def release(self) -> None: ...
@@ -192,6 +193,7 @@ class TaskService:
         # The placement is the orchestrator's decision, not the submitter's: its event
         # says so.
         own = decided_by_orchestrator.set(PLACEMENTS)
+        caused = decision_causes.set({"Assigned": claim.cause} if claim is not None else {})
         try:
             outcome = await execute(self.repository, task_id, decide, causation_id,
                                     causation_id)
@@ -201,6 +203,7 @@ class TaskService:
             raise
         finally:
             decided_by_orchestrator.reset(own)
+            decision_causes.reset(caused)
         if claim is not None:
             placed = outcome.aggregate.agent_id == claim.agent.agent_id
             if placed and len(outcome.positions) > 1 and outcome.position is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from domain.task import TaskStatus
 from domain.task_commands import SubmitTask
 from projections.board.deadlines import ACCEPTING, step_of
 from projections.board.key_gate import KeyGate
-from projections.board.placing import DISPATCH_CAUSE, decide
+from projections.board.placing import decide, dispatch_cause
 from projections.board.tasks import HeldTask, TaskBoard, TaskView
 from projections.board.waiting import Round
 from projections.limits import Limits
@@ -39,6 +40,7 @@ class Placement:
     seen: list[Candidate]
     strategy: str
     metrics: Metrics
+    cause: str  # the decision's: its board position and number (placing.dispatch_cause)
 
     def settle(self, position: int) -> None:
         self.fleet.note(self.task_id, self.agent.agent_id, position)
@@ -74,6 +76,8 @@ class Dispatcher:
         # could place none: while both hold, a new task goes before none that can be
         # placed, so a submit may place it at once (the queue keeps its order).
         self._stuck_at: tuple[int, int] | None = None
+        # Each decision's number in this process: a replay decides in the same order.
+        self._decided = itertools.count(1)
 
     def claim(self, task_id: str, cmd: SubmitTask) -> Placement | None:
         """An agent for a task being submitted, set aside (counted against it) until the
@@ -89,7 +93,8 @@ class Dispatcher:
         if chosen is None:
             return None
         agent, seen = chosen
-        return Placement(self.fleet, task_id, agent, seen, self.strategy, self.metrics)
+        return Placement(self.fleet, task_id, agent, seen, self.strategy, self.metrics,
+                         dispatch_cause(self.board.position, next(self._decided)))
 
     def _queue_stuck(self) -> bool:
         """Nothing waiting can be placed now: the last round looked at all of it, at this
@@ -195,17 +200,18 @@ class Dispatcher:
         for decision in decided.decisions:
             view = decision.view
             fleet.reserve(view.task_id, decision.agent.agent_id, view.concurrency_key)
-            writes.append(self._place(view, decision.agent, decision.seen, basis[0]))
+            writes.append(self._place(view, decision.agent, decision.seen,
+                                      dispatch_cause(basis[0], next(self._decided))))
         if decided.more:
             self.poke()  # more to place: another round right after this one
 
     async def _place(self, view: TaskView, agent: Candidate, seen: list[Candidate],
-                     basis: int) -> None:
+                     cause: str) -> None:
         try:
-            # Caused by the round that decided it, named by the log position its board
-            # stood at: a replay decides at the same point (what-if limits).
+            # Caused by the decision: the log position its board stood at and its number,
+            # so that a replay decides at the same point, in the same order (what-if).
             outcome = await self.tasks.assign(view.task_id, agent, self.strategy, seen,
-                                              causation_id=f"{DISPATCH_CAUSE}{basis}")
+                                              causation_id=cause)
         except CommandRefused as refused:
             log.debug("placement refused task=%s: %s", view.task_id, refused.message)
             self.fleet.release(view.task_id)

@@ -16,6 +16,7 @@ from infra.names import Names
 from projections.board.tasks import TaskBoard
 from sdk.agent import AgentClient, TaskContext
 from sdk.client import Client
+from services.audit.what_if_limits import what_if_limits
 from tests.processes import OrchestratorProcess
 from tests.support import eventually, get_json, request, subject
 
@@ -143,6 +144,12 @@ async def test_the_concurrency_bound_holds_through_deaths_moves_and_a_leader_kil
         assert max(counts) == 3  # reached, never passed, at any log position
         moved = [e for e in events if e.name in ("Reassigned", "Requeued")]
         assert moved, "an agent died holding tasks: they moved"
+        # Replayed under the limits in force, through deaths, moves and two leaders'
+        # decisions (rounds and submits placed at once, racing): every placement decided
+        # again where, and in the order, the dispatchers decided it.
+        replay = await what_if_limits(EventStore(nc.jetstream(), names, create_mapper()), 1,
+                                      None)
+        assert replay["placements"]["same"], replay["placements"]
         assert {e.data()["from_agent"] for e in moved} <= {f"w{i}" for i in range(spare)}
     finally:
         await fleet.stop()
