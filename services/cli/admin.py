@@ -11,12 +11,11 @@ import orjson
 
 from infra import names as n
 from services.cli.auth import CommandFailed
-from services.cli.common.connection import add_client_flags, connect_client
+from services.cli.common.connection import add_client_flags, send_command
 
 WRITE_COMMANDS = ("cancel", "drain", "undrain", "deregister")
 AGENT_COMMANDS = {"drain": n.ADMIN_DRAIN, "undrain": n.ADMIN_UNDRAIN,
                   "deregister": n.ADMIN_DEREGISTER}
-REQUEST_TIMEOUT_S = 10.0
 
 
 def add_write_commands(commands: Any) -> None:
@@ -55,12 +54,7 @@ async def run_write(args: argparse.Namespace) -> int:
         body = {"agent_id": args.agent_id}
         command = AGENT_COMMANDS[args.command]
         what = f"agent {args.agent_id}"
-    connected = await connect_client(args)
-    try:
-        msg = await connected.request(command, orjson.dumps(body), timeout=REQUEST_TIMEOUT_S)
-    finally:
-        await connected.nc.close()
-    reply: dict[str, Any] = orjson.loads(msg.data)
+    reply = await send_command(args, command, body)
     if not reply.get("ok"):
         error = reply.get("error", {})
         raise CommandFailed(f"{what} was not {_done(args.command)}: {error.get('code')}: "

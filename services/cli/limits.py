@@ -11,10 +11,9 @@ import orjson
 
 from infra import names as n
 from services.cli.auth import CommandFailed
-from services.cli.common.connection import add_client_flags, connect_client
+from services.cli.common.connection import add_client_flags, send_command
 from services.cli.read_api import ReadApi, add_api_flags
 
-REQUEST_TIMEOUT_S = 10.0
 VALUE_FLAGS = ("concurrency", "rate", "burst", "weight", "max_unfinished")
 
 
@@ -51,13 +50,7 @@ async def run_limits(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"scope": args.scope, "name": args.name}
     body.update({flag: getattr(args, flag) for flag in VALUE_FLAGS
                  if getattr(args, flag) is not None})
-    connected = await connect_client(args)
-    try:
-        msg = await connected.request(n.ADMIN_LIMITS_SET, orjson.dumps(body),
-                                      timeout=REQUEST_TIMEOUT_S)
-    finally:
-        await connected.nc.close()
-    reply: dict[str, Any] = orjson.loads(msg.data)
+    reply = await send_command(args, n.ADMIN_LIMITS_SET, body)
     if not reply.get("ok"):
         error = reply.get("error", {})
         raise CommandFailed(f"limit {args.scope} {args.name} was not set: "

@@ -12,9 +12,8 @@ import orjson
 
 from infra import names as n
 from services.cli.auth import CommandFailed
-from services.cli.common.connection import add_client_flags, connect_client
+from services.cli.common.connection import add_client_flags, send_command
 
-REQUEST_TIMEOUT_S = 10.0
 VERBS = {"pause": n.SCHEDULE_PAUSE, "resume": n.SCHEDULE_RESUME, "delete": n.SCHEDULE_DELETE}
 
 
@@ -74,12 +73,7 @@ async def run_schedule(args: argparse.Namespace) -> int:
         command, body = n.SCHEDULE_LIST, {"limit": 1000}
     else:
         command, body = VERBS[args.schedule_command], {"name": args.name}
-    connected = await connect_client(args)
-    try:
-        msg = await connected.request(command, orjson.dumps(body), timeout=REQUEST_TIMEOUT_S)
-    finally:
-        await connected.nc.close()
-    reply: dict[str, Any] = orjson.loads(msg.data)
+    reply = await send_command(args, command, body)
     if not reply.get("ok"):
         error = reply.get("error", {})
         what = f"schedule {body['name']}" if "name" in body else "schedules"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -169,3 +170,19 @@ async def connect_client(args: argparse.Namespace) -> Connected:
             from None
     made.append(Connected(nc, identity, Names(args.subject_prefix)))
     return made[0]
+
+
+# How long a write command waits for its answer.
+COMMAND_TIMEOUT_S = 10.0
+
+
+async def send_command(args: argparse.Namespace, command: str,
+                       body: dict[str, Any]) -> dict[str, Any]:
+    """One command as the CLI's identity, on a connection of its own: its reply."""
+    connected = await connect_client(args)
+    try:
+        msg = await connected.request(command, orjson.dumps(body), timeout=COMMAND_TIMEOUT_S)
+    finally:
+        await connected.nc.close()
+    reply: dict[str, Any] = orjson.loads(msg.data)
+    return reply
