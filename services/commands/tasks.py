@@ -7,7 +7,6 @@ import logging
 import secrets
 import time
 import uuid
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -32,6 +31,7 @@ from infra.log.repository import Repository
 from infra.names import Names
 from projections.board.tasks import TaskBoard
 from projections.limits import Limits
+from services.commands.admission import Admission
 from services.execute import Outcome, execute
 
 Publish = Callable[[str, bytes], Awaitable[None]]
@@ -65,8 +65,6 @@ class Placer(Protocol):
     def __call__(self, task_id: str, cmd: SubmitTask) -> Claim | None: ...
 
 
-# How long a submitter refused as overloaded is told to wait before it tries again.
-OVERLOADED_RETRY_AFTER_S = 1.0
 
 
 def new_token() -> str:
@@ -107,12 +105,7 @@ class TaskService:
         # Whether some agent runs a kind: a submit of one nobody runs is told so.
         self.kind_runs = kind_runs
         self.repository = repository
-        self.limits = limits or Limits(0, 0)
-        self.on_refused = on_refused  # told each submit refused as overloaded (metrics)
-        # Submits admitted and being written, by submitter: a burst of concurrent ones
-        # is counted before the board has applied any of them.
-        self._admitting: Counter[str] = Counter()
-        self._unapplied: deque[tuple[int, str]] = deque()  # (position, submitter)
+        self.admission = Admission(board, limits or Limits(0, 0), on_refused)
         # Told of every accepted progress report, written or not (the submitter's feed).
         self.on_progress = on_progress
         self._progress_written: dict[str, float] = {}  # task id -> when, while it runs
@@ -149,13 +142,11 @@ class TaskService:
             written = reply.get("position")
             return reply
         except Overloaded as refused:  # once, though decided twice (execute re-reads)
-            self.on_refused(refused.bound)
+            self.admission.on_refused(refused.bound)
             raise
         finally:
-            if admitted[0] and written is not None:
-                self._unapplied.append((written, submitter))
-            elif admitted[0]:
-                self._admitted(submitter)
+            if admitted[0]:
+                self.admission.settled(submitter, written)
 
     async def _submit(self, cmd: SubmitTask, task_id: str, digest: str, submitter: str,
                       operator: bool, causation_id: str | None,
@@ -169,8 +160,7 @@ class TaskService:
                 # answered (a refusal is decided again on the log's state, so a task not
                 # cached is found there).
                 if not admitted[0]:
-                    self._admit(submitter)
-                    self._admitting[submitter] += 1
+                    self.admission.let_in(submitter)
                     admitted[0] = True
                 task = Task(task_id, cmd.kind, cmd.payload, list(cmd.requires), cmd.priority,
                             cmd.max_attempts, cmd.timeout_s, digest, submitter, not_before,
@@ -216,31 +206,6 @@ class TaskService:
             reply["warning"] = (f"no agent runs kind {cmd.kind}: the task waits until one "
                                 f"that declares it (or declares no kinds) registers")
         return reply
-
-    def _admitted(self, submitter: str) -> None:
-        left = self._admitting[submitter] - 1
-        if left > 0:
-            self._admitting[submitter] = left
-        else:
-            del self._admitting[submitter]
-
-    def _admit(self, submitter: str) -> None:
-        """Refuse (`overloaded`, nothing written) a new task past an admission bound."""
-        use, limits = self.board.flow, self.limits
-        unapplied = self._unapplied
-        while unapplied and unapplied[0][0] <= self.board.position:
-            self._admitted(unapplied.popleft()[1])
-        quota = limits.quota(submitter)
-        if quota and use.unfinished[submitter] + self._admitting[submitter] >= quota:
-            raise Overloaded("submitter",
-                             f"{submitter or 'this submitter'} has {quota} unfinished "
-                             f"tasks, its bound; submit again when some have finished",
-                             OVERLOADED_RETRY_AFTER_S)
-        total = limits.max_unfinished_total
-        if total and use.total_unfinished + self._admitting.total() >= total:
-            raise Overloaded("total",
-                             f"the orchestrator holds {total} unfinished tasks, its bound; "
-                             f"submit again when some have finished", OVERLOADED_RETRY_AFTER_S)
 
     async def cancel(self, cmd: CancelTask, causation_id: str | None = None) -> dict[str, Any]:
         holder: list[str | None] = [None]
