@@ -465,9 +465,12 @@ LIMIT_SPEC = Spec(n.ADMIN_LIMITS_SET, (
     Field("weight", st.none(), not_null(wrong_for_float(0, 1000, low_open=True))),
     Field("max_unfinished", st.none(), not_null(wrong_for_int(0, 100_000_000))),
 ))
-TEMPLATE = Spec("task", (
+# What a task is, in a submit and in a schedule's template alike.
+TASK_FIELDS = (
     Field("kind", pattern_text(CAPABILITY_CHARS, 30), wrong_for_str() | invalid_kind,
           required=True),
+    # `payload` takes any JSON the log can keep; the hostile values ride along with
+    # another mutation.
     Field("payload", any_json, beyond_64_bits, noise=any_noise),
     Field("requires", capabilities_valid,
           wrong_for_list(wrong_for_str() | invalid_capability,
@@ -477,7 +480,8 @@ TEMPLATE = Spec("task", (
     Field("timeout_s", st.floats(0, 604800, exclude_min=True) | st.integers(1, 604800),
           wrong_for_float(0, 604800, low_open=True)),
     *FLOW_FIELDS,
-))
+)
+TEMPLATE = Spec("task", TASK_FIELDS)
 CRONS = ["* * * * *", "*/5 * * * *", "0 3 * * mon-fri", "@daily", "0 0 29 2 *"]
 NOT_CRONS = ["", "* * * *", "* * * * * *", "61 * * * *", "0 0 30 2 *", "@often", "5-1 * * * *",
              "*/0 * * * *", "* * * * 8", "x" * 129]
@@ -546,24 +550,12 @@ SPECS: dict[str, Spec] = {s.command: s for s in (
     # Submitters' commands.
     Spec(n.TASK_SUBMIT, (
         Field("task_id", valid_id | st.none(), wrong_for_str(nullable=True) | invalid_id),
-        Field("kind", pattern_text(CAPABILITY_CHARS, 30), wrong_for_str() | invalid_kind,
-              required=True),
-        # `payload` takes any JSON the log can keep; the hostile values ride along with
-        # another mutation.
-        Field("payload", any_json, beyond_64_bits, noise=any_noise),
-        Field("requires", capabilities_valid,
-              wrong_for_list(wrong_for_str() | invalid_capability,
-                             pattern_text(CAPABILITY_CHARS, 20), 32)),
-        Field("priority", st.integers(-1000, 1000), wrong_for_int(-1000, 1000)),
-        Field("max_attempts", st.integers(1, 100), wrong_for_int(1, 100)),
-        Field("timeout_s", st.floats(0, 604800, exclude_min=True) | st.integers(1, 604800),
-              wrong_for_float(0, 604800, low_open=True)),
+        *TASK_FIELDS,
         Field("delay_s", st.floats(0, 31_622_400, exclude_min=True) | st.none(),
               not_null(wrong_for_float(0, 31_622_400, low_open=True))),
         # Its alternative: only null among valid bodies, as both given at once is refused
         # whatever the values (tests/unit/test_scheduled_tasks.py).
         Field("not_before", st.none(), not_null(wrong_for_float(0, 2e10, low_open=True))),
-        *FLOW_FIELDS,
     )),
     Spec(n.TASK_CANCEL, (task_id, Field("reason", text_4096, text_wrong))),
     Spec(n.TASK_RESULTS, (
