@@ -95,8 +95,22 @@ class AccessControl:
         except CommandRefused as refused:
             if refused.code != ErrorCode.CONFLICT:
                 raise
+            await self._check_operator_key(operator_key)
         if not self.keys.read_token.exists():
             reply = await self.admin.create_api_token(
                 CreateApiToken(name=LOCAL_OPERATOR, scope="read"))
             write_secret(self.keys.read_token, reply["token"] + "\n")
             log.info("read API token written to %s", self.keys.read_token)
+
+    async def _check_operator_key(self, operator_key: str) -> None:
+        """The local operator identity exists: say so if it holds another key than this
+        data directory's (another orchestrator of the deployment registered it), since
+        the CLI here would be refused."""
+        identity, _ = await self.identities.get(LOCAL_OPERATOR, fresh=True)
+        if identity is not None and not identity.revoked and \
+                identity.public_key not in (None, operator_key):
+            log.warning("the %s identity holds another key than %s (another orchestrator "
+                        "of this deployment registered it): the CLI here will be refused; "
+                        "take the deployment's keys with `orchestrator auth export` there "
+                        "and `orchestrator auth import --force` here", LOCAL_OPERATOR,
+                        self.keys.operator)

@@ -9,6 +9,7 @@ import logging
 import nats
 import nats.errors
 
+from infra.auth.bundle import SHARED_NAMES, missing_keys
 from infra.auth.credentials import Keys
 from infra.bus.connection import redact
 from infra.startup import CannotStart
@@ -19,13 +20,24 @@ ANONYMOUS_PROBE_TIMEOUT_S = 3.0
 
 
 async def check_external_server(url: str, keys: Keys) -> None:
-    """Refuse to start (CannotStart) when the keys are missing, when a client with no
+    """Refuse to start (CannotStart) when any of the keys every orchestrator of a
+    deployment shares is missing (infra.auth.bundle), when a client with no
     credentials at all is let in, or when the server does not know our serving user."""
-    if not (keys.issuer.exists() and keys.orchestrator.exists()):
+    missing = missing_keys(keys)
+    if len(missing) == len(SHARED_NAMES):
         raise CannotStart(
-            f"ORCH_AUTH=on needs the deployment's keys in {keys.directory}: run "
-            f"`orchestrator auth server-config` to make them and print the block to add to "
-            f"your nats-server configuration (or set ORCH_AUTH=off for development)")
+            f"ORCH_AUTH=on needs the deployment's keys in {keys.directory}: on its first "
+            f"orchestrator run `orchestrator auth server-config` to make them and print the "
+            f"block for your nats-server configuration; on any other, `orchestrator auth "
+            f"import` the bundle `orchestrator auth export` wrote where they are (or set "
+            f"ORCH_AUTH=off for development)")
+    if missing:
+        raise CannotStart(
+            f"{keys.directory} lacks {', '.join(missing)} (it has "
+            f"{', '.join(name for name in SHARED_NAMES if name not in missing)}): every "
+            f"orchestrator of a deployment needs all of {', '.join(SHARED_NAMES)}; run "
+            f"`orchestrator auth export FILE` where they are and `orchestrator auth import "
+            f"FILE --data-dir {keys.directory.parent}` here")
     if await _admits(url, None):
         raise CannotStart(
             f"the NATS server at {redact(url)} lets clients in without credentials, so "
@@ -38,7 +50,9 @@ async def check_external_server(url: str, keys: Keys) -> None:
             f"user (a key derived from {keys.orchestrator}, added when the orchestrator "
             f"began to serve requests through a user of its own): replace the block in "
             f"its configuration with the one `orchestrator auth server-config` prints now, "
-            f"and reload it")
+            f"and reload it; or, if another orchestrator's keys are the ones it trusts, "
+            f"take them with `orchestrator auth export` there and `orchestrator auth "
+            f"import --force` here")
 
 
 async def _admits(url: str, seed: str | None) -> bool | None:

@@ -4,16 +4,15 @@ tools, read API tokens, and the nats-server configuration for an external NATS."
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from infra import names as n
-from infra.auth.credentials import Keys, server_auth_config_for, write_secret
+from infra.auth.credentials import write_secret
 from infra.auth.keys import Role, new_seed, public_key
-from infra.names import Names
+from services.cli.auth_keys import add_auth_commands, run_auth
 from services.cli.common.connection import add_client_flags, connect_client
 
 SECURITY_COMMANDS = ("enroll", "revoke", "identity", "token", "auth")
@@ -79,24 +78,12 @@ def add_security_commands(commands: Any) -> None:
                               help="the identity holding it (default: the one you connect as)")
     token_create.add_argument("--json", action="store_true")
 
-    auth = commands.add_parser("auth", help="the deployment's keys")
-    auth_commands = auth.add_subparsers(dest="auth_command", required=True)
-    server_config = auth_commands.add_parser(
-        "server-config", help="print the block for an external nats-server's configuration "
-                              "(makes the keys in the data directory if missing)")
-    server_config.add_argument("--data-dir", type=Path, default=Path("./.orchestrator"))
-    server_config.add_argument(
-        "--subject-prefix", default=os.environ.get("ORCH_SUBJECT_PREFIX", "orch"),
-        help="the orchestrator's prefix, which its own users' permissions name "
-             "(env ORCH_SUBJECT_PREFIX; default orch)")
+    add_auth_commands(commands)
 
 
 async def run_security(args: argparse.Namespace) -> int:
     if args.command == "auth":
-        keys = Keys.of(args.data_dir)
-        keys.ensure()
-        print(server_auth_config_for(keys, Names(args.subject_prefix)), end="")
-        return 0
+        return run_auth(args)
     if args.command == "identity":
         return await _identity_create(args)
     connected = await connect_client(args)

@@ -36,6 +36,7 @@ from infra.startup import CannotStart
 from services.cli.admin import WRITE_COMMANDS, add_write_commands, run_write
 from services.cli.audit.commands import AUDIT_COMMANDS, add_audit_commands, run_audit
 from services.cli.auth import SECURITY_COMMANDS, CommandFailed, add_security_commands, run_security
+from services.cli.auth_keys import KeysRefused
 from services.cli.common.connection import Denied, Unreachable
 from services.cli.completion import add_completion_command, run_completion
 from services.cli.demo.agent import AgentRefused, add_agent_command, run_agent, until_signalled
@@ -207,6 +208,7 @@ def _run_reporting(args: argparse.Namespace, parser: argparse.ArgumentParser,
                    debug: bool) -> int:
     failures: tuple[tuple[type[BaseException], int], ...] = (
         (AgentRefused, EXIT_REFUSED), (CommandFailed, EXIT_REFUSED), (Denied, EXIT_REFUSED),
+        (KeysRefused, EXIT_REFUSED),
         (CannotStart, EXIT_CANNOT_START), (Unreachable, EXIT_UNREACHABLE),
         (ValueError, EXIT_USAGE),
     )
