@@ -13,10 +13,15 @@ from domain.errors import CommandRefused, ErrorCode
 ALIVE = "alive"
 SUSPECT = "suspect"
 DEAD = "dead"
+UNRESPONSIVE = "unresponsive"
 
 
 class Agent(StrIdAggregate):
     """One agent over all its incarnations. Events name what happened to it."""
+
+    # Out of placement for leaving assignments unaccepted (a gray failure: it heartbeats
+    # but does not work). A class default: aggregates snapshotted before it existed.
+    unresponsive = False
 
     @staticmethod
     def create_id(agent_id: str) -> str:
@@ -53,6 +58,7 @@ class Agent(StrIdAggregate):
         self.liveness = ALIVE
         self.draining = False
         self.left = False
+        self.unresponsive = False
 
     # --- guards -----------------------------------------------------------------
 
@@ -105,11 +111,14 @@ class Agent(StrIdAggregate):
 
     @property
     def status(self) -> str:
-        """The status an operator sees: left, dead, suspect, draining or healthy."""
+        """The status an operator sees: left, dead, suspect, unresponsive, draining or
+        healthy."""
         if self.left:
             return "left"
         if self.liveness in (DEAD, SUSPECT):
             return self.liveness
+        if self.unresponsive:
+            return UNRESPONSIVE
         return "draining" if self.draining else "healthy"
 
     # --- commands ---------------------------------------------------------------
@@ -252,3 +261,36 @@ class Agent(StrIdAggregate):
     @event("Recovered")
     def _recovered(self, incarnation: int, last_heartbeat_seq: int) -> None:
         self.liveness = ALIVE
+
+    # --- gray failure: heartbeats, but assignments left unaccepted ------------------
+
+    def mark_unresponsive(self, incarnation: int, unaccepted: list[str], streak: int,
+                          hold_s: float, until: float) -> None:
+        """Out of placement until `until` (epoch seconds): it left `streak` assignments
+        in a row unaccepted, the last ones being `unaccepted` (task ids)."""
+        self.check_incarnation(incarnation)
+        self.check_has_not_left()
+        self.check_is_not_dead()
+        if self.unresponsive:
+            raise CommandRefused(ErrorCode.CONFLICT, f"agent {self.id} is unresponsive")
+        self._marked_unresponsive(incarnation=incarnation, unaccepted=unaccepted,
+                                  streak=streak, hold_s=hold_s, until=until)
+
+    @event("MarkedUnresponsive")
+    def _marked_unresponsive(self, incarnation: int, unaccepted: list[str], streak: int,
+                             hold_s: float, until: float) -> None:
+        self.unresponsive = True
+
+    def readmit(self, incarnation: int, until: float) -> None:
+        """Back in placement once its hold (till `until`) is over: one more assignment
+        left unaccepted takes it out again, for longer; an accept ends the streak."""
+        self.check_incarnation(incarnation)
+        self.check_has_not_left()
+        self.check_is_not_dead()
+        if not self.unresponsive:
+            raise CommandRefused(ErrorCode.CONFLICT, f"agent {self.id} is not unresponsive")
+        self._readmitted(incarnation=incarnation, until=until)
+
+    @event("Readmitted")
+    def _readmitted(self, incarnation: int, until: float) -> None:
+        self.unresponsive = False

@@ -16,7 +16,7 @@ from domain import task
 from domain.fields import STRICT, Identifier, StorableJson
 from domain.task_commands import Assignment
 
-AgentStatus = Literal["healthy", "suspect", "dead", "draining", "left"]
+AgentStatus = Literal["healthy", "suspect", "unresponsive", "dead", "draining", "left"]
 # domain.task.TaskStatus's values, as the Literal the schemas list (an enum would be a
 # `$ref` of its own) and the read API's status filter takes its choices from (get_args).
 if TYPE_CHECKING:

@@ -29,6 +29,9 @@ class TaskStatus(StrEnum):
 
 
 OPEN = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNNING})
+# The reason of a move off an assignment its agent did not accept in time. Such a move
+# counts as a failed attempt: a task no agent will accept must end, not loop forever.
+ACCEPT_TIMEOUT = "accept_timeout"
 TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED, TaskStatus.CANCELLED})
 
 
@@ -169,26 +172,54 @@ class Task(StrIdAggregate):
                  strategy: str, considered: list[dict[str, Any]]) -> None:
         """Move an open task off its agent (dead, gone, or too slow to accept)."""
         self.check_open()
+        failures = self._unaccepted_failures(reason)
+        if failures is not None and self._dead_letter_unaccepted(failures):
+            return
         self._reassigned(from_agent=self.agent_id or "", agent_id=agent_id,
                          incarnation=incarnation, attempt=self.attempt + 1, token=token,
-                         reason=reason, strategy=strategy, considered=considered)
+                         reason=reason, strategy=strategy, considered=considered,
+                         failures=failures)
 
     @event("Reassigned")
     def _reassigned(self, from_agent: str, agent_id: str, incarnation: int, attempt: int,
                     token: str, reason: str, strategy: str,
-                    considered: list[dict[str, Any]]) -> None:
+                    considered: list[dict[str, Any]], failures: int | None = None) -> None:
+        if failures is not None:  # absent: a move that is not the task's failure
+            self.failures = failures
         self._hand_to(agent_id, incarnation, attempt, token)
 
     def requeue(self, reason: str) -> None:
         """Take an open task off its agent when no other agent can have it yet."""
         self.check_open()
-        self._requeued(from_agent=self.agent_id or "", reason=reason)
+        failures = self._unaccepted_failures(reason)
+        if failures is not None and self._dead_letter_unaccepted(failures):
+            return
+        self._requeued(from_agent=self.agent_id or "", reason=reason, failures=failures)
 
     @event("Requeued")
-    def _requeued(self, from_agent: str, reason: str) -> None:
+    def _requeued(self, from_agent: str, reason: str, failures: int | None = None) -> None:
+        if failures is not None:
+            self.failures = failures
         self._retire_token()
         self.status = TaskStatus.PENDING
         self.agent_id = None
+
+    def _unaccepted_failures(self, reason: str) -> int | None:
+        """The failures counted once this move is made: one more for an assignment left
+        unaccepted; None for a move that is no fault of the task's (its agent died)."""
+        return self.failures + 1 if reason == ACCEPT_TIMEOUT else None
+
+    def _dead_letter_unaccepted(self, failures: int) -> bool:
+        """End the task instead of moving it when this unaccepted assignment was its last
+        allowed attempt; True if it ended."""
+        if failures < self.max_attempts:
+            return False
+        self._dead_lettered(
+            token=self.token or "", attempt=self.attempt, agent_id=self.agent_id or "",
+            error=f"not accepted within the accept timeout by agent {self.agent_id} "
+                  f"({failures} failed attempt(s) of at most {self.max_attempts})",
+            retryable=False, failures=failures, reason=ACCEPT_TIMEOUT)
+        return True
 
     def _retire_token(self) -> None:
         if self.token:
@@ -264,7 +295,8 @@ class Task(StrIdAggregate):
 
     @event("DeadLettered")
     def _dead_lettered(self, token: str, attempt: int, agent_id: str, error: str,
-                       retryable: bool, failures: int) -> None:
+                       retryable: bool, failures: int, reason: str | None = None) -> None:
+        # reason: why it ended when its agent did not report a failure (ACCEPT_TIMEOUT)
         self.status = TaskStatus.DEAD_LETTERED
         self.failures = failures
         self.error = error

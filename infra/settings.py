@@ -19,6 +19,8 @@ HEARTBEAT_INTERVAL = "ORCH_HEARTBEAT_INTERVAL"
 SUSPECT_AFTER = "ORCH_SUSPECT_AFTER"
 DEAD_AFTER = "ORCH_DEAD_AFTER"
 ACCEPT_TIMEOUT = "ORCH_ACCEPT_TIMEOUT"
+UNRESPONSIVE_AFTER = "ORCH_UNRESPONSIVE_AFTER"
+UNRESPONSIVE_HOLD = "ORCH_UNRESPONSIVE_HOLD"
 EMBEDDED_NATS_PORT = "ORCH_EMBEDDED_NATS_PORT"
 NATS_SYNC = "ORCH_NATS_SYNC"
 HEARTBEAT_HISTORY = "ORCH_HEARTBEAT_HISTORY"
@@ -59,6 +61,11 @@ class Settings:
     suspect_after: float = 3.0
     dead_after: float = 5.0
     accept_timeout: float = 5.0
+    # Gray failure (services/leader/unresponsive.py): an agent that leaves this many
+    # assignments in a row unaccepted is out of placement for the hold, doubled for each
+    # one more it leaves after (at most 16 times).
+    unresponsive_after: int = 2
+    unresponsive_hold: float = 30.0
     embedded_nats_port: int = 4222
     nats_sync: str = "always"
     heartbeat_history: int = 1
@@ -104,6 +111,9 @@ class Settings:
             raise ValueError("placement_strategy must be least_loaded, round_robin or bin_pack")
         if self.lease_ttl <= 0 or self.accept_timeout <= 0:
             raise ValueError("lease_ttl and accept_timeout must be > 0")
+        if self.unresponsive_after < 0 or self.unresponsive_hold <= 0:
+            raise ValueError("unresponsive_after must be >= 0 (0 = never) and "
+                             "unresponsive_hold > 0")
         if not 0 < self.retry_backoff <= self.retry_backoff_max:
             raise ValueError("retry_backoff must be > 0 and <= retry_backoff_max")
         if self.failures_before_critical < 1 or self.success_before_passing < 1:
@@ -150,6 +160,12 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("dead_after", DEAD_AFTER, "--dead-after", "seconds without heartbeat before dead"),
     ("accept_timeout", ACCEPT_TIMEOUT, "--accept-timeout",
      "seconds an agent has to accept an assignment"),
+    ("unresponsive_after", UNRESPONSIVE_AFTER, "--unresponsive-after",
+     "assignments in a row an agent leaves unaccepted before it is unresponsive: out of "
+     "placement for --unresponsive-hold; 0 = never"),
+    ("unresponsive_hold", UNRESPONSIVE_HOLD, "--unresponsive-hold",
+     "seconds an unresponsive agent is out of placement before it is tried again; "
+     "doubles with each further assignment it leaves unaccepted (at most 16 times)"),
     ("embedded_nats_port", EMBEDDED_NATS_PORT, "--embedded-nats-port",
      "client port of the embedded nats-server"),
     ("nats_sync", NATS_SYNC, "--nats-sync",

@@ -284,6 +284,7 @@ def restore(snapshot: Snapshot, agents: AgentHealth, board: TaskBoard,
     """Put empty projections in the snapshot's state."""
     agents.agents = dict(zip(map(_agent_id, snapshot.agents), snapshot.agents, strict=True))
     agents.position = snapshot.position
+    agents.reindex()
     for task in snapshot.tasks:
         board.enter(task)
     board.finished = deque(t for t in snapshot.finished if t in board.tasks)

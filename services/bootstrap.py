@@ -57,6 +57,7 @@ from services.leader.firing import ScheduleFiring
 from services.leader.fleet import Fleet
 from services.leader.lease import LeaderLease
 from services.leader.snapshots import Snapshots
+from services.leader.unresponsive import Unresponsiveness
 from services.metrics import Metrics
 from services.reactions import DISPATCH, TELL_SUBMITTER, WATCH_INCARNATION, Reactions
 
@@ -196,8 +197,10 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
             log.warning("projections not at the log's position %d after %.0fs; placing "
                         "anyway", last, LEAD_CATCH_UP_S)
 
+    unresponsive = Unresponsiveness(agents, board.unaccepted, registry, position, metrics,
+                                    settings.unresponsive_after, settings.unresponsive_hold)
     dispatcher = Dispatcher(board, fleet, tasks, strategy, settings.accept_timeout, metrics,
-                            limits=limits, catch_up=caught_up)
+                            limits=limits, catch_up=caught_up, unresponsive=unresponsive)
     schedules = ScheduleService(store, ScheduleBook(), is_operator)
     failover = FailoverReactor(js, names, store, board, fleet, tasks, position, strategy,
                                metrics)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # Every status a task or an agent can be in: a status with no member reads 0, not the
 # count it had at the previous scrape.
 TASK_STATUSES = tuple(TaskStatus)
-AGENT_STATUSES = ("healthy", "draining", "suspect", "dead", "left")
+AGENT_STATUSES = ("healthy", "draining", "suspect", "unresponsive", "dead", "left")
 # orch_assignments_total{outcome}: read from the log as it is applied (see `assignment`).
 ASSIGNMENT_OUTCOMES = ("delivered", "accepted", "timed_out", "moved")
 FINISHED_STATUSES = tuple(status for status in TaskStatus if status in TERMINAL)
@@ -260,7 +260,7 @@ class Metrics:
             self.tasks_finished.labels(status)
         for change in ("acquired", "lost"):
             self.leader_changes.labels(change)
-        for decision in ("suspect", "dead", "alive"):
+        for decision in ("suspect", "dead", "alive", "unresponsive", "readmitted"):
             self.decisions.labels(decision)
 
     # --- set at scrape time -------------------------------------------------------

@@ -30,6 +30,9 @@ TABLE: Mapping[str, tuple[str, ...]] = {
     "Deregistered": (DISPATCH,),
     "Submitted": (DISPATCH,),
     "Requeued": (DISPATCH,),
+    # A move off an agent may lengthen its unaccepted streak (services/leader/unresponsive.py)
+    "Reassigned": (DISPATCH,),
+    "Readmitted": (DISPATCH,),
     "Completed": (DISPATCH, TELL_SUBMITTER),
     "Failed": (DISPATCH,),
     "DeadLettered": (DISPATCH, TELL_SUBMITTER),

@@ -9,11 +9,12 @@ from operator import attrgetter
 from typing import cast
 
 from domain import shared_values
-from domain.task import TERMINAL, TaskStatus
+from domain.task import ACCEPT_TIMEOUT, TERMINAL, TaskStatus
 from projections.board.deadlines import StepDeadlines, step_of
 from projections.board.finished_task import FinishedTask
 from projections.board.flow_use import FlowUse
 from projections.board.task_view import NO_FLOW, Flow, TaskView
+from projections.board.unaccepted import Unaccepted
 from projections.board.waiting import Round, WaitingTasks
 from projections.limits import Limits
 from projections.log_event import LogEvent
@@ -34,6 +35,8 @@ STATUS_BY_EVENT: dict[str, str] = {
     "Cancelled": TaskStatus.CANCELLED.value,
 }
 FINISHED = TERMINAL
+# The events that take a task off its agent for a reason (a cancel's is the canceller's).
+_MOVES_OFF = frozenset({"Reassigned", "Requeued", "DeadLettered"})
 # Waiting for an agent: at once, or (DELAYED) once their retry_at has passed.
 DELAYED = frozenset({TaskStatus.RETRY_WAIT.value, TaskStatus.SCHEDULED.value})
 WAITING = frozenset({TaskStatus.PENDING.value, *DELAYED})
@@ -98,6 +101,7 @@ class TaskBoard:
         # Told each agent whose open tasks (its load) changed: the placement index.
         self.on_load_change: Callable[[str], None] | None = None
         self._counts = StatusCounts(_status)
+        self.unaccepted = Unaccepted()
         self.counts()  # counted from the start: events move the counts from here on
 
     def apply(self, event: LogEvent) -> None:
@@ -176,6 +180,12 @@ class TaskBoard:
             view = found.thaw() if type(found) is FinishedTask else cast(TaskView, found)
             step = step_of(view)
         self._leave_indexes(view)
+        if (name in _MOVES_OFF and data.get("reason") == ACCEPT_TIMEOUT
+                and view.agent_id is not None):
+            self.unaccepted.timed_out(view.agent_id, view.incarnation, view.task_id,
+                                      event.event_id)
+        if data.get("failures") is not None and name in ("Reassigned", "Requeued"):
+            view.failures = data["failures"]  # an unaccepted assignment counts as failed
         if name in ("Assigned", "Reassigned"):
             view.agent_id = sys.intern(data["agent_id"])  # one string per agent, not task
             view.incarnation = data["incarnation"]
@@ -193,7 +203,11 @@ class TaskBoard:
             view.token = None
         elif name == "Accepted":
             view.started_ts = at
+            if view.agent_id is not None:
+                self.unaccepted.worked(view.agent_id)
         elif name == "Progressed":
+            if view.agent_id is not None:
+                self.unaccepted.worked(view.agent_id)
             view.progress = data["progress"]
             # Progress without an accept starts the run too, and its timeout with it.
             view.started_ts = view.started_ts or at

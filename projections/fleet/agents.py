@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
@@ -54,6 +54,9 @@ class AgentView:
     running: list[str] = field(default_factory=lambda: NOT_RUNNING)
     # The task kinds it runs; empty: any. Shared like capabilities.
     kinds: list[str] = field(default_factory=lambda: NOT_RUNNING)
+    # Out of placement until then (epoch seconds), for leaving assignments unaccepted
+    # (MarkedUnresponsive), until readmitted; None: not.
+    unresponsive_until: float | None = None
 
     @property
     def last_heard_at(self) -> datetime:
@@ -69,6 +72,8 @@ class AgentView:
             return "left"
         if self.liveness in ("suspect", "dead"):
             return self.liveness
+        if self.unresponsive_until is not None:
+            return "unresponsive"
         return "draining" if self.draining else "healthy"
 
     def to_json(self) -> dict[str, Any]:
@@ -89,6 +94,10 @@ class AgentView:
             "load": self.load,
             "running": self.running,
             "position": self.position,
+            "unresponsive_until": (
+                datetime.fromtimestamp(self.unresponsive_until, UTC).isoformat()
+                if self.unresponsive_until is not None else None
+            ),
         }
 
 
@@ -123,6 +132,15 @@ class AgentHealth:
         # The kinds some agent runs, as of (the agents dict, agent events applied): made
         # again only after an agent event (a pass over the fleet), not per question.
         self._kinds: tuple[tuple[int, int], frozenset[str], bool] | None = None
+        # The unresponsive agents' ids and when each may be readmitted: the leader's
+        # timer, without a pass over the fleet.
+        self.unresponsive: dict[str, float] = {}
+
+    def reindex(self) -> None:
+        """Derive the indexes from the views again (after a snapshot's restore)."""
+        self.unresponsive = {
+            view.agent_id: view.unresponsive_until for view in self.agents.values()
+            if view.unresponsive_until is not None and view.status == "unresponsive"}
 
     def declares_kind(self, kind: str) -> bool:
         """True if an agent that has not left runs this kind: it declared it, or declared
@@ -183,9 +201,17 @@ class AgentHealth:
                 view.services = shared_values.services(data["services"])
             elif name == "Deregistered":
                 view.left = True
+            elif name == "MarkedUnresponsive":
+                view.unresponsive_until = data["until"]
+            elif name == "Readmitted":
+                view.unresponsive_until = None
             view.updated_at = event.recorded_at
         if name in _LIVENESS_BY_EVENT:
             view.liveness = _LIVENESS_BY_EVENT[name]
+        if view.status == "unresponsive" and view.unresponsive_until is not None:
+            self.unresponsive[view.agent_id] = view.unresponsive_until
+        else:  # readmitted, or ended (dead, left, a new incarnation)
+            self.unresponsive.pop(view.agent_id, None)
         view.position = event.position
         view.last_event_id = event.event_id
 

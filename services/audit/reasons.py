@@ -79,15 +79,25 @@ def _assigned(data: dict[str, Any], so_far: TaskSoFar) -> str:
             f"{data.get('incarnation')}) for attempt {data.get('attempt')}")
 
 
+def _counted(data: dict[str, Any], so_far: TaskSoFar) -> str:
+    """A move counted as a failed attempt (an assignment left unaccepted) says so."""
+    failures = data.get("failures")
+    if failures is None:
+        return ""
+    return f"; failed attempt {failures} of at most {so_far.max_attempts or '?'}"
+
+
 def _reassigned(data: dict[str, Any], so_far: TaskSoFar) -> str:
     cause = move_cause(data.get("reason", ""), data.get("from_agent", ""))
     return (f"moved from {data.get('from_agent')} to {data.get('agent_id')} (incarnation "
-            f"{data.get('incarnation')}) for attempt {data.get('attempt')}: {cause}")
+            f"{data.get('incarnation')}) for attempt {data.get('attempt')}: {cause}"
+            f"{_counted(data, so_far)}")
 
 
 def _requeued(data: dict[str, Any], so_far: TaskSoFar) -> str:
     cause = move_cause(data.get("reason", ""), data.get("from_agent", ""))
-    return f"returned to the queue: no other agent could take it ({cause})"
+    return (f"returned to the queue: no other agent could take it ({cause})"
+            f"{_counted(data, so_far)}")
 
 
 def _accepted(data: dict[str, Any], so_far: TaskSoFar) -> str:
@@ -119,6 +129,10 @@ def _failed(data: dict[str, Any], so_far: TaskSoFar) -> str:
 
 
 def _dead_lettered(data: dict[str, Any], so_far: TaskSoFar) -> str:
+    if data.get("reason") == "accept_timeout":
+        return (f"dead-lettered: attempt {data.get('attempt')} on {data.get('agent_id')} "
+                f"was not accepted in time; {data.get('failures')} failed attempt(s) "
+                f"reached max_attempts")
     why = ("the failure is not retryable" if not data.get("retryable")
            else f"{data.get('failures')} failure(s) reached max_attempts")
     return f"dead-lettered: {_attempt_failed(data, so_far)}; {why}"
@@ -174,4 +188,10 @@ REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "Undrained": lambda d: "no longer draining: takes new tasks again",
     "Deregistered": lambda d: f"left ({d.get('reason')})",
     "ServicesChanged": lambda d: f"now offers {len(d.get('services') or [])} service(s)",
+    "MarkedUnresponsive": lambda d: (
+        f"unresponsive: left {d.get('streak')} assignment(s) in a row unaccepted "
+        f"({', '.join(d.get('unaccepted') or [])}); out of placement for {d.get('hold_s')}s, "
+        f"until {iso(d['until']) if isinstance(d.get('until'), int | float) else '?'}"),
+    "Readmitted": lambda d: ("readmitted: its hold is over; tried again (one more "
+                             "assignment left unaccepted takes it out for twice as long)"),
 }

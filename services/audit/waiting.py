@@ -40,6 +40,13 @@ def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
     blocking = [r.message for r in reasons if r.code != PLACEABLE]
     summary = ("waiting for an agent: " + "; ".join(blocking) if blocking and not any(
         r.code == PLACEABLE for r in reasons) else "an agent can take it: it is placed next")
+    held = _unresponsive(agents, found["requires"])
+    if held:
+        body["unresponsive"] = held
+        if blocking and not any(r.code == PLACEABLE for r in reasons):
+            first = held[0]
+            summary += (f"; {first['agent_id']} left its assignments unaccepted and is "
+                        f"out of placement until {first['until']}")
     key = view.concurrency_key if view is not None else ""
     hold = KeyGate(limits, board.flow).holds(key, now) if key and limits else None
     if hold is not None:
@@ -63,3 +70,13 @@ def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
             summary = f"the {what} fell due at {iso(retry_at)}; {summary}"
     body["summary"] = summary
     return body
+
+
+def _unresponsive(agents: AgentHealth, requires: list[str]) -> list[dict[str, Any]]:
+    """The capable agents out of placement for leaving assignments unaccepted, the one
+    back first first."""
+    needed = set(requires)
+    found = [(until, agent_id) for agent_id, until in agents.unresponsive.items()
+             if (view := agents.get(agent_id)) is not None
+             and needed.issubset(view.capabilities)]
+    return [{"agent_id": agent_id, "until": iso(until)} for until, agent_id in sorted(found)]

@@ -20,7 +20,7 @@ from services.cli.auth import CommandFailed
 from services.cli.read_api import Answer, ReadApi, add_api_flags
 
 READ_COMMANDS = ("agents", "agent-status", "tasks", "task-status", "services")
-AGENT_STATUSES = ("healthy", "suspect", "dead", "draining", "left")
+AGENT_STATUSES = ("healthy", "suspect", "unresponsive", "dead", "draining", "left")
 TASK_STATUSES = ("pending", "assigned", "running", "retry_wait", "completed", "dead_lettered",
                  "cancelled")
 WATCH_WAIT_S = 30.0

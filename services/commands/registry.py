@@ -237,10 +237,28 @@ class AgentRegistry:
         return await execute(self.repository, agent_id, decide, causation_id, correlation_id)
 
 
+    async def mark_unresponsive(self, agent_id: str, incarnation: int, unaccepted: list[str],
+                                streak: int, hold_s: float, until: float,
+                                causation_id: str) -> Outcome:
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, agent_id)
+            agent.mark_unresponsive(incarnation, unaccepted, streak, hold_s, until)
+            return agent
+
+        return await execute(self.repository, agent_id, decide, causation_id)
+
+    async def readmit(self, agent_id: str, incarnation: int, until: float,
+                      causation_id: str) -> Outcome:
+        def decide(agent: Agent | None) -> Agent:
+            agent = _existing(agent, agent_id)
+            agent.readmit(incarnation, until)
+            return agent
+
+        return await execute(self.repository, agent_id, decide, causation_id)
+
+
 def _reply(outcome: Outcome, **fields: Any) -> dict[str, Any]:
     reply: dict[str, Any] = {"ok": True, "agent_id": outcome.aggregate.id, **fields}
     if outcome.position is not None:
         reply["position"] = outcome.position
     return reply
-
-

@@ -349,9 +349,10 @@ class TaskService:
 
         outcome = await execute(self.repository, task_id, decide, causation_id)
         await self._deliver(outcome)
-        # To itself, the work goes on under the new token; off an assignment it never
-        # accepted (the accept timeout), there is no work of it to stop.
-        if agent.agent_id != from_agent and unaccepted_token is None:
+        # To itself, the work goes on under the new token. Off an assignment it never
+        # accepted, it may still have begun the work (its accept lost on the way, or a
+        # gray failure): it is told too.
+        if agent.agent_id != from_agent:
             await self._stop_moved(outcome, task_id, from_agent, moved[0], reason)
         return outcome
 
@@ -367,8 +368,9 @@ class TaskService:
             return task
 
         outcome = await execute(self.repository, task_id, decide, causation_id)
-        if unaccepted_token is None:  # it may be given to the same agent again next
-            await self._stop_moved(outcome, task_id, from_agent, moved[0], reason)
+        # Given to the same agent again next, it comes under a newer token, which the
+        # notice does not name: the agent keeps that work.
+        await self._stop_moved(outcome, task_id, from_agent, moved[0], reason)
         return outcome
 
     async def _stop_moved(self, outcome: Outcome, task_id: str, from_agent: str,
@@ -405,7 +407,8 @@ class TaskService:
 
     async def _deliver(self, outcome: Outcome) -> None:
         task: Task = outcome.aggregate
-        if outcome.positions and task.agent_id:
+        # A move can end the task instead (its last attempt left unaccepted): no delivery.
+        if outcome.positions and task.agent_id and task.status == TaskStatus.ASSIGNED:
             await self.publish(self.names.agent_tasks(task.agent_id), assignment_message(task))
 
 

@@ -24,6 +24,7 @@ from projections.board.waiting import Round
 from projections.limits import Limits
 from services.commands.tasks import TaskService
 from services.leader.fleet import Fleet
+from services.leader.unresponsive import Unresponsiveness
 from services.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,11 @@ class Dispatcher:
     def __init__(self, board: TaskBoard, fleet: Fleet, tasks: TaskService, strategy: Strategy,
                  accept_timeout: float, metrics: Metrics,
                  clock: Callable[[], float] = time.time, limits: Limits | None = None,
-                 catch_up: Callable[[], Awaitable[None]] | None = None) -> None:
+                 catch_up: Callable[[], Awaitable[None]] | None = None,
+                 unresponsive: Unresponsiveness | None = None) -> None:
         self.board = board
+        # Agents that leave their assignments unaccepted: out of placement for a while.
+        self.unresponsive = unresponsive
         # Waited for before a term's first decision: the projections have applied what
         # the log held then, so what the last leader wrote (a key's placements, say)
         # counts before anything is placed past it.
@@ -166,6 +170,9 @@ class Dispatcher:
         due = self.board.deadlines.next_due(self.board.tasks, self.accept_timeout)
         if due is not None:
             times.append(due)
+        readmit_at = self.unresponsive.next_due() if self.unresponsive is not None else None
+        if readmit_at is not None:
+            times.append(readmit_at)
         return max(0.005, min(min(times) - now, 1.0))
 
     async def round(self) -> None:
@@ -174,6 +181,8 @@ class Dispatcher:
         now = self.clock()
         self._token_at = None
         await self._expire(now)
+        if self.unresponsive is not None:
+            await self.unresponsive.review(now)
         if not len(self.board.waiting):
             return  # registrations poke too: no O(agents) plan when nothing waits
         walk = self.board.round(now)

@@ -122,7 +122,8 @@ class TestMoves:
         ("agent declared dead", "DeclaredDead", "agent a1 dead"),
         ("agent deregistered", "Deregistered", "agent a1 left"),
         ("agent restarted", "Reregistered", "agent a1 restarted"),
-        ("accept_timeout", "timeout", "agent a1 did not accept it in time"),
+        ("accept_timeout", "timeout",
+         "agent a1 did not accept it in time; failed attempt 1 of at most 3"),
     ])
     def test_a_reassigned_task_names_the_move_its_cause_and_the_placement(
             self, reason: str, cause_type: str, says: str) -> None:

@@ -228,7 +228,15 @@ def every_task_event() -> list[Any]:
            backoff_cap=8.0)
     c = Task("tc", "k", None, [], 0, 3, 300, "x")  # an int timeout: written, not a default
     c.cancel("by request")
-    return [*a.collect_events(), *b.collect_events(), *c.collect_events()]
+    # Unaccepted assignments: counted failures on the moves, and the end they lead to.
+    d = Task("td", "k", None, [], 0, 3, 300.0, "x")
+    d.assign("w0", 1, "4444444444444444", "least_loaded", CONSIDERED, now=0.0)
+    d.reassign("w1", 1, "5555555555555555", "accept_timeout", "least_loaded", CONSIDERED)
+    d.requeue("accept_timeout")
+    d.assign("w0", 1, "6666666666666666", "least_loaded", CONSIDERED, now=0.0)
+    d.requeue("accept_timeout")
+    return [*a.collect_events(), *b.collect_events(), *c.collect_events(),
+            *d.collect_events()]
 
 
 def own_fields(cls: type) -> set[str]:
@@ -273,8 +281,10 @@ class TestRows:
                           ("incarnation", 1), ("attempt", 1)), ()),
             "Reassigned": ((("timestamp", r), ("from_agent", r), ("agent_id", r),
                             ("token", r), ("attempt", r), ("reason", r), ("considered", r),
-                            ("strategy", "least_loaded"), ("incarnation", 1)), ()),
-            "Requeued": ((("timestamp", r), ("from_agent", r), ("reason", r)), ()),
+                            ("strategy", "least_loaded"), ("incarnation", 1),
+                            ("failures", None)), ()),
+            "Requeued": ((("timestamp", r), ("from_agent", r), ("reason", r),
+                          ("failures", None)), ()),
             "Accepted": ((("timestamp", r), ("token", r), ("attempt", 1)), ()),
             "Progressed": ((("timestamp", r), ("token", r), ("progress", r)), ()),
             "Completed": ((("timestamp", r), ("token", r), ("agent_id", r),
@@ -284,7 +294,7 @@ class TestRows:
                         ("retryable", True), ("attempt", 1)), ()),
             "DeadLettered": ((("timestamp", r), ("token", r), ("agent_id", r),
                               ("error", r), ("failures", r), ("retryable", True),
-                              ("attempt", 1)), ()),
+                              ("attempt", 1), ("reason", None)), ()),
             "Cancelled": ((("timestamp", r), ("reason", r), ("agent_id", r), ("was", r)),
                           ()),
             "StaleResultRefused": ((("timestamp", r), ("token", r), ("action", r),

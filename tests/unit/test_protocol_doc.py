@@ -219,6 +219,8 @@ class TestReplyModelsMatchTheCode:
         seen = {agent.status}
         agent.drain()
         seen.add(agent.status)
+        agent.mark_unresponsive(1, ["t1", "t2"], 2, 30.0, 100.0)
+        seen.add(agent.status)
         agent.suspect(1, 3.0, 3.0, 0)
         seen.add(agent.status)
         agent.declare_dead(1, 5.0, 5.0, 0)

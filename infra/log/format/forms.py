@@ -64,7 +64,9 @@ _TASK = "domain.task:Task."
 # written, not left out. A column may be appended, with a default: every event written
 # before it reads as that default (Submitted's `submitted_by`, "" for tasks submitted
 # before tasks had owners; its `not_before`, 0.0 for tasks submitted before delays; its
-# flow control fields, "" and null for tasks submitted before flow control).
+# flow control fields, "" and null for tasks submitted before flow control; a move's
+# `failures`, null for moves before unaccepted assignments counted as failed attempts;
+# DeadLettered's `reason`, null for ends before the accept timeout could end a task).
 ROW_FORMS: Final[Mapping[str, RowForm]] = MappingProxyType({
     _TASK + "Submitted": RowForm(
         (("timestamp", REQUIRED), ("kind", REQUIRED), ("fingerprint", REQUIRED),
@@ -80,9 +82,11 @@ ROW_FORMS: Final[Mapping[str, RowForm]] = MappingProxyType({
     _TASK + "Reassigned": RowForm(
         (("timestamp", REQUIRED), ("from_agent", REQUIRED), ("agent_id", REQUIRED),
          ("token", REQUIRED), ("attempt", REQUIRED), ("reason", REQUIRED),
-         ("considered", REQUIRED), ("strategy", "least_loaded"), ("incarnation", 1))),
+         ("considered", REQUIRED), ("strategy", "least_loaded"), ("incarnation", 1),
+         ("failures", None))),
     _TASK + "Requeued": RowForm(
-        (("timestamp", REQUIRED), ("from_agent", REQUIRED), ("reason", REQUIRED))),
+        (("timestamp", REQUIRED), ("from_agent", REQUIRED), ("reason", REQUIRED),
+         ("failures", None))),
     _TASK + "Accepted": RowForm(
         (("timestamp", REQUIRED), ("token", REQUIRED), ("attempt", 1))),
     _TASK + "Progressed": RowForm(
@@ -96,7 +100,8 @@ ROW_FORMS: Final[Mapping[str, RowForm]] = MappingProxyType({
          ("retry_at", REQUIRED), ("retryable", True), ("attempt", 1))),
     _TASK + "DeadLettered": RowForm(
         (("timestamp", REQUIRED), ("token", REQUIRED), ("agent_id", REQUIRED),
-         ("error", REQUIRED), ("failures", REQUIRED), ("retryable", True), ("attempt", 1))),
+         ("error", REQUIRED), ("failures", REQUIRED), ("retryable", True), ("attempt", 1),
+         ("reason", None))),
     _TASK + "Cancelled": RowForm(
         (("timestamp", REQUIRED), ("reason", REQUIRED), ("agent_id", REQUIRED),
          ("was", REQUIRED))),
@@ -129,6 +134,9 @@ _APPENDED: Final[Mapping[str, tuple[tuple[str, Any], ...]]] = MappingProxyType({
     _TASK + "Submitted": (("submitted_by", ""), ("not_before", 0.0),
                           ("concurrency_key", ""), ("fairness_key", ""), ("selector", None),
                           ("prefer", None)),
+    _TASK + "Reassigned": (("failures", None),),
+    _TASK + "Requeued": (("failures", None),),
+    _TASK + "DeadLettered": (("reason", None),),
 })
 
 

@@ -6,7 +6,7 @@ import { agentLink, h, heading, labels, load, status, table, when } from "../dom
 import { pager } from "../pager.js";
 
 const PAGE_SIZE = 50;
-const STATUSES = ["healthy", "suspect", "dead", "draining", "left"];
+const STATUSES = ["healthy", "suspect", "unresponsive", "dead", "draining", "left"];
 
 export function mount(root, ctx) {
   const state = {

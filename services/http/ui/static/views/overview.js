@@ -3,7 +3,7 @@
 import { get } from "../api.js";
 import { facts, h, heading, link, table } from "../dom.js";
 
-const AGENT_STATUSES = ["healthy", "suspect", "dead", "draining", "left"];
+const AGENT_STATUSES = ["healthy", "suspect", "unresponsive", "dead", "draining", "left"];
 const TASK_STATUSES = ["pending", "scheduled", "assigned", "running", "retry_wait", "completed", "dead_lettered", "cancelled"];
 
 function byStatus(caption, all, counts, href) {

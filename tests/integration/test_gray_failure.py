@@ -1,0 +1,135 @@
+"""Gray failure on a real nats-server: an agent that heartbeats but never accepts its
+assignments is taken out of placement by a recorded, explained decision and tried again
+after its hold; its task's unaccepted assignments count as failed attempts, so the task
+ends instead of coming back to it for ever (issue 33, finding 5). Every assignment moved
+off it is revoked, so work it may have begun unannounced is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from nats.aio.client import Client
+
+from infra.names import Names
+from services.app import Orchestrator
+from tests.conftest import HEARTBEAT_INTERVAL
+from tests.support import eventually, get_json, registration, request, subject
+
+HOLD_S = 1.0
+
+
+class GrayAgent:
+    """Registers and heartbeats like a healthy agent; takes assignments, says nothing."""
+
+    def __init__(self, nc: Client, names: Names, agent_id: str) -> None:
+        self.nc, self.names, self.agent_id = nc, names, agent_id
+        self.offers: list[dict[str, Any]] = []
+        self.control: list[dict[str, Any]] = []
+
+    async def run(self) -> None:
+        async def offered(msg: Any) -> None:
+            self.offers.append(orjson.loads(msg.data))
+
+        async def told(msg: Any) -> None:
+            self.control.append(orjson.loads(msg.data))
+
+        await self.nc.subscribe(self.names.agent_tasks(self.agent_id), cb=offered)
+        await self.nc.subscribe(self.names.agent_control(self.agent_id), cb=told)
+        await self.nc.flush()
+        reply = await request(self.nc, subject(self.names, "register", self.agent_id),
+                              registration(self.agent_id, capabilities=["cpu"]))
+        assert reply["ok"], reply
+        js = self.nc.jetstream()
+        seq = 0
+        while True:  # heartbeats on time: the failure detector sees nothing wrong
+            seq += 1
+            await js.publish(self.names.heartbeat(self.agent_id),
+                             orjson.dumps({"incarnation": 1, "seq": seq}))
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+
+
+@pytest.fixture
+async def gray_orchestrator(settings) -> AsyncIterator[Orchestrator]:
+    orch = Orchestrator(replace(settings, accept_timeout=0.3, unresponsive_after=2,
+                                unresponsive_hold=HOLD_S))
+    await orch.start()
+    await eventually(lambda: orch.is_leader, what="leader lease acquired")
+    yield orch
+    await orch.stop()
+
+
+def api(orch: Orchestrator, path: str) -> str:
+    return f"http://127.0.0.1:{orch.http_port}{path}"
+
+
+async def test_a_live_agent_that_never_accepts_is_taken_out_and_its_task_ends(
+        gray_orchestrator: Orchestrator, nc: Client, names: Names) -> None:
+    orch = gray_orchestrator
+    gray = GrayAgent(nc, names, "gray")
+    beating = asyncio.create_task(gray.run())
+    try:
+        await eventually(lambda: orch.agents.get("gray") is not None, what="registered")
+        reply = await request(nc, subject(names, "task.submit"),
+                              {"task_id": "t1", "kind": "echo", "requires": ["cpu"],
+                               "max_attempts": 3})
+        assert reply["ok"], reply
+
+        await eventually(lambda: orch.agents.agents["gray"].status == "unresponsive",
+                         timeout=20, what="gray out of placement")
+        status, _, agent = await get_json(api(orch, "/v1/agents/gray"))
+        assert status == 200 and agent["status"] == "unresponsive"
+        assert agent["unresponsive_until"] is not None
+        _, _, why = await get_json(api(orch, "/v1/tasks/t1/why"))
+        assert why["waiting"]["unresponsive"][0]["agent_id"] == "gray", why["waiting"]
+        assert "out of placement until" in why["waiting"]["summary"]
+
+        # Tried again after its hold, it leaves the third attempt unaccepted too: the
+        # task ends, by rule, and the agent is out again, for twice as long.
+        await eventually(lambda: orch.board.tasks["t1"].status == "dead_lettered",
+                         timeout=20, what="t1 dead-lettered")
+        history = [e.name for e in await orch.store.history("agent", "gray")]
+        assert history[:3] == ["Registered", "MarkedUnresponsive", "Readmitted"]
+        await eventually(lambda: orch.agents.agents["gray"].status == "unresponsive",
+                         timeout=20, what="gray out again")
+        marks = [e.data() for e in await orch.store.history("agent", "gray")
+                 if e.name == "MarkedUnresponsive"]
+        assert [m["hold_s"] for m in marks] == [HOLD_S, 2 * HOLD_S]
+        assert marks[0]["unaccepted"] == ["t1", "t1"] and marks[1]["streak"] == 3
+
+        task_events = await orch.store.history("task", "t1")
+        # max_attempts assignments, then the end: no loop.
+        assert [e.name for e in task_events].count("Assigned") == 3
+        ended = task_events[-1]
+        assert ended.name == "DeadLettered" and ended.data()["reason"] == "accept_timeout"
+
+        # The explanations name the decision and the end.
+        _, _, agent_why = await get_json(api(orch, "/v1/agents/gray/why"))
+        reasons = [step["reason"] for step in agent_why["chain"]]
+        assert any(r and r.startswith("unresponsive: left 2 assignment(s) in a row")
+                   for r in reasons), reasons
+        assert any(r and r.startswith("readmitted") for r in reasons), reasons
+        _, _, task_why = await get_json(api(orch, "/v1/tasks/t1/why"))
+        assert "was not accepted in time" in task_why["chain"][-1]["reason"]
+
+        # Each assignment moved off it was revoked by its token.
+        await eventually(lambda: len([c for c in gray.control if c["type"] == "revoke"])
+                         == len(gray.offers) == 3, what="three offers, three revokes")
+        assert [c["token"] for c in gray.control if c["type"] == "revoke"] == [
+            o["token"] for o in gray.offers]
+
+        async with aiohttp.ClientSession() as session, session.get(
+                api(orch, "/metrics")) as response:
+            metrics = await response.text()
+        assert 'orch_health_decisions_total{decision="unresponsive"} 2.0' in metrics
+        assert 'orch_agents{status="unresponsive"} 1.0' in metrics
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
