@@ -21,6 +21,7 @@ STATUS_AFTER = {
     "Completed": "completed", "DeadLettered": "dead_lettered", "Cancelled": "cancelled",
 }
 PLACEMENTS = ("Assigned", "Reassigned")
+ACCEPT_TIMEOUT = "accept_timeout"  # a move (or end) for an assignment left unaccepted
 REPORTS = ("Accepted", "Completed", "Failed", "DeadLettered")
 # A placement's cause names the board position its decision saw (services/leader).
 DECIDED_AT = re.compile(r"^dispatch-(\d+)\.")
@@ -71,10 +72,12 @@ class _AgentState:
     draining_at: int | None = None  # the position that made it unavailable
     dead_at: int | None = None
     left_at: int | None = None
+    unresponsive_at: int | None = None
 
     def unavailable(self) -> tuple[str, int] | None:
         for what, at in (("left", self.left_at), ("dead", self.dead_at),
-                         ("draining", self.draining_at)):
+                         ("draining", self.draining_at),
+                         ("unresponsive", self.unresponsive_at)):
             if at is not None:
                 return what, at
         return None
@@ -120,13 +123,13 @@ def _finishes(tasks: list[Mapping[str, Any]], submitted: Mapping[str, Any],
     for event in tasks:
         if event["type"] in TERMINAL:
             ends[event["aggregate_id"]].append(event)
-        elif event["type"] == "Failed":
-            data = event["data"]
+        elif event["type"] == "Failed" or event["data"].get("reason") == ACCEPT_TIMEOUT:
+            data = event["data"]  # a retry, or a move counted as a failure: one left
             limit = submitted.get(event["aggregate_id"], {}).get("max_attempts", 0)
-            if not data["retryable"] or data["failures"] >= limit:
-                verdict.add("finished_by_rule", f"{event['aggregate_id']}: retried after "
-                            f"failure {data['failures']} of {limit} (retryable "
-                            f"{data['retryable']}) at {event['position']}")
+            if not data.get("retryable", True) or data["failures"] >= limit:
+                verdict.add("finished_by_rule", f"{event['aggregate_id']}: {event['type']} "
+                            f"after failure {data['failures']} of {limit} (retryable "
+                            f"{data.get('retryable', True)}) at {event['position']}")
     for task_id in sorted(set(submitted) | set(expected)):
         found = ends.get(task_id, [])
         if not found:
@@ -137,15 +140,19 @@ def _finishes(tasks: list[Mapping[str, Any]], submitted: Mapping[str, Any],
             verdict.add("finished_once", f"{task_id}: " + ", ".join(
                 f"{e['type']} at {e['position']}" for e in found))
         end = found[0]
+        data, limit = end["data"], submitted.get(task_id, {}).get("max_attempts", 0)
+        unaccepted = end["type"] == "DeadLettered" and data.get("reason") == ACCEPT_TIMEOUT
+        if unaccepted:  # its last allowed attempt left unaccepted: any task may end so
+            verdict.counts["dead_lettered_unaccepted"] += 1
         allowed = expected.get(task_id)
-        if allowed is not None and end["type"] not in allowed:
+        if allowed is not None and end["type"] not in allowed and not unaccepted:
             verdict.add("finished_by_rule", f"{task_id}: {end['type']} at {end['position']}"
                         f", expected one of {sorted(allowed)}")
-        if end["type"] == "DeadLettered" and task_id in submitted:
-            data, limit = end["data"], submitted[task_id].get("max_attempts", 0)
-            if data["retryable"] and data["failures"] < limit:
-                verdict.add("finished_by_rule", f"{task_id}: dead-lettered after "
-                            f"{data['failures']} of {limit} retryable failures")
+        if end["type"] == "DeadLettered" and task_id in submitted and data["failures"] < limit \
+                and (data["retryable"] or unaccepted):
+            verdict.add("finished_by_rule", f"{task_id}: dead-lettered at {end['position']} "
+                        f"after {data['failures']} of {limit} failures"
+                        + (" (accept timeouts)" if unaccepted else ""))
 
 
 def _deaths(log: list[Mapping[str, Any]], kills: list[Kill], verdict: Verdict) -> None:
@@ -181,6 +188,10 @@ def _placements(log: list[Mapping[str, Any]], verdict: Verdict) -> None:
                 state.dead_at = position
             elif kind == "Deregistered":
                 state.left_at = position
+            elif kind == "MarkedUnresponsive":
+                state.unresponsive_at = position
+            elif kind == "Readmitted":
+                state.unresponsive_at = None
             continue
         if kind not in PLACEMENTS:
             continue

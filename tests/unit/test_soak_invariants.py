@@ -86,6 +86,33 @@ def test_an_end_the_rules_do_not_allow() -> None:
     assert failed(log) == ["finished_by_rule"]
 
 
+def test_an_assignment_left_unaccepted_counts_as_a_failure() -> None:
+    log = Log()
+    log.add("agent", "a1", "Registered")
+    log.add("task", "t1", "Submitted", max_attempts=2)
+    log.add("task", "t1", "Assigned", "dispatch-2.1", agent_id="a1", incarnation=1,
+            attempt=1, token="k1")
+    log.add("task", "t1", "Requeued", reason="accept_timeout", failures=1)
+    log.add("task", "t1", "Assigned", "dispatch-4.1", agent_id="a1", incarnation=1,
+            attempt=2, token="k2")
+    log.add("task", "t1", "DeadLettered", token="k2", agent_id="a1", retryable=False,
+            failures=2, reason="accept_timeout")
+    given: dict[str, Any] = {"expected": {"t1": COMPLETES}, "acknowledged": {"t1"},
+                             "kills": []}
+    verdict = check(log.events, **given)
+    assert verdict.failed == [] and verdict.counts["dead_lettered_unaccepted"] == 1
+    log.events[1]["data"]["max_attempts"] = 3  # ended with an attempt left
+    assert check(log.events, **given).failed == ["finished_by_rule"]
+    log.events[1]["data"]["max_attempts"] = 1  # moved when it should have ended
+    assert check(log.events, **given).failed == ["finished_by_rule"]
+    log.events[1]["data"]["max_attempts"] = 2
+    log.add("agent", "a1", "MarkedUnresponsive", incarnation=1)
+    log.add("task", "t2", "Submitted", max_attempts=1)
+    log.place("t2", "a1", "k3")
+    log.add("task", "t2", "Completed", token="k3", agent_id="a1", attempt=1)
+    assert check(log.events, **given).failed == ["no_placement_on_unavailable_agent"]
+
+
 def test_deaths_must_be_the_kills() -> None:
     assert failed(clean(), kills=[]) == ["no_false_deaths"]
     assert failed(clean(), kills=[*KILLS, Kill("a1", 1, 0.0)]) == ["every_kill_detected"]
