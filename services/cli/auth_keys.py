@@ -31,7 +31,11 @@ class KeysRefused(Exception):
 def add_auth_commands(commands: Any) -> None:
     auth = commands.add_parser(
         "auth", help="the deployment's keys: the nats-server block, and carrying them to "
-                     "another orchestrator")
+                     "another orchestrator",
+        description="The deployment's keys. Every orchestrator of one deployment holds the "
+                    "same issuer.nk, orchestrator.nk and operator.nk: `server-config` makes "
+                    "them where the first runs, `export` there and `import` in each other "
+                    "data directory carry them (docs/deployment.md).")
     auth_commands = auth.add_subparsers(dest="auth_command", required=True)
     server_config = auth_commands.add_parser(
         "server-config",

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.auth.credentials import Keys, read_secret
+from infra.auth.credentials import Keys, read_secret, write_secret
+from infra.auth.keys import Role, new_seed
 from infra.bus.embedded import EmbeddedNats, free_port
 from services.cli.main import EXIT_CANNOT_START, EXIT_REFUSED
 from tests.support import eventually, get_json
@@ -176,3 +177,21 @@ async def test_an_orchestrator_set_up_by_import_serves_and_one_of_them_leads(
     await eventually(standby_leads, timeout=TIMEOUT_S, what="the standby takes the lease")
     for up in (a, b):
         assert "another key than" not in up.output()
+
+
+async def test_an_operator_key_other_than_the_registered_one_is_warned_of(deployment, ups):
+    # The other two keys right (the server admits it), operator.nk its own: the CLI
+    # there would be refused, and `up` says so rather than leave it to the first command.
+    second = deployment.tmp / "b"
+    for name in ("issuer.nk", "orchestrator.nk"):
+        (second / "auth").mkdir(parents=True, exist_ok=True)
+        shutil.copy(deployment.first / "auth" / name, second / "auth" / name)
+    write_secret(Keys.of(second).operator, new_seed(Role.USER) + "\n")
+    a = start_up(deployment, deployment.first, ups)
+    await eventually(a.ready, timeout=TIMEOUT_S, what="a ready")
+    b = start_up(deployment, second, ups)
+    await eventually(b.ready, timeout=TIMEOUT_S, what="b ready")
+    assert "another key than" not in a.output()
+    warned = [line for line in b.output().splitlines() if "another key than" in line]
+    assert len(warned) == 1 and "auth import" in warned[0]
+    assert read_secret(Keys.of(second).operator) not in b.output()
