@@ -239,6 +239,26 @@ class TestCluster:
         assert "not defined" not in said, said  # an unknown flag only prints a usage
 
 
+def test_the_guides_node_configuration_parses(tmp_path: Path) -> None:
+    # docs/deployment.md shows a node's configuration as a file: nats-server -t on it,
+    # with its store and the auth block it includes made here.
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    block = guide.split("Each node's configuration", 1)[1].split("```", 2)[1]
+    include = re.search(r'include\s+"([^"]+)"', block)
+    assert include is not None and "cluster {" in block and "routes:" in block
+    keys = Keys.of(tmp_path / "keys")
+    keys.ensure()
+    (tmp_path / include.group(1)).write_text(server_auth_config_for(keys, Names("orch")))
+    store = re.search(r"store_dir:\s*(\S+)", block)
+    assert store is not None
+    conf = tmp_path / "node.conf"
+    conf.write_text(block.replace(store.group(1), str(tmp_path / "store")))
+    checked = subprocess.run([server_binary(), "-c", str(conf), "-t"], capture_output=True,
+                             text=True, timeout=30)
+    said = checked.stdout + checked.stderr
+    assert checked.returncode == 0 and "is valid" in said, said
+
+
 class TestOrchestrator:
     def test_builds_from_the_dockerfile_in_the_repository(
         self, orchestrator: dict[str, Any]
