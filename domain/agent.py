@@ -19,9 +19,10 @@ UNRESPONSIVE = "unresponsive"
 class Agent(StrIdAggregate):
     """One agent over all its incarnations. Events name what happened to it."""
 
-    # Out of placement for leaving assignments unaccepted (a gray failure: it heartbeats
-    # but does not work). A class default: aggregates snapshotted before it existed.
+    # Out of placement for leaving its work undone (a gray failure: it heartbeats but
+    # does not work). Class defaults: aggregates snapshotted before these existed.
     unresponsive = False
+    progress_every_s: float | None = None
 
     @staticmethod
     def create_id(agent_id: str) -> str:
@@ -37,10 +38,12 @@ class Agent(StrIdAggregate):
         services: list[dict[str, Any]],
         kinds: list[str] | None = None,  # absent from events recorded before kinds existed
         instance_id: str | None = None,
+        progress_every_s: float | None = None,  # absent before agents could promise it
     ) -> None:
         self.incarnation = 1
         self.instance_id = instance_id
         self._declare(capabilities, capacity, labels, services, kinds)
+        self.progress_every_s = progress_every_s
 
     def _declare(
         self,
@@ -131,6 +134,7 @@ class Agent(StrIdAggregate):
         services: list[dict[str, Any]],
         kinds: list[str] | None = None,
         instance_id: str | None = None,
+        progress_every_s: float | None = None,
     ) -> None:
         """A new incarnation: the agent restarted, or came back after death or leave."""
         self._reregistered(
@@ -141,6 +145,7 @@ class Agent(StrIdAggregate):
             services=services,
             kinds=list(kinds or ()),
             instance_id=instance_id,
+            progress_every_s=progress_every_s,
         )
 
     @event("Reregistered")
@@ -153,10 +158,12 @@ class Agent(StrIdAggregate):
         services: list[dict[str, Any]],
         kinds: list[str] | None = None,
         instance_id: str | None = None,
+        progress_every_s: float | None = None,
     ) -> None:
         self.incarnation = incarnation
         self.instance_id = instance_id
         self._declare(capabilities, capacity, labels, services, kinds)
+        self.progress_every_s = progress_every_s
 
     def drain(self) -> bool:
         """Stop new work; False when already draining (nothing to record)."""
@@ -262,28 +269,30 @@ class Agent(StrIdAggregate):
     def _recovered(self, incarnation: int, last_heartbeat_seq: int) -> None:
         self.liveness = ALIVE
 
-    # --- gray failure: heartbeats, but assignments left unaccepted ------------------
+    # --- gray failure: heartbeats, but its work left undone --------------------------
 
-    def mark_unresponsive(self, incarnation: int, unaccepted: list[str], streak: int,
+    def mark_unresponsive(self, incarnation: int, reason: str, tasks: list[str], streak: int,
                           hold_s: float, until: float) -> None:
         """Out of placement until `until` (epoch seconds): it left `streak` assignments
-        in a row unaccepted, the last ones being `unaccepted` (task ids)."""
+        in a row undone for `reason` (unaccepted, or without the progress it promised),
+        the last ones being `tasks` (task ids)."""
         self.check_incarnation(incarnation)
         self.check_has_not_left()
         self.check_is_not_dead()
         if self.unresponsive:
             raise CommandRefused(ErrorCode.CONFLICT, f"agent {self.id} is unresponsive")
-        self._marked_unresponsive(incarnation=incarnation, unaccepted=unaccepted,
+        self._marked_unresponsive(incarnation=incarnation, reason=reason, tasks=tasks,
                                   streak=streak, hold_s=hold_s, until=until)
 
     @event("MarkedUnresponsive")
-    def _marked_unresponsive(self, incarnation: int, unaccepted: list[str], streak: int,
+    def _marked_unresponsive(self, incarnation: int, reason: str, tasks: list[str],
+                             streak: int,
                              hold_s: float, until: float) -> None:
         self.unresponsive = True
 
     def readmit(self, incarnation: int, until: float) -> None:
         """Back in placement once its hold (till `until`) is over: one more assignment
-        left unaccepted takes it out again, for longer; an accept ends the streak."""
+        left undone takes it out again, for longer; its work ends the streak."""
         self.check_incarnation(incarnation)
         self.check_has_not_left()
         self.check_is_not_dead()

@@ -47,6 +47,9 @@ class RegisterAgent(BaseModel):
     # Random per process start: the same process registering again (a retry whose reply
     # was lost, or on request) is not another process claiming a live id.
     instance_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    # Its promise to report progress on a running task at least this often (seconds): a
+    # run that goes quiet for longer is taken for stuck (services/leader/unresponsive.py).
+    progress_every_s: Annotated[float, Field(gt=0, le=3600)] | None = None
 
 
 class DeregisterAgent(BaseModel):

@@ -32,6 +32,12 @@ OPEN = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNNING})
 # The reason of a move off an assignment its agent did not accept in time. Such a move
 # counts as a failed attempt: a task no agent will accept must end, not loop forever.
 ACCEPT_TIMEOUT = "accept_timeout"
+# The reason of a move off a running task whose agent promised progress and went quiet
+# past its promise (services/leader/unresponsive.py): a failed attempt too.
+NO_PROGRESS = "no_progress"
+COUNTED_MOVES = frozenset({ACCEPT_TIMEOUT, NO_PROGRESS})
+_WHY_ENDED = {ACCEPT_TIMEOUT: "not accepted within the accept timeout",
+              NO_PROGRESS: "no progress reported as promised"}
 TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.DEAD_LETTERED, TaskStatus.CANCELLED})
 
 
@@ -172,8 +178,8 @@ class Task(StrIdAggregate):
                  strategy: str, considered: list[dict[str, Any]]) -> None:
         """Move an open task off its agent (dead, gone, or too slow to accept)."""
         self.check_open()
-        failures = self._unaccepted_failures(reason)
-        if failures is not None and self._dead_letter_unaccepted(failures):
+        failures = self._counted_failures(reason)
+        if failures is not None and self._dead_letter_undone(failures, reason):
             return
         self._reassigned(from_agent=self.agent_id or "", agent_id=agent_id,
                          incarnation=incarnation, attempt=self.attempt + 1, token=token,
@@ -191,8 +197,8 @@ class Task(StrIdAggregate):
     def requeue(self, reason: str) -> None:
         """Take an open task off its agent when no other agent can have it yet."""
         self.check_open()
-        failures = self._unaccepted_failures(reason)
-        if failures is not None and self._dead_letter_unaccepted(failures):
+        failures = self._counted_failures(reason)
+        if failures is not None and self._dead_letter_undone(failures, reason):
             return
         self._requeued(from_agent=self.agent_id or "", reason=reason, failures=failures)
 
@@ -204,21 +210,22 @@ class Task(StrIdAggregate):
         self.status = TaskStatus.PENDING
         self.agent_id = None
 
-    def _unaccepted_failures(self, reason: str) -> int | None:
+    def _counted_failures(self, reason: str) -> int | None:
         """The failures counted once this move is made: one more for an assignment left
-        unaccepted; None for a move that is no fault of the task's (its agent died)."""
-        return self.failures + 1 if reason == ACCEPT_TIMEOUT else None
+        unaccepted or without the progress promised; None for a move that is no fault of
+        the task's (its agent died)."""
+        return self.failures + 1 if reason in COUNTED_MOVES else None
 
-    def _dead_letter_unaccepted(self, failures: int) -> bool:
-        """End the task instead of moving it when this unaccepted assignment was its last
+    def _dead_letter_undone(self, failures: int, reason: str) -> bool:
+        """End the task instead of moving it when this undone assignment was its last
         allowed attempt; True if it ended."""
         if failures < self.max_attempts:
             return False
         self._dead_lettered(
             token=self.token or "", attempt=self.attempt, agent_id=self.agent_id or "",
-            error=f"not accepted within the accept timeout by agent {self.agent_id} "
+            error=f"{_WHY_ENDED[reason]} by agent {self.agent_id} "
                   f"({failures} failed attempt(s) of at most {self.max_attempts})",
-            retryable=False, failures=failures, reason=ACCEPT_TIMEOUT)
+            retryable=False, failures=failures, reason=reason)
         return True
 
     def _retire_token(self) -> None:

@@ -61,10 +61,16 @@ class AgentClient(TaskRunner):
         nkey_seed: str | None = None,
         enrollment_token: str | None = None,
         tls: ssl.SSLContext | None = None,
+        progress_every_s: float | None = None,
     ) -> None:
         """`nkey_seed` (its own, made with `nkeys`; it never leaves the agent) and, for the
         first connection, the `enrollment_token` an operator made with `orchestrator
-        enroll`: needed when the orchestrator runs with ORCH_AUTH=on."""
+        enroll`: needed when the orchestrator runs with ORCH_AUTH=on.
+
+        `progress_every_s`: a promise that its handlers call `ctx.progress(...)` at least
+        this often while they run; a run silent for three times as long (15 s at least)
+        is taken for stuck, moved elsewhere and revoked here, and an agent that does so
+        twice in a row is out of placement for a while (docs/protocol.md, Health)."""
         handlers = dict(handlers or {})
         self.registration = RegisterAgent(
             agent_id=agent_id,
@@ -77,6 +83,7 @@ class AgentClient(TaskRunner):
             kinds=[] if "*" in handlers else sorted(handlers),
             replace=replace,
             instance_id=uuid.uuid4().hex,
+            progress_every_s=progress_every_s,
         )
         self.agent_id = agent_id
         self.nkey_seed = nkey_seed

@@ -107,10 +107,15 @@ class RegisterAgent:
     # Random per process start: the same process registering again is not another
     # process claiming a live id.
     instance_id: str | None = None
+    # A promise to report progress on a running task at least this often (seconds): a
+    # run silent for three times as long (15 s at least) is moved off this agent as stuck.
+    progress_every_s: float | None = None
 
     def __post_init__(self) -> None:
         check_identifier(self.agent_id, "agent_id")
         object.__setattr__(self, "services", [service_declaration(s) for s in self.services])
+        if self.progress_every_s is not None and not 0 < self.progress_every_s <= 3600:
+            raise ValueError("progress_every_s must be > 0 and <= 3600")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

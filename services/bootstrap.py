@@ -197,7 +197,7 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
             log.warning("projections not at the log's position %d after %.0fs; placing "
                         "anyway", last, LEAD_CATCH_UP_S)
 
-    unresponsive = Unresponsiveness(agents, board.unaccepted, registry, position, metrics,
+    unresponsive = Unresponsiveness(agents, board, registry, position, metrics,
                                     settings.unresponsive_after, settings.unresponsive_hold)
     dispatcher = Dispatcher(board, fleet, tasks, strategy, settings.accept_timeout, metrics,
                             limits=limits, catch_up=caught_up, unresponsive=unresponsive)

@@ -9,12 +9,12 @@ from operator import attrgetter
 from typing import cast
 
 from domain import shared_values
-from domain.task import ACCEPT_TIMEOUT, TERMINAL, TaskStatus
+from domain.task import ACCEPT_TIMEOUT, NO_PROGRESS, TERMINAL, TaskStatus
 from projections.board.deadlines import StepDeadlines, step_of
 from projections.board.finished_task import FinishedTask
 from projections.board.flow_use import FlowUse
 from projections.board.task_view import NO_FLOW, Flow, TaskView
-from projections.board.unaccepted import Unaccepted
+from projections.board.unaccepted import Streaks
 from projections.board.waiting import Round, WaitingTasks
 from projections.limits import Limits
 from projections.log_event import LogEvent
@@ -101,7 +101,10 @@ class TaskBoard:
         # Told each agent whose open tasks (its load) changed: the placement index.
         self.on_load_change: Callable[[str], None] | None = None
         self._counts = StatusCounts(_status)
-        self.unaccepted = Unaccepted()
+        # Work agents left undone in a row, by kind (the leader's gray-failure evidence).
+        self.unaccepted = Streaks(ACCEPT_TIMEOUT)
+        self.quiet = Streaks(NO_PROGRESS)
+        self._streaks = {ACCEPT_TIMEOUT: self.unaccepted, NO_PROGRESS: self.quiet}
         self.counts()  # counted from the start: events move the counts from here on
 
     def apply(self, event: LogEvent) -> None:
@@ -180,10 +183,11 @@ class TaskBoard:
             view = found.thaw() if type(found) is FinishedTask else cast(TaskView, found)
             step = step_of(view)
         self._leave_indexes(view)
-        if (name in _MOVES_OFF and data.get("reason") == ACCEPT_TIMEOUT
-                and view.agent_id is not None):
-            self.unaccepted.timed_out(view.agent_id, view.incarnation, view.task_id,
-                                      event.event_id)
+        if name in _MOVES_OFF and view.agent_id is not None:
+            streaks = self._streaks.get(data.get("reason") or "")
+            if streaks is not None:
+                streaks.left_undone(view.agent_id, view.incarnation, view.task_id,
+                                    event.event_id)
         if data.get("failures") is not None and name in ("Reassigned", "Requeued"):
             view.failures = data["failures"]  # an unaccepted assignment counts as failed
         if name in ("Assigned", "Reassigned"):
@@ -208,10 +212,14 @@ class TaskBoard:
         elif name == "Progressed":
             if view.agent_id is not None:
                 self.unaccepted.worked(view.agent_id)
+                self.quiet.worked(view.agent_id)
             view.progress = data["progress"]
             # Progress without an accept starts the run too, and its timeout with it.
             view.started_ts = view.started_ts or at
         elif name == "Completed":
+            if view.agent_id is not None:
+                self.unaccepted.worked(view.agent_id)
+                self.quiet.worked(view.agent_id)
             view.result = data["result"]
             view.progress = 1.0
         elif name == "Failed":

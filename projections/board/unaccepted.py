@@ -1,10 +1,13 @@
-"""Assignments each agent left unaccepted in a row: the evidence of a gray failure.
+"""Work each agent left undone in a row: the evidence of a gray failure.
 
 An agent that heartbeats but does not take its work (hung workers, a full local queue)
-leaves its assignments unaccepted; each is moved off it after the accept timeout. The
-leader takes such an agent out of placement once its streak is long enough
-(services/leader/unresponsive.py). An accept or a progress report from the agent ends
-its streak; a new incarnation starts a new one.
+leaves its assignments unaccepted; one that promised progress reports may go quiet on a
+task it runs. Either way the task is moved off it (the accept timeout; the progress
+promise, services/leader/unresponsive.py), and its streak of that kind grows. The leader
+takes an agent out of placement once a streak is long enough. Its work ends a streak: an
+accept, a progress report or a completion ends the unaccepted one; a progress report or a
+completion the quiet one (an accept alone proves nothing of a run). A new incarnation
+starts afresh.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ class Streak:
     last_event_id: str = ""  # the last move off it: the cause of a decision on it
 
 
-class Unaccepted:
-    def __init__(self) -> None:
+class Streaks:
+    """The streaks of one kind of undone work, by agent."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason  # the moves that lengthen them (domain.task)
         self.streaks: dict[str, Streak] = {}
         # Agents whose streak grew since the leader last looked (at most one per agent).
         self.grown: set[str] = set()
 
-    def timed_out(self, agent_id: str, incarnation: int, task_id: str,
-                  event_id: str) -> None:
+    def left_undone(self, agent_id: str, incarnation: int, task_id: str,
+                    event_id: str) -> None:
         streak = self.streaks.get(agent_id)
         if streak is None or streak.incarnation != incarnation:
             streak = self.streaks[agent_id] = Streak(incarnation)
@@ -40,7 +46,6 @@ class Unaccepted:
         self.grown.add(agent_id)
 
     def worked(self, agent_id: str) -> None:
-        """It accepted or reported on an assignment: it works."""
         if self.streaks:
             self.streaks.pop(agent_id, None)
 

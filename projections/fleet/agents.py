@@ -57,6 +57,8 @@ class AgentView:
     # Out of placement until then (epoch seconds), for leaving assignments unaccepted
     # (MarkedUnresponsive), until readmitted; None: not.
     unresponsive_until: float | None = None
+    # Its promise to report progress on a running task at least this often; None: none.
+    progress_every_s: float | None = None
 
     @property
     def last_heard_at(self) -> datetime:
@@ -135,12 +137,24 @@ class AgentHealth:
         # The unresponsive agents' ids and when each may be readmitted: the leader's
         # timer, without a pass over the fleet.
         self.unresponsive: dict[str, float] = {}
+        # The live agents that promised progress reports, and how often.
+        self.promised: dict[str, float] = {}
 
     def reindex(self) -> None:
         """Derive the indexes from the views again (after a snapshot's restore)."""
-        self.unresponsive = {
-            view.agent_id: view.unresponsive_until for view in self.agents.values()
-            if view.unresponsive_until is not None and view.status == "unresponsive"}
+        self.unresponsive, self.promised = {}, {}
+        for view in self.agents.values():
+            self._index(view)
+
+    def _index(self, view: AgentView) -> None:
+        if view.status == "unresponsive" and view.unresponsive_until is not None:
+            self.unresponsive[view.agent_id] = view.unresponsive_until
+        else:  # readmitted, or ended (dead, left, a new incarnation)
+            self.unresponsive.pop(view.agent_id, None)
+        if view.progress_every_s and view.status not in ("dead", "left"):
+            self.promised[view.agent_id] = view.progress_every_s
+        else:
+            self.promised.pop(view.agent_id, None)
 
     def declares_kind(self, kind: str) -> bool:
         """True if an agent that has not left runs this kind: it declared it, or declared
@@ -185,6 +199,7 @@ class AgentHealth:
                 updated_at=event.recorded_at,
                 registration_event_id=event.event_id,
                 kinds=shared_values.capabilities(data.get("kinds") or ()),
+                progress_every_s=data.get("progress_every_s"),
             )
             self.agents[event.aggregate_id] = view
         else:
@@ -208,10 +223,7 @@ class AgentHealth:
             view.updated_at = event.recorded_at
         if name in _LIVENESS_BY_EVENT:
             view.liveness = _LIVENESS_BY_EVENT[name]
-        if view.status == "unresponsive" and view.unresponsive_until is not None:
-            self.unresponsive[view.agent_id] = view.unresponsive_until
-        else:  # readmitted, or ended (dead, left, a new incarnation)
-            self.unresponsive.pop(view.agent_id, None)
+        self._index(view)
         view.position = event.position
         view.last_event_id = event.event_id
 

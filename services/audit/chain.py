@@ -101,6 +101,13 @@ def task_story(events: Sequence[StoryEvent],
     }
 
 
+# Causes of moves that are deadlines, not events: their causation id's prefix.
+_DEADLINE_CAUSES = {
+    "timeout": "the assignment was not accepted within the accept timeout",
+    "quiet": "the run went without the progress its agent promised",
+}
+
+
 def _cause(move: StoryEvent, agent_events: Sequence[StoryEvent]) -> dict[str, Any] | None:
     """What made the task move: the agent's death, leave or restart, a timeout or a command."""
     cause_id = move.causation_id
@@ -109,11 +116,11 @@ def _cause(move: StoryEvent, agent_events: Sequence[StoryEvent]) -> dict[str, An
     by_id = {e.event_id: e for e in agent_events}
     cause = by_id.get(cause_id)
     if cause is None:
-        timeout = cause_id.startswith("timeout-")
-        return {"event_id": cause_id, "type": "timeout" if timeout else "command",
+        kind = cause_id.partition("-")[0]
+        reason = _DEADLINE_CAUSES.get(kind)
+        return {"event_id": cause_id, "type": "timeout" if reason else "command",
                 "aggregate_id": move.aggregate_id,
-                "reason": "the assignment was not accepted within the accept timeout"
-                if timeout else "a command or the orchestrator itself"}
+                "reason": reason or "a command or the orchestrator itself"}
     found = agent_step(cause)
     if cause.name == "DeclaredDead":
         suspicion = by_id.get(cause.causation_id or "")

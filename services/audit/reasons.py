@@ -19,6 +19,7 @@ _MOVE_CAUSES = {
     "agent_left": "agent {a} left",
     "agent restarted": "agent {a} restarted",
     "accept_timeout": "agent {a} did not accept it in time",
+    "no_progress": "agent {a} reported no progress as it promised",
 }
 _CANCELLED_WHILE: dict[str, str] = {
     TaskStatus.PENDING: "while waiting in the queue",
@@ -129,13 +130,17 @@ def _failed(data: dict[str, Any], so_far: TaskSoFar) -> str:
 
 
 def _dead_lettered(data: dict[str, Any], so_far: TaskSoFar) -> str:
-    if data.get("reason") == "accept_timeout":
+    undone = _UNDONE.get(data.get("reason") or "")
+    if undone is not None:
         return (f"dead-lettered: attempt {data.get('attempt')} on {data.get('agent_id')} "
-                f"was not accepted in time; {data.get('failures')} failed attempt(s) "
-                f"reached max_attempts")
+                f"{undone}; {data.get('failures')} failed attempt(s) reached max_attempts")
     why = ("the failure is not retryable" if not data.get("retryable")
            else f"{data.get('failures')} failure(s) reached max_attempts")
     return f"dead-lettered: {_attempt_failed(data, so_far)}; {why}"
+
+
+_UNDONE = {"accept_timeout": "was not accepted in time",
+           "no_progress": "went without the progress its agent promised"}
 
 
 def _cancelled(data: dict[str, Any], so_far: TaskSoFar) -> str:
@@ -175,6 +180,9 @@ def detector_reading(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in keys if data.get(k) is not None}
 
 
+_STREAK_OF = {"accept_timeout": "assignment(s) unaccepted",
+              "no_progress": "running task(s) without the progress it promised"}
+
 # Reasons of agent steps, from the event's data.
 REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "Registered": lambda d: f"registered with capacity {d.get('capacity')}",
@@ -189,9 +197,10 @@ REASONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "Deregistered": lambda d: f"left ({d.get('reason')})",
     "ServicesChanged": lambda d: f"now offers {len(d.get('services') or [])} service(s)",
     "MarkedUnresponsive": lambda d: (
-        f"unresponsive: left {d.get('streak')} assignment(s) in a row unaccepted "
-        f"({', '.join(d.get('unaccepted') or [])}); out of placement for {d.get('hold_s')}s, "
+        f"unresponsive: left {d.get('streak')} "
+        f"{_STREAK_OF.get(d.get('reason') or '', 'task(s) undone')} in a row "
+        f"({', '.join(d.get('tasks') or [])}); out of placement for {d.get('hold_s')}s, "
         f"until {iso(d['until']) if isinstance(d.get('until'), int | float) else '?'}"),
     "Readmitted": lambda d: ("readmitted: its hold is over; tried again (one more "
-                             "assignment left unaccepted takes it out for twice as long)"),
+                             "task left undone takes it out for twice as long)"),
 }

@@ -45,8 +45,8 @@ def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
         body["unresponsive"] = held
         if blocking and not any(r.code == PLACEABLE for r in reasons):
             first = held[0]
-            summary += (f"; {first['agent_id']} left its assignments unaccepted and is "
-                        f"out of placement until {first['until']}")
+            summary += (f"; {first['agent_id']} left its work undone and is out of "
+                        f"placement until {first['until']}")
     key = view.concurrency_key if view is not None else ""
     hold = KeyGate(limits, board.flow).holds(key, now) if key and limits else None
     if hold is not None:
@@ -73,8 +73,8 @@ def waiting(found: dict[str, Any], agents: AgentHealth, board: TaskBoard,
 
 
 def _unresponsive(agents: AgentHealth, requires: list[str]) -> list[dict[str, Any]]:
-    """The capable agents out of placement for leaving assignments unaccepted, the one
-    back first first."""
+    """The capable agents out of placement for leaving their work undone, the one back
+    first first."""
     needed = set(requires)
     found = [(until, agent_id) for agent_id, until in agents.unresponsive.items()
              if (view := agents.get(agent_id)) is not None

@@ -83,13 +83,13 @@ class AgentRegistry:
         def decide(agent: Agent | None) -> Agent:
             if agent is None:
                 return Agent(cmd.agent_id, capabilities, cmd.capacity, labels, services, kinds,
-                             cmd.instance_id)
+                             cmd.instance_id, cmd.progress_every_s)
             if not cmd.replace:
                 agent.check_not_held_by_a_live_incarnation(
                     self.silence_of(agent.id, agent.incarnation), self.suspect_after,
                     cmd.instance_id)
             agent.reregister(capabilities, cmd.capacity, labels, services, kinds,
-                             cmd.instance_id)
+                             cmd.instance_id, cmd.progress_every_s)
             return agent
 
         fresh = self.known(cmd.agent_id) and not self.repository.cached(cmd.agent_id)
@@ -237,12 +237,12 @@ class AgentRegistry:
         return await execute(self.repository, agent_id, decide, causation_id, correlation_id)
 
 
-    async def mark_unresponsive(self, agent_id: str, incarnation: int, unaccepted: list[str],
-                                streak: int, hold_s: float, until: float,
+    async def mark_unresponsive(self, agent_id: str, incarnation: int, reason: str,
+                                tasks: list[str], streak: int, hold_s: float, until: float,
                                 causation_id: str) -> Outcome:
         def decide(agent: Agent | None) -> Agent:
             agent = _existing(agent, agent_id)
-            agent.mark_unresponsive(incarnation, unaccepted, streak, hold_s, until)
+            agent.mark_unresponsive(incarnation, reason, tasks, streak, hold_s, until)
             return agent
 
         return await execute(self.repository, agent_id, decide, causation_id)

@@ -102,6 +102,8 @@ class TaskService:
                  limits: Limits | None = None,
                  on_refused: Callable[[str], None] = lambda reason: None,
                  kind_runs: Callable[[str], bool] = lambda kind: True) -> None:
+        # How often a task's progress is written to the log at most (tests shorten it).
+        self.progress_record_every_s = PROGRESS_RECORD_EVERY_S
         # Whether some agent runs a kind: a submit of one nobody runs is told so.
         self.kind_runs = kind_runs
         self.repository = repository
@@ -239,7 +241,7 @@ class TaskService:
         view = self.board.get(cmd.task_id)
         since = max(getattr(view, "started_ts", None) or 0.0,
                     self._progress_written.get(cmd.task_id, 0.0))
-        due = now - since >= PROGRESS_RECORD_EVERY_S
+        due = now - since >= self.progress_record_every_s
 
         def report(task: Task) -> None:
             if due or task.status != TaskStatus.RUNNING:  # else checked, not written
@@ -368,9 +370,12 @@ class TaskService:
             return task
 
         outcome = await execute(self.repository, task_id, decide, causation_id)
-        # Given to the same agent again next, it comes under a newer token, which the
-        # notice does not name: the agent keeps that work.
-        await self._stop_moved(outcome, task_id, from_agent, moved[0], reason)
+        # Back in the queue off an assignment never accepted, it most likely comes back to
+        # the same agent (none other could take it), which then goes on with the work
+        # under the newer token: not stopped (its accept may have been lost). Any other
+        # move, and an end, stops it.
+        if unaccepted_token is None or outcome.aggregate.status != TaskStatus.PENDING:
+            await self._stop_moved(outcome, task_id, from_agent, moved[0], reason)
         return outcome
 
     async def _stop_moved(self, outcome: Outcome, task_id: str, from_agent: str,

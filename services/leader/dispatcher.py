@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from domain.errors import CommandRefused
 from domain.placement import Candidate, Strategy
 from domain.plan import Plan
-from domain.task import TaskStatus
+from domain.task import NO_PROGRESS, TaskStatus
 from domain.task_commands import SubmitTask
 from projections.board.deadlines import ACCEPTING, step_of
 from projections.board.key_gate import KeyGate
@@ -182,6 +182,7 @@ class Dispatcher:
         self._token_at = None
         await self._expire(now)
         if self.unresponsive is not None:
+            await self._move_quiet_runs(now)
             await self.unresponsive.review(now)
         if not len(self.board.waiting):
             return  # registrations poke too: no O(agents) plan when nothing waits
@@ -256,6 +257,17 @@ class Dispatcher:
                 continue
             if outcome.position is not None:
                 self.fleet.note(view.task_id, "", outcome.position)
+
+
+    async def _move_quiet_runs(self, now: float) -> None:
+        """Running tasks of agents that promised progress and went quiet: moved as an
+        unaccepted assignment is, counted as a failed attempt, and revoked."""
+        assert self.unresponsive is not None
+        for view in list(self.unresponsive.quiet_runs(now)):
+            if view.agent_id is None or self.fleet.in_flight(view.task_id):
+                continue
+            await move(self.tasks, self.fleet, view, view.agent_id, self.strategy,
+                       reason=NO_PROGRESS, causation_id=f"quiet-{view.position}")
 
 
 async def move(tasks: TaskService, fleet: Fleet, view: HeldTask, from_agent: str,

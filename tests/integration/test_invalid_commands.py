@@ -17,6 +17,8 @@ INVALID_REGISTRATIONS = [
     pytest.param({"agent_id": "a1", "colour": "red"}, id="unknown-field"),
     pytest.param({"agent_id": "a1", "kinds": ["a b"]}, id="kind-with-space"),
     pytest.param({"agent_id": "a1", "capacity": -1}, id="negative-capacity"),
+    pytest.param({"agent_id": "a1", "progress_every_s": 0}, id="progress-promise-zero"),
+    pytest.param({"agent_id": "a1", "progress_every_s": 3601}, id="progress-promise-too-long"),
     pytest.param({"agent_id": "a1", "services": [{"name": "web", "address": "h",
                                                    "port": 70000}]}, id="bad-port"),
 ]

@@ -173,6 +173,7 @@ class TestRegisterAgent:
             "kinds": ["resize", "image.thumbnail:v2"],
             "replace": True,
             "instance_id": "0f3c9a",
+            "progress_every_s": 2.5,
         }
 
         parsed = parse(RegisterAgent, payload(body))

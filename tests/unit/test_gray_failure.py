@@ -5,6 +5,7 @@ handlers, projections and dispatcher as the product; each decision read from the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +17,8 @@ from domain.agent import Agent
 from domain.agent_commands import RegisterAgent
 from domain.errors import CommandRefused
 from domain.placement import Strategy
-from domain.task import ACCEPT_TIMEOUT, Task, TaskStatus
-from domain.task_commands import SubmitTask, TaskToken
+from domain.task import ACCEPT_TIMEOUT, NO_PROGRESS, Task, TaskStatus
+from domain.task_commands import ReportProgress, SubmitTask, TaskToken
 from infra.caller import current_identity
 from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog
@@ -38,7 +39,7 @@ from services.reactions import DISPATCH, TABLE
 from tests.support import eventually
 
 NAMES = Names("unit")
-ACCEPT_S, HOLD_S = 0.2, 0.5
+ACCEPT_S, HOLD_S, QUIET_FLOOR_S = 0.2, 0.5, 0.3
 
 
 # --- the aggregates -----------------------------------------------------------------
@@ -82,16 +83,16 @@ def test_the_last_allowed_attempt_left_unaccepted_ends_the_task() -> None:
 
 def test_an_agent_is_marked_once_and_readmitted_once() -> None:
     agent = Agent("a1", ["cpu"], 4, {}, [])
-    agent.mark_unresponsive(1, ["t1", "t2"], 2, 30.0, 1000.0)
+    agent.mark_unresponsive(1, ACCEPT_TIMEOUT, ["t1", "t2"], 2, 30.0, 1000.0)
     assert agent.status == "unresponsive"
     with pytest.raises(CommandRefused):
-        agent.mark_unresponsive(1, ["t3"], 3, 60.0, 2000.0)
+        agent.mark_unresponsive(1, ACCEPT_TIMEOUT, ["t3"], 3, 60.0, 2000.0)
     agent.readmit(1, 1000.0)
     assert agent.status == "healthy"
     with pytest.raises(CommandRefused):
         agent.readmit(1, 1000.0)
     with pytest.raises(CommandRefused):
-        agent.mark_unresponsive(2, ["t3"], 2, 30.0, 1000.0)  # not its incarnation
+        agent.mark_unresponsive(2, ACCEPT_TIMEOUT, ["t3"], 2, 30.0, 1000.0)  # not its own
 
 
 def test_the_hold_doubles_with_each_assignment_left_unaccepted_past_the_threshold() -> None:
@@ -116,9 +117,15 @@ class World:
         return [m for s, m in self.delivered
                 if s == NAMES.agent_control(agent_id) and m.get("type") == "revoke"]
 
-    async def agent(self, agent_id: str) -> None:
+    async def agent(self, agent_id: str, progress_every_s: float | None = None) -> None:
         current_identity.set(agent_id)
-        await self.registry.register(RegisterAgent(agent_id=agent_id, capacity=4))
+        await self.registry.register(RegisterAgent(agent_id=agent_id, capacity=4,
+                                                   progress_every_s=progress_every_s))
+
+    async def progress(self, agent_id: str, offer: dict[str, Any], done: float) -> None:
+        current_identity.set(agent_id)
+        await self.tasks.progress(ReportProgress(task_id=offer["task_id"],
+                                                 token=offer["token"], progress=done))
 
     async def submit(self, task_id: str, max_attempts: int = 3) -> None:
         current_identity.set("ci")
@@ -144,6 +151,8 @@ async def world() -> AsyncIterator[World]:
 
     registry = AgentRegistry(Repository(log, "agent"), NAMES, 1.0, silence_in(agents))
     tasks = TaskService(Repository(log, "task"), NAMES, board, publish, 1.0, 60.0)
+    # Progress kept in the log this often at most: the quiet floor is three of these.
+    tasks.progress_record_every_s = QUIET_FLOOR_S / 3
     metrics = Metrics()
 
     async def on_applied(event: LogEvent) -> None:
@@ -153,9 +162,9 @@ async def world() -> AsyncIterator[World]:
     runner = ProjectionRunner(log, [agents, board], on_applied=on_applied)
     dispatcher = Dispatcher(
         board, Fleet(agents, board, runner.position), tasks, Strategy.LEAST_LOADED, ACCEPT_S,
-        metrics, unresponsive=Unresponsiveness(agents, board.unaccepted, registry,
-                                               runner.position, metrics, after=2,
-                                               hold=HOLD_S))
+        metrics, unresponsive=Unresponsiveness(agents, board, registry, runner.position,
+                                               metrics, after=2, hold=HOLD_S,
+                                               quiet_floor_s=QUIET_FLOOR_S))
     await runner.start()
     jobs = Jobs()
     jobs.spawn("dispatcher", dispatcher.run)
@@ -180,7 +189,8 @@ async def test_the_only_agent_never_accepting_ends_out_of_placement_and_the_task
                      what="marked unresponsive after two assignments left unaccepted")
     [marked] = await world.events("MarkedUnresponsive")
     assert marked.aggregate_id == "gray"
-    assert marked.data()["streak"] == 2 and marked.data()["unaccepted"] == ["t1", "t1"]
+    assert marked.data()["streak"] == 2 and marked.data()["tasks"] == ["t1", "t1"]
+    assert marked.data()["reason"] == ACCEPT_TIMEOUT
     assert marked.data()["hold_s"] == HOLD_S
     view = world.board.get("t1")
     assert view is not None and view.status == "pending" and view.failures == 2
@@ -199,9 +209,10 @@ async def test_the_only_agent_never_accepting_ends_out_of_placement_and_the_task
     assert again.data()["streak"] == 3 and again.data()["hold_s"] == 2 * HOLD_S
     [ended] = await world.events("DeadLettered")
     assert ended.data()["reason"] == ACCEPT_TIMEOUT and ended.data()["failures"] == 3
-    # Each assignment moved off it was revoked, naming the token it had been given.
+    # Requeued off it, each would come back to it under a newer token: not revoked.
+    # Ended, the last assignment is revoked by its token.
     assert [r["token"] for r in world.revokes_to("gray")] == [
-        o["token"] for o in world.offers_to("gray")]
+        world.offers_to("gray")[-1]["token"]]
 
 
 async def test_an_unresponsive_agent_gets_no_work_while_a_healthy_one_does(
@@ -248,3 +259,42 @@ def test_a_restored_projection_knows_its_unresponsive_agents() -> None:
     }
     agents.reindex()
     assert agents.unresponsive == {"a": 5.0}
+
+
+async def test_an_agent_that_promised_progress_and_goes_quiet_is_taken_out(
+        world: World) -> None:
+    await world.agent("quiet", progress_every_s=0.05)  # quiet after max(0.15, floor 0.3)
+    await world.submit("t1", max_attempts=5)
+    for n in (1, 2):  # it accepts each time, then says nothing
+        await eventually(lambda n=n: len(world.offers_to("quiet")) == n, timeout=10,
+                         what=f"offer {n}")
+        await world.accept("quiet", world.offers_to("quiet")[-1])
+    await eventually(lambda: status(world, "quiet") == "unresponsive", timeout=10,
+                     what="marked for going quiet twice")
+    [marked] = await world.events("MarkedUnresponsive")
+    assert marked.data()["reason"] == NO_PROGRESS and marked.data()["streak"] == 2
+    moves = [e for e in await world.events("Requeued") if e.data()["reason"] == NO_PROGRESS]
+    assert [e.data()["failures"] for e in moves] == [1, 2]
+    assert all(e.causation_id and e.causation_id.startswith("quiet-") for e in moves)
+    # Running work moved off it is revoked: both accepted assignments.
+    assert len(world.revokes_to("quiet")) == 2
+
+
+async def test_a_run_that_reports_progress_as_promised_is_left_alone(world: World) -> None:
+    await world.agent("steady", progress_every_s=0.05)
+    await world.submit("t1")
+    await eventually(lambda: len(world.offers_to("steady")) == 1, what="offered")
+    offer = world.offers_to("steady")[0]
+    await world.accept("steady", offer)
+    quiet_for = 0.3  # the floor: what a silent run may last here
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 4 * quiet_for
+    done = 0.0
+    while loop.time() < until:  # progress more often than the promise, for a while
+        done = min(0.99, done + 0.01)
+        # Recorded at most every few seconds in the log (PROGRESS_RECORD_EVERY_S), so
+        # the run's recorded activity is what the floor is set against.
+        await world.progress("steady", offer, done)
+        await asyncio.sleep(0.02)
+    assert world.board.get("t1").status == "running"  # type: ignore[union-attr]
+    assert await world.events("MarkedUnresponsive", "Requeued", "Reassigned") == []

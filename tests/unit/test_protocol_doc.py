@@ -219,7 +219,7 @@ class TestReplyModelsMatchTheCode:
         seen = {agent.status}
         agent.drain()
         seen.add(agent.status)
-        agent.mark_unresponsive(1, ["t1", "t2"], 2, 30.0, 100.0)
+        agent.mark_unresponsive(1, "accept_timeout", ["t1", "t2"], 2, 30.0, 100.0)
         seen.add(agent.status)
         agent.suspect(1, 3.0, 3.0, 0)
         seen.add(agent.status)

@@ -68,7 +68,8 @@ class TestWhatTheSdkSends:
         RegisterAgent("a1", ["gpu", "cpu"], 3, {"zone": "eu"},
                       [SERVICE, {**SERVICE, "name": "db", "tags": ["primary"],
                                  "meta": {"v": "2"}}],
-                      ["resize"], replace=True, instance_id="0123abcd"),
+                      ["resize"], replace=True, instance_id="0123abcd",
+                      progress_every_s=2.5),
     ])
     def test_a_registration_is_what_the_server_model_makes_of_it(
         self, registration: RegisterAgent
