@@ -10,7 +10,8 @@ tasks, task-status, services) ask the read API at --api-url (default from ORCH_H
 and ORCH_HTTP_PORT) with ORCH_API_TOKEN or <data dir>/auth/read.token.
 
 Exit codes: 0 done; 1 refused by the orchestrator or the read API (its code and message
-on stderr), or by NATS for a command the identity's roles do not allow, or an unexpected
+on stderr), or by NATS for a command the identity's roles do not allow, an `auth` command
+refused (keys that differ, or an incomplete set: its code and reason), or an unexpected
 error; 2 bad usage or input; 3 cannot start (a port in use,
 keys missing, an open NATS with auth on); 4 cannot reach NATS or the read API, or no
 orchestrator answered. Errors are one or two lines on stderr; --log-level DEBUG adds the
