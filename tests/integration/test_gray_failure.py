@@ -147,8 +147,10 @@ async def test_an_agent_that_promised_progress_and_hangs_is_stopped_and_taken_ou
     orch = gray_orchestrator
     # The production floor is 15 s (three times the log's progress interval): shortened
     # together here, as the settings cannot (they are not settings).
-    orch.system.tasks.progress_record_every_s = 0.1
-    orch.system.dispatcher.unresponsive.quiet_floor_s = 0.3
+    system = orch.system
+    assert system is not None and system.dispatcher.unresponsive is not None
+    system.tasks.progress_record_every_s = 0.1
+    system.dispatcher.unresponsive.quiet_floor_s = 0.3
     started: list[int] = []
     cancelled: list[int] = []
 
