@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.replies import AgentStatus
 
 
 class ErrorBody(BaseModel):
@@ -28,10 +30,17 @@ class Ready(BaseModel):
 
 
 class AgentOut(BaseModel):
+    """An agent as the read API, the dashboard and the CLI show it: the one shape of
+    `AgentView.to_json()` (projections/fleet/agents.py), which tests/unit/test_agent_shape.py
+    holds to this model, key for key."""
+
+    model_config = ConfigDict(extra="forbid")
+
     agent_id: str
-    status: str
+    status: AgentStatus
     incarnation: int
     capabilities: list[str]
+    kinds: list[str] = Field(description="the task kinds it runs; empty: any")
     capacity: int
     labels: dict[str, str]
     services: list[dict[str, Any]]
@@ -41,6 +50,8 @@ class AgentOut(BaseModel):
     load: float
     running: list[str]
     position: int
+    unresponsive_until: str | None = Field(
+        description="out of placement until then for leaving its work undone; null: not")
 
 
 class AgentList(BaseModel):
