@@ -36,7 +36,8 @@ What it relies on, and the public-API fallback each has:
   and 6): `take_ordered` does that bookkeeping as nats-py does. Fallback: the callback
   path, where nats-py does it itself.
 - `Client._server_info`, the INFO of the server a client is connected to (`server_id`:
-  the server's public key, which signs its auth callout requests). Fallback: the
+  the server's public key, which signs its auth callout requests; `auth_required`: whether
+  it asks clients for credentials). Fallback: the
   server's monitoring endpoint (/varz), or ORCH settings naming the key.
 - `JetStreamContext._nc`, the connection a JetStream context sends through
   (`connection_of`; no public name). Fallback: hand the connection along with the context.
@@ -167,6 +168,12 @@ def server_id(nc: nats.aio.client.Client) -> str | None:
     """The public key of the server `nc` is connected to (its INFO's server_id)."""
     found = nc._server_info.get("server_id")
     return found if isinstance(found, str) and found else None
+
+
+def auth_required(nc: nats.aio.client.Client) -> bool:
+    """Whether the server `nc` is connected to asks every client for credentials (its
+    INFO's auth_required): false on a server anyone may use."""
+    return bool(nc._server_info.get("auth_required", False))
 
 
 def connection_of(js: JetStreamContext) -> nats.aio.client.Client:

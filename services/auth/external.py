@@ -12,17 +12,19 @@ import nats.errors
 from infra.auth.bundle import SHARED_NAMES, missing_keys
 from infra.auth.credentials import Keys
 from infra.bus.connection import redact
+from infra.bus.nats_internals import auth_required
 from infra.startup import CannotStart
 
 log = logging.getLogger(__name__)
 
-ANONYMOUS_PROBE_TIMEOUT_S = 3.0
+PROBE_TIMEOUT_S = 3.0
+OPEN = "open"  # a server that asks no client for credentials
 
 
 async def check_external_server(url: str, keys: Keys) -> None:
     """Refuse to start (CannotStart) when any of the keys every orchestrator of a
-    deployment shares is missing (infra.auth.bundle), when a client with no
-    credentials at all is let in, or when the server does not know our serving user."""
+    deployment shares is missing (infra.auth.bundle), when the server does not know our
+    serving user, or when it asks no client for credentials."""
     missing = missing_keys(keys)
     if len(missing) == len(SHARED_NAMES):
         raise CannotStart(
@@ -38,13 +40,8 @@ async def check_external_server(url: str, keys: Keys) -> None:
             f"orchestrator of a deployment needs all of {', '.join(SHARED_NAMES)}; run "
             f"`orchestrator auth export FILE` where they are and `orchestrator auth import "
             f"FILE --data-dir {keys.directory.parent}` here")
-    if await _admits(url, None):
-        raise CannotStart(
-            f"the NATS server at {redact(url)} lets clients in without credentials, so "
-            f"anyone could act as any agent: add the block printed by `orchestrator auth "
-            f"server-config` to its configuration and restart it (or set ORCH_AUTH=off "
-            f"for development)")
-    if await _admits(url, keys.serving_seed()) is False:
+    admitted = await _admitted(url, keys.serving_seed())
+    if admitted is False:
         raise CannotStart(
             f"the NATS server at {redact(url)} does not know the orchestrator's serving "
             f"user (a key derived from {keys.orchestrator}, added when the orchestrator "
@@ -53,11 +50,19 @@ async def check_external_server(url: str, keys: Keys) -> None:
             f"and reload it; or, if another orchestrator's keys are the ones it trusts, "
             f"take them with `orchestrator auth export` there and `orchestrator auth "
             f"import --force` here")
+    if admitted == OPEN:
+        raise CannotStart(
+            f"the NATS server at {redact(url)} lets clients in without credentials, so "
+            f"anyone could act as any agent: add the block printed by `orchestrator auth "
+            f"server-config` to its configuration and restart it (or set ORCH_AUTH=off "
+            f"for development)")
 
 
-async def _admits(url: str, seed: str | None) -> bool | None:
-    """Whether the server lets this key (None: no credentials) in: True, False when it
-    refuses the credentials, None when it could not be asked (unreachable)."""
+async def _admitted(url: str, seed: str) -> bool | str | None:
+    """Whether the server lets our serving user in: True; OPEN when it asks no client for
+    credentials (its INFO says so: no client without credentials is tried, which the
+    server would log as an authentication error at every start); False when it refuses
+    the key; None when it could not be asked (unreachable)."""
     errors: list[Exception] = []
 
     async def quiet(exc: Exception) -> None:
@@ -68,11 +73,13 @@ async def _admits(url: str, seed: str | None) -> bool | None:
         probe = await nats.connect(url.split(","), allow_reconnect=False,
                                    max_reconnect_attempts=0, error_cb=quiet,
                                    nkeys_seed_str=seed,
-                                   connect_timeout=ANONYMOUS_PROBE_TIMEOUT_S)
+                                   connect_timeout=PROBE_TIMEOUT_S)
     except Exception as exc:  # refused, or unreachable: connect() and error_cb say
         refused = any("authorization" in str(e).lower() for e in (*errors, exc))
         log.debug("probe of %s refused: %r", redact(url), exc)
         return False if refused else None
-    with contextlib.suppress(nats.errors.Error):
-        await probe.close()
-    return True
+    try:
+        return True if auth_required(probe) else OPEN
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await probe.close()

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from infra.auth.credentials import Keys, read_secret
-from infra.bus.embedded import EmbeddedNats, free_port
+from infra.bus.embedded import LOG_NAME, EmbeddedNats, free_port
 from services.cli.main import EXIT_CANNOT_START, EXIT_REFUSED, EXIT_UNREACHABLE
 from tests.support import eventually, get_json
 
@@ -211,6 +211,10 @@ async def test_an_external_nats_configured_from_server_config_works(tmp_path):
         up = Up(process, data, http_port, server.url, lines)
         code, out, err = await cli(up, "enroll", "w7")
         assert code == 0 and out.startswith("oe1.w7."), err
+        # Its checks of the server at start tried no client without credentials: the
+        # server logged no refused connection (it did at every start: issue 33).
+        server_log = (tmp_path / "nats" / LOG_NAME).read_text()
+        assert "authentication error" not in server_log.lower(), server_log[-2000:]
     finally:
         process.terminate()
         await process.wait()

@@ -194,6 +194,9 @@ class TestContextAndMessages:
         assert isinstance(client._server_info, dict), broken("Client._server_info is a dict")
         client._server_info = {"server_id": "NSERVER"}
         assert nats_internals.server_id(client) == "NSERVER"
+        assert nats_internals.auth_required(client) is False
+        client._server_info["auth_required"] = True
+        assert nats_internals.auth_required(client) is True
         client._server_info = {}
         assert nats_internals.server_id(client) is None
 
