@@ -7,7 +7,7 @@ from typing import Any
 from eventsourcing.domain import event
 
 from domain import shared_values
-from domain.base import StrIdAggregate
+from domain.base import StrIdAggregate, named_in_the_log
 from domain.errors import CommandRefused, ErrorCode
 
 ALIVE = "alive"
@@ -303,3 +303,6 @@ class Agent(StrIdAggregate):
     @event("Readmitted")
     def _readmitted(self, incarnation: int, until: float) -> None:
         self.unresponsive = False
+
+
+named_in_the_log(Agent, "domain.agent:Agent")

@@ -12,7 +12,7 @@ from eventsourcing.domain import (
     CanMutateAggregate,
     MetaDomainEvent,
 )
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic, register_topic, resolve_topic
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,21 @@ class StrIdAggregate(BaseAggregate[str]):
         """Record the aggregate's state as its next event (see StrIdCarriedForward)."""
         self.trigger_event(self.CarriedForward, state=carried_state(self))
 
+
+
+def named_in_the_log(aggregate: type[StrIdAggregate], topic: str) -> None:
+    """Name the aggregate and its events in the log by `topic` ("domain.task:Task") and
+    `<topic>.<event>`, whatever module holds the class.
+
+    A stored event names its class by topic, forever; eventsourcing makes a class's
+    topic from its module path unless the class has a `TOPIC`. So the topics the log has
+    always held are set here once, on the aggregate and on each of its event classes (each
+    its own: a subclass would inherit its parent's), and registered for reading: modules
+    may move without a stored event changing its meaning (tests/unit/test_log_topics.py).
+    """
+    aggregate.TOPIC = topic  # type: ignore[attr-defined]
+    register_topic(topic, aggregate)
+    for name, value in list(vars(aggregate).items()):
+        if isinstance(value, type) and issubclass(value, StrIdEvent):
+            value.TOPIC = f"{topic}.{name}"  # type: ignore[attr-defined]
+            register_topic(value.TOPIC, value)  # type: ignore[attr-defined]

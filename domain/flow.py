@@ -24,7 +24,7 @@ from typing import Any
 
 from eventsourcing.domain import event
 
-from domain.base import StrIdAggregate
+from domain.base import StrIdAggregate, named_in_the_log
 from domain.errors import CommandRefused, ErrorCode
 
 # A concurrency or fairness key: one token of a subject (it names its limit's events).
@@ -150,3 +150,6 @@ class TokenBucket:
             return now
         short = 1.0 + pending - self.available(limit, now)
         return now if short <= 0 else now + short / limit.rate_per_s
+
+
+named_in_the_log(Limit, "domain.flow:Limit")

@@ -11,7 +11,7 @@ from typing import Any
 
 from eventsourcing.domain import event
 
-from domain.base import StrIdAggregate
+from domain.base import StrIdAggregate, named_in_the_log
 from domain.errors import CommandRefused, ErrorCode
 
 ROLES = frozenset({"agent", "submitter", "operator", "reader", "auditor"})
@@ -163,3 +163,7 @@ class AccessLog(StrIdAggregate):
     def _refused(self, reason: str, claimed: str, public_key: str | None,
                  client: dict[str, Any], suppressed: int) -> None:
         self.refusals += 1 + suppressed
+
+
+named_in_the_log(Identity, "domain.identity:Identity")
+named_in_the_log(AccessLog, "domain.identity:AccessLog")

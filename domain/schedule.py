@@ -17,7 +17,7 @@ from typing import Any
 
 from eventsourcing.domain import event
 
-from domain.base import StrIdAggregate
+from domain.base import StrIdAggregate, named_in_the_log
 from domain.cron import Cron, every_next_after
 from domain.errors import CommandRefused, ErrorCode
 
@@ -255,3 +255,6 @@ class Schedule(StrIdAggregate):
     @event("Skipped")
     def _skipped(self, due: float, reason: str, missed: int) -> None:
         self.last_due = due
+
+
+named_in_the_log(Schedule, "domain.schedule:Schedule")

@@ -9,7 +9,7 @@ from typing import Any
 
 from eventsourcing.domain import event
 
-from domain.base import StrIdAggregate
+from domain.base import StrIdAggregate, named_in_the_log
 from domain.errors import CommandRefused, ErrorCode
 
 
@@ -334,3 +334,6 @@ class Task(StrIdAggregate):
     @event("StaleResultRefused")
     def _stale_refused(self, token: str, action: str, reason: str, current_attempt: int) -> None:
         pass
+
+
+named_in_the_log(Task, "domain.task:Task")
