@@ -26,8 +26,8 @@ from types import CoroutineType
 from typing import Any, cast
 
 from bench.harness import percentile
-from domain.flow import LimitScope, limit_id
-from domain.placement import Strategy
+from domain.limits.limit import LimitScope, limit_id
+from domain.tasks.placement import Strategy
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.limits import Limits

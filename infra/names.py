@@ -75,7 +75,7 @@ ADMIN_ENROLL = "admin.enroll"
 ADMIN_REVOKE = "admin.revoke"
 ADMIN_IDENTITY_CREATE = "admin.identity.create"
 ADMIN_TOKEN_CREATE = "admin.token.create"
-ADMIN_LIMITS_SET = "admin.limits.set"  # flow control's limits (domain/flow.py)
+ADMIN_LIMITS_SET = "admin.limits.set"  # flow control's limits (domain/limits/limit.py)
 # A submitter's schedules (docs/scheduling.md): `<prefix>.schedule.<verb>.<identity>`.
 SCHEDULE_CREATE = "schedule.create"
 SCHEDULE_PAUSE = "schedule.pause"
@@ -102,7 +102,7 @@ TASK = "task"
 IDENTITY = "identity"
 ACCESS = "access"  # refused connections, rate-limited, in hourly aggregates
 SCHEDULE = "schedule"
-LIMIT = "limit"  # flow control's limits, one aggregate each (domain/flow.py)
+LIMIT = "limit"  # flow control's limits, one aggregate each (domain/limits/limit.py)
 
 # The class topic of each kind's aggregate: an event's topic is `<this>.<event name>`, so
 # the log leaves it out of an event's headers when it is that (the subject has both).

@@ -81,7 +81,7 @@ class Settings:
     snapshot_every: int = 100_000
     finished_task_retention: float = 86_400.0
     finished_task_limit: int = 100_000
-    # Admission control (domain/flow.py): a submit past either bound is refused as
+    # Admission control (domain/limits/limit.py): a submit past either bound is refused as
     # `overloaded`, so that memory stays bounded under any burst.
     max_unfinished_per_submitter: int = 100_000
     max_unfinished_tasks: int = 500_000

@@ -21,7 +21,7 @@ class IdentityView:
     public_key: str | None = None
     revoked: bool = False
     api_tokens: dict[str, tuple[str, str]] = field(default_factory=dict)
-    # What it may claim as an agent (domain.policy); None: anything.
+    # What it may claim as an agent (domain.identities.policy); None: anything.
     policy: dict[str, Any] | None = None
 
 

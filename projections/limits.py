@@ -1,4 +1,4 @@
-"""The limits operators have set (domain/flow.py), as of a log position.
+"""The limits operators have set (domain/limits/limit.py), as of a log position.
 
 Applied by the projection runner in log order with the board, so that a placement is
 decided under the limits in force at its place in the log; on start it first reads the
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from domain.base import CARRIED_FORWARD
-from domain.flow import DEFAULT_WEIGHT, KeyLimit, LimitScope, parse_limit_id
+from domain.limits.limit import DEFAULT_WEIGHT, KeyLimit, LimitScope, parse_limit_id
 from projections.log_event import LogEvent
 
 LIMIT_KIND = "limit"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from domain.schedule import next_slot
+from domain.schedules.schedule import next_slot
 from projections.log_event import LogEvent
 from projections.position import Position
 

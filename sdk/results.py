@@ -32,7 +32,7 @@ class TaskCancelled(TaskError):
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """A task's state as its submitter sees it (schema: domain.replies.TaskOutcome)."""
+    """A task's state as its submitter sees it (schema: domain.protocol.replies.TaskOutcome)."""
 
     task_id: str
     status: str

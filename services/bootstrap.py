@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from domain.agent import ALIVE
-from domain.health import DetectorSettings
-from domain.placement import Strategy
-from domain.task import TERMINAL
+from domain.agents.agent import ALIVE
+from domain.agents.health import DetectorSettings
+from domain.tasks.placement import Strategy
+from domain.tasks.task import TERMINAL
 from infra import names as n
 from infra.caller import admin_token
 from infra.log.event_store import EventStore

@@ -1,4 +1,4 @@
-"""Flow control's metrics (domain/flow.py): per concurrency key, its tasks waiting and
+"""Flow control's metrics (domain/limits/limit.py): per concurrency key, its tasks waiting and
 running, the rounds that held it (throttled), and the submits refused as overloaded.
 
 Cardinality is bounded: a key is a label value only while an operator has set a limit

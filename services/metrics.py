@@ -23,7 +23,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from domain.task import TERMINAL, TaskStatus
+from domain.tasks.task import TERMINAL, TaskStatus
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.log_event import LogEvent

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 from pydantic import BaseModel
 
-from domain.agent_commands import (
+from domain.agents.commands import (
     CatalogQuery,
     ControlMessage,
     DeclareServices,
@@ -19,9 +19,9 @@ from domain.agent_commands import (
     RemoveAgent,
     UndrainAgent,
 )
-from domain.flow_commands import SetLimit
-from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
-from domain.replies import (
+from domain.identities.commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
+from domain.limits.commands import SetLimit
+from domain.protocol.replies import (
     AgentStatusReply,
     AssignmentsReply,
     CatalogChange,
@@ -31,8 +31,8 @@ from domain.replies import (
     TaskReply,
     TaskResultsReply,
 )
-from domain.schedule_commands import CreateSchedule, ListSchedules, ScheduleRef
-from domain.task_commands import (
+from domain.schedules.commands import CreateSchedule, ListSchedules, ScheduleRef
+from domain.tasks.commands import (
     AgentAssignments,
     Assignment,
     CancelTask,

@@ -35,7 +35,7 @@ from bench.harness import (
 )
 from bench.scenarios.heartbeats import LAG, delta
 from bench.sizes import Size
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from infra.log import direct_read
 from infra.log.event_store import EventStore
 from infra.log.format.codec import create_mapper

@@ -13,7 +13,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
 from bench.harness import connect, nats_server
 from bench.sizes import Size
-from domain.what_if import Silence
+from domain.agents.what_if import Silence
 from infra.log.streams import provision
 from infra.names import Names
 from services.audit.liveness import read_record

@@ -18,7 +18,7 @@ from bench.harness import (
     raw_consumer_rate,
 )
 from bench.sizes import Size
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from infra.log.format.codec import create_mapper
 from infra.log.snapshot_store import OBJECT_NAME
 from infra.log.streams import provision

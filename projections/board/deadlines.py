@@ -10,7 +10,7 @@ import heapq
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from domain.task import TaskStatus
+from domain.tasks.task import TaskStatus
 
 if TYPE_CHECKING:
     from projections.board.tasks import HeldTask, TaskView

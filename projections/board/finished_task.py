@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Generic, TypeVar, overload
 
-from domain.task import TaskStatus
+from domain.tasks.task import TaskStatus
 from projections.board.task_view import NO_FLOW, TaskView
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""What the tasks on the board use of their limits (domain/flow.py): per concurrency key
+"""What the tasks on the board use of their limits (domain/limits/limit.py): per concurrency key
 the tasks open (assigned or running) and waiting, and its token bucket; per submitter its
 unfinished tasks. Kept by the board as tasks enter and leave its indexes, so a board
 restored from a snapshot counts them again; a bucket starts full after a restore (the
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from domain.flow import KeyLimit, TokenBucket
+from domain.limits.limit import KeyLimit, TokenBucket
 from projections.board.task_view import TaskView
 
 NO_LIMIT = KeyLimit()

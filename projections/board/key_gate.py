@@ -1,4 +1,4 @@
-"""Whether a concurrency key may place one more task now (domain/flow.py): under its
+"""Whether a concurrency key may place one more task now (domain/limits/limit.py): under its
 concurrency limit, counting the tasks of the key assigned or running and the placements
 in flight, and with a token in its bucket at the time of the decision."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from domain.flow import KeyLimit
+from domain.limits.limit import KeyLimit
 from projections.board.flow_use import FlowUse
 from projections.limits import Limits
 

@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from domain.placement import Candidate
-from domain.plan import Plan
+from domain.tasks.placement import Candidate
+from domain.tasks.plan import Plan
 from projections.board.key_gate import AT_CONCURRENCY, Hold, KeyGate
 from projections.board.task_view import TaskView
 from projections.board.waiting import Round

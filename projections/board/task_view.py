@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.task import OPEN, TaskStatus
+from domain.tasks.task import OPEN, TaskStatus
 
-# Flow control's view of a task (domain/flow.py), one tuple shared by the tasks that
+# Flow control's view of a task (domain/limits/limit.py), one tuple shared by the tasks that
 # have the same: (submitter, concurrency key, fairness key, selector, prefer), the last
 # two as sorted (label, value) pairs. A plain tuple, so that a snapshot holds it as is.
 Flow = tuple[str, str, str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]

@@ -9,7 +9,7 @@ from operator import attrgetter
 from typing import cast
 
 from domain import shared_values
-from domain.task import ACCEPT_TIMEOUT, NO_PROGRESS, TERMINAL, TaskStatus
+from domain.tasks.task import ACCEPT_TIMEOUT, NO_PROGRESS, TERMINAL, TaskStatus
 from projections.board.deadlines import StepDeadlines, step_of
 from projections.board.finished_task import FinishedTask
 from projections.board.flow_use import FlowUse
@@ -62,7 +62,7 @@ def shared_flow(flow: Flow) -> Flow:
 
 
 def flow_of(data: dict[str, object]) -> Flow:
-    """A Submitted event's flow control fields (domain/flow.py), as a view holds them."""
+    """A Submitted event's flow control fields (domain/limits/limit.py), as a view holds them."""
     selector, prefer = data.get("selector") or {}, data.get("prefer") or {}
     return shared_flow((
         sys.intern(str(data.get("submitted_by") or "")),
@@ -172,7 +172,7 @@ class TaskBoard:
                 submitted_position=event.position, submitted_ts=at, updated_ts=at,
                 flow=flow_of(data),
             )
-            # Scheduled: waits, as a retry does, until its time (domain.task).
+            # Scheduled: waits, as a retry does, until its time (domain.tasks.task).
             view.retry_at = data.get("not_before") or 0.0
             self.tasks[view.task_id] = view
         else:

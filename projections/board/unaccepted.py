@@ -30,7 +30,7 @@ class Streaks:
     """The streaks of one kind of undone work, by agent."""
 
     def __init__(self, reason: str) -> None:
-        self.reason = reason  # the moves that lengthen them (domain.task)
+        self.reason = reason  # the moves that lengthen them (domain.tasks.task)
         self.streaks: dict[str, Streak] = {}
         # Agents whose streak grew since the leader last looked (at most one per agent).
         self.grown: set[str] = set()

@@ -26,7 +26,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Generator
 
-from domain.flow import DEFAULT_WEIGHT
+from domain.limits.limit import DEFAULT_WEIGHT
 
 ReadyEntry = tuple[int, int, int, str]  # (-priority, submitted position, generation, id)
 RetryEntry = tuple[float, int, int, int, str]  # (retry at, -priority, position, gen, id)
@@ -48,7 +48,7 @@ class _Fair:
 
 class WaitingTasks:
     def __init__(self, weight: Callable[[str], float] = lambda key: DEFAULT_WEIGHT) -> None:
-        self.weight = weight  # of a fairness key (operators may set it: domain/flow.py)
+        self.weight = weight  # of a fairness key (operators may set it: domain/limits/limit.py)
         self._fair: dict[str, _Fair] = {}
         self._retrying: list[RetryEntry] = []
         self._generation: dict[str, int] = {}  # the live entry of each waiting task

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from domain.schedule import fired_by
-from domain.task import TaskStatus
+from domain.schedules.schedule import fired_by
+from domain.tasks.task import TaskStatus
 from projections.board.tasks import STATUS_BY_EVENT
 from services.audit.reasons import REASONS, TaskSoFar, detector_reading, step_reason
 

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.base import CARRIED_FORWARD
-from domain.placement import Candidate, Strategy
-from domain.plan import Plan
+from domain.tasks.placement import Candidate, Strategy
+from domain.tasks.plan import Plan
 from infra.names import AGENT, TASK
 from projections.board.key_gate import KeyGate
 from projections.board.placing import decide, parse_dispatch_cause

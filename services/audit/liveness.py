@@ -15,7 +15,7 @@ import orjson
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from domain.what_if import Span, merged
+from domain.agents.what_if import Span, merged
 from infra.names import Names
 from services.audit.stream_read import stored_messages
 from services.health.liveness_record import MARK_EVERY_S

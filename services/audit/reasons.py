@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.task import OPEN, TaskStatus
+from domain.tasks.task import OPEN, TaskStatus
 from projections.board.tasks import STATUS_BY_EVENT
 
 # The reasons the failover reactor and the dispatcher give for a move, as an operator

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.placement import PLACEABLE, Candidate, why_waiting
-from domain.task import TaskStatus
+from domain.tasks.placement import PLACEABLE, Candidate, why_waiting
+from domain.tasks.task import TaskStatus
 from projections.board.key_gate import KeyGate
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth

@@ -16,8 +16,8 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from domain.health import DetectorSettings
-from domain.what_if import (
+from domain.agents.health import DetectorSettings
+from domain.agents.what_if import (
     Detector,
     Outcome,
     Point,
@@ -75,7 +75,7 @@ class _Agent:
             self.life_from = None
 
     def came_back(self, at: float, instance_id: str | None) -> None:
-        """The id registered again at `at`, by this process (domain.what_if.ended_by)."""
+        """The id registered again at `at`, by this process (domain.agents.what_if.ended_by)."""
         same = same_incarnation(self.instance_id, instance_id)
         if self.dead is not None:
             self.silences.append(ended_by(self.dead, at, same))

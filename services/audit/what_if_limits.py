@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.errors import CommandRefused
-from domain.flow import LimitScope, check_values, limit_id, parse_rate
-from domain.placement import Strategy
+from domain.limits.limit import LimitScope, check_values, limit_id, parse_rate
+from domain.tasks.placement import Strategy
 from infra.log.port import EventLog
 from infra.names import TASK
 from services.audit.limits_replay import RecordedTask, Replay, World, basis_of, recorded_tasks

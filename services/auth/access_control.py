@@ -9,7 +9,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from domain.errors import CommandRefused, ErrorCode
-from domain.identity_commands import CreateApiToken, CreateIdentity
+from domain.identities.commands import CreateApiToken, CreateIdentity
 from infra import names as n
 from infra.auth.credentials import Keys, read_secret, write_secret
 from infra.auth.keys import public_key

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from domain.errors import CommandRefused, ErrorCode
-from domain.identity import Identity
-from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
-from domain.policy import policy_data
+from domain.identities.commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
+from domain.identities.identity import Identity
+from domain.identities.policy import policy_data
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.log.repository import Repository
 from services.auth.authorizer import ENROLLMENT_PREFIX, digest

@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 
 from domain.errors import CommandRefused, ErrorCode
 from domain.fields import ID_PATTERN
-from domain.identity import Identity
+from domain.identities.identity import Identity
 from infra.auth import jwt
 from infra.auth.keys import Role
 from infra.caller import current_identity

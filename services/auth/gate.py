@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from domain.errors import CommandRefused, ErrorCode
-from domain.policy import check_claims
+from domain.identities.policy import check_claims
 from infra.caller import current_identity
 from projections.access import Access
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.errors import CommandRefused
-from domain.identity import AccessLog
+from domain.identities.identity import AccessLog
 from infra.caller import ORCHESTRATOR, current_identity
 from infra.log.repository import Repository
 from services.execute import execute

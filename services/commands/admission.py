@@ -1,4 +1,4 @@
-"""Admission control (domain/flow.py): a new task past its submitter's bound of unfinished
+"""Admission control (domain/limits/limit.py): a new task past its submitter's bound of unfinished
 tasks, or past the bound for all, is refused as `overloaded` and nothing is written.
 
 The board counts the unfinished tasks it has applied. A submit let in is counted here

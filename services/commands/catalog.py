@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from domain.agent_commands import CatalogQuery
+from domain.agents.commands import CatalogQuery
 from domain.base import CARRIED_FORWARD
 from infra.log.port import EventLog
 from infra.names import AGENT, Names

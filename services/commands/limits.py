@@ -1,4 +1,4 @@
-"""The operators' limits of flow control (domain/flow.py): each set is an event of its
+"""The operators' limits of flow control (domain/limits/limit.py): each set is an event of its
 limit's aggregate, so `why` can say which limit held a task and since when."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from domain.errors import CommandRefused, ErrorCode
-from domain.flow import Limit, LimitScope, check_values, limit_id, parse_rate
-from domain.flow_commands import SetLimit
+from domain.limits.commands import SetLimit
+from domain.limits.limit import Limit, LimitScope, check_values, limit_id, parse_rate
 from infra.log.repository import Repository
 from services.execute import execute
 

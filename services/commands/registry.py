@@ -6,8 +6,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from domain.agent import Agent
-from domain.agent_commands import (
+from domain.agents.agent import Agent
+from domain.agents.commands import (
     ControlMessage,
     DeclareServices,
     DeregisterAgent,

@@ -19,8 +19,8 @@ from typing import Any
 import nats.errors
 import orjson
 
-from domain.task import TERMINAL, Task, TaskStatus
-from domain.task_commands import TaskResults
+from domain.tasks.commands import TaskResults
+from domain.tasks.task import TERMINAL, Task, TaskStatus
 from infra.caller import current_identity
 from infra.log.recorded import StoreUnavailable
 from infra.log.repository import Repository
@@ -36,7 +36,7 @@ Publish = Callable[[str, bytes], Awaitable[None]]
 
 def outcome(task_id: str, status: str, attempt: int, result: Any, error: str | None,
             position: int) -> dict[str, Any]:
-    """A TaskOutcome (domain.replies) as sent."""
+    """A TaskOutcome (domain.protocol.replies) as sent."""
     return {"task_id": task_id, "status": str(status), "attempt": attempt,
             "result": result if status == TaskStatus.COMPLETED else None,
             "error": error if status != TaskStatus.COMPLETED else None, "position": position}

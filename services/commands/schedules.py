@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from domain.errors import CommandRefused, ErrorCode
-from domain.schedule import Schedule, definition_digest
-from domain.schedule_commands import CreateSchedule, ListSchedules, ScheduleRef
+from domain.schedules.commands import CreateSchedule, ListSchedules, ScheduleRef
+from domain.schedules.schedule import Schedule, definition_digest
 from infra import names as n
 from infra.caller import current_identity
 from infra.log.port import EventLog

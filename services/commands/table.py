@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.agent_commands import (
+from domain.agents.commands import (
     CatalogQuery,
     DeclareServices,
     DeregisterAgent,
@@ -13,10 +13,10 @@ from domain.agent_commands import (
     RemoveAgent,
     UndrainAgent,
 )
-from domain.flow_commands import SetLimit
-from domain.identity_commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
-from domain.schedule_commands import CreateSchedule, ListSchedules, ScheduleRef
-from domain.task_commands import (
+from domain.identities.commands import CreateApiToken, CreateIdentity, EnrollAgent, RevokeIdentity
+from domain.limits.commands import SetLimit
+from domain.schedules.commands import CreateSchedule, ListSchedules, ScheduleRef
+from domain.tasks.commands import (
     AgentAssignments,
     CancelTask,
     CompleteTask,

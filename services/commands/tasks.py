@@ -10,11 +10,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from domain.agent_commands import ControlMessage
+from domain.agents.commands import ControlMessage
 from domain.errors import CommandRefused, ErrorCode, Overloaded
-from domain.placement import Candidate
-from domain.task import StaleToken, Task, TaskStatus, fingerprint
-from domain.task_commands import (
+from domain.tasks.commands import (
     FLOW_FIELDS,
     MAX_DELAY_S,
     AgentAssignments,
@@ -26,6 +24,8 @@ from domain.task_commands import (
     SubmitTask,
     TaskToken,
 )
+from domain.tasks.placement import Candidate
+from domain.tasks.task import StaleToken, Task, TaskStatus, fingerprint
 from infra.caller import current_identity, decided_by_orchestrator, decision_causes
 from infra.log.repository import Repository
 from infra.names import Names

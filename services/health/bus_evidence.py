@@ -4,7 +4,7 @@ The leader looks at the heartbeat stream continually (its last sequence, and how
 bus took to say it). Evidence is lost while a look is overdue or answered late, fails, or
 is given up, and after a stall, a disconnection or a reconnect; it is current again once
 a prompt look is answered and the heartbeat consumer has applied everything the stream
-held then (`domain.health.Evidence`, docs/stalls.md). HealthMonitor
+held then (`domain.agents.health.Evidence`, docs/stalls.md). HealthMonitor
 (services/health/monitor.py) is built on this: its deadlines expire only within what the
 evidence covers.
 """
@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from domain.health import DetectorSettings, Evidence, bus_stall_tolerance, look_interval
+from domain.agents.health import DetectorSettings, Evidence, bus_stall_tolerance, look_interval
 from services.metrics import Metrics
 
 log = logging.getLogger("services.health.monitor")  # the monitor's log, as before

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from pydantic import ValidationError
 
-from domain.agent_commands import ControlMessage, Heartbeat
+from domain.agents.commands import ControlMessage, Heartbeat
 from domain.fields import ID_PATTERN
 from infra.bus.direct import deliver_directly
 from infra.log.event_store import position_and_time

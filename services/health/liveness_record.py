@@ -1,7 +1,7 @@
 """Writing the durable liveness record what-if replays (services/audit/liveness.py reads
 it): silences the detector saw, and when it watched.
 
-Written by the leader while its evidence is current (`domain.health.Evidence`): one
+Written by the leader while its evidence is current (`domain.agents.health.Evidence`): one
 message per silence longer than `resolution` (two heartbeat intervals), when the
 heartbeat that ends it is applied, and one *watch* message per stretch of current
 evidence, rolled up in place every MARK_EVERY_S so each stretch keeps one message. A

@@ -1,7 +1,7 @@
 """The health monitor: turns silence into Suspected, DeclaredDead and Recovered events.
 
 It never counts time it could not see against an agent, and never lets a deadline expire
-on evidence it cannot see (`domain.health.Evidence`). It looks at the bus continually (the
+on evidence it cannot see (`domain.agents.health.Evidence`). It looks at the bus continually (the
 heartbeat stream's last sequence); while a look is overdue or answered late, an append
 fails, NATS is disconnected, or this process was stalled, liveness evidence is unknown
 and nothing expires. Once a prompt look is answered again and the heartbeat consumer has
@@ -20,7 +20,7 @@ import gc
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
-from domain.health import (
+from domain.agents.health import (
     DetectorSettings,
     Verdict,
     is_stall,

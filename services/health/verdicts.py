@@ -14,8 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from domain.agents.health import DetectorSettings, Evidence, Verdict, next_deadline
 from domain.errors import CommandRefused, ErrorCode
-from domain.health import DetectorSettings, Evidence, Verdict, next_deadline
 from projections.fleet.agents import AgentHealth, AgentView
 from projections.position import Position
 from services.commands.registry import AgentRegistry

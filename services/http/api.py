@@ -14,9 +14,9 @@ from aiohttp import web
 from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from domain.agents.health import DetectorSettings
 from domain.errors import ErrorCode
-from domain.health import DetectorSettings
-from domain.replies import AgentStatus, TaskStatus
+from domain.protocol.replies import AgentStatus, TaskStatus
 from infra.log.port import EventLog
 from infra.log.recorded import StoreUnavailable
 from infra.names import Names

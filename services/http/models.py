@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.replies import AgentStatus
+from domain.protocol.replies import AgentStatus
 
 
 class ErrorBody(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any, get_args
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from domain.replies import AgentStatus, TaskStatus
+from domain.protocol.replies import AgentStatus, TaskStatus
 from services.http import models as m
 from services.http.limits import LIMIT_STATUSES
 

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from domain.errors import CommandRefused
-from domain.placement import Candidate, Strategy
-from domain.plan import Plan
-from domain.task import NO_PROGRESS, TaskStatus
-from domain.task_commands import SubmitTask
+from domain.tasks.commands import SubmitTask
+from domain.tasks.placement import Candidate, Strategy
+from domain.tasks.plan import Plan
+from domain.tasks.task import NO_PROGRESS, TaskStatus
 from projections.board.deadlines import ACCEPTING, step_of
 from projections.board.key_gate import KeyGate
 from projections.board.placing import decide, dispatch_cause
@@ -65,7 +65,7 @@ class Dispatcher:
         # counts before anything is placed past it.
         self.catch_up = catch_up
         self.ready = False  # caught up, in this term
-        # Concurrency and rate limits of the tasks' keys (domain/flow.py).
+        # Concurrency and rate limits of the tasks' keys (domain/limits/limit.py).
         self.gate = KeyGate(limits or Limits(), board.flow,
                             lambda key: fleet.keys_in_flight.get(key, 0))
         self.fleet = fleet

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from domain.task import TERMINAL
+from domain.tasks.task import TERMINAL
 from infra import names as n
 from infra.log.port import EventLog
 from infra.log.repository import Repository

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from domain.placement import Strategy
+from domain.tasks.placement import Strategy
 from infra.log.event_store import EventStore, RecordedEvent
 from infra.log.format.foreign import ForeignRecord
 from infra.names import AGENT, Names

@@ -2,7 +2,7 @@
 client sends, and the decision is recorded on the schedule.
 
 Once per slot, whoever leads: the task's id is the schedule's name and the slot
-(domain.schedule.firing_task_id), so a submit retried by a leader after another is the
+(domain.schedules.schedule.firing_task_id), so a submit retried by a leader after another is the
 same submit, answered without a second task; and the schedule records each slot once
 (`Fired` or `Skipped`, refused for a slot already decided). The submit comes first: a
 leader that dies between the two leaves the task, and the next one submits it again (no
@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 
 from domain.errors import CommandRefused, ErrorCode
-from domain.schedule import FIRE, Decision, Schedule, firing_cause, firing_task_id
-from domain.task import TERMINAL
-from domain.task_commands import SubmitTask
+from domain.schedules.schedule import FIRE, Decision, Schedule, firing_cause, firing_task_id
+from domain.tasks.commands import SubmitTask
+from domain.tasks.task import TERMINAL
 from infra.caller import ORCHESTRATOR, current_identity
 from projections.board.tasks import TaskBoard
 from projections.schedules import ScheduleBook

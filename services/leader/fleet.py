@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from domain.placement import Candidate, Strategy
-from domain.plan import Plan
+from domain.tasks.placement import Candidate, Strategy
+from domain.tasks.plan import Plan
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth, AgentView
 from projections.position import Position

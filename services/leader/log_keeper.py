@@ -25,7 +25,7 @@ from typing import Any
 
 from domain.base import anchored_on
 from domain.errors import CommandRefused
-from domain.task import TERMINAL
+from domain.tasks.task import TERMINAL
 from infra.log.port import EventLog
 from infra.log.recorded import HistoryCut
 from infra.log.repository import Repository

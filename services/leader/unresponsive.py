@@ -9,7 +9,7 @@ in a row (projections/board/unaccepted.py) it is marked unresponsive (a
 MarkedUnresponsive event naming the tasks): out of placement for the hold. When the hold
 is over it is readmitted (Readmitted) and tried again; one more left undone marks it
 again, for twice as long (at most 16 times the hold). Its work ends a streak. The tasks
-pay too: each such move counts as a failed attempt (domain/task.py), so none loops.
+pay too: each such move counts as a failed attempt (domain/tasks/task.py), so none loops.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterator
 
 from domain.errors import CommandRefused
-from domain.task import TaskStatus
+from domain.tasks.task import TaskStatus
 from projections.board.tasks import TaskBoard, TaskView
 from projections.board.unaccepted import Streaks
 from projections.fleet.agents import AgentHealth, AgentView

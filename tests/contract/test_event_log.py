@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 from nats.aio.client import Client
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from infra.caller import current_identity
 from infra.log.event_store import EventStore
 from infra.log.format.codec import create_mapper

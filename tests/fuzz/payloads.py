@@ -32,7 +32,7 @@ import orjson
 from hypothesis import strategies as st
 
 from domain.fields import MAX_COMMAND_BYTES
-from domain.identity import ROLES
+from domain.identities.identity import ROLES
 from infra import names as n
 
 # --- outcomes -----------------------------------------------------------------------
@@ -437,10 +437,10 @@ public_key_wrong = wrong_for_str() | st.one_of(
 scope_wrong = wrong_for_str() | st.sampled_from(["Read", "READ", "read ", "write", "",
                                                  "admin\u200b", "*"]) | odd_text
 
-# A schedule's commands (domain/schedule_commands.py).
+# A schedule's commands (domain/schedules/commands.py).
 schedule_name = Field("name", pattern_text(ID_CHARS, 48), wrong_for_str()
                       | not_matching(ID_CHARS, 48), required=True)
-# Flow control's fields of a task (domain/task_commands.py), in a submit and a template.
+# Flow control's fields of a task (domain/tasks/commands.py), in a submit and a template.
 FLOW_FIELDS = (
     *(Field(key, pattern_text(ID_CHARS + ":", 30) | st.none(),
             not_null(wrong_for_str()) | not_matching(ID_CHARS + ":", 64))

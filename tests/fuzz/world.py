@@ -37,7 +37,7 @@ from pydantic import BaseModel
 
 from domain.errors import ErrorCode
 from domain.fields import STRICT
-from domain.replies import (
+from domain.protocol.replies import (
     AgentStatusReply,
     AssignmentsReply,
     CatalogReply,

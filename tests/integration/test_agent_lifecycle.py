@@ -9,7 +9,7 @@ from dataclasses import replace
 import orjson
 from nats.aio.client import Client
 
-from domain.replies import ErrorReply
+from domain.protocol.replies import ErrorReply
 from infra.names import Names
 from services.app import Orchestrator
 from tests.conftest import DEAD_AFTER, SUSPECT_AFTER

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from domain.agent import ALIVE, Agent
-from domain.agent_commands import DeregisterAgent, RegisterAgent
+from domain.agents.agent import ALIVE, Agent
+from domain.agents.commands import DeregisterAgent, RegisterAgent
 from domain.base import CARRIED_FORWARD
 from domain.errors import CommandRefused
 from infra.log.event_store import EventStore, Page

@@ -19,7 +19,7 @@ from eventsourcing.projection import Projection, ProjectionRunner
 from eventsourcing.utils import get_topic
 from nats.aio.client import Client
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from domain.base import StrIdAggregate
 from infra.eventsourcing_jetstream import (
     JetStreamTrackingRecorder,

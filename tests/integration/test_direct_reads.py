@@ -11,7 +11,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from infra.bus.embedded import EmbeddedNats
 from infra.eventsourcing_jetstream.client import JetStreamClient
 from infra.eventsourcing_jetstream.log_recorder import OrchestratorLogRecorder

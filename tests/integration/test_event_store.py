@@ -8,7 +8,7 @@ import orjson
 import pytest
 from nats.aio.client import Client
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from infra.log.event_store import ConcurrencyConflict, EventStore, RecordedEvent
 from infra.log.format.codec import create_mapper
 from infra.log.streams import provision

@@ -19,8 +19,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo
 from nats.js.errors import NotFoundError
 
 import services.leader.failover as failover
-from domain.agent import Agent
-from domain.placement import Strategy
+from domain.agents.agent import Agent
+from domain.tasks.placement import Strategy
 from infra.log.event_store import EventStore, RecordedEvent
 from infra.log.format.codec import create_mapper
 from infra.log.streams import provision

@@ -7,7 +7,7 @@ from typing import get_args
 
 import pytest
 
-from domain.replies import AgentStatus, TaskStatus
+from domain.protocol.replies import AgentStatus, TaskStatus
 from services.audit.explain import Explainer
 from tests.support import get_json, registration, request, subject
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from nats.aio.client import Client as Nats
 
-from domain.schedule import firing_task_id
+from domain.schedules.schedule import firing_task_id
 from infra.log.event_store import EventStore
 from infra.log.format.codec import create_mapper
 from infra.names import Names

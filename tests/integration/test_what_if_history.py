@@ -13,7 +13,7 @@ import nats.js.errors
 import orjson
 import pytest
 
-from domain.what_if import Detector
+from domain.agents.what_if import Detector
 from infra.log.event_store import EventStore
 from infra.log.format.codec import create_mapper
 from sdk.agent import AgentClient

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from domain.identity_commands import RevokeIdentity
+from domain.identities.commands import RevokeIdentity
 from infra import names as n
 from infra.auth.keys import Role, new_seed
 from infra.caller import current_identity

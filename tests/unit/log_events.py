@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain.agent import Agent
-from domain.task import Task
+from domain.agents.agent import Agent
+from domain.tasks.task import Task
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 

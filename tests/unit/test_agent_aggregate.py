@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from domain.agent import ALIVE, DEAD, SUSPECT, Agent
+from domain.agents.agent import ALIVE, DEAD, SUSPECT, Agent
 from domain.errors import CommandRefused, ErrorCode
 
 SERVICES: list[dict[str, Any]] = [{"name": "web", "address": "10.0.0.1", "port": 8080}]

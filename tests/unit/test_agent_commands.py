@@ -8,7 +8,7 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
-from domain.agent_commands import (
+from domain.agents.commands import (
     DeregisterAgent,
     DrainAgent,
     Heartbeat,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from projections.fleet.agents import AgentHealth, AgentView
 from projections.position import Position
 from tests.unit.log_events import FakeLogEvent

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from domain.base import StrIdAggregate, anchored_on, events_since_anchor
-from domain.identity import Identity
-from domain.task import Task
+from domain.identities.identity import Identity
+from domain.tasks.task import Task
 from infra.log.format.codec import create_mapper
 from projections.access import Access
 

@@ -7,7 +7,7 @@ import random
 from itertools import pairwise
 from typing import Any
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from domain.errors import CommandRefused
 from projections.fleet.catalog import AgentEntry, Catalog
 from tests.unit.log_events import Log

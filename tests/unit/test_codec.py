@@ -23,7 +23,7 @@ from eventsourcing.persistence import (
     UUIDAsHex,
 )
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from infra.log.format.codec import EventStateTranscoder, OrjsonTranscoder, create_mapper
 from infra.log.format.forms import expand_state
 

@@ -1,4 +1,4 @@
-"""The cron evaluator (domain/cron.py): parsing, refusals, and the next slot after a time,
+"""The cron evaluator (domain/schedules/cron.py): parsing, refusals, and the next slot after a time,
 checked against slots worked out by hand and, for many expressions, against a minute by
 minute walk."""
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.cron import Cron, CronError, every_next_after
+from domain.schedules.cron import Cron, CronError, every_next_after
 
 
 def at(*parts: int) -> float:

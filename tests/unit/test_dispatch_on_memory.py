@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.agent_commands import RegisterAgent
+from domain.agents.commands import RegisterAgent
 from domain.errors import CommandRefused
-from domain.placement import Strategy
-from domain.task_commands import CompleteTask, ReportProgress, SubmitTask
+from domain.tasks.commands import CompleteTask, ReportProgress, SubmitTask
+from domain.tasks.placement import Strategy
 from infra.caller import current_identity
 from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from domain.agent import Agent
-from domain.placement import Strategy
-from domain.task import Task
+from domain.agents.agent import Agent
+from domain.tasks.placement import Strategy
+from domain.tasks.task import Task
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.position import Position

@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.agent_commands import DeclareServices, RegisterAgent
+from domain.agents.commands import DeclareServices, RegisterAgent
 from domain.errors import CommandRefused, ErrorCode
-from domain.identity import Identity
-from domain.identity_commands import EnrollAgent
-from domain.policy import check_claims, policy_data, violations
+from domain.identities.commands import EnrollAgent
+from domain.identities.identity import Identity
+from domain.identities.policy import check_claims, policy_data, violations
 from infra.caller import current_identity
 from infra.log.format.codec import create_mapper
 from projections.access import Access

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.agent import Agent
-from domain.task import Task
+from domain.agents.agent import Agent
+from domain.tasks.task import Task
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from services.audit.chain import task_story

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from domain.task import Task
+from domain.tasks.task import Task
 from projections.board.finished_task import FinishedTask
 from projections.board.tasks import TaskBoard, TaskView
 from projections.fleet.agents import AgentHealth

@@ -10,10 +10,10 @@ import random
 
 import pytest
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from domain.errors import CommandRefused
-from domain.placement import Candidate, Strategy
-from domain.task import Task
+from domain.tasks.placement import Candidate, Strategy
+from domain.tasks.task import Task
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.position import Position

@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.agent_commands import RegisterAgent
+from domain.agents.commands import RegisterAgent
 from domain.errors import CommandRefused, ErrorCode, Overloaded
-from domain.flow_commands import SetLimit
-from domain.placement import Strategy
-from domain.task_commands import CompleteTask, SubmitTask
+from domain.limits.commands import SetLimit
+from domain.tasks.commands import CompleteTask, SubmitTask
+from domain.tasks.placement import Strategy
 from infra.caller import current_identity
 from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog

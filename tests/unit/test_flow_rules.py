@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from domain.errors import CommandRefused
-from domain.flow import KeyLimit, LimitScope, TokenBucket, check_values, parse_rate
-from domain.placement import NO_LABELS, Candidate, choose, why_waiting
+from domain.limits.limit import KeyLimit, LimitScope, TokenBucket, check_values, parse_rate
+from domain.tasks.placement import NO_LABELS, Candidate, choose, why_waiting
 from projections.board.waiting import WaitingTasks
 from projections.limits import Limits
 from projections.log_event import LogEvent

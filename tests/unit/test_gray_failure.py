@@ -13,12 +13,12 @@ from typing import Any
 import orjson
 import pytest
 
-from domain.agent import Agent
-from domain.agent_commands import RegisterAgent
+from domain.agents.agent import Agent
+from domain.agents.commands import RegisterAgent
 from domain.errors import CommandRefused
-from domain.placement import Strategy
-from domain.task import ACCEPT_TIMEOUT, NO_PROGRESS, Task, TaskStatus
-from domain.task_commands import ReportProgress, SubmitTask, TaskToken
+from domain.tasks.commands import ReportProgress, SubmitTask, TaskToken
+from domain.tasks.placement import Strategy
+from domain.tasks.task import ACCEPT_TIMEOUT, NO_PROGRESS, Task, TaskStatus
 from infra.caller import current_identity
 from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog

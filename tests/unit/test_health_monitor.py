@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from domain.agents.health import DetectorSettings
 from domain.errors import CommandRefused, ErrorCode
-from domain.health import DetectorSettings
 from projections.fleet.agents import AgentHealth, AgentView
 from projections.position import Position
 from services.execute import Outcome

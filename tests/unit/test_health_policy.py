@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.health import (
+from domain.agents.health import (
     DetectorSettings,
     Evidence,
     Verdict,
@@ -171,7 +171,7 @@ class TestFlapDamping:
         assert damped.suspect_threshold == 4.0
 
     def test_success_before_passing_counts_heartbeats_in_a_row(self):
-        from domain.health import may_recover, streak_after
+        from domain.agents.health import may_recover, streak_after
 
         damped = DetectorSettings(suspect_after=3.0, dead_after=5.0, heartbeat_interval=1.0,
                                   success_before_passing=3)

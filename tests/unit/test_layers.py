@@ -167,7 +167,7 @@ class TestProduct:
     def test_it_has_modules_to_check(self) -> None:
         relative = {str(p.relative_to(ROOT)) for p in product_modules()}
         assert {"services/cli/main.py", "services/cli/audit/commands.py", "services/cli/auth.py",
-                "domain/plan.py", "sdk/agent.py"} <= relative
+                "domain/tasks/plan.py", "sdk/agent.py"} <= relative
 
     @pytest.mark.parametrize("path", product_modules(), ids=lambda p: str(p.relative_to(ROOT)))
     def test_imports_no_benchmark(self, path: Path) -> None:
@@ -302,7 +302,8 @@ class TestImportCycles:
 
     def test_the_graph_has_the_product(self) -> None:
         graph = import_graph()
-        assert {"domain.task", "services.app", "infra.log.repository", "sdk.agent"} <= set(graph)
+        assert {"domain.tasks.task", "services.app", "infra.log.repository",
+                "sdk.agent"} <= set(graph)
         assert "services.health.monitor" in graph["services.health.heartbeats"]
 
     def test_no_module_imports_itself_round_again(self) -> None:

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from nats.aio.msg import Msg
 
 from bench.scenarios.tasks import LIFECYCLE_BODIES
-from domain.agent import Agent
-from domain.placement import Strategy
-from domain.task import Task, fingerprint
+from domain.agents.agent import Agent
+from domain.tasks.placement import Strategy
+from domain.tasks.task import Task, fingerprint
 from infra.log.event_store import RecordedEvent
 from infra.log.format import event_headers
 from infra.log.format.codec import OrjsonTranscoder, create_mapper

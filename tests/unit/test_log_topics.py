@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 from eventsourcing.utils import get_topic, resolve_topic
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from domain.base import StrIdAggregate, StrIdEvent
-from domain.flow import Limit
-from domain.identity import AccessLog, Identity
-from domain.schedule import Schedule
-from domain.task import Task
+from domain.identities.identity import AccessLog, Identity
+from domain.limits.limit import Limit
+from domain.schedules.schedule import Schedule
+from domain.tasks.task import Task
 from infra import names
 
 BY_KIND: dict[str, type[StrIdAggregate]] = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.agent import Agent
-from domain.placement import Strategy
-from domain.task import Task
+from domain.agents.agent import Agent
+from domain.tasks.placement import Strategy
+from domain.tasks.task import Task
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.position import Position

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from bench.flow_placement import Board
-from domain.placement import Strategy
+from domain.tasks.placement import Strategy
 from projections.board import waiting
 from projections.board.key_gate import KeyGate
 from projections.board.placing import decide

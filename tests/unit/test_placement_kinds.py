@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.placement import Candidate, choose, is_eligible
+from domain.tasks.placement import Candidate, choose, is_eligible
 
 
 def agent(agent_id: str, kinds: frozenset[str] = frozenset(), load: int = 0) -> Candidate:

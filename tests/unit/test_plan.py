@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from domain.placement import Candidate, Strategy, choose
-from domain.plan import Plan
+from domain.tasks.placement import Candidate, Strategy, choose
+from domain.tasks.plan import Plan
 
 CAPABILITIES = [frozenset(), frozenset({"cpu"}), frozenset({"cpu", "gpu"})]
 KINDS = [frozenset(), frozenset({"render"}), frozenset({"render", "encode"})]
@@ -56,7 +56,7 @@ def test_a_round_of_placements_matches_choose_each_time(strategy: Strategy, seed
 def test_selectors_and_preferences_match_choose_past_the_heaps_kept(strategy: Strategy,
                                                                   seed: int) -> None:
     """Labels as placement reads them, with more distinct selectors than the plan keeps
-    heaps for (domain.plan.MAX_SHAPES): still what `choose` gives."""
+    heaps for (domain.tasks.plan.MAX_SHAPES): still what `choose` gives."""
     rng = random.Random(seed)
     zones = [f"z{i}" for i in range(6)]
     candidates = {

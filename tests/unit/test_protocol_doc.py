@@ -11,11 +11,10 @@ from typing import Any, cast, get_args
 import orjson
 import pytest
 
-from domain import task as task_statuses
-from domain.agent import Agent
-from domain.agent_commands import RegisterAgent
+from domain.agents.agent import Agent
+from domain.agents.commands import RegisterAgent
 from domain.errors import CommandRefused, ErrorCode
-from domain.replies import (
+from domain.protocol.replies import (
     AgentStatus,
     AgentStatusReply,
     AssignmentsReply,
@@ -24,8 +23,9 @@ from domain.replies import (
     TaskReply,
     TaskStatus,
 )
-from domain.task import Task
-from domain.task_commands import AgentAssignments, Assignment
+from domain.tasks import task as task_statuses
+from domain.tasks.commands import AgentAssignments, Assignment
+from domain.tasks.task import Task
 from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog
 from infra.log.repository import Repository
@@ -299,8 +299,8 @@ async def test_catalog_replies_and_changes_fit_their_models() -> None:
 
     import orjson
 
-    from domain.agent_commands import CatalogQuery
-    from domain.replies import CatalogChange, CatalogReply
+    from domain.agents.commands import CatalogQuery
+    from domain.protocol.replies import CatalogChange, CatalogReply
     from infra.names import Names
     from projections.fleet.catalog import Catalog
     from projections.position import Position

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from domain.agent_commands import Heartbeat
+from domain.agents.commands import Heartbeat
 from services.health.heartbeats import read_beat
 
 VALUES: list[Any] = [0, 1, 2, -1, 2**40, 2**64, 0.0, -0.0, 0.5, 1.0, 1.5, 1, True, False,

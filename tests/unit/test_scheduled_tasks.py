@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from domain.errors import CommandRefused
-from domain.task import Task, TaskStatus
-from domain.task_commands import SubmitTask
+from domain.tasks.commands import SubmitTask
+from domain.tasks.task import Task, TaskStatus
 from infra.caller import current_identity
 from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from domain.errors import CommandRefused, ErrorCode
-from domain.schedule import fired_by, firing_cause, firing_task_id
-from domain.schedule_commands import CreateSchedule, ListSchedules, ScheduleRef
-from domain.task_commands import CancelTask
+from domain.schedules.commands import CreateSchedule, ListSchedules, ScheduleRef
+from domain.schedules.schedule import fired_by, firing_cause, firing_task_id
+from domain.tasks.commands import CancelTask
 from infra.caller import current_identity
 from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog
@@ -332,7 +332,7 @@ class TestFiring:
         world.clock.now = T0 + 10
         task_id = firing_task_id("tick", T0 + 10)
         # The last leader submitted the slot's task, then died before recording it.
-        from domain.task_commands import SubmitTask
+        from domain.tasks.commands import SubmitTask
         await world.tasks.submit(SubmitTask(task_id=task_id, kind="report", payload={"n": 1}),
                                  firing_cause("tick", T0 + 10))
         await world.firing.round()

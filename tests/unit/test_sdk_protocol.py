@@ -12,9 +12,9 @@ import jsonschema_rs
 import orjson
 import pytest
 
-from domain import agent_commands as server
-from domain.replies import CatalogChange as ServerCatalogChange
-from domain.task_commands import Assignment as ServerAssignment
+from domain.agents import commands as server
+from domain.protocol.replies import CatalogChange as ServerCatalogChange
+from domain.tasks.commands import Assignment as ServerAssignment
 from infra import names as server_names
 from infra.names import Names
 from sdk import protocol

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from projections.fleet.agents import AgentHealth
 from projections.fleet.catalog import Catalog
 from tests.unit.log_events import Log

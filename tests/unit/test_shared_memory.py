@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from domain import shared_values
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog
 from infra.log.repository import Repository

@@ -12,8 +12,8 @@ import pytest
 
 import projections.snapshot as module
 from domain import shared_values
-from domain.agent import Agent
-from domain.task import Task
+from domain.agents.agent import Agent
+from domain.tasks.task import Task
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import NOT_RUNNING, AgentHealth
 from projections.fleet.catalog import Catalog

@@ -6,9 +6,9 @@ import contextlib
 import random
 from typing import Any
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from domain.errors import CommandRefused
-from domain.task import Task
+from domain.tasks.task import Task
 from projections.board.tasks import TaskBoard
 from projections.fleet.agents import AgentHealth
 from projections.status_counts import StatusCounts

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from domain.task import Task
+from domain.tasks.task import Task
 from projections.board.deadlines import ACCEPTING, step_of
 from projections.board.tasks import HeldTask, TaskBoard
 from tests.unit.log_events import T0, Log

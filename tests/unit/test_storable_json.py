@@ -6,7 +6,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from domain.task_commands import CompleteTask, SubmitTask
+from domain.tasks.commands import CompleteTask, SubmitTask
 
 
 @pytest.mark.parametrize("value", [2**64, -(2**63) - 1, {"a": [1, 2**70]}])

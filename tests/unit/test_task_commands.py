@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from domain.errors import CommandRefused
-from domain.task_commands import CancelTask, SubmitTask
+from domain.tasks.commands import CancelTask, SubmitTask
 from infra.caller import current_identity
 from infra.log.format.codec import create_mapper
 from infra.log.memory import InMemoryEventLog

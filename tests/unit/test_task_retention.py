@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from domain.agent import Agent
-from domain.task import Task
+from domain.agents.agent import Agent
+from domain.tasks.task import Task
 from projections.board.tasks import TaskBoard
 from tests.unit.log_events import Log
 

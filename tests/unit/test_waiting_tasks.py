@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from domain.placement import queue_key
+from domain.tasks.placement import queue_key
 from projections.board.waiting import WaitingTasks
 
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.health import DetectorSettings, Verdict, next_deadline, verdict
-from domain.what_if import (
+from domain.agents.health import DetectorSettings, Verdict, next_deadline, verdict
+from domain.agents.what_if import (
     Detector,
     Silence,
     Span,
@@ -199,7 +199,7 @@ def live_story(settings: DetectorSettings, start: float, heard_again: float | No
 
 
 class TestTheReplayIsTheLiveRule:
-    """What-if and the live detector apply one rule (domain.health.allowed_silence) to one
+    """What-if and the live detector apply one rule (domain.agents.health.allowed_silence) to one
     type of settings: on the same silences they agree on suspicion and death."""
 
     def test_the_settings_are_the_live_detectors_own_type(self):

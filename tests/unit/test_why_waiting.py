@@ -6,7 +6,7 @@ from typing import get_args
 
 import pytest
 
-from domain.placement import Candidate, why_waiting
+from domain.tasks.placement import Candidate, why_waiting
 from services.http.models import WaitReason
 
 

@@ -28,7 +28,7 @@ _FINGERPRINT_B64 = 43
 _HEX_DIGITS = "0123456789abcdef"
 # A fencing token (services.commands.tasks.new_token: 16 hex digits) is written as `~` and
 # its 8 bytes in URL-safe base64 (11 characters). No token an agent can send starts with
-# `~` (domain.task_commands.Token), so the short form is never mistaken for one.
+# `~` (domain.tasks.commands.Token), so the short form is never mistaken for one.
 _TOKEN_MARK = "~"
 _TOKEN_HEX = 16
 _TOKEN_SHORT = 1 + 11
@@ -58,7 +58,7 @@ _TASK = "domain.task:Task."
 # columns and defaults and stored forever, so an entry never changes, whatever the
 # settings or the commands' defaults become. An event class whose fields change gets a
 # class_version above 1 (its events are then written as objects) or a new entry. The
-# defaults are those of the commands (domain.task_commands.SubmitTask: payload null, no
+# defaults are those of the commands (domain.tasks.commands.SubmitTask: payload null, no
 # requirements, priority 0, 3 attempts, 300 s) and of the settings' placement strategy,
 # as they were when this form was made; a value of another type (300 for 300.0) is
 # written, not left out. A column may be appended, with a default: every event written

@@ -27,7 +27,7 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.system import NotificationLogReader
 from eventsourcing.utils import Environment, get_topic
 
-from domain.agent import Agent
+from domain.agents.agent import Agent
 from infra.eventsourcing_jetstream import OrchestratorLog
 
 # Made by the @event decorator at run time, so a type checker cannot see it on Agent.

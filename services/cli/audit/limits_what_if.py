@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from domain.placement import Strategy
+from domain.tasks.placement import Strategy
 from infra.log.event_store import EventStore
 from services.audit.what_if_limits import parse_change, what_if_limits
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from nats.aio.client import Client
 
-from domain.what_if import Detector
+from domain.agents.what_if import Detector
 from infra.log.event_store import EventStore, RecordedEvent
 from infra.names import AGENT, TASK, Names
 from services.audit.explain import Explainer

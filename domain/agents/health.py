@@ -18,7 +18,7 @@ class Verdict(StrEnum):
 @dataclass(frozen=True)
 class DetectorSettings:
     """The failure detector's settings: the one definition the live monitor
-    (services/health/monitor.py) and the what-if replay (domain/what_if.py) share. Its
+    (services/health/monitor.py) and the what-if replay (domain/agents/what_if.py) share. Its
     rule is `allowed_silence`: how long an agent may stay silent before its next
     verdict."""
 
@@ -50,7 +50,7 @@ def allowed_silence(settings: DetectorSettings, liveness: str) -> float:
     """Seconds of silence (while we could see) after which an agent at `liveness` gets its
     next verdict: a healthy one is suspected after `suspect_threshold`, a suspect one is
     dead after `dead_after`. The detector's one rule: the live verdicts and deadlines
-    below, and the what-if replay of recorded silences (domain/what_if.py), all apply it."""
+    below, and the what-if replay of recorded silences (domain/agents/what_if.py), all apply it."""
     if liveness == Verdict.ALIVE:
         return settings.suspect_threshold
     return settings.dead_after

@@ -5,8 +5,8 @@ record's resolution, each measured as the detector saw it) and the spans of time
 kept (`watched`): outside them nothing is known, and nothing is read as silence (`holes`
 are reported as unknown coverage instead).
 
-The settings replayed are the live detector's own (domain.health.DetectorSettings), and
-when a silence brings suspicion or death is the live rule (domain.health.allowed_silence):
+The settings replayed are the live detector's own (domain.agents.health.DetectorSettings), and
+when a silence brings suspicion or death is the live rule (domain.agents.health.allowed_silence):
 the replay cannot drift from what the monitor does.
 """
 
@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from domain.health import DetectorSettings, Verdict, allowed_silence
+from domain.agents.health import DetectorSettings, Verdict, allowed_silence
 
 # Differences below this are the detector's own latency, not a change of outcome.
 TOLERANCE_S = 0.25

@@ -15,7 +15,7 @@ from domain.fields import (
     LabelValue,
     StorableJson,
 )
-from domain.flow import KEY_PATTERN
+from domain.limits.limit import KEY_PATTERN
 
 # How far ahead a task may be scheduled.
 MAX_DELAY_S = 366 * 24 * 3600
@@ -23,7 +23,7 @@ Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Text = Annotated[str, StringConstraints(max_length=4096)]
 FlowKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=16)]
-# The fields of a submission that flow control reads (domain/flow.py); left out of its
+# The fields of a submission that flow control reads (domain/limits/limit.py); left out of its
 # fingerprint when not given, so that a submission from before they existed, retried,
 # is still the same one.
 FLOW_FIELDS = ("concurrency_key", "fairness_key", "selector", "prefer")

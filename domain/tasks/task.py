@@ -83,7 +83,7 @@ class Task(StrIdAggregate):
         # When it may be placed (epoch seconds), decided at its submit; 0: at once.
         self.not_before = not_before
         self.status = TaskStatus.SCHEDULED if not_before else TaskStatus.PENDING
-        # Flow control (domain/flow.py): "" and {} when not given.
+        # Flow control (domain/limits/limit.py): "" and {} when not given.
         self.concurrency_key = concurrency_key
         self.fairness_key = fairness_key
         self.selector = dict(selector or {})

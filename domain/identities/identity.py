@@ -38,7 +38,7 @@ class Identity(StrIdAggregate):
         self.enrollment_digest: str | None = None
         self.enrollment_expires_at = 0.0
         self.api_tokens: dict[str, tuple[str, str]] = {}  # token id -> (scope, digest)
-        # What it may claim as an agent (domain.policy); None: anything.
+        # What it may claim as an agent (domain.identities.policy); None: anything.
         self.policy: dict[str, Any] | None = None
 
     def restored(self) -> None:

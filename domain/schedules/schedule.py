@@ -18,8 +18,8 @@ from typing import Any
 from eventsourcing.domain import event
 
 from domain.base import StrIdAggregate, named_in_the_log
-from domain.cron import Cron, every_next_after
 from domain.errors import CommandRefused, ErrorCode
+from domain.schedules.cron import Cron, every_next_after
 
 FIRE, SKIP = "fire", "skip"
 # Slots counted as missed before the one acted on; more are said as this many.

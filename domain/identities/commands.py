@@ -17,7 +17,7 @@ MAX_ENROLLMENT_TTL_S = 7 * 24 * 3600
 
 
 class ClaimPolicy(BaseModel):
-    """What the agent may claim when it registers or declares services (domain.policy);
+    """What the agent may claim when it registers or declares services (domain.identities.policy);
     a part left out (null) does not bound that claim."""
 
     model_config = STRICT

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
-from domain.cron import Cron, CronError
 from domain.fields import STRICT, Capability, Kind, StorableJson
-from domain.task_commands import FlowKey, Labels
+from domain.schedules.cron import Cron, CronError
+from domain.tasks.commands import FlowKey, Labels
 
 # Short enough that `<name>-<slot epoch>` is a task id (64 characters at most).
 ScheduleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,48}$")]
@@ -18,7 +18,7 @@ MAX_GRACE_S = 24 * 3600.0
 
 
 class TaskTemplate(BaseModel):
-    """What each firing submits, as a submit would give it (domain.task_commands)."""
+    """What each firing submits, as a submit would give it (domain.tasks.commands)."""
 
     model_config = STRICT
 

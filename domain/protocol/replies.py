@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from domain import task
 from domain.fields import STRICT, Identifier, StorableJson
-from domain.task_commands import Assignment
+from domain.tasks import task
+from domain.tasks.commands import Assignment
 
 AgentStatus = Literal["healthy", "suspect", "unresponsive", "dead", "draining", "left"]
-# domain.task.TaskStatus's values, as the Literal the schemas list (an enum would be a
+# domain.tasks.task.TaskStatus's values, as the Literal the schemas list (an enum would be a
 # `$ref` of its own) and the read API's status filter takes its choices from (get_args).
 if TYPE_CHECKING:
     TaskStatus: TypeAlias = task.TaskStatus

@@ -1,4 +1,4 @@
-"""The operators' command that sets a limit of flow control (domain/flow.py)."""
+"""The operators' command that sets a limit of flow control (domain/limits/limit.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from domain.fields import STRICT
-from domain.flow import KEY_PATTERN
+from domain.limits.limit import KEY_PATTERN
 
 LimitName = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 

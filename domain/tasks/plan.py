@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from domain.placement import Candidate, Selector, Strategy, choose, is_eligible, preferring
+from domain.tasks.placement import Candidate, Selector, Strategy, choose, is_eligible, preferring
 
 # What a task needs: capabilities, kind, labels.
 Shape = tuple[frozenset[str], str | None, Selector]

@@ -1,0 +1,1 @@
+"""Agents: the Agent aggregate, its commands, and the failure detector (live and replayed)."""

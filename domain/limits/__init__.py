@@ -1,0 +1,2 @@
+"""Flow control: the Limit aggregate (concurrency, rate, fairness weight, admission
+bounds) and its command."""

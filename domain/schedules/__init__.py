@@ -1,0 +1,1 @@
+"""Schedules: the Schedule aggregate, its commands, and cron expressions."""

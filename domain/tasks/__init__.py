@@ -1,0 +1,1 @@
+"""Tasks: the Task aggregate, its commands, and placement."""
