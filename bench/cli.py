@@ -21,7 +21,7 @@ from bench.report import render, write
 from bench.sizes import SIZES
 
 SCENARIOS = ("heartbeats", "failover", "tasks", "commands", "rebuild", "api", "memory",
-             "eventsourcing_peers", "auth", "history", "export", "client", "flow")
+             "eventsourcing_peers", "auth", "history", "export", "client", "flow", "ha")
 # Run by default too, but not smoke-tested at the tiny size as SCENARIOS are
 # (tests/integration/test_bench_smoke.py): sdk_ts needs the TypeScript SDK compiled
 # (`make sdk-ts`), which `make test` installs but does not compile before that test.

@@ -36,6 +36,9 @@ TARGETS: dict[str, dict[str, str]] = {
     "flow": {"lifecycles_ratio_with_limits": ">= 0.9", "placement_cpu_ms_p99": "<= 1"},
     # The TypeScript SDK's agent within 20 % of the Python SDK's, on the same machine.
     "sdk_ts": {"agent_ratio_vs_python": ">= 0.8"},
+    # A successor's first placement within the lease TTL of the SIGKILL (5 s at the full
+    # size, the default TTL; the ratio holds at any size's TTL).
+    "ha": {"succession_p99_s": "<= 5", "succession_p99_vs_ttl": "<= 1"},
 }
 
 

@@ -39,6 +39,11 @@ class Size:
     # tasks per run, and runs of each (Python and TypeScript alternate, many short runs).
     sdk_ts_tasks: int = 1000
     sdk_ts_pairs: int = 20
+    # Leader succession (bench/scenarios/ha.py): leaders SIGKILLed, at the lease TTL of
+    # the default settings; samples of the bare KV lease's takeover beside it.
+    ha_kills: int = 20
+    ha_lease_ttl: float = 5.0
+    ha_baseline_samples: int = 20
 
 
 # Full size: 20,000 agents beating once a second, the offered 20,000/s (with 2,000 each
@@ -47,9 +52,11 @@ class Size:
 FULL = Size("full", 20_000, 20_000, 30.0, 1000, 100, 5000, 2000, 1_000_000, 100_000, 10)
 QUICK = Size("quick", 1000, 20_000, 8.0, 300, 30, 1000, 500, 50_000, 10_000, 5,
              flow_tasks=2000, flow_decisions=300, flow_burst=100_000, flow_bound=20_000,
-             flow_large=2000, sdk_ts_tasks=400, sdk_ts_pairs=12)
+             flow_large=2000, sdk_ts_tasks=400, sdk_ts_pairs=12, ha_kills=8,
+             ha_baseline_samples=8)
 TINY = Size("tiny", 20, 500, 1.0, 20, 4, 40, 20, 300, 200, 1, saturation_ceiling=0.75,
             flow_tasks=40, flow_pairs=1, flow_keys=20, flow_waiting=2000, flow_decisions=20,
             flow_burst=600, flow_bound=200, flow_large=100, flow_small=5,
-            sdk_ts_tasks=40, sdk_ts_pairs=1)
+            sdk_ts_tasks=40, sdk_ts_pairs=1, ha_kills=2, ha_lease_ttl=1.0,
+            ha_baseline_samples=2)
 SIZES = {s.name: s for s in (FULL, QUICK, TINY)}

@@ -1,15 +1,25 @@
 """The leader lease on a real nats-server: a renewal that was written but not seen
 acknowledged (a timeout on a busy server) does not cost the lease; another holder's
-entry does."""
+entry does. A standby takes the lease a TTL after the last renewal it saw, by itself (not
+when the server gets round to expiring the entry, nor at its next poll), and cannot take
+one renewed meanwhile.
+
+No wall-clock thresholds here: what is asserted is what the standby did (its attempts,
+the entry it wrote over, the moment it was due), on a bucket whose entries the server
+keeps far longer than the lease's TTL, so that only the standby's own rule can move it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import Any
 
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
-from services.leader.lease import KEY, LeaderLease
+from services.leader.lease import KEY, LeaderLease, Seen
 from tests.support import eventually
 
 TTL = 5.0
@@ -87,3 +97,104 @@ async def test_an_entry_that_expired_while_renewals_were_delayed_is_taken_back(
     assert mine.is_leader and hooks.calls == ["elected"]
     entry = await bucket.get(KEY)
     assert entry.value == b"holder-a" and entry.revision == mine._revision
+
+
+# The lease's TTL in the standby tests, and the max_age of their bucket: the server does
+# not expire an entry during a test, so a standby that waited for that would never lead.
+SHORT_TTL = 0.5
+SERVER_KEEPS = 120.0
+
+
+async def long_lived_bucket(nc: Client, names: Any) -> KeyValue:
+    return await nc.jetstream().create_key_value(
+        bucket=names.leader_bucket, history=1, ttl=SERVER_KEEPS)
+
+
+async def stopped(task: asyncio.Task[None]) -> None:
+    """The process dies: its lease task ends without giving the lease up."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_a_standby_takes_over_the_last_renewal_it_saw_once_it_went_a_ttl_unrenewed(
+        nc: Client, names: Any) -> None:
+    bucket = await long_lived_bucket(nc, names)
+    a_hooks, b_hooks = Hooks(), Hooks()
+    a = LeaderLease(nc.jetstream(), names, "holder-a", SHORT_TTL, a_hooks.elected,
+                    a_hooks.deposed)
+    b = LeaderLease(nc.jetstream(), names, "holder-b", SHORT_TTL, b_hooks.elected,
+                    b_hooks.deposed)
+    running_a = asyncio.create_task(a.run())
+    await eventually(lambda: a.is_leader, what="a leads")
+    running_b = asyncio.create_task(b.run())
+    try:
+        await eventually(lambda: b._seen is not None, what="b saw a's entry")
+        assert b._seen is not None
+        attempts, first = b.attempts, b._seen.revision
+        await eventually(lambda: b._seen is not None and b._seen.revision >= first + 3,
+                         what="b watched three more renewals")
+        # While a renews, b only watches: no attempt (it polled every TTL/3 before).
+        assert b.attempts == attempts and not b.is_leader
+
+        await stopped(running_a)  # killed: no release; the server keeps its entry
+        await eventually(lambda: b.is_leader, timeout=30, what="b takes the lease")
+        takeover = b.takeover
+        assert takeover is not None and (await bucket.get(KEY)).value == b"holder-b"
+        # One attempt, due a TTL after b first saw a's last renewal, written over it.
+        assert b.attempts == attempts + 1
+        assert takeover.revision >= first + 3 and takeover.written == takeover.revision + 1
+        assert takeover.due == takeover.seen_at + SHORT_TTL
+        assert takeover.tried_at >= takeover.due
+        assert b_hooks.calls == ["elected"]
+    finally:
+        await stopped(running_a)
+        await stopped(running_b)
+
+
+async def test_a_released_lease_is_taken_at_once_from_the_watch(nc: Client, names: Any) -> None:
+    """A clean shutdown deletes the entry: the watch delivers the delete and the standby
+    creates the entry then, not a TTL later (a TTL of two minutes here)."""
+    bucket = await long_lived_bucket(nc, names)
+    a_hooks, b_hooks = Hooks(), Hooks()
+    a = LeaderLease(nc.jetstream(), names, "holder-a", SERVER_KEEPS, a_hooks.elected,
+                    a_hooks.deposed)
+    b = LeaderLease(nc.jetstream(), names, "holder-b", SERVER_KEEPS, b_hooks.elected,
+                    b_hooks.deposed)
+    await a._step(bucket)
+    assert a.is_leader
+    running_b = asyncio.create_task(b.run())
+    try:
+        await eventually(lambda: b._seen is not None, what="b saw a's entry")
+        attempts = b.attempts
+        await a.release()
+        await eventually(lambda: b.is_leader, timeout=30, what="b takes the released lease")
+        assert b.attempts == attempts + 1
+        assert b.takeover is not None and b.takeover.revision == 0  # created, not taken over
+        assert (await bucket.get(KEY)).value == b"holder-b"
+    finally:
+        await stopped(running_b)
+
+
+async def test_a_standby_that_missed_renewals_cannot_take_the_lease(nc: Client,
+                                                                     names: Any) -> None:
+    """A standby whose own path stalled saw an old revision a TTL ago; the holder renewed
+    meanwhile. Its compare-and-set names the old revision and fails: it learns the entry
+    that is there, and waits a TTL from now for it."""
+    bucket = await long_lived_bucket(nc, names)
+    a_hooks, b_hooks = Hooks(), Hooks()
+    a = LeaderLease(nc.jetstream(), names, "holder-a", SHORT_TTL, a_hooks.elected,
+                    a_hooks.deposed)
+    b = LeaderLease(nc.jetstream(), names, "holder-b", SHORT_TTL, b_hooks.elected,
+                    b_hooks.deposed)
+    await a._step(bucket)
+    old = a._revision
+    await a._step(bucket)  # a renewal b did not see
+    b._seen = Seen(old, time.monotonic() - 10 * SHORT_TTL)
+
+    await b._step(bucket)
+    assert not b.is_leader and b.attempts == 1 and b_hooks.calls == []
+    assert b._seen is not None and b._seen.revision == a._revision
+    await b._step(bucket)  # not due again until a TTL after it learned the renewal
+    assert b.attempts == 1
+    assert a.is_leader and (await bucket.get(KEY)).value == b"holder-a"
