@@ -34,7 +34,7 @@ from projections.access import Access
 from projections.board.tasks import STATUS_BY_EVENT, TaskBoard
 from services.auth.gate import AccessGate
 from services.auth.permissions import RoleName, permissions
-from services.commands import registry
+from services.commands import registry, task_moves
 from services.commands import tasks as task_service
 from services.commands.service import parse
 from services.commands.table import command_table
@@ -246,7 +246,7 @@ class TestReplyModelsMatchTheCode:
     def test_assignment_message(self) -> None:
         task = Task("t-1", "echo", {"x": 1}, ["gpu"], 0, 3, 300.0, "fp")
         task.assign("a1", 1, task_service.new_token(), "least_loaded", [], 0.0)
-        message = Assignment.model_validate_json(task_service.assignment_message(task))
+        message = Assignment.model_validate_json(task_moves.assignment_message(task))
         assert (message.attempt, message.token) == (1, task.token)
 
     async def test_assignments_reply(self) -> None:
