@@ -32,7 +32,6 @@ import orjson
 from nats.aio.client import Client as Nats
 from nats.aio.msg import Msg
 
-from sdk import schedules as _schedules
 from sdk.agent import RENEW_AT, CommandError
 from sdk.connection import flush_subscriptions, request
 from sdk.protocol import Subjects, check_identifier
@@ -45,7 +44,7 @@ from sdk.results import (  # noqa: F401  (importable from here, as before)
     TaskHandle,
     TaskOutcome,
 )
-from sdk.schedules import Schedule
+from sdk.schedules import Schedule, ScheduleCalls  # noqa: F401  (Schedule: as before)
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ DEFAULT_CREDENTIALS_TTL_S = 300.0
 OVERLOAD_PATIENCE_S = 300.0
 
 
-class Client:
+class Client(ScheduleCalls):
     def __init__(self, nc: Nats, identity: str, subject_prefix: str = "orch") -> None:
         self.nc = nc
         self.identity = identity
@@ -379,24 +378,3 @@ class Client:
                                    error.get("details"), error.get("retry_after_s"))
             return reply
         raise AssertionError("unreachable")
-
-    # --- schedules (sdk/schedules.py) ---------------------------------------------------
-
-    async def schedule(self, name: str, *, kind: str, cron: str | None = None,
-                       every_s: int | None = None, payload: Any = None,
-                       **options: Any) -> Schedule:
-        """Create (with `replace=True`, replace) a schedule; `options` as sdk.schedules."""
-        return await _schedules.create(self._request, name, kind=kind, cron=cron,
-                                      every_s=every_s, payload=payload, **options)
-
-    async def unschedule(self, name: str) -> Schedule:
-        return await _schedules.act(self._request, _schedules.SCHEDULE_DELETE, name)
-
-    async def pause_schedule(self, name: str) -> Schedule:
-        return await _schedules.act(self._request, _schedules.SCHEDULE_PAUSE, name)
-
-    async def resume_schedule(self, name: str) -> Schedule:
-        return await _schedules.act(self._request, _schedules.SCHEDULE_RESUME, name)
-
-    async def schedules(self) -> list[Schedule]:
-        return await _schedules.list_all(self._request)

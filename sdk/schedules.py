@@ -104,3 +104,28 @@ async def list_all(request: Request) -> list[Schedule]:
         after = reply.get("next_after")
         if after is None:
             return found
+
+
+class ScheduleCalls:
+    """The client's schedule calls (Client has them from this class), over its requests."""
+
+    _request: Request
+
+    async def schedule(self, name: str, *, kind: str, cron: str | None = None,
+                       every_s: int | None = None, payload: Any = None,
+                       **options: Any) -> Schedule:
+        """Create (with `replace=True`, replace) a schedule; `options` as `create`."""
+        return await create(self._request, name, kind=kind, cron=cron, every_s=every_s,
+                            payload=payload, **options)
+
+    async def unschedule(self, name: str) -> Schedule:
+        return await act(self._request, SCHEDULE_DELETE, name)
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        return await act(self._request, SCHEDULE_PAUSE, name)
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        return await act(self._request, SCHEDULE_RESUME, name)
+
+    async def schedules(self) -> list[Schedule]:
+        return await list_all(self._request)
