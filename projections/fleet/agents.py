@@ -100,6 +100,7 @@ class AgentView:
                 datetime.fromtimestamp(self.unresponsive_until, UTC).isoformat()
                 if self.unresponsive_until is not None else None
             ),
+            "progress_every_s": self.progress_every_s,
         }
 
 

@@ -51,6 +51,11 @@ export interface AgentOptions {
   nkeySeed?: string;
   /** Take the id over from a live incarnation (at the first registration only). */
   replace?: boolean;
+  /** A promise that its handlers call `ctx.progress(...)` at least this often (seconds)
+   * while they run: a run silent for three times as long (15 s at least) is taken for
+   * stuck, moved elsewhere and revoked here (its AbortSignal fires), and two in a row take
+   * the agent out of placement for a while (docs/protocol.md, Health). */
+  progressEverySeconds?: number;
   requestTimeoutMs?: number;
   /** Called for every control message, after the agent has obeyed it. */
   onControl?: (control: ControlMessage) => void | Promise<void>;
@@ -195,6 +200,7 @@ export class Agent {
       kinds,
       replace: options.replace ?? false,
       instance_id: randomUUID().replaceAll("-", ""),
+      progress_every_s: options.progressEverySeconds ?? null,
     };
     this.natsUrl = options.natsUrl ?? "nats://127.0.0.1:4222";
     this.subjects = new Subjects(options.prefix ?? "orch");

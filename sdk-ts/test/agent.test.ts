@@ -49,7 +49,7 @@ describe("agent", () => {
         await ctx.progress(0.5);
         return { echoed: ctx.payload, attempt: ctx.attempt };
       },
-    }, { capabilities: ["gpu"], labels: { zone: "z1" }, capacity: 2,
+    }, { capabilities: ["gpu"], labels: { zone: "z1" }, capacity: 2, progressEverySeconds: 2.5,
       services: [{ name: "web", address: "10.0.0.1", port: 80, tags: ["v1"] }] });
     const reply = await a.start();
     assert.equal(reply.incarnation, 1);
@@ -62,6 +62,7 @@ describe("agent", () => {
     assert.deepEqual(view.capabilities, ["gpu"]);
     assert.deepEqual(view.labels, { zone: "z1" });
     assert.equal(view.capacity, 2);
+    assert.equal(view.progress_every_s, 2.5); // its promise of progress, as registered
     const found = await a.catalogQuery({ service: "web" });
     assert.deepEqual(found.map((i) => [i.agent_id, i.address, i.port]), [["ts-life", "10.0.0.1", 80]]);
 

@@ -52,6 +52,9 @@ class AgentOut(BaseModel):
     position: int
     unresponsive_until: str | None = Field(
         description="out of placement until then for leaving its work undone; null: not")
+    progress_every_s: float | None = Field(
+        description="its promise to report progress on a running task at least this often "
+                    "(seconds); null: none")
 
 
 class AgentList(BaseModel):
