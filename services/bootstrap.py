@@ -20,6 +20,7 @@ from domain.tasks.placement import Strategy
 from domain.tasks.task import TERMINAL
 from infra import names as n
 from infra.caller import admin_token
+from infra.log.durable_jetstream import JetStreamDurable
 from infra.log.event_store import EventStore
 from infra.log.format.codec import create_mapper
 from infra.log.group_commit import GroupCommit
@@ -52,7 +53,7 @@ from services.http.api import ReadModel
 from services.jobs import Jobs
 from services.leader.dispatcher import Dispatcher
 from services.leader.duties import LeaderDuties
-from services.leader.failover import FailoverReactor
+from services.leader.failover import FailoverReactor, failover_feed
 from services.leader.firing import ScheduleFiring
 from services.leader.fleet import Fleet
 from services.leader.lease import LeaderLease
@@ -128,9 +129,9 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
               event_log: EventStore | None = None) -> System:
     """Every component, wired once; `holder` names this process in the leader lease.
     `event_log`: a store of the caller's instead of one with group commit on `bus` (the
-    failover reactor reads the log through a JetStream consumer, so it is a JetStream
-    store; the handlers and duties that take the EventLog port run on the in-memory
-    log in unit tests)."""
+    failover reactor's durable feed, infra.log.durable, is built here on JetStream, so it
+    is a JetStream store; the handlers and duties that take the EventLog port, failover
+    with infra.log.durable_memory's feed, run on the in-memory log in unit tests)."""
     names = n.Names(settings.subject_prefix)
     metrics = metrics or Metrics()
     strategy = Strategy(settings.placement_strategy)
@@ -202,8 +203,8 @@ def bootstrap(settings: Settings, bus: Bus, holder: str, *, metrics: Metrics | N
     dispatcher = Dispatcher(board, fleet, tasks, strategy, settings.accept_timeout, metrics,
                             limits=limits, catch_up=caught_up, unresponsive=unresponsive)
     schedules = ScheduleService(store, ScheduleBook(), is_operator)
-    failover = FailoverReactor(js, names, store, board, fleet, tasks, position, strategy,
-                               metrics)
+    failover = FailoverReactor(JetStreamDurable(js, store, failover_feed(names)), board,
+                               fleet, tasks, position, strategy, metrics)
 
     # Late-bound: the runner and the lease are made below, from what is made here.
     def live() -> bool:

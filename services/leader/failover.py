@@ -1,32 +1,27 @@
 """The failover reactor: when an agent incarnation is gone, its open tasks move.
 
 It consumes DeclaredDead (the missed-heartbeat decision), Deregistered and Reregistered
-events from the log through a durable consumer, acknowledging each only once every task
-of that incarnation has moved; a crash in between redelivers the event, and moving is
-idempotent (a task that already moved is left alone). An event is given back to the
-consumer, to come again shortly, when its reaction fails (a move refused while the bus
-recovers, say) or when the task board has not caught up with it in time (moving then
-could leave behind a task assigned just before the death); while a reaction goes on,
-its events are kept from coming again (in progress), however long it waits its turn.
+events from the log through a durable feed (infra.log.durable: on JetStream, a durable
+consumer), acknowledging each only once every task of that incarnation has moved; a
+crash in between redelivers the event, and moving is idempotent (a task that already
+moved is left alone). An event is given back to the feed, to come again shortly, when
+its reaction fails (a move refused while the bus recovers, say) or when the task board
+has not caught up with it in time (moving then could leave behind a task assigned just
+before the death); while a reaction goes on, its events are kept from coming again (in
+progress), however long it waits its turn.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-import nats.errors
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
 from domain.tasks.placement import Strategy
-from infra.log.event_store import EventStore, RecordedEvent
-from infra.log.format.foreign import ForeignRecord
+from infra.log.durable import Delivery, DurableFeed, DurableSpec, DurableSubscription
+from infra.log.recorded import RecordedEvent, StoreUnavailable
 from infra.names import AGENT, Names
 from projections.board.tasks import TaskBoard
 from projections.position import Position
@@ -54,13 +49,17 @@ _REASONS = {
 }
 
 
+def failover_feed(names: Names) -> DurableSpec:
+    """The reactor's feed: every agent's triggers from the log's start, explicit acks,
+    at most BATCH outstanding (bounding the moves going on at once)."""
+    return DurableSpec(CONSUMER, tuple(names.event(AGENT, "*", name) for name in TRIGGERS),
+                       ack_wait=ACK_WAIT_S, max_ack_pending=BATCH)
+
+
 class FailoverReactor:
-    def __init__(self, js: JetStreamContext, names: Names, store: EventStore,
-                 board: TaskBoard, fleet: Fleet, tasks: Any, position: Position,
-                 strategy: Strategy, metrics: Metrics) -> None:
-        self.js = js
-        self.names = names
-        self.store = store
+    def __init__(self, feed: DurableFeed, board: TaskBoard, fleet: Fleet, tasks: Any,
+                 position: Position, strategy: Strategy, metrics: Metrics) -> None:
+        self.feed = feed  # failover_feed(names), on the log's adapter
         self.board = board
         self.fleet = fleet
         self.tasks = tasks
@@ -73,72 +72,43 @@ class FailoverReactor:
         # back (it comes again RETRY_AFTER_S later).
         self.catch_up_timeout = ACK_WAIT_S / 2
 
-    async def _subscribe(self) -> Any:
-        config = ConsumerConfig(
-            durable_name=CONSUMER,
-            filter_subjects=[self.names.event(AGENT, "*", name) for name in TRIGGERS],
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=ACK_WAIT_S,
-            max_ack_pending=BATCH,
-        )
-        await self.js.add_consumer(self.names.events_stream, config)
-        return await self.js.pull_subscribe_bind(CONSUMER, stream=self.names.events_stream)
-
     async def run(self) -> None:
-        subscription = None
+        subscription: DurableSubscription | None = None
         try:
             while True:
                 try:
                     if subscription is None:
-                        subscription = await self._subscribe()
-                    msgs = await self._next_batch(subscription)
-                except (TimeoutError, nats.errors.TimeoutError):
+                        subscription = await self.feed.subscribe()
+                    deliveries = await subscription.next_batch(BATCH)
+                except TimeoutError:
                     continue
-                except nats.errors.Error as exc:
+                except StoreUnavailable as exc:
                     log.warning("failover consumer unavailable: %r", exc)
                     subscription = None
                     await asyncio.sleep(0.5)
                     continue
-                msgs, events = await self._readable(msgs)
-                if not msgs:
+                if not deliveries:
                     continue
+                events = [delivery.event for delivery in deliveries]
                 # The board must know every assignment made before these events.
-                if not await _giving_back_if_cancelled(msgs, self.position.wait_for(
+                if not await _giving_back_if_cancelled(deliveries, self.position.wait_for(
                         events[-1].position, self.catch_up_timeout)):
                     log.warning("failover deferred: the task board is behind the log "
                                 "(at %d of %d); %d events given back", self.position.value,
-                                events[-1].position, len(msgs))
-                    await _give_back(msgs, RETRY_AFTER_S)
+                                events[-1].position, len(deliveries))
+                    await _give_back(deliveries, RETRY_AFTER_S)
                     continue
-                by_agent: dict[str, list[tuple[Any, RecordedEvent]]] = {}
-                for msg, event in zip(msgs, events, strict=True):
-                    by_agent.setdefault(event.aggregate_id, []).append((msg, event))
+                by_agent: dict[str, list[tuple[Delivery, RecordedEvent]]] = {}
+                for delivery, event in zip(deliveries, events, strict=True):
+                    by_agent.setdefault(event.aggregate_id, []).append((delivery, event))
                 for agent_id, group in by_agent.items():
                     self._react_after(agent_id, group)
         finally:
             if subscription is not None:
                 # First: a pull request of ours still waiting at the server would take
                 # the events the reactions give back, and hold them for the ack wait.
-                with contextlib.suppress(nats.errors.Error):
-                    await subscription.unsubscribe()
+                await subscription.close()
             await self._stop_reactions()
-
-    async def _readable(self, msgs: list[Msg]) -> tuple[list[Msg], list[RecordedEvent]]:
-        """The messages holding events, with their events; a record the orchestrator did
-        not write is acknowledged and skipped (infra.log.format.foreign), never retried."""
-        kept: list[Msg] = []
-        events: list[RecordedEvent] = []
-        for msg in msgs:
-            try:
-                events.append(self.store.decode(msg))
-            except ForeignRecord as foreign:
-                self.store.foreign.skip(msg.metadata.sequence.stream, msg.subject, foreign)
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.ack()
-                continue
-            kept.append(msg)
-        return kept, events
 
     async def _stop_reactions(self) -> None:
         """Cancel every reaction, not only each agent's latest: cancelling one that waits
@@ -150,7 +120,7 @@ class FailoverReactor:
         self._running.clear()
         self._reacting.clear()
 
-    def _react_after(self, agent_id: str, group: list[tuple[Any, RecordedEvent]]) -> None:
+    def _react_after(self, agent_id: str, group: list[tuple[Delivery, RecordedEvent]]) -> None:
         """React to an agent's events once its earlier ones are done, without holding
         up other agents': deaths that come while an earlier batch's tasks are still
         moving move at once (the consumer's max_ack_pending bounds how many at a time)."""
@@ -170,29 +140,21 @@ class FailoverReactor:
 
         reaction.add_done_callback(done)
 
-    @staticmethod
-    async def _next_batch(subscription: Any) -> list[Any]:
-        """Wait for one event, then take whatever else is already there: a larger fetch
-        would hold the first event back until its batch filled or expired."""
-        msgs: list[Any] = await subscription.fetch(1, timeout=1.0)
-        with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
-            msgs += await subscription.fetch(BATCH - 1, timeout=0.005)
-        return msgs
-
-    async def _react_in_order(self, group: list[tuple[Any, RecordedEvent]],
+    async def _react_in_order(self, group: list[tuple[Delivery, RecordedEvent]],
                               earlier: asyncio.Future[None] | None) -> None:
-        waiting = [msg for msg, _ in group]  # not acknowledged yet
+        waiting = [delivery for delivery, _ in group]  # not acknowledged yet
         keeping = asyncio.ensure_future(_keep_in_progress(waiting))
         try:
             await _giving_back_if_cancelled(waiting, self._react_to(group, earlier, waiting))
         finally:
             keeping.cancel()
 
-    async def _react_to(self, group: list[tuple[Any, RecordedEvent]],
-                        earlier: asyncio.Future[None] | None, waiting: list[Any]) -> None:
+    async def _react_to(self, group: list[tuple[Delivery, RecordedEvent]],
+                        earlier: asyncio.Future[None] | None,
+                        waiting: list[Delivery]) -> None:
         if earlier is not None:
             await asyncio.wait({earlier})  # its failure is its own (given back)
-        for msg, event in group:
+        for delivery, event in group:
             try:
                 await self.react(event)
             except Exception as exc:  # this and the agent's later events come again
@@ -200,9 +162,8 @@ class FailoverReactor:
                           event.aggregate_id, RETRY_AFTER_S, exc)
                 await _give_back(waiting, RETRY_AFTER_S)
                 return
-            waiting.remove(msg)
-            with contextlib.suppress(nats.errors.Error):
-                await msg.ack()
+            waiting.remove(delivery)
+            await delivery.ack()
 
     async def react(self, event: RecordedEvent) -> None:
         agent_id = event.aggregate_id
@@ -244,32 +205,30 @@ class FailoverReactor:
         return deadline
 
 
-async def _give_back(msgs: list[Any], delay: float) -> None:
-    """Redelivered `delay` seconds from now, at once if 0 (if NATS cannot be told, after
-    ACK_WAIT_S). Taken out of `msgs` first: a message said to be in progress after it was
-    given back would wait the whole ack wait again."""
-    given = list(msgs)
-    msgs.clear()
-    with contextlib.suppress(nats.errors.Error):
-        for msg in given:
-            await msg.nak(delay=delay)
+async def _give_back(deliveries: list[Delivery], delay: float) -> None:
+    """Redelivered `delay` seconds from now, at once if 0 (if the log cannot be told,
+    after the ack wait). Taken out of `deliveries` first: one said to be in progress after
+    it was given back would wait the whole ack wait again."""
+    given = list(deliveries)
+    deliveries.clear()
+    for delivery in given:
+        await delivery.nak(delay=delay)
 
 
-async def _giving_back_if_cancelled(msgs: list[Any], work: Awaitable[T]) -> T:
+async def _giving_back_if_cancelled(deliveries: list[Delivery], work: Awaitable[T]) -> T:
     """The work's result; if it is cancelled (the lead lost), the events not acknowledged
     are given back at once, for the next leader's reactor now rather than after ACK_WAIT_S."""
     try:
         return await work
     except asyncio.CancelledError:
-        await _give_back(msgs, 0)
+        await _give_back(deliveries, 0)
         raise
 
 
-async def _keep_in_progress(msgs: list[Any]) -> None:
-    """Tell the consumer these events are being handled, so that none comes again while
+async def _keep_in_progress(deliveries: list[Delivery]) -> None:
+    """Tell the feed these events are being handled, so that none comes again while
     its reaction waits for an earlier one or moves many tasks; until cancelled."""
     while True:
         await asyncio.sleep(IN_PROGRESS_EVERY_S)
-        with contextlib.suppress(nats.errors.Error):
-            for msg in list(msgs):
-                await msg.in_progress()
+        for delivery in list(deliveries):
+            await delivery.in_progress()

@@ -21,6 +21,7 @@ from nats.js.errors import NotFoundError
 import services.leader.failover as failover
 from domain.agents.agent import Agent
 from domain.tasks.placement import Strategy
+from infra.log.durable_jetstream import JetStreamDurable
 from infra.log.event_store import EventStore, RecordedEvent
 from infra.log.format.codec import create_mapper
 from infra.log.streams import provision
@@ -38,7 +39,8 @@ class Reactions(FailoverReactor):
 
     def __init__(self, nc: Client, names: Names, store: EventStore, position: Position,
                  failures: int = 0) -> None:
-        super().__init__(nc.jetstream(), names, store, None, None, None,  # type: ignore[arg-type]
+        feed = JetStreamDurable(nc.jetstream(), store, failover.failover_feed(names))
+        super().__init__(feed, None, None, None,  # type: ignore[arg-type]
                          position, Strategy.LEAST_LOADED, Metrics())
         self.reacted: list[str] = []
         self.failures = failures
