@@ -25,7 +25,9 @@ export function mount(root, ctx) {
     return { index: view.index, agent: view.body, events: history.body.events, why: why.body };
   }, ({ agent, events, why }) => {
     // Suspect hides whether it drains: both are offered. Dead or gone: neither.
-    actions.show(agent.status, { healthy: [drain], draining: [undrain], suspect: [drain, undrain] }[agent.status] || []);
+    // Unresponsive hides whether it drains, as suspect does: both are offered.
+    actions.show(agent.status, { healthy: [drain], draining: [undrain], suspect: [drain, undrain],
+      unresponsive: [drain, undrain] }[agent.status] || []);
     const steps = new Map(why.chain.map((s) => [s.event_id, s]));
     const rows = events.map((e) => {
       const step = steps.get(e.event_id) || {};
@@ -36,12 +38,15 @@ export function mount(root, ctx) {
     out.replaceChildren(
       facts([
         ["Status", status(agent.status)],
+        // A gray failure: heartbeats, but its work left undone (History says which tasks).
+        ...(agent.unresponsive_until ? [["Out of placement until", when(agent.unresponsive_until)]] : []),
         ["Incarnation", String(agent.incarnation)],
         ["Capabilities", agent.capabilities.join(", ") || "none"],
         ["Task kinds", agent.kinds.length ? agent.kinds.join(", ") : "any"],
         ["Labels", labels(agent.labels) || "none"],
         ["Running / capacity, load", load(agent)],
         ["Last heartbeat", when(agent.last_heartbeat_at)],
+        ...(agent.progress_every_s ? [["Progress promised", `every ${agent.progress_every_s} s`]] : []),
         ["Registered", when(agent.registered_at)],
         ["Running", agent.running.length ? agent.running.map((t, i) => [i ? ", " : "", taskLink(t)]) : "nothing"],
       ]),
