@@ -5,17 +5,20 @@ stream's timestamps, the same clock as the kill's on one machine). The killed pr
 started again each round, so every kill meets one leader and two standbys.
 
 Beside it, the parts (from the orchestrators' logs: the kill to `leader lease acquired`,
-then to the first placement), and a raw baseline in the same run: a bare KV lease of the
-same TTL renewed every TTL/3 and then abandoned, taken by a client that tries to create
-the entry every 5 ms, i.e. the best a standby that waits for the server to expire the
-entry can do (docs/how-it-works.md, High availability)."""
+how late after its due moment the takeover was answered, then to the first placement),
+and a raw baseline in the same run: a bare KV lease of the same TTL renewed every TTL/3
+and then abandoned, taken by a client that tries to create the entry every 5 ms, i.e. the
+best a standby that waits for the server to expire the entry can do
+(docs/how-it-works.md, High availability)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -97,15 +100,17 @@ class Node:
                 self.process.kill()
                 self.process.wait()
 
-    def acquired_after(self, moment: float) -> float | None:
-        """When one of its runs first logged acquiring the lease after `moment`."""
+    def acquired_after(self, moment: float) -> tuple[float, float] | None:
+        """When one of its runs first logged acquiring the lease after `moment`, and how
+        long the entry it took over had gone unrenewed (NaN if it created one)."""
         for run in range(1, self.starts + 1):
             for line in (self.logs / f"orch{self.index}-{run}.log").read_text(
                     errors="replace").splitlines():
                 if ACQUIRED in line:
                     stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
                     if stamp > moment:
-                        return stamp
+                        unrenewed = re.search(r"unrenewed=([0-9.]+)s", line)
+                        return stamp, float(unrenewed.group(1)) if unrenewed else math.nan
         return None
 
 
@@ -165,14 +170,17 @@ async def _measure(server: EmbeddedNats, names: Names, nodes: list[Node], ttl: f
         assigned = {e.aggregate_id: e.recorded_at.timestamp() for e in await store.read(
             limit=1_000_000, subject_filter=names.event("task", "*", "Assigned"))}
         await nc.close()
-    succession, lease, placing = [], [], []
+    succession, lease, placing, late = [], [], [], []
     for killed, submitted, _ in rounds:
         placed = min(assigned[task] for task in submitted if task in assigned)
         succession.append(placed - killed)
         acquired = [a for a in (node.acquired_after(killed) for node in nodes) if a]
         if acquired:  # from the log of whichever survivor acquired it first
-            lease.append(min(acquired) - killed)
-            placing.append(placed - min(acquired))
+            at, unrenewed = min(acquired)
+            lease.append(at - killed)
+            placing.append(placed - at)
+            if not math.isnan(unrenewed):
+                late.append(unrenewed - ttl)
     return {
         "kills": len(rounds),
         "succession_p50_s": percentile(succession, 0.5),
@@ -181,6 +189,8 @@ async def _measure(server: EmbeddedNats, names: Names, nodes: list[Node], ttl: f
         "succession_p99_vs_ttl": percentile(succession, 0.99) / ttl,
         "kill_to_lease_p50_s": percentile(lease, 0.5),
         "kill_to_lease_p99_s": percentile(lease, 0.99),
+        # From the moment the last renewal seen was a TTL old to the takeover's answer.
+        "takeover_late_p99_s": percentile(late, 0.99),
         "lease_to_placement_p50_s": percentile(placing, 0.5),
         "lease_to_placement_p99_s": percentile(placing, 0.99),
     }

@@ -14,7 +14,10 @@ of it unless the bucket places markers) nor for a poll (it polled every TTL/3 be
 a successor up to 4/3 TTL after the last renewal, docs/how-it-works.md). An entry already
 gone (expired; or deleted by a clean shutdown, which the watch delivers) is created. A
 failed attempt reads the entry, so a watch that missed a renewal costs one TTL, not the
-lease's safety; the watch is then made again.
+lease's safety; the watch is then made again. Before writing, the standby reads the entry:
+if the read is answered later than a renewal period, the bus (or this process) was held
+up and renewals may be waiting in it; that time does not count, and the TTL is counted
+again from the answer (docs/stalls.md): a stall of the bus does not hand the lease over.
 
 The holder gives the lease up only when it sees another holder's entry. A renewal that
 times out (the bus stalled) says nothing: it may have been written, or the entry may
@@ -90,6 +93,7 @@ class LeaderLease:
         # What the standby did, for tests and the log: attempts to take the lease (while
         # another holder renews: none) and how it took it last.
         self.attempts = 0
+        self.postponed = 0  # attempts not made: the bus answered late (held up)
         self.takeover: Takeover | None = None
 
     async def _bucket(self) -> KeyValue:
@@ -168,6 +172,8 @@ class LeaderLease:
     async def _try_to_take(self, bucket: KeyValue) -> None:
         seen, due, tried = self._seen, self._due(), time.monotonic()
         self.attempts += 1
+        if seen is not None and not await self._unrenewed(bucket, seen):
+            return
         try:
             if seen is None:
                 self._revision = await bucket.create(KEY, self.holder.encode())
@@ -182,7 +188,40 @@ class LeaderLease:
         else:
             self.takeover = Takeover(seen.revision if seen else 0, self._revision,
                                      seen.at if seen else tried, due, tried)
+            if seen is not None:  # how long the entry went unrenewed, as this one saw it
+                await self._elected(f" unrenewed={time.monotonic() - seen.at:.3f}s")
+                return
         await self._elected()
+
+    async def _unrenewed(self, bucket: KeyValue, seen: Seen) -> bool:
+        """Before writing over the entry seen: whether it is still the last one, read
+        from a bus that answered within a renewal period. A later answer means the bus (or
+        this process) was held up, and renewals may be waiting in it to be written: as the
+        health monitor does with heartbeats (docs/stalls.md), time in which nothing could
+        be seen does not count, and the TTL is counted again from the answer."""
+        asked = time.monotonic()
+        try:
+            entry: KeyValue.Entry | None = await bucket.get(KEY)
+        except KeyNotFoundError:
+            entry = None
+        answered = time.monotonic()
+        revision = int(entry.revision) if entry is not None and entry.revision else None
+        if answered - asked > self.ttl / 3:
+            self.postponed += 1
+            self._seen = Seen(revision or seen.revision, answered)
+            log.info("leader lease takeover postponed holder=%s: the bus answered a read "
+                     "after %.3fs", self.holder, answered - asked)
+            return False
+        if revision == seen.revision and entry is not None \
+                and entry.value != self.holder.encode():
+            return True
+        if revision is None or entry is None or entry.value == self.holder.encode():
+            self._seen = None  # gone (expired, deleted): created next; ours: adopted
+        else:
+            self._seen = Seen(revision, answered)  # renewed: the watch missed it
+            if revision > self._watched:
+                self._watch_again = True
+        return False
 
     async def _learn(self, bucket: KeyValue, seen: Seen | None) -> bool:
         """After a failed attempt: the entry that is there. True if it names this holder
@@ -203,10 +242,10 @@ class LeaderLease:
                 self._watch_again = True  # the watch did not deliver it: a new one
         return False
 
-    async def _elected(self) -> None:
+    async def _elected(self, how: str = "") -> None:
         self.is_leader = True
         self._seen = None
-        log.info("leader lease acquired holder=%s", self.holder)
+        log.info("leader lease acquired holder=%s%s", self.holder, how)
         await self.on_elected()
 
     async def _renew_after_a_lost_answer(self, bucket: KeyValue) -> None:
