@@ -181,10 +181,10 @@ async def _all_completed(nc: Client, orch: Orchestrator, count: int) -> None:
 
 # A lifecycle's events as the orchestrator stores them (docs/protocol.md, Events).
 LIFECYCLE_BODIES = (
-    b'[1796017394378399,"k","8yco9S0Bf0mKH8BJw3mmH29T6WFCAMUS5CXxKkZw--Y"]',
-    b'[1796017394378502,"w0","~uVSksWhgMHo",[["w0",0,10],"w1"]]',
-    b'[1796017394380686,"~uVSksWhgMHo"]',
-    b'[1796017394381893,"~uVSksWhgMHo","w0"]',
+    b'["5NMUXnLPU","k","8yco9S0Bf0mKH8BJw3mmH29T6WFCAMUS5CXxKkZw--Y"]',
+    b'["5NMUXnLR5","w0","~uVSksWhgMHo",[["w0",0,10],"w1"]]',
+    b'["5NMUXnLyD","~uVSksWhgMHo"]',
+    b'["5NMUXnMG4","~uVSksWhgMHo","w0"]',
 )
 BATCH = 256  # the orchestrator's group commit writes at most this many at once
 BATCHES_IN_FLIGHT = 4

@@ -83,7 +83,7 @@ class EventStore(LogReads):
         Returns the positions written; the event ids are in the headers.
         """
         messages = append_records(self.names, self.mapper, kind, events, causation_id,
-                                  correlation_id)
+                                  correlation_id, expected_position)
         positions: list[int] = []
         expected = expected_position
         for subject, data, headers in messages:  # each expects the one before it

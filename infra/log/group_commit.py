@@ -58,8 +58,12 @@ GROUPS_IN_FLIGHT = 3
 # counts up (its groups in flight have ids of their own), so only two writers with the same prefix
 # could meet: 4 characters are 24 random bits, and even then, while one batch is in
 # flight, the other's sequence 1 is a gap to the server, which refuses both: each
-# message is then written on its own (tests/integration/test_group_commit.py).
+# message is then written on its own (tests/integration/test_group_commit.py). The count
+# is one digit, modulo 64: a writer has at most GROUPS_IN_FLIGHT batches in flight, so
+# the id stays 5 characters however long it runs (a batch left on the server by a lost
+# connection, until its 10 s are up, meets a later one of its id as that gap would).
 BATCH_PREFIX_CHARS = 4
+BATCH_COUNT_MODULO = 64
 _BASE64 = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
 
 
@@ -196,7 +200,8 @@ class GroupCommit:
             await asyncio.gather(*(self._one(item) for item in batch))
 
     async def _atomic(self, batch: list[_Append]) -> None:
-        batch_id = self._batch_prefix + base64_count(next(self._batch_numbers))
+        batch_id = self._batch_prefix + base64_count(next(self._batch_numbers)
+                                                     % BATCH_COUNT_MODULO)
         inbox, answer = await self._replies.expect()
         for number, item in enumerate(batch, 1):
             headers = {**item.headers, JsHeader.BATCH_ID: batch_id,

@@ -81,7 +81,8 @@ class InMemoryEventLog(LogReads):
         positions = []
         expected = expected_position
         for subject, data, headers in append_records(self.names, self.mapper, kind, events,
-                                                     causation_id, correlation_id):
+                                                     causation_id, correlation_id,
+                                                     expected_position):
             expected = self._store(subject, data, headers, expected)
             positions.append(expected)
         if self.on_append is not None:
@@ -100,7 +101,8 @@ class InMemoryEventLog(LogReads):
         retried = self._by_message_id.get(headers.get(Header.MSG_ID, ""))
         if retried is not None:
             return retried  # as JetStream answers a duplicate, before any other check
-        under = headers[Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT]
+        # As JetStream checks: the subjects the header names, else the event's own.
+        under = headers.get(Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT, subject)
         if self._last_under.get(under, 0) != expected:
             raise ConcurrencyConflict(subject)
         return self._put(subject, data, headers)
@@ -111,6 +113,7 @@ class InMemoryEventLog(LogReads):
         self._records.append(_Record(position, subject, dict(headers), data, recorded_at))
         if Header.MSG_ID in headers:
             self._by_message_id[headers[Header.MSG_ID]] = position
+        self._last_under[subject] = position
         with contextlib.suppress(ValueError):
             kind, aggregate_id, _ = self.names.parse_event_subject(subject)
             self._last_under[self.names.aggregate_events(kind, aggregate_id)] = position

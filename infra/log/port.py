@@ -20,7 +20,7 @@ from eventsourcing.persistence import Mapper
 from domain.base import StrIdCarriedForward
 from infra.caller import ORCHESTRATOR, current_identity, decided_by_orchestrator, decision_causes
 from infra.log.format import event_headers
-from infra.log.format.event_headers import new_event_id
+from infra.log.format.event_headers import EVENT_ID_BYTES, new_event_id
 from infra.log.format.foreign import ForeignRecords
 from infra.log.recorded import EventHandler, HistoryCut, Page, RecordedEvent
 from infra.names import Header, Names, default_topic
@@ -79,25 +79,31 @@ class EventLog(Protocol):
 
 
 def append_records(names: Names, mapper: Mapper[Any], kind: str, events: Sequence[Any],
-                   causation_id: str | None, correlation_id: str | None) -> Records:
+                   causation_id: str | None, correlation_id: str | None,
+                   expected_position: int | None = None) -> Records:
     """The records an append writes: one subject per event, and its headers (the event
     id as the message id, the OCC subject, the packed causal header, a topic only when
-    the subject does not imply it). The expected position is each adapter's to add."""
+    the subject does not imply it). The expected position is each adapter's to add.
+
+    The OCC subject (Nats-Expected-Last-Subject-Sequence-Subject, the aggregate's
+    `<kind>.<id>.>`) is left out of an aggregate's creation event appended with
+    `expected_position` 0: JetStream then checks the event's own subject, which holds
+    the aggregate's creation event and nothing else, so it is empty exactly when the
+    aggregate's subjects are (docs/protocol.md, Events)."""
     records: Records = []
     own_decisions = decided_by_orchestrator.get()
     own_causes = decision_causes.get()
+    creating = expected_position == 0
     for domain_event in events:
         stored = mapper.to_stored_event(domain_event)
         aggregate_id = str(stored.originator_id)
         event_name = type(domain_event).__name__
-        event_id = new_event_id()
+        event_id = new_event_id(EVENT_ID_BYTES)
         identity = ORCHESTRATOR if event_name in own_decisions else current_identity.get()
         headers: dict[str, str] = {
             # Nats-Msg-Id is the event id: a retried publish of this same event is
             # absorbed as a duplicate, while a rival event still meets the OCC check.
             Header.MSG_ID: event_id,
-            Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: names.aggregate_events(kind,
-                                                                             aggregate_id),
             # Every header is stored with every event: what the log knows of it is one
             # header, and what the subject already says (the topic, for the aggregates'
             # own event classes) is left out.
@@ -105,6 +111,10 @@ def append_records(names: Names, mapper: Mapper[Any], kind: str, events: Sequenc
                                              own_causes.get(event_name) or causation_id,
                                              correlation_id),
         }
+        if not (creating and isinstance(domain_event, CanInitAggregate)):
+            headers[Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = names.aggregate_events(
+                kind, aggregate_id)
+        creating = False  # the events after the first expect a position of their own
         if stored.topic != default_topic(kind, event_name):
             headers[Header.TOPIC] = stored.topic
         records.append((names.event(kind, aggregate_id, event_name), stored.state, headers))

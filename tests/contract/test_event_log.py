@@ -94,6 +94,41 @@ class TestAppend:
             await adapter.log.append("agent", new_agent().collect_events(), 0)
         assert await adapter.log.last_position() == 1
 
+    async def test_creation_is_refused_however_far_the_aggregate_went_on(self, adapter):
+        """A creation checks its own subject, which holds the aggregate's creation event
+        and nothing else: an aggregate with later events still has that one."""
+        log = adapter.log
+        agent = new_agent()
+        agent.drain()
+        await log.append("agent", agent.collect_events(), 0)
+        loaded, position = await log.load("agent", "a1")
+        loaded.undrain()
+        await log.append("agent", loaded.collect_events(), position)
+        with pytest.raises(ConcurrencyConflict):
+            await log.append("agent", new_agent().collect_events(), 0)
+        assert len(await log.history("agent", "a1")) == 3
+
+    async def test_of_racing_creators_exactly_one_wins(self, adapter):
+        contenders = [adapter.log.append("agent", new_agent().collect_events(), 0)
+                      for _ in range(5)]
+        results = await asyncio.gather(*contenders, return_exceptions=True)
+        assert sum(isinstance(r, list) for r in results) == 1
+        assert sum(isinstance(r, ConcurrencyConflict) for r in results) == 4
+        assert len(await adapter.log.history("agent", "a1")) == 1
+
+    async def test_an_event_after_the_creation_checks_the_whole_aggregate(self, adapter):
+        """Only the creation (expected position 0) checks its own subject: an event of
+        another class written since the load is a conflict."""
+        log = adapter.log
+        position = await created(log, "a1")
+        first, _ = await log.load("agent", "a1")
+        second, _ = await log.load("agent", "a1")
+        first.drain()
+        second.deregister(1)
+        await log.append("agent", first.collect_events(), position)
+        with pytest.raises(ConcurrencyConflict):
+            await log.append("agent", second.collect_events(), position)
+
     async def test_of_racing_writers_on_one_position_exactly_one_wins(self, adapter):
         log = adapter.log
         position = await created(log, "a1")

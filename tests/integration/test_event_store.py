@@ -38,9 +38,11 @@ class TestAppend:
         # Version, identity (0: the orchestrator), causation and correlation in one header.
         assert orjson.loads(headers[Header.EVENT]) == [1, 0, "cause-1", "corr-1"]
         # The id is the Nats-Msg-Id alone, and the topic is the one the subject implies:
-        # neither is stored twice. Nor is the stream's name.
-        assert set(headers) == {Header.MSG_ID, Header.EVENT, Header.EXPECTED_LAST_SUBJECT_SEQ,
-                                Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT}
+        # neither is stored twice. Nor is the stream's name, nor, for a creation, the
+        # aggregate's subjects: it expects none on its own subject (position 0).
+        assert set(headers) == {Header.MSG_ID, Header.EVENT, Header.EXPECTED_LAST_SUBJECT_SEQ}
+        assert headers[Header.EXPECTED_LAST_SUBJECT_SEQ] == "0"
+        assert len(headers[Header.MSG_ID]) == 16
         [recorded] = await store.read(position - 1, 1)
         assert recorded.event_id == headers[Header.MSG_ID]
         assert (recorded.causation_id, recorded.correlation_id) == ("cause-1", "corr-1")

@@ -118,6 +118,10 @@ async def test_an_old_lifecycle_reads_as_the_same_one_written_now(
     assert all(m.data.startswith(b"[") for m in stored)
     assert [orjson.loads((m.headers or {})[Header.EVENT])[1] for m in stored] == [
         "bench", 0, "w0", "w0"]
+    # The creation checks its own subject; the events after it the task's subjects.
+    assert [Header.EXPECTED_LAST_SUBJECT_SEQ_SUBJECT in (m.headers or {}) for m in stored] == [
+        False, True, True, True]
+    assert [len((m.headers or {})[Header.MSG_ID]) for m in stored] == [16] * 4
     # The Assigned written with its submit: caused by the submit, not by the Submitted.
     assert new[1].causation_id == "cmd-1" and new[1].identity == "orchestrator"
     assert [e.event_id for e in old] == old_ids

@@ -112,8 +112,9 @@ def explain_lines(lines: list[str]) -> list[str]:
         if re.search(r"\s{2}Progressed\s", line + " "):
             continue
         line = TIME.sub("<time>", line.rstrip())
-        # An event id: 22 characters of URL-safe base64, or a UUID in older logs.
-        line = re.sub(r"\(event [A-Za-z0-9_-]{22}\)", "(event <event>)", line)
+        # An event id: 16 characters of URL-safe base64 (22 in older logs), or a UUID.
+        line = re.sub(r"\(event (?:[A-Za-z0-9_-]{16}|[A-Za-z0-9_-]{22})\)", "(event <event>)",
+                      line)
         line = re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "<event>", line)
         line = seconds_masked(line)
         line = re.sub(r"last_heartbeat_seq=\d+", "last_heartbeat_seq=<n>", line)

@@ -23,7 +23,15 @@ from domain.tasks.task import Task, fingerprint
 from infra.log.event_store import RecordedEvent
 from infra.log.format import event_headers
 from infra.log.format.codec import OrjsonTranscoder, create_mapper
-from infra.log.format.forms import REQUIRED, ROW_FORMS, compact_state, expand_state, state_row
+from infra.log.format.forms import (
+    EPOCH,
+    REQUIRED,
+    ROW_FORMS,
+    compact_state,
+    expand_state,
+    state_row,
+    time_of,
+)
 from infra.log.group_commit import _stored
 from infra.names import Header
 
@@ -60,7 +68,9 @@ def previous_form(domain_event: Any) -> bytes:
     state = dict(vars(domain_event))
     del state["originator_id"], state["originator_version"]
     token, considered = state.get("token"), state.get("considered")
+    moment = state["timestamp"]
     compact_state(state, get_topic(type(domain_event)))
+    state["timestamp"] = (moment - EPOCH) // timedelta(microseconds=1)  # an integer then
     if token is not None:
         state["token"] = token
     if considered:
@@ -85,7 +95,8 @@ class TestCompactState:
         # originator_topic, the trailing defaults left out.
         body = orjson.loads(mapper.to_stored_event(submitted).state)
         timestamp, kind, digest, payload, requires = body
-        assert type(timestamp) is int
+        assert type(timestamp) is str and len(timestamp) == 9
+        assert EPOCH + time_of(timestamp) * timedelta(microseconds=1) == submitted.timestamp
         assert (kind, payload, requires) == ("k", {"x": [1, 2]}, ["gpu"])
         assert len(digest) == 43
         body = orjson.loads(mapper.to_stored_event(assigned).state)
@@ -181,11 +192,14 @@ class TestEventHeaders:
     def test_only_the_number_0_is_the_orchestrator(self) -> None:
         assert event_headers.read({Header.EVENT: '[1,"0"]'}).identity == "0"
 
-    def test_event_ids_are_22_url_safe_characters_and_distinct(self) -> None:
-        ids = {event_headers.new_event_id() for _ in range(1000)}
+    @pytest.mark.parametrize(("size", "length"), [(16, 22), (event_headers.EVENT_ID_BYTES, 16)])
+    def test_ids_are_url_safe_characters_and_distinct(self, size: int, length: int) -> None:
+        """Request ids 22 characters (128 bits), event ids 16 (96 bits)."""
+        ids = {event_headers.new_event_id(size) for _ in range(1000)}
         assert len(ids) == 1000
-        assert all(len(i) == 22 and i.replace("-", "").replace("_", "").isalnum()
+        assert all(len(i) == length and i.replace("-", "").replace("_", "").isalnum()
                    for i in ids)
+        assert len(event_headers.new_event_id()) == 22
 
 
 class TestTheStreamIsCheckedInTheAnswer:

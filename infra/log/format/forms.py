@@ -32,6 +32,16 @@ _HEX_DIGITS = "0123456789abcdef"
 _TOKEN_MARK = "~"
 _TOKEN_HEX = 16
 _TOKEN_SHORT = 1 + 11
+# A time in UTC, integer microseconds since 1970, is written as a string of those
+# microseconds in base 64, most significant digit first, without leading zero digits:
+# 9 characters until the year 2541, for 16 decimal digits. The digits are URL-safe
+# base64's characters in ASCII order (`-`, `0`-`9`, `A`-`Z`, `_`, `a`-`z`), so that
+# times of one length sort as text as they do as times. Events written before have the
+# integer itself; no time was ever a string before, so either reads.
+_TIME_DIGITS = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+_BASE64_DIGITS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_TO_TIME = bytes.maketrans(_BASE64_DIGITS, _TIME_DIGITS)
+_FROM_TIME = bytes.maketrans(_TIME_DIGITS, _BASE64_DIGITS)
 
 
 class _Required:
@@ -150,17 +160,20 @@ def aggregate_topic(event_topic: str) -> str | None:
 
 def compact_state(state: dict[str, Any], topic: str) -> dict[str, Any]:
     """An event's state (the mapper's own copy) with its compact forms, in place:
-    `timestamp` in UTC as integer microseconds since 1970; `originator_topic` left out
-    when it is the class the event is nested in; `considered` as rows `[agent_id, load,
-    capacity(, status when not healthy)]`, a healthy candidate after the first as
-    `[agent_id, load]` when its capacity is the row before's and as `agent_id` alone
-    when its load is too; a `fingerprint` of 64 hex digits in URL-safe base64 (43
-    characters, no padding); a `token` of 16 hex digits as `~` and its 8 bytes in URL-safe
-    base64 (11 characters). Anything else, and any value not of the expected shape, is
-    written as before. `state_row` then makes a row of it when its class has one."""
+    `timestamp` in UTC as microseconds since 1970 in base 64 (`short_time`);
+    `originator_topic` left out when it is the class the event is nested in;
+    `considered` as rows `[agent_id, load, capacity(, status when not healthy)]`, a
+    healthy candidate after the first as `[agent_id, load]` when its capacity is the row
+    before's and as `agent_id` alone when its load is too; a `fingerprint` of 64 hex
+    digits in URL-safe base64 (43 characters, no padding); a `token` of 16 hex digits as
+    `~` and its 8 bytes in URL-safe base64 (11 characters). Anything else, and any value
+    not of the expected shape, is written as before. `state_row` then makes a row of it
+    when its class has one."""
     timestamp = state.get("timestamp")
     if type(timestamp) is datetime and timestamp.tzinfo is UTC:
-        state["timestamp"] = (timestamp - EPOCH) // _MICROSECOND
+        microseconds = (timestamp - EPOCH) // _MICROSECOND
+        # A time before 1970 (none of the orchestrator's) keeps the integer.
+        state["timestamp"] = short_time(microseconds) if microseconds >= 0 else microseconds
     if "originator_topic" in state and state["originator_topic"] == aggregate_topic(topic):
         del state["originator_topic"]
     considered = state.get("considered")
@@ -177,6 +190,27 @@ def compact_state(state: dict[str, Any], topic: str) -> dict[str, Any]:
         state["token"] = _TOKEN_MARK + base64.urlsafe_b64encode(
             bytes.fromhex(token)).decode()[:_TOKEN_SHORT - 1]
     return state
+
+
+def short_time(microseconds: int) -> str:
+    """Microseconds since 1970 (>= 0) as a time's digits (above), the leading zero
+    digits left out (at least one digit)."""
+    size = max(1, (microseconds.bit_length() + 5) // 6)
+    whole = -(-size // 4) * 3  # the bytes of a whole number of 4-digit groups
+    digits = binascii.b2a_base64(microseconds.to_bytes(whole, "big"), newline=False)
+    return digits.translate(_TO_TIME)[len(digits) - size:].decode()
+
+
+def time_of(digits: str) -> int:
+    """The microseconds `short_time` wrote (ValueError for a string of other
+    characters)."""
+    try:
+        raw = ("-" * (-len(digits) % 4) + digits).encode()  # the leading zero digits back
+        if not raw or raw.translate(None, _TIME_DIGITS):  # what is left is no digit
+            raise ValueError
+        return int.from_bytes(binascii.a2b_base64(raw.translate(_FROM_TIME)), "big")
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ValueError(f"not a time: {digits!r}") from None
 
 
 def _is_hex(value: str, digits: int) -> bool:
@@ -254,7 +288,9 @@ def expand_state(state: dict[str, Any] | list[Any], topic: str | None = None,
             for name, default in appended:
                 state.setdefault(name, default)
     timestamp = state.get("timestamp")
-    if type(timestamp) is int:  # a datetime's long form decodes to a datetime
+    if type(timestamp) is str:  # a datetime's long form decodes to a datetime
+        state["timestamp"] = EPOCH + time_of(timestamp) * _MICROSECOND
+    elif type(timestamp) is int:  # events written before the short time
         state["timestamp"] = EPOCH + timestamp * _MICROSECOND
     fingerprint = state.get("fingerprint")
     if type(fingerprint) is str and len(fingerprint) == _FINGERPRINT_B64:
