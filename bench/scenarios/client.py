@@ -1,6 +1,7 @@
 """The client SDK (sdk/client.py) end to end: submit to result at a steady 100 and 1,000
 tasks a second, submit_many against submits one at a time, and what progress reports
-add to the log, beside a core NATS request/reply round trip and a JetStream publish ack.
+add to the log, beside a core NATS request/reply round trip and a JetStream publish ack
+(alone, and paced beside the tasks at 100 a second).
 
 Everything runs as a deployment's programs would, in the benchmark process: a Client
 submits and awaits results (pushed to its inbox), and SDK agents (AgentClient) run the
@@ -11,8 +12,10 @@ deployment's, on the embedded default store (`sync_interval: always`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as Nats
@@ -64,10 +67,20 @@ async def run(size: Size) -> dict[str, float]:
                 await (await client.submit("empty")).result(RESULT_TIMEOUT_S)
             rtt = await request_rtts(nc, server.url, samples)
             acks = await publish_acks(nc, samples)
-            slow, _ = await paced(client, 100.0, at_100)
             assert orch.process is not None
             pids = {"orchestrator": orch.process.pid, "nats_server": server.pid,
                     "load_generator": os.getpid()}  # the client and the agents
+            # Raw probes paced as the tasks are, in the same window: what the machine
+            # gave a bare request and a bare synced publish while the tasks ran; and
+            # how long each process waited for a CPU meanwhile.
+            waited = {name: run_queue_wait(pid) for name, pid in pids.items()}
+            began = time.monotonic()
+            (slow, _), (probe_rtts, probe_acks) = await asyncio.gather(
+                paced(client, 100.0, at_100), probes(nc, server.url, 100.0, at_100))
+            wall = time.monotonic() - began
+            waits = {f"cpu_wait_ms_per_s_{name}_at_100":
+                     (run_queue_wait(pid) - waited[name]) * 1000 / wall
+                     for name, pid in pids.items()}
             before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             began = time.monotonic()
             fast, offered = await paced(client, 1000.0, at_1000)
@@ -87,6 +100,11 @@ async def run(size: Size) -> dict[str, float]:
         "tasks_at_100": at_100,
         "result_p50_ms_at_100": percentile(slow, 0.5),
         "result_p99_ms_at_100": percentile(slow, 0.99),
+        # The same window's raw probes (see `probes`): a p99 far above the raw ones
+        # measured alone says the machine, not the path, made the tasks' p99.
+        "probe_request_p99_ms_at_100": percentile(probe_rtts, 0.99),
+        "probe_publish_ack_p99_ms_at_100": percentile(probe_acks, 0.99),
+        **waits,  # ms a second each process's threads waited for a CPU (Linux schedstat)
         "tasks_at_1000": at_1000,
         "result_p50_ms_at_1000": percentile(fast, 0.5),
         "result_p99_ms_at_1000": percentile(fast, 0.99),
@@ -130,6 +148,55 @@ async def paced(client: Client, rate: float, count: int) -> tuple[list[float], f
     offered = count / (time.monotonic() - start)
     await asyncio.gather(*pending)
     return times, offered
+
+
+def run_queue_wait(pid: int) -> float:
+    """Seconds a process's threads have waited, runnable, for a CPU so far (Linux
+    /proc/<pid>/task/*/schedstat, its second field; 0 where the kernel keeps none)."""
+    waited = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            waited += int(stat.read_text().split()[1])
+    return waited / 1e9
+
+
+async def probes(nc: Nats, url: str, rate: float, count: int) -> tuple[list[float], list[float]]:
+    """Beside the paced tasks, at their pace: core NATS requests to a responder on a
+    connection of its own, and JetStream publishes with ack to a stream of their own
+    (each synced), each started on time without waiting for the ones before: the
+    round trips (ms) of each."""
+    responder = await connect(url)
+
+    async def echo(msg: Msg) -> None:
+        await msg.respond(msg.data)
+
+    await responder.subscribe("bench.probe.echo", cb=echo)
+    await flush_subscriptions(responder)
+    js = nc.jetstream()
+    await js.add_stream(name="BENCH_CLIENT_PROBES", subjects=["bench.probe.acks.>"])
+    rtts: list[float] = []
+    acks: list[float] = []
+
+    async def request() -> None:
+        started = time.perf_counter()
+        await nc.request("bench.probe.echo", b'{"kind":"empty"}', timeout=5)
+        rtts.append((time.perf_counter() - started) * 1000)
+
+    async def publish(i: int) -> None:
+        started = time.perf_counter()
+        await js.publish(f"bench.probe.acks.{i}", b'{"task_id":"t1","kind":"empty"}')
+        acks.append((time.perf_counter() - started) * 1000)
+
+    pending = []
+    start = time.monotonic()
+    try:
+        for i in range(count):
+            pending += [asyncio.create_task(request()), asyncio.create_task(publish(i))]
+            await asyncio.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+        await asyncio.gather(*pending)
+    finally:
+        await responder.close()
+    return rtts, acks
 
 
 async def submit_rates(client: Client, count: int) -> tuple[float, float]:
