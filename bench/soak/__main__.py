@@ -60,6 +60,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="when the leader is killed, as a share of the churn")
     parser.add_argument("--finish-timeout", type=float, default=300.0,
                         help="seconds every task has to finish once submitting stops")
+    parser.add_argument("--orchestrator-env", action="append", default=[],
+                        metavar="ORCH_X=VALUE",
+                        help="a setting for every orchestrator (repeatable), e.g. "
+                             "ORCH_FINISHED_TASK_LIMIT=2000 to tell retained tasks from "
+                             "other growth")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "soak_results.json")
     parser.add_argument("--keep", action="store_true",
@@ -91,6 +96,8 @@ async def soak(args: argparse.Namespace, run_dir: Path) -> int:
         share_keys(data[0], other)
     orchestrators = [Orchestrator(f"o{i}", d, server.url, run_dir / f"o{i}.log")
                      for i, d in enumerate(data)]
+    for orch in orchestrators:
+        orch.env.update(pair.split("=", 1) for pair in args.orchestrator_env)
     (run_dir / "agents").mkdir()
     agents = [Agent(f"a{i:02d}", data[0], server.url, run_dir / "agents", args.capacity)
               for i in range(args.agents)]
