@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TERMINAL = ("Completed", "DeadLettered", "Cancelled")
+FINISHED = ("completed", "dead_lettered", "cancelled")
 STATUS_AFTER = {
     "Assigned": "assigned", "Reassigned": "assigned", "Accepted": "running",
     "Progressed": "running", "Requeued": "pending", "Failed": "retry_wait",
@@ -106,6 +107,9 @@ def check(events: Iterable[Mapping[str, Any]], expected: Mapping[str, frozenset[
     status = _fenced_statuses(tasks, verdict)
     if board is not None:
         for task_id in sorted(set(status) | set(board)):
+            if task_id not in board and status[task_id] in FINISHED:
+                verdict.counts["finished_off_the_board"] += 1  # past its retention bound
+                continue
             if board.get(task_id) != status.get(task_id):
                 verdict.add("board_agrees_with_log", f"{task_id}: board says "
                             f"{board.get(task_id)}, the log {status.get(task_id)}")

@@ -140,5 +140,10 @@ def test_a_report_with_a_past_token_and_a_board_that_disagrees() -> None:
     log.events[4]["data"]["token"] = "k0"  # t1's Completed
     assert failed(log) == ["reports_fenced"]
     assert failed(clean(), board=BOARD | {"t1": "running"}) == ["board_agrees_with_log"]
+    # A finished task may have left a bounded board (ORCH_FINISHED_TASK_LIMIT); no other.
+    assert failed(clean(), board={"t2": "dead_lettered"}) == []
+    log = clean()
+    log.add("task", "t3", "Submitted", max_attempts=1)
+    assert "board_agrees_with_log" in failed(log)
     assert failed(clean(), outcomes=BOARD | {"t2": "completed"}) == [
         "outcomes_agree_with_log"]
