@@ -300,7 +300,7 @@ async def test_every_history_the_fuzz_world_holds_is_explained(orchestrator, nc,
     assert steps["fz-reassigned"]["Reassigned"]["cause"]["type"] == "DeclaredDead"
     assert steps["fz-moved"]["Requeued"]["reason"] == (
         "returned to the queue: no other agent could take it (agent fz-worker did not "
-        "accept it in time)")
+        "accept it in time); failed attempt 1 of at most 3")
     assert steps["fz-moved"]["Requeued"]["cause"]["type"] == "timeout"
     assert steps["fz-reborn"]["Requeued"]["cause"]["type"] == "DeclaredDead"
     assert [s["type"] for s in found["fz-retried"]["chain"]] == [
