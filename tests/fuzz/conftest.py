@@ -9,14 +9,8 @@ from nats.aio.client import Client
 
 from infra.names import Names
 from services.app import Orchestrator
-from tests.fuzz.world import (
-    BACKGROUND_SEEN,
-    CATEGORIES,
-    HTTP_STATUSES,
-    SENT,
-    World,
-    build_world,
-)
+from tests.fuzz.checks import BACKGROUND_SEEN, CATEGORIES, HTTP_STATUSES, SENT
+from tests.fuzz.world import World, build_world
 
 
 @pytest.fixture

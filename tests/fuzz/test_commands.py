@@ -22,19 +22,18 @@ from hypothesis import HealthCheck, given, settings
 
 from infra import names as n
 from infra.names import AGENT_COMMANDS, CATALOG_QUERY, CLIENT_COMMANDS
-from tests.fuzz import payloads as p
-from tests.fuzz.world import (
-    COMMANDS,
-    MODELS,
-    World,
+from tests.fuzz.checks import (
     assert_nothing_written,
     on_loop,
     probe_once,
-    probes_for,
     run_hypothesis,
     still_serving,
-    subject_of,
 )
+from tests.fuzz.endpoints import COMMANDS, MODELS, subject_of
+from tests.fuzz.payloads import probe as p
+from tests.fuzz.payloads.commands import SPECS
+from tests.fuzz.probes import probes_for
+from tests.fuzz.world import World
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "640"))
 
@@ -65,14 +64,14 @@ async def test_hostile_payloads_get_a_coded_refusal_and_write_nothing(world: Wor
 
 
 def test_every_command_subject_has_a_payload_spec() -> None:
-    assert set(p.SPECS) == set(COMMANDS)
+    assert set(SPECS) == set(COMMANDS)
     assert set(COMMANDS) == {*AGENT_COMMANDS, *CLIENT_COMMANDS, CATALOG_QUERY}
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_each_payload_spec_has_every_field_of_its_model(command: str) -> None:
     """A field the model gains is fuzzed too (its spec says what it takes and refuses)."""
-    assert p.SPECS[command].names == set(MODELS[command].model_fields)
+    assert SPECS[command].names == set(MODELS[command].model_fields)
 
 
 async def test_a_sender_of_several_tokens_reaches_no_endpoint(world: World) -> None:

@@ -31,7 +31,8 @@ from schemathesis.checks import (
 )
 
 from services.http.openapi import openapi_document
-from tests.fuzz.world import HTTP_STATUSES, LIVE_SERVICES, World, run_hypothesis
+from tests.fuzz.checks import HTTP_STATUSES, run_hypothesis
+from tests.fuzz.world import LIVE_SERVICES, World
 
 EXAMPLES = int(os.environ.get("FUZZ_API_EXAMPLES", "40"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

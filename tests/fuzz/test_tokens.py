@@ -38,23 +38,23 @@ from infra.names import (
     Names,
 )
 from services.app import Orchestrator
-from tests.fuzz import payloads as p
-from tests.fuzz.world import (
+from tests.fuzz.checks import (
     BACKGROUND_EVENTS,
     CATEGORIES,
     RID_PREFIX,
-    World,
-    build_world,
     check_reply,
     events_after,
-    forged_token,
     on_loop,
     probe_once,
     run_hypothesis,
     send,
     still_serving,
-    unknown_id,
 )
+from tests.fuzz.payloads import probe as p
+from tests.fuzz.payloads.commands import SPECS
+from tests.fuzz.payloads.spec import obj
+from tests.fuzz.probes import forged_token, unknown_id
+from tests.fuzz.world import World, build_world
 
 FORGED = int(os.environ.get("FUZZ_TOKEN_EXAMPLES", "600"))
 REPLAYED = int(os.environ.get("FUZZ_REPLAY_EXAMPLES", "150"))
@@ -78,7 +78,7 @@ async def moved_world(orchestrator: Orchestrator, nc: Client,
 
 def report_fields(command: str) -> st.SearchStrategy[dict[str, Any]]:
     """The valid fields of a report besides task_id and token."""
-    body = p.obj(p.SPECS[command])
+    body = obj(SPECS[command])
     return body.map(lambda b: {k: v for k, v in b.items() if k not in ("task_id", "token")})
 
 
