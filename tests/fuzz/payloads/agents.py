@@ -25,8 +25,10 @@ from tests.fuzz.payloads.values import (
     label_value,
     labels_valid,
     labels_wrong,
+    not_null,
     wrong_for_bool,
     wrong_for_dict,
+    wrong_for_float,
     wrong_for_int,
     wrong_for_list,
     wrong_for_str,
@@ -68,6 +70,8 @@ AGENT_SPECS = (
                              pattern_text(CAPABILITY_CHARS, 30), 64)),
         Field("replace", st.booleans(), wrong_for_bool),
         Field("instance_id", valid_id | st.none(), wrong_for_str(nullable=True) | invalid_id),
+        Field("progress_every_s", st.floats(0, 3600, exclude_min=True) | st.none(),
+              not_null(wrong_for_float(0, 3600, low_open=True))),
     )),
     Spec(n.DEREGISTER, (
         # No upper bound: an incarnation of 10**100 is well-formed (and not the current one).
