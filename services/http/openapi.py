@@ -8,9 +8,13 @@ from typing import Any, get_args
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from domain.protocol.replies import AgentStatus, TaskStatus
+from domain.protocol.replies import AgentStatus, AgentStatusReply, TaskReply, TaskStatus
+from domain.tasks.commands import CancelTask
 from services.http import models as m
+from services.http import ops_models as o
+from services.http.actions import MAX_ACTION_BYTES
 from services.http.limits import LIMIT_STATUSES
+from services.http.log_routes import MAX_LIMIT_CHANGES
 
 _BLOCKING = [
     {"name": "index", "in": "query", "required": False,
@@ -20,8 +24,13 @@ _BLOCKING = [
      "description": "longest wait of a blocking query, in seconds (default 60, max 600)",
      "schema": {"type": "number", "minimum": 0, "maximum": 600}},
 ]
+_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 _AGENT_ID = {"name": "agent_id", "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}
+             "schema": {"type": "string", "pattern": _ID_PATTERN}}
+# One `set` of /v1/what-if/limits that reads (services/audit/what_if_limits.parse_change).
+_RATE = r"rate=[1-9][0-9]{0,5}/(s|min|h)(,burst=[1-9][0-9]{0,5})?"
+_SET_PATTERN = (rf"^((key:)?[A-Za-z0-9_-]{{1,64}}:(concurrency=[0-9]{{1,6}}(,{_RATE})?|{_RATE})"
+                r"|fairness:[A-Za-z0-9_-]{1,64}:weight=[1-9][0-9]{0,2})$")
 _CHALLENGE = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
 _INDEX_HEADER = {"X-Orch-Index": {"description": "log position the projections have applied",
                                   "schema": {"type": "integer"}}}
@@ -41,11 +50,33 @@ def _get(summary: str, ok: type[BaseModel], params: list[dict[str, Any]],
     responses = {"200": _json(ok, "success")}
     for status in errors:
         responses[str(status)] = _json(m.ErrorOut, "coded error")
-    if any(p["name"] == "index" for p in params):
+    if any(p is _BLOCKING[0] for p in params):  # the schedules' waits are not capped
         responses["429"] = _json(m.ErrorOut, "too many blocking queries waiting (of this "
                                              "token, or in all); retry after Retry-After")
     return {"get": {"summary": summary, "parameters": params,
                     "responses": _with_limits(responses)}}
+
+
+def _action(summary: str, ok: type[BaseModel], path_param: dict[str, Any],
+            body: dict[str, Any]) -> dict[str, Any]:
+    """A dashboard action (services/http/actions.py): the NATS command's handler and reply;
+    admin scope with auth on (a read token's 403 says so)."""
+    responses = {"200": _json(ok, "the command's reply; without `position` when it wrote "
+                                  "nothing (drained, undrained or cancelled already)")}
+    for status, why in (
+            (400, "bad id, body or Content-Type (not application/json): nothing written"),
+            (403, "a read token may not act; or the command refused this caller"),
+            (404, "unknown agent or task"),
+            (409, "conflict: a dead or departed agent; a completed or dead-lettered task"),
+            (413, f"body over {MAX_ACTION_BYTES} bytes"),
+            (503, "actions not served here, or the log unavailable")):
+        responses[str(status)] = _json(m.ErrorOut, why)
+    request_body = {"required": True, "description": (
+        f"a JSON object of at most {MAX_ACTION_BYTES} bytes; an empty body is taken as {{}}, "
+        "but Content-Type: application/json is required whatever the body (else a 400)"),
+        "content": {"application/json": {"schema": body}}}
+    return {"post": {"summary": summary, "parameters": [path_param],
+                     "requestBody": request_body, "responses": _with_limits(responses)}}
 
 
 def _with_limits(responses: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +105,8 @@ def openapi_document() -> dict[str, Any]:
         m.ErrorOut, m.Ok, m.Ready, m.AgentOut, m.AgentList, m.EventOut, m.History,
         m.EventList, m.Stats, m.TaskOut, m.TaskList, m.TaskHistory, m.ServiceList,
         m.InstanceOut, m.ServiceInstances, m.TaskWhy, m.AgentWhy, m.WhatIf,
+        o.LimitsOut, o.WhatIfLimits, o.ScheduleList, o.ScheduleOne,
+        AgentStatusReply, TaskReply,
     ]
     _, schemas = models_json_schema(
         [(model, "serialization") for model in models],
@@ -158,6 +191,42 @@ def openapi_document() -> dict[str, Any]:
          "description": "reported with the points; default the one in force",
          "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}},
     ]
+    what_if_limits_params = [
+        {"name": "from", "in": "query", "required": False,
+         "description": "the window's first log position (default 1)",
+         "schema": {"type": "integer", "minimum": 1}},
+        {"name": "to", "in": "query", "required": False,
+         "description": "the window's last log position; 0 or none: the log's end",
+         "schema": {"type": "integer", "minimum": 0}},
+        {"name": "set", "in": "query", "required": False, "style": "form", "explode": True,
+         "description": "repeatable: a limit in force in the replay, [key:]KEY:"
+                        "concurrency=N,rate=R/s|min|h,burst=B or fairness:F:weight=W "
+                        "(burst only with a rate); one that does not read is a 400",
+         "schema": {"type": "array", "maxItems": MAX_LIMIT_CHANGES, "items": {
+             "type": "string", "pattern": _SET_PATTERN}}},
+    ]
+    schedule_blocking = [
+        {"name": "index", "in": "query", "required": False,
+         "description": "blocking query: return once a schedule event past this index is "
+                        "applied (the `index` of the previous answer)",
+         "schema": {"type": "integer", "minimum": 0}},
+        {**_BLOCKING[1]},
+    ]
+    schedule_params = [
+        {"name": "owner", "in": "query", "required": False,
+         "description": "only this identity's schedules",
+         "schema": {"type": "string", "pattern": _ID_PATTERN}},
+        {"name": "after", "in": "query", "required": False,
+         "description": "next_after of the previous page: schedules whose name sorts after it",
+         "schema": {"type": "string", "pattern": _ID_PATTERN}},
+        {"name": "limit", "in": "query", "required": False,
+         "description": "page size: 100 without it, at most 1000",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+    ]
+    no_body = {"type": "object", "additionalProperties": False, "maxProperties": 0}
+    reason = CancelTask.model_json_schema()["properties"]["reason"]  # the command's own
+    cancel_body = {"type": "object", "additionalProperties": False, "properties": {
+        "reason": {**reason, "description": "recorded with the cancel"}}}
     metrics = {"get": {"summary": "Prometheus metrics", "responses": _with_limits({"200": {
         "description": "text exposition format", "headers": _INDEX_HEADER,
         "content": {"text/plain": {"schema": {"type": "string"}}}}})}}
@@ -198,6 +267,27 @@ def openapi_document() -> dict[str, Any]:
                 "the recorded heartbeats replayed under other dead_after settings: the "
                 "false deaths each would avoid or add (admin scope)", m.WhatIf,
                 what_if_params, (400, 503)),
+            "/v1/what-if/limits": _get(
+                "a recorded window replayed under other limits: per concurrency key the "
+                "waits and throughput beside what happened, and the placements (admin "
+                "scope)", o.WhatIfLimits, what_if_limits_params, (400, 503)),
+            "/v1/limits": _get("every limit set, with a concurrency key's use now; the "
+                               "admission bounds", o.LimitsOut, []),
+            "/v1/schedules": _get("schedules by name, a page at a time", o.ScheduleList,
+                                  schedule_params + schedule_blocking, (400, 404)),
+            "/v1/schedules/{name}": _get(
+                "one schedule", o.ScheduleOne,
+                [{"name": "name", "in": "path", "required": True,
+                  "schema": {"type": "string", "pattern": _ID_PATTERN}}, *schedule_blocking],
+                (400, 404)),
+            "/v1/agents/{agent_id}/drain": _action(
+                "drain an agent: no new work (admin.agent.drain; admin scope)",
+                AgentStatusReply, _AGENT_ID, no_body),
+            "/v1/agents/{agent_id}/undrain": _action(
+                "end an agent's drain (admin.agent.undrain; admin scope)", AgentStatusReply,
+                _AGENT_ID, no_body),
+            "/v1/tasks/{task_id}/cancel": _action(
+                "cancel a task (task.cancel; admin scope)", TaskReply, task_id, cancel_body),
             "/metrics": metrics,
             "/openapi.json": {"get": {"summary": "this document", "responses": _with_limits({
                 "200": {"description": "OpenAPI 3.1", "headers": _INDEX_HEADER,
@@ -206,7 +296,8 @@ def openapi_document() -> dict[str, Any]:
         "components": {"schemas": schemas["$defs"], "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "orchestrator token create --scope read|admin; "
-                                      "/healthz and /readyz need none; /v1/events and "
-                                      "/v1/what-if need admin"}}},
+                                      "/healthz and /readyz need none; /v1/events, "
+                                      "/v1/what-if, /v1/what-if/limits and every "
+                                      "POST (the dashboard's actions) need admin"}}},
         "security": [{"bearer": []}],
     }

@@ -1,10 +1,19 @@
 """schemathesis against the live read API and its own /openapi.json.
 
-One test per operation of the document, with the fuzz world present (agents, a service,
-tasks in every state) so that the gets find data: schemathesis generates requests that
+One test per operation of the document (tests/integration/test_openapi_routes.py holds
+the document to every route the app serves), with the fuzz world present (agents, a
+service, tasks in every state) so that the gets find data: schemathesis generates requests that
 fit the schema (positive) and requests that do not (negative); every response must be
 no 5xx, a documented status code, the documented content type and headers, and a body
 that matches the documented schema.
+
+The document's POSTs, the dashboard's actions (drain, undrain, cancel), are fuzzed too:
+they write, but the world is the test's own (a per-test orchestrator on a fresh prefix,
+tests/conftest.py), so a drain or a cancel changes only the world of that operation's
+test, and every later request of it must still answer within the schema (a 409 for a task
+that finished otherwise; a reply without `position` for one cancelled already). Auth is
+off there: no token is needed, and the actions record `anonymous`; their 401 and 403 are
+covered with auth on by tests/security/test_dashboard_actions.py.
 
 schemathesis is synchronous (requests); like the command fuzz, hypothesis runs in a
 worker thread while the event loop serves the orchestrator's HTTP API.
@@ -32,7 +41,8 @@ from schemathesis.checks import (
 
 from services.http.openapi import openapi_document
 from tests.fuzz.checks import HTTP_STATUSES, run_hypothesis
-from tests.fuzz.world import LIVE_SERVICES, World
+from tests.fuzz.world import KIND, LIVE_SERVICES, World
+from tests.support import eventually
 
 EXAMPLES = int(os.environ.get("FUZZ_API_EXAMPLES", "40"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -44,6 +54,7 @@ if os.environ.get("FUZZ_API_STRICT"):
 # default and up to 600: schemathesis would spend minutes waiting for nothing. Waits are
 # capped at this; the blocking itself is covered by tests/integration/test_read_api.py.
 MAX_WAIT_S = 0.01
+SCHEDULE = "fz-schedule"
 
 OPERATIONS = [(method.upper(), path) for path, item in openapi_document()["paths"].items()
               for method in item]
@@ -74,14 +85,29 @@ def world_ids(world: World, path: str) -> dict[str, Any]:
                                              World.victim, World.doomed, World.phoenix])}
     if "{task_id}" in path:
         return {"task_id": st.sampled_from(sorted({t.task_id for t in world.tasks.values()}))}
+    if path == "/v1/schedules/{name}":
+        return {"name": st.sampled_from([SCHEDULE, "fz-no-schedule"])}
     if "{name}" in path:
         return {"name": st.just(LIVE_SERVICES[0]["name"])}
     return {}
 
 
+async def add_schedule(world: World) -> None:
+    """A schedule for the schedule routes to find (the world has none of its own, the
+    command fuzz wanting the log quiet): due at most once a year, it does not fire."""
+    await world.ok("schedule.create", {"name": SCHEDULE, "every_s": 366 * 24 * 3600,
+                                       "task": {"kind": KIND, "payload": {"n": 1}}})
+    assert world.orch.system is not None
+    book = world.orch.system.read_model.schedules
+    assert book is not None
+    await eventually(lambda: book.get(SCHEDULE), what="the schedule in the read model")
+
+
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 async def test_read_api_answers_within_its_schema(world: World, method: str, path: str) -> None:
     base_url = f"http://127.0.0.1:{world.orch.http_port}"
+    if path.startswith("/v1/schedules"):
+        await add_schedule(world)
     # The document as served. (Loaded with from_url, schemathesis would leave out the
     # operation that serves the document itself, GET /openapi.json.)
     document = await asyncio.to_thread(_get_json, f"{base_url}/openapi.json")

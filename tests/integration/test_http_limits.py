@@ -96,7 +96,7 @@ async def test_requests_just_within_the_limits_are_served(orchestrator: Orchestr
 
 def test_every_operation_documents_the_limit_answers() -> None:
     for path, item in openapi_document()["paths"].items():
-        responses = item["get"]["responses"]
-        for status in LIMIT_STATUSES:
-            content = responses[str(status)]["content"]
-            assert "application/json" in content, (path, status)
+        for method, operation in item.items():  # the actions are POSTs
+            for status in LIMIT_STATUSES:
+                content = operation["responses"][str(status)]["content"]
+                assert "application/json" in content, (method, path, status)
