@@ -5,21 +5,16 @@ out of an event's headers, and every name resolves to its class."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from eventsourcing.utils import get_topic, resolve_topic
 
-from domain.agents.agent import Agent
-from domain.base import StrIdAggregate, StrIdEvent
-from domain.identities.identity import AccessLog, Identity
-from domain.limits.limit import Limit
-from domain.schedules.schedule import Schedule
+from domain.base import StrIdEvent
 from domain.tasks.task import Task
 from infra import names
-
-BY_KIND: dict[str, type[StrIdAggregate]] = {
-    names.AGENT: Agent, names.TASK: Task, names.IDENTITY: Identity,
-    names.ACCESS: AccessLog, names.SCHEDULE: Schedule, names.LIMIT: Limit,
-}
+from infra.log.format.aggregates import BY_KIND
 
 
 def test_every_kind_of_the_log_has_its_aggregate() -> None:
@@ -44,3 +39,19 @@ def test_the_names_stand_for_the_log_not_for_module_paths() -> None:
     # Today's modules happen to match; a module moved keeps its topics all the same.
     assert names.default_topic(names.TASK, "Submitted") == "domain.task:Task.Submitted"
     assert get_topic(vars(Task)["Submitted"]) == "domain.task:Task.Submitted"
+
+
+def test_a_reader_that_loaded_only_the_codec_resolves_every_kinds_topics() -> None:
+    # A fresh interpreter, as `orchestrator events --json` is: it had imported the task
+    # and agent modules only, and an identity's event did not resolve (TopicError).
+    topics = [f"{topic}.Created" for topic in names.AGGREGATE_TOPICS.values()]
+    code = ("import sys\n"
+            "from infra.log.format.codec import create_mapper\n"
+            "from eventsourcing.utils import resolve_topic\n"
+            "create_mapper()\n"
+            f"for topic in {topics!r}:\n"
+            "    resolve_topic(topic)\n"
+            "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

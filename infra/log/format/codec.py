@@ -22,6 +22,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic, resolve_topic
 
+from infra.log.format import aggregates  # noqa: F401  (registers the log's topics)
 from infra.log.format.forms import aggregate_topic, compact_state, expand_state, state_row
 
 _NATIVE = (str, int, float, bool, type(None))
@@ -180,5 +181,6 @@ class LogMapper(Mapper[Any]):
 
 
 def create_mapper() -> Mapper[Any]:
-    """The one mapper the event store uses."""
+    """The one mapper the event store uses; every aggregate's topics are registered by
+    then (infra/log/format/aggregates.py), whatever else the process imported."""
     return LogMapper(transcoder=EventStateTranscoder())
