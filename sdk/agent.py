@@ -13,6 +13,7 @@ import signal
 import ssl
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,6 +41,7 @@ RENEW_AT = 0.7
 REFUSED_WAIT_FIRST_S = 0.5
 REFUSED_WAIT_MAX_S = 30.0
 REFUSED_LOG_EVERY_S = 60.0
+COMPLETED_KEPT = 1000
 
 
 class AgentClient(TaskRunner):
@@ -106,7 +108,9 @@ class AgentClient(TaskRunner):
         self.load: float | None = None
         self.running: list[str] = []
         self.handlers = handlers
-        self.completed: list[str] = []
+        # The tasks it completed last, newest at the end: at most COMPLETED_KEPT, so a
+        # long-running agent does not hold one id per task it ever ran.
+        self.completed: deque[str] = deque(maxlen=COMPLETED_KEPT)
         # Set when the orchestrator refused to let us re-register: another process holds
         # this agent id now, so we stopped heartbeating.
         self.replaced_by_another: CommandError | None = None

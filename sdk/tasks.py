@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -74,7 +75,7 @@ class TaskRunner:
     agent_id: str
     handlers: dict[str, TaskHandler]
     running: list[str]
-    completed: list[str]
+    completed: deque[str]
     _tasks: list[asyncio.Task[None]]
     _stopping: bool
     _work: dict[str, asyncio.Task[None]]

@@ -23,6 +23,8 @@ import {
 export const RENEW_AT = 0.7;
 /** Longest wait in stop() for the handlers to end. */
 export const STOP_TIMEOUT_MS = 5000;
+/** Completed task ids an agent keeps (`completed`), the newest. */
+export const COMPLETED_KEPT = 1000;
 const REPORT_WAIT_FIRST_MS = 100;
 const REPORT_WAIT_MAX_MS = 2000;
 
@@ -152,6 +154,8 @@ export class Agent {
   /** Set it to report a load of your own (0..1); by default the share of capacity used. */
   load: number | null = null;
   readonly running: string[] = [];
+  /** The tasks it completed last, newest at the end: at most COMPLETED_KEPT, so a
+   * long-running agent does not hold one id per task it ever ran. */
   readonly completed: string[] = [];
   /** Renewals of its credentials (reconnects it asked for). */
   renewals = 0;
@@ -494,6 +498,7 @@ export class Agent {
       const result = await untilAborted(Promise.resolve().then(() => handler(context)), signal);
       await this.report(TASK_COMPLETE, { ...context.tokenBody(), result: result ?? null }, signal);
       this.completed.push(context.taskId);
+      if (this.completed.length > COMPLETED_KEPT) this.completed.shift();
     } catch (err) {
       if (signal.aborted || err instanceof Stopping) {
         return; // cancelled, moved or stopping: report nothing

@@ -111,7 +111,7 @@ class TestAgentClient:
             await request(nc, subject(names, "task.submit"),
                           {"task_id": "t1", "kind": "echo", "payload": {"n": 1}})
 
-            await eventually(lambda: agent.completed == ["t1"], what="t1 completed")
+            await eventually(lambda: list(agent.completed) == ["t1"], what="t1 completed")
             assert orchestrator.board.get("t1").result == {"n": 1}
         finally:
             await agent.stop()

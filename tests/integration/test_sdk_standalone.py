@@ -162,7 +162,7 @@ async def main(url: str, prefix: str) -> None:
     print("registered", reply["incarnation"], flush=True)
     while not agent.completed:
         await asyncio.sleep(0.05)
-    print("completed", agent.completed, flush=True)
+    print("completed", list(agent.completed), flush=True)
     await agent.stop()
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))

@@ -77,7 +77,7 @@ class TestLifecycle:
         view = orchestrator.board.get("t1")
         assert view is not None and view.agent_id == "gpu1"
         assert view.result == {"echo": {"n": 1}}
-        assert gpu.completed == ["t1"]
+        assert list(gpu.completed) == ["t1"]
         names_ = [e.name for e in await orchestrator.store.history("task", "t1")]
         assert names_ == ["Submitted", "Assigned", "Accepted", "Completed"]
 
