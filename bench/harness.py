@@ -33,6 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 IDENTITY = "bench"
 
 
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within `grace_s`; nothing if it exited."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class MissingTool(RuntimeError):
     """A scenario cannot run here: what it needs is missing, and the message says how to
     get it. The run fails (exit status 1) with the message alone, not a traceback."""
@@ -77,13 +89,8 @@ class Orchestrator:
         raise TimeoutError("orchestrator did not become ready")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
     def rss_bytes(self) -> int:
         assert self.process is not None

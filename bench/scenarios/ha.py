@@ -34,7 +34,7 @@ from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from bench.fleet import Fleet
-from bench.harness import IDENTITY, ROOT, connect, nats_server, percentile
+from bench.harness import IDENTITY, ROOT, connect, nats_server, percentile, stop_process
 from bench.sizes import Size
 from infra.bus.embedded import EmbeddedNats, free_port
 from infra.log.event_store import EventStore
@@ -92,13 +92,8 @@ class Node:
         return killed
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
     def acquired_after(self, moment: float) -> tuple[float, float] | None:
         """When one of its runs first logged acquiring the lease after `moment`, and how

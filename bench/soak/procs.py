@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.harness import stop_process
 from infra.bus.embedded import EmbeddedNats, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,13 +130,8 @@ class Orchestrator:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.alive:
-            assert self.process is not None
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.process is not None:
+            stop_process(self.process, 20.0)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -227,10 +223,5 @@ class Agent:
             self.process.wait(10)
 
     def stop(self) -> None:
-        if self.alive:
-            assert self.process is not None
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.process is not None:
+            stop_process(self.process, 10.0)
